@@ -1,0 +1,35 @@
+# Two entry points for a newcomer: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/pinewood run
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(PY) -m ruff check router relay bench tests
+	$(PY) -m ruff format --check router relay bench tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy router relay bench
+
+# Benchmarks run once each as tests (no timing) so they cannot rot.
+unit: $(STAMP)
+	$(PY) -m pytest --benchmark-disable -q
+
+bench: $(STAMP)
+	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

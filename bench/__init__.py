@@ -1,0 +1,1 @@
+"""Pinewood's benchmarks: micro-benchmarks (pytest-benchmark) and, later, the simulator."""

@@ -1,0 +1,1 @@
+"""Pinewood's store-and-forward relay for offline nodes (not built yet)."""

@@ -1,0 +1,133 @@
+"""The forwarding fast path: a traffic frame's routing fields without decoding it.
+
+A router forwarding traffic needs only the destination key, the destination
+coordinates and the watermark.  :func:`traffic_route` reads those (and checks
+every length on the way, since the bytes are untrusted) without building
+coordinate tuples, payload copies or frame objects; :func:`rewrite_traffic`
+returns the bytes with a new watermark and/or hop limit, touching nothing else.
+
+The destination coordinates come back as their raw varu64 bytes: they are
+hashable, so a next-hop cache can be keyed on them directly, and decoded only on
+a cache miss (:func:`router.wire.coordinates.decode_coordinate_ports`), which
+is also where their varu64s are fully validated.  The fast path validates the
+framing: magic, version, type, every length field against the bytes present,
+and the watermark.  Source coordinates are skipped; only a frame delivered
+locally needs them, and it is decoded in full.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from router.wire.errors import DecodeError, EncodeError
+from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_VERSION, FrameType
+from router.wire.keys import FULL_MASK, PUBLIC_KEY_SIZE
+from router.wire.snake import Watermark
+from router.wire.varu64 import decode_varu64, encode_varu64
+
+_TRAFFIC = FrameType.TRAFFIC.value
+_PREFIX = FRAME_MAGIC + bytes((FRAME_VERSION, _TRAFFIC))
+
+
+class TrafficRoute(NamedTuple):
+    """Routing fields of one traffic frame.
+
+    A named tuple rather than a dataclass: it is built once per forwarded
+    frame, and tuple construction is the cheapest record Python has.
+    ``watermark_offset`` is where the watermark key starts in the frame, or -1
+    when the frame carries destination coordinates (and so no watermark);
+    ``watermark_end`` is the offset just past its sequence.
+    """
+
+    destination_key: bytes
+    destination: bytes
+    watermark_key: bytes
+    watermark_sequence: int
+    watermark_offset: int
+    watermark_end: int
+    hop_limit: int
+    source_key_offset: int
+
+
+def traffic_route(data: bytes) -> TrafficRoute:
+    """Routing fields of the traffic frame ``data``; :class:`DecodeError` if malformed."""
+    size = len(data)
+    if size < FRAME_HEADER_SIZE + 6 or data[:6] != _PREFIX:
+        raise DecodeError("not a complete traffic frame")
+    if ((data[8] << 8) | data[9]) != size:
+        raise DecodeError("frame length field disagrees with the frame")
+    payload_length = (data[10] << 8) | data[11]
+    dest_len = (data[12] << 8) | data[13]
+    dest_end = 14 + dest_len
+    if dest_end + 2 > size:
+        raise DecodeError("traffic frame truncated in destination coordinates")
+    if dest_len and data[dest_end - 1] >= 0x80:
+        raise DecodeError("destination coordinates end inside a varu64")
+    src_len = (data[dest_end] << 8) | data[dest_end + 1]
+    key_at = dest_end + 2 + src_len
+    src_key_at = key_at + PUBLIC_KEY_SIZE
+    fields_end = src_key_at + PUBLIC_KEY_SIZE
+    if fields_end > size:
+        raise DecodeError("traffic frame truncated in keys")
+    if dest_len:
+        wm_key = FULL_MASK
+        wm_seq = 0
+        wm_at = -1
+        end = fields_end
+    else:
+        wm_at = fields_end
+        if wm_at + PUBLIC_KEY_SIZE >= size:
+            raise DecodeError("traffic frame truncated in watermark")
+        wm_key = data[wm_at : wm_at + PUBLIC_KEY_SIZE]
+        wm_seq, end = decode_varu64(data, wm_at + PUBLIC_KEY_SIZE)
+    if end + payload_length != size:
+        raise DecodeError("traffic payload length disagrees with the frame")
+    return TrafficRoute(
+        data[key_at:src_key_at],
+        data[14:dest_end],
+        wm_key,
+        wm_seq,
+        wm_at,
+        end if wm_at >= 0 else -1,
+        data[7],
+        src_key_at,
+    )
+
+
+def rewrite_traffic(
+    data: bytes,
+    route: TrafficRoute,
+    *,
+    watermark: Watermark | None = None,
+    hop_limit: int | None = None,
+) -> bytes:
+    """``data`` with its watermark and/or hop limit replaced.
+
+    The watermark can only be rewritten on a frame that carries one (no
+    destination coordinates).  Its sequence is a varu64, so the frame may grow
+    or shrink; the total length field is patched to match.
+    """
+    if watermark is not None:
+        if route.watermark_offset < 0:
+            raise EncodeError("frame has destination coordinates and carries no watermark")
+        if len(watermark.key) != PUBLIC_KEY_SIZE:
+            raise EncodeError("watermark key must be 32 bytes")
+        head = data[: route.watermark_offset]
+        tail = data[route.watermark_end :]
+        size = len(head) + PUBLIC_KEY_SIZE + len(tail)
+        seq = encode_varu64(watermark.sequence)
+        size += len(seq)
+        if size > 0xFFFF:
+            raise EncodeError("rewritten frame would exceed the maximum frame size")
+        out = bytearray(head)
+        out += watermark.key
+        out += seq
+        out += tail
+        out[8:10] = size.to_bytes(2, "big")
+    else:
+        out = bytearray(data)
+    if hop_limit is not None:
+        if not 0 <= hop_limit <= 0xFF:
+            raise EncodeError("hop limit must fit in one byte")
+        out[7] = hop_limit
+    return bytes(out)

@@ -1,0 +1,64 @@
+"""The peering handshake that both ends of a new link send at once.
+
+``version (1) | 3 reserved bytes | capabilities (u32 BE) | public key (32) |
+ed25519 signature (64) over the 40 bytes before it`` = 104 bytes.  Reference:
+``router/router.go`` (the handshake in ``Connect``) and ``router/version.go``.
+
+The reserved bytes are covered by the signature but not checked, as in the
+reference, so a future use of them does not break old nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.wire.errors import DecodeError, SignatureError
+from router.wire.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Identity, PublicKey, verify_signature
+
+HANDSHAKE_VERSION = 1
+# Reference capability bits: lengthened root interval (1), cryptographic setups
+# (2), deduplicated coordinate info (8), soft state (16), hybrid routing (32).
+HANDSHAKE_CAPABILITIES = 0x0000003B
+HANDSHAKE_SIGNED_SIZE = 8 + PUBLIC_KEY_SIZE
+HANDSHAKE_SIZE = HANDSHAKE_SIGNED_SIZE + SIGNATURE_SIZE
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """A verified handshake from the other end of a link."""
+
+    version: int
+    capabilities: int
+    public_key: PublicKey
+    signature: bytes
+
+
+def build_handshake(identity: Identity) -> bytes:
+    """The 104 bytes this node sends first on every new link."""
+    head = (
+        bytes((HANDSHAKE_VERSION, 0, 0, 0))
+        + HANDSHAKE_CAPABILITIES.to_bytes(4, "big")
+        + identity.public_key
+    )
+    return head + identity.sign(head)
+
+
+def parse_handshake(data: bytes | bytearray | memoryview) -> Handshake:
+    """Parse and verify a peer's handshake; raise :class:`DecodeError` to refuse it."""
+    data = bytes(data)
+    if len(data) != HANDSHAKE_SIZE:
+        raise DecodeError(f"handshake must be {HANDSHAKE_SIZE} bytes, got {len(data)}")
+    version = data[0]
+    if version != HANDSHAKE_VERSION:
+        raise DecodeError(f"unsupported handshake version {version}")
+    capabilities = int.from_bytes(data[4:8], "big")
+    if capabilities != HANDSHAKE_CAPABILITIES:
+        raise DecodeError(
+            f"capabilities 0x{capabilities:08x} differ from ours 0x{HANDSHAKE_CAPABILITIES:08x}"
+        )
+    key = PublicKey(data[8:HANDSHAKE_SIGNED_SIZE])
+    signature = data[HANDSHAKE_SIGNED_SIZE:]
+    if not verify_signature(key, data[:HANDSHAKE_SIGNED_SIZE], signature):
+        raise SignatureError("handshake signature does not verify")
+    return Handshake(version, capabilities, key, signature)

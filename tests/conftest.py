@@ -1,0 +1,39 @@
+"""Shared test configuration: hypothesis profiles and the reference vectors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# "ci" is the default: deterministic (derandomized) so a failure reproduces from the
+# log, and no per-example deadline, since CI machines are shared and slow.
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VECTORS_ENV = "PINEWOOD_VECTORS"
+
+
+def vectors_path() -> Path:
+    """``$PINEWOOD_VECTORS``, else ``../shared/vectors/pinecone-v1.json`` beside the checkout."""
+    explicit = os.environ.get(VECTORS_ENV)
+    if explicit:
+        return Path(explicit)
+    return REPO_ROOT.parent / "shared" / "vectors" / "pinecone-v1.json"
+
+
+@pytest.fixture(scope="session")
+def vectors() -> dict[str, Any]:
+    path = vectors_path()
+    if not path.is_file():
+        pytest.skip(f"reference vectors not found at {path} (set ${VECTORS_ENV} to point at pinecone-v1.json)")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
