@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check router relay bench tests
 
 typecheck: $(STAMP)
-	$(PY) -m mypy router relay bench
+	$(PY) -m mypy router relay bench tests
 
 # Benchmarks run once each as tests (no timing) so they cannot rot.
 unit: $(STAMP)

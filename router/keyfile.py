@@ -37,7 +37,9 @@ def parse_seed(text: str, source: str) -> Identity:
     except ValueError:
         raise KeyFileError(f"{source}: not a hex seed") from None
     if len(seed) != SEED_SIZE:
-        raise KeyFileError(f"{source}: seed must be {SEED_SIZE} bytes ({2 * SEED_SIZE} hex characters), got {len(seed)}")
+        raise KeyFileError(
+            f"{source}: seed must be {SEED_SIZE} bytes ({2 * SEED_SIZE} hex characters), got {len(seed)}"
+        )
     return Identity.from_seed(seed)
 
 

@@ -34,6 +34,8 @@ def vectors_path() -> Path:
 def vectors() -> dict[str, Any]:
     path = vectors_path()
     if not path.is_file():
-        pytest.skip(f"reference vectors not found at {path} (set ${VECTORS_ENV} to point at pinecone-v1.json)")
+        pytest.skip(
+            f"reference vectors not found at {path} (set ${VECTORS_ENV} to point at pinecone-v1.json)"
+        )
     data: dict[str, Any] = json.loads(path.read_text())
     return data

@@ -15,7 +15,9 @@ class WakeupBroadcastBody(SignedRootStamp):
     """Payload of a wakeup broadcast frame."""
 
 
-def sign_wakeup(identity: Identity, sequence: int, root_key: bytes, root_sequence: int) -> WakeupBroadcastBody:
+def sign_wakeup(
+    identity: Identity, sequence: int, root_key: bytes, root_sequence: int
+) -> WakeupBroadcastBody:
     """A wakeup broadcast body signed by ``identity``."""
     message = SignedRootStamp.protected(sequence, root_key, root_sequence)
     return WakeupBroadcastBody(sequence, PublicKey(bytes(root_key)), root_sequence, identity.sign(message))

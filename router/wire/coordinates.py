@@ -55,7 +55,7 @@ def decode_coordinates(data: bytes | memoryview, offset: int = 0) -> tuple[Coord
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
     """How many leading ports ``a`` and ``b`` share."""
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

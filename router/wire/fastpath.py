@@ -70,7 +70,7 @@ def traffic_route(data: bytes) -> TrafficRoute:
     if fields_end > size:
         raise DecodeError("traffic frame truncated in keys")
     if dest_len:
-        wm_key = FULL_MASK
+        wm_key: bytes = FULL_MASK
         wm_seq = 0
         wm_at = -1
         end = fields_end

@@ -196,9 +196,7 @@ def _read_key(data: bytes, offset: int, what: str) -> tuple[PublicKey, int]:
 
 def _take_payload(data: bytes, offset: int, length: int) -> bytes:
     if offset + length != len(data):
-        raise DecodeError(
-            f"payload length says {length} bytes but {len(data) - offset} remain in the frame"
-        )
+        raise DecodeError(f"payload length says {length} bytes but {len(data) - offset} remain in the frame")
     return data[offset:]
 
 

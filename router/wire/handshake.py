@@ -37,9 +37,7 @@ class Handshake:
 def build_handshake(identity: Identity) -> bytes:
     """The 104 bytes this node sends first on every new link."""
     head = (
-        bytes((HANDSHAKE_VERSION, 0, 0, 0))
-        + HANDSHAKE_CAPABILITIES.to_bytes(4, "big")
-        + identity.public_key
+        bytes((HANDSHAKE_VERSION, 0, 0, 0)) + HANDSHAKE_CAPABILITIES.to_bytes(4, "big") + identity.public_key
     )
     return head + identity.sign(head)
 

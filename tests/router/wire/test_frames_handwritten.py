@@ -74,11 +74,11 @@ def test_bootstrap() -> None:
 def test_traffic_snek_routed_carries_watermark() -> None:
     frame = TrafficFrame((), (1, 2), A, B, b"hi", Watermark(W, 1))
     data = h(
-        "70696e65000300" "00",  # magic, version, type 3, extra, hop limit 0
+        "70696e6500030000",  # magic, version, type 3, extra, hop limit 0
         "0075",  # total length 117 = 10 + 2 + 2 + 4 + 32 + 32 + 33 + 2
         "0002",  # payload length 2
         "0000",  # destination coordinates: none (so SNEK routing, watermark follows)
-        "0002" "0102",  # source coordinates: 2 bytes, ports 1 and 2
+        "00020102",  # source coordinates: 2 bytes, ports 1 and 2
         A.hex(),  # destination key
         B.hex(),  # source key
         W.hex(),  # watermark key
@@ -92,11 +92,11 @@ def test_traffic_snek_routed_carries_watermark() -> None:
 def test_traffic_tree_routed_has_no_watermark() -> None:
     frame = TrafficFrame((1, 200), (3,), A, B, b"")
     data = h(
-        "70696e650003" "0000",  # magic, version, type 3, extra, hop limit
+        "70696e6500030000",  # magic, version, type 3, extra, hop limit
         "0054",  # total length 84 = 10 + 2 + 5 + 3 + 64
         "0000",  # payload length 0
-        "0003" "01" "8148",  # destination coordinates: 3 bytes, ports 1 and 200 (81 48)
-        "0001" "03",  # source coordinates: port 3
+        "0003018148",  # destination coordinates: 3 bytes, ports 1 and 200 (81 48)
+        "000103",  # source coordinates: port 3
         A.hex(),  # destination key
         B.hex(),  # source key; no watermark since destination coordinates are set
     )
@@ -109,7 +109,7 @@ def test_traffic_tree_routed_has_no_watermark() -> None:
 def test_wakeup_broadcast() -> None:
     frame = WakeupBroadcastFrame(B, b"\x05", hop_limit=3)
     data = h(
-        "70696e65" "00" "04" "00" "03",  # magic, version, type 4, extra, hop limit 3
+        "70696e6500040003",  # magic, version, type 4, extra, hop limit 3
         "002d",  # total length 45 = 10 + 2 + 32 + 1
         "0001",  # payload length 1
         B.hex(),  # source key

@@ -122,7 +122,7 @@ def test_announcement(vectors: Vectors) -> None:
     ann.sanity_check(pks[entry["signers"][-1]])
 
     rebuilt = RootAnnouncement.create(pks[0], entry["root_sequence"])
-    for port, signer in zip(entry["ports"], entry["signers"]):
+    for port, signer in zip(entry["ports"], entry["signers"], strict=True):
         rebuilt = rebuilt.with_hop(ids[signer], port)
     assert rebuilt.raw == payload
     assert rebuilt == ann
@@ -224,7 +224,10 @@ def test_wakeup_broadcast(vectors: Vectors) -> None:
         pks[entry["root_key_index"]],
         entry["root_sequence"],
     )
-    assert sign_wakeup(ids[entry["signer"]], body.sequence, body.root_key, body.root_sequence).encode() == payload
+    assert (
+        sign_wakeup(ids[entry["signer"]], body.sequence, body.root_key, body.root_sequence).encode()
+        == payload
+    )
     for flipped in bit_flips(payload, 0, len(payload)):
         with pytest.raises(DecodeError):
             decode_wakeup(flipped, signer=signer)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import pytest
+
+from router.wire import (
+    FULL_WATERMARK,
+    DecodeError,
+    EncodeError,
+    PublicKey,
+    TrafficFrame,
+    Watermark,
+    decode_frame,
+    encode_frame,
+    rewrite_traffic,
+    traffic_route,
+)
+
+DEST = PublicKey(b"\x42" * 32)
+SRC = PublicKey(b"\x24" * 32)
+W = PublicKey(b"\x30" * 32)
+
+
+def test_route_fields_snek() -> None:
+    raw = encode_frame(TrafficFrame((), (1, 2), DEST, SRC, b"payload", Watermark(W, 5), hop_limit=7))
+    route = traffic_route(raw)
+    assert route.destination_key == DEST
+    assert route.destination == b""
+    assert (route.watermark_key, route.watermark_sequence) == (W, 5)
+    # header 10 + payload length 2 + dest coords 2 + src coords 4 + two keys 64
+    assert route.watermark_offset == 82
+    assert route.watermark_end == 82 + 33
+    assert route.hop_limit == 7
+
+
+def test_route_fields_tree() -> None:
+    raw = encode_frame(TrafficFrame((1, 300), (), DEST, SRC, b"x"))
+    route = traffic_route(raw)
+    assert route.destination == bytes.fromhex("01822c")
+    assert route.watermark_offset == -1
+    assert route.watermark_key == FULL_WATERMARK.key
+
+
+@pytest.mark.parametrize("sequence", [0, 1, 127, 128, 300, (1 << 64) - 1])
+def test_rewrite_watermark_changes_only_the_watermark(sequence: int) -> None:
+    frame = TrafficFrame((), (3,), DEST, SRC, b"abc" * 10, Watermark(W, 200), hop_limit=4)
+    raw = encode_frame(frame)
+    new = Watermark(PublicKey(b"\x10" * 32), sequence)
+    rewritten = rewrite_traffic(raw, traffic_route(raw), watermark=new, hop_limit=3)
+    assert decode_frame(rewritten) == TrafficFrame((), (3,), DEST, SRC, b"abc" * 10, new, hop_limit=3)
+
+
+def test_rewrite_hop_limit_only_keeps_bytes() -> None:
+    raw = encode_frame(TrafficFrame((5,), (), DEST, SRC, b"abc", hop_limit=9))
+    out = rewrite_traffic(raw, traffic_route(raw), hop_limit=8)
+    assert out[7] == 8 and out[:7] == raw[:7] and out[8:] == raw[8:]
+
+
+def test_rewrite_watermark_on_tree_frame_refused() -> None:
+    raw = encode_frame(TrafficFrame((5,), (), DEST, SRC, b"abc"))
+    with pytest.raises(EncodeError, match="no watermark"):
+        rewrite_traffic(raw, traffic_route(raw), watermark=Watermark(W, 1))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b[:5] + b"\x02" + b[6:],  # not traffic
+        lambda b: b[:-1],  # length field disagrees
+        lambda b: b[:10] + b"\x00\x09" + b[12:],  # payload length disagrees
+        lambda b: b"pinf" + b[4:],  # magic
+    ],
+)
+def test_malformed(mutate: object) -> None:
+    raw = encode_frame(TrafficFrame((), (1,), DEST, SRC, b"payload", Watermark(W, 5)))
+    with pytest.raises(DecodeError):
+        traffic_route(mutate(raw))  # type: ignore[operator]
