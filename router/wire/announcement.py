@@ -81,11 +81,15 @@ class RootAnnouncement:
             return self.root_key
         return self.hops[-2].signer
 
-    def with_hop(self, identity: Identity, port: int) -> RootAnnouncement:
-        """This announcement extended by ``identity`` for the peer on ``port``."""
+    def with_hop(self, identity: Identity, port: int, *, sign: bool = True) -> RootAnnouncement:
+        """This announcement extended by ``identity`` for the peer on ``port``.
+
+        ``sign=False`` leaves the signature zero, as the reference does with
+        signatures disabled; only for simulations whose nodes skip verification.
+        """
         if not 0 < port <= 0xFFFFFFFFFFFFFFFF:
             raise EncodeError(f"announcement hop port must be 1..2**64-1, got {port}")
-        signature = identity.sign(self.raw)
+        signature = identity.sign(self.raw) if sign else bytes(SIGNATURE_SIZE)
         hop_bytes = encode_varu64(port) + identity.public_key + signature
         raw = self.raw + hop_bytes
         if len(raw) > MAX_ANNOUNCEMENT_SIZE:

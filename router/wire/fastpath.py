@@ -131,3 +131,25 @@ def rewrite_traffic(
             raise EncodeError("hop limit must fit in one byte")
         out[7] = hop_limit
     return bytes(out)
+
+
+def strip_destination(data: bytes, route: TrafficRoute, watermark: Watermark, hop_limit: int) -> bytes:
+    """A tree-routed frame turned SNEK-routed: destination coordinates removed and
+    ``watermark`` added, as the reference does when no tree hop is closer."""
+    if route.watermark_offset >= 0:
+        raise EncodeError("frame is already routed by key")
+    if len(watermark.key) != PUBLIC_KEY_SIZE:
+        raise EncodeError("watermark key must be 32 bytes")
+    dest_end = 14 + len(route.destination)
+    keys_end = route.source_key_offset + PUBLIC_KEY_SIZE
+    out = bytearray(data[:12])
+    out += b"\x00\x00"
+    out += data[dest_end:keys_end]
+    out += watermark.key
+    out += encode_varu64(watermark.sequence)
+    out += data[keys_end:]
+    if len(out) > 0xFFFF:
+        raise EncodeError("rewritten frame would exceed the maximum frame size")
+    out[7] = hop_limit
+    out[8:10] = len(out).to_bytes(2, "big")
+    return bytes(out)

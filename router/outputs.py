@@ -1,0 +1,74 @@
+"""What the routing core asks its runtime to do, and what it tells it happened.
+
+The core never performs I/O: every call returns a list of these records, in
+order, and the runtime (or the in-memory mesh) carries them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.wire.coordinates import Coordinates
+from router.wire.keys import PublicKey
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrame:
+    """Write ``data`` (one complete frame) to the peer on ``port``.
+
+    ``traffic`` frames go to the peer's bounded, fair traffic queue; the rest
+    (announcements, bootstraps, broadcasts, keepalives) go ahead of traffic.
+    """
+
+    port: int
+    data: bytes
+    traffic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Hand an overlay payload to the local application.
+
+    ``destination_key`` is normally ours; it differs when this node is merely the
+    closest key to an absent destination (see PROTOCOL.md, "Frames for keys that
+    are not there"), and the application should check it.
+    """
+
+    source_key: PublicKey
+    destination_key: PublicKey
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePeer:
+    """The core has already forgotten this peer; close its link.  ``reason`` says why."""
+
+    port: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParentChanged:
+    port: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RootChanged:
+    root_key: PublicKey
+    root_sequence: int
+    coordinates: Coordinates
+
+
+@dataclass(frozen=True, slots=True)
+class DescendingChanged:
+    key: PublicKey | None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastReceived:
+    """A valid wakeup broadcast from ``source_key`` was seen for the first time."""
+
+    source_key: PublicKey
+
+
+Output = SendFrame | Deliver | ClosePeer | ParentChanged | RootChanged | DescendingChanged | BroadcastReceived

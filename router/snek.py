@@ -1,0 +1,123 @@
+"""Virtual snake (SNEK) routing decisions and records, as pure functions.
+
+Every node keeps a table of route entries installed by bootstraps that passed
+through it (keyed by the bootstrapping node's key).  :func:`next_hop_snek` is
+the reference's ``getNextHopSNEK`` (``router/state_snek.go``): greedy routing in
+key space towards the smallest known key that is not below the destination,
+using the root, every peer's ancestors, direct peers and route entries, with the
+watermark keeping the path loop-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from router.tree import LOCAL_PORT, PeerAnnouncement, Root
+from router.wire.keys import PublicKey
+from router.wire.snake import Watermark
+
+BOOTSTRAP_INTERVAL_S = 5.0  # reference: virtualSnakeBootstrapInterval
+MAINTAIN_INTERVAL_S = 1.0  # reference: virtualSnakeMaintainInterval
+ENTRY_EXPIRY_S = 10.0  # reference: virtualSnakeNeighExpiryPeriod
+
+
+@dataclass(frozen=True, slots=True)
+class SnakeEntry:
+    """A route towards ``key`` learned from its bootstrap.
+
+    ``source`` is the port the bootstrap came in on (the way back to ``key``);
+    ``destination`` the port it was sent on (``None`` where it ended here).
+    The entry's watermark is ``(key, sequence)``.
+    """
+
+    key: PublicKey
+    source: int
+    destination: int | None
+    sequence: int
+    last_seen: float
+    root: Root
+
+    def valid(self, now: float) -> bool:
+        return now - self.last_seen < ENTRY_EXPIRY_S
+
+
+def next_hop_snek(
+    *,
+    bootstrap: bool,
+    destination: bytes,
+    our_key: bytes,
+    watermark: Watermark,
+    parent: int | None,
+    root_key: bytes,
+    announcements: Mapping[int, PeerAnnouncement],
+    peer_keys: Mapping[int, bytes],
+    link_types: Mapping[int, int],
+    routes: Mapping[bytes, SnakeEntry],
+    now: float,
+) -> tuple[int | None, Watermark]:
+    """The next hop for a frame routed by key, and the watermark it leaves with.
+
+    Returns ``LOCAL_PORT`` when this node is the closest key for traffic, and
+    ``None`` when a bootstrap has reached its end here.  The watermark returned
+    is always the chosen key and its entry sequence (0 unless a route entry won),
+    except for traffic addressed to our own key, which keeps its watermark.
+    """
+    if not bootstrap and destination == our_key:
+        return LOCAL_PORT, watermark
+
+    best_port: int | None = None if bootstrap else LOCAL_PORT
+    best_key = our_key
+    best_seq = 0
+    best_ann: PeerAnnouncement | None = None
+    traffic = not bootstrap
+
+    # 1. The root, through our parent, unless we are heading down the snake.
+    if parent is not None:
+        if (bootstrap and best_key == destination) or best_key < destination < root_key:
+            best_key, best_seq, best_port = root_key, 0, parent
+            best_ann = announcements.get(parent)
+        parent_ann = announcements.get(parent)
+        if parent_ann is not None:
+            for key in parent_ann.signers:
+                if (traffic and key == destination and best_key != destination) or (
+                    destination < key < best_key
+                ):
+                    best_key, best_seq, best_port, best_ann = key, 0, parent, parent_ann
+
+    # 2. Every peer's ancestors, the peer itself included (its last signature).
+    for port, ann in announcements.items():
+        for key in ann.signers:
+            if (traffic and key == destination and best_key != destination) or (destination < key < best_key):
+                best_key, best_seq, best_port, best_ann = key, 0, port, ann
+
+    # 3. A direct peering with the best key beats reaching it through someone else.
+    for port, ann in announcements.items():
+        if peer_keys.get(port) == best_key:
+            best_seq, best_port, best_ann = 0, port, ann
+
+    # 4. Route entries from bootstraps, unless their watermark is worse than the frame's.
+    for entry in routes.values():
+        if entry.source not in peer_keys or not entry.valid(now):
+            continue
+        key = entry.key
+        if key > watermark.key or (
+            key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence
+        ):
+            continue
+        if (traffic and key == destination and best_key != destination) or (destination < key < best_key):
+            best_key, best_seq, best_port = key, entry.sequence, entry.source
+            best_ann = announcements.get(entry.source)
+
+    # 5. Among several links to the best key, the faster type, then the earlier announcement.
+    if best_port is not None and best_ann is not None:
+        for port, ann in announcements.items():
+            if peer_keys.get(port) != best_key:
+                continue
+            kind, best_kind = link_types.get(port, 0), link_types.get(best_port, 0)
+            if kind < best_kind or (
+                kind == best_kind and ann.root == best_ann.root and ann.order < best_ann.order
+            ):
+                best_port, best_ann = port, ann
+
+    return best_port, Watermark(PublicKey(best_key), best_seq)

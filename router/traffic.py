@@ -1,0 +1,162 @@
+"""The traffic path: forwarding overlay traffic frames, and the caches it lives on.
+
+For each traffic frame the routing fields are read with the codec's fast path
+(:func:`router.wire.traffic_route`), never a full decode; the decision (next
+port, new watermark, or a drop reason) is looked up in a cache keyed by
+everything it depends on (destination key and coordinates, the frame's
+watermark, the port it came from) and computed only on a miss.  The core voids
+the cache whenever routing state changes.  The original bytes are sent onward
+unless the watermark or hop limit must change.
+
+Also here: the coordinates cache (who sent us traffic, and from where in the
+tree) that lets replies be tree-routed (reference: ``_coordsCache``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from router.outputs import Deliver
+from router.tree import LOCAL_PORT, next_hop_tree
+from router.wire.coordinates import Coordinates, decode_coordinate_ports
+from router.wire.errors import DecodeError
+from router.wire.fastpath import TrafficRoute, rewrite_traffic, strip_destination, traffic_route
+from router.wire.frames import MAX_HOP_LIMIT, TrafficFrame, decode_frame, encode_frame
+from router.wire.keys import PublicKey
+from router.wire.snake import FULL_WATERMARK, Watermark
+
+if TYPE_CHECKING:
+    from router.core import RouterCore
+
+DECISION_CACHE_MAX = 65536
+COORDS_CACHE_MAX = 65536
+COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime
+
+# (next port or None, watermark to leave with or None for tree hops,
+#  whether the frame switches from tree to SNEK routing, drop reason or None)
+Decision = tuple[int | None, Watermark | None, bool, str | None]
+
+
+class TrafficPath:
+    """Forwarding of traffic frames for one :class:`~router.core.RouterCore`."""
+
+    __slots__ = ("_decisions", "coords_cache", "core", "hits", "misses")
+
+    def __init__(self, core: RouterCore) -> None:
+        self.core = core
+        self._decisions: dict[tuple[bytes, bytes, bytes, int, int], Decision] = {}
+        self.coords_cache: dict[bytes, tuple[Coordinates, float]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def invalidate(self) -> None:
+        self._decisions.clear()
+
+    # ------------------------------------------------------------ entry points
+
+    def forward(self, port: int, data: bytes, now: float) -> None:
+        core = self.core
+        try:
+            route = traffic_route(data)
+            if route.destination_key == core.key:
+                self._deliver(data, now)
+            else:
+                self._route(port, data, route, now)
+        except DecodeError as exc:
+            core.close_peer(port, f"malformed traffic frame: {exc}", now)
+
+    def send_local(self, destination: PublicKey, payload: bytes, now: float) -> None:
+        core = self.core
+        cached = self.coords_cache.get(destination)
+        coords: Coordinates = ()
+        if cached is not None and now - cached[1] < COORDS_CACHE_LIFETIME_S:
+            coords = cached[0]
+        data = encode_frame(
+            TrafficFrame(coords, core.coordinates(), destination, core.key, payload, hop_limit=MAX_HOP_LIMIT)
+        )
+        core.stats["traffic sent"] += 1
+        if destination == core.key:
+            self._deliver(data, now)
+            return
+        self._route(LOCAL_PORT, data, traffic_route(data), now)
+
+    def sweep_coords_cache(self, now: float) -> None:
+        cache = self.coords_cache
+        for key in [k for k, (_, seen) in cache.items() if now - seen >= COORDS_CACHE_LIFETIME_S]:
+            del cache[key]
+
+    # ------------------------------------------------------------ internals
+
+    def _deliver(self, data: bytes, now: float) -> None:
+        frame = decode_frame(data)
+        assert isinstance(frame, TrafficFrame)
+        if frame.destination_key == self.core.key and frame.source:
+            cache = self.coords_cache
+            cache.pop(frame.source_key, None)
+            cache[frame.source_key] = (frame.source, now)
+            if len(cache) > COORDS_CACHE_MAX:
+                del cache[next(iter(cache))]
+        self.core.stats["traffic delivered"] += 1
+        self.core.emit(Deliver(frame.source_key, frame.destination_key, frame.payload))
+
+    def _route(self, port: int, data: bytes, route: TrafficRoute, now: float) -> None:
+        core = self.core
+        key = (route.destination_key, route.destination, route.watermark_key, route.watermark_sequence, port)
+        decision = self._decisions.get(key)
+        if decision is None:
+            self.misses += 1
+            decision = self._decide(port, route, now)
+            if len(self._decisions) >= DECISION_CACHE_MAX:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        else:
+            self.hits += 1
+        next_port, watermark, converted, reason = decision
+        if reason is not None or next_port is None:
+            core.drops[reason or "no route"] += 1
+            return
+        hop_limit = route.hop_limit
+        if core.config.hop_limiting:
+            if hop_limit <= 1:
+                core.drops["hop limit"] += 1
+                return
+            hop_limit -= 1
+        if next_port == LOCAL_PORT:
+            # We are the closest key to a destination that is not here.
+            self._deliver(data, now)
+            return
+        if converted:
+            assert watermark is not None
+            data = strip_destination(data, route, watermark, hop_limit)
+        elif watermark is not None and (
+            watermark.sequence != route.watermark_sequence or watermark.key != route.watermark_key
+        ):
+            data = rewrite_traffic(data, route, watermark=watermark, hop_limit=hop_limit)
+        elif hop_limit != route.hop_limit:
+            data = rewrite_traffic(data, route, hop_limit=hop_limit)
+        core.stats["traffic forwarded"] += 1
+        core.send(next_port, data, now, traffic=True)
+
+    def _decide(self, port: int, route: TrafficRoute, now: float) -> Decision:
+        core = self.core
+        converted = False
+        if route.destination:
+            destination = decode_coordinate_ports(route.destination)
+            tree_port = next_hop_tree(
+                destination, core.coordinates(), port, core.root(), core.announcements, core.link_types
+            )
+            if tree_port is not None:
+                return tree_port, None, False, "back to sender" if tree_port == port else None
+            converted = True
+            frame_watermark = FULL_WATERMARK
+        else:
+            frame_watermark = Watermark(PublicKey(route.watermark_key), route.watermark_sequence)
+        next_port, watermark = core.snek(route.destination_key, frame_watermark, bootstrap=False, now=now)
+        reason: str | None = None
+        if next_port is None:
+            reason = "no route"
+        elif next_port == port:
+            reason = "back to sender"
+        elif watermark.worse_than(frame_watermark):
+            reason = "watermark"
+        return next_port, watermark, converted, reason
