@@ -267,9 +267,7 @@ class Mesh:
                 want: PublicKey | None = self.nodes[lower].core.key if lower is not None else None
                 got = desc.key if desc is not None and desc.valid(self.now) else None
                 if got != want:
-                    problems.append(
-                        f"{name}: descending is {got and got.hex()[:8]}, not {want and want.hex()[:8]}"
-                    )
+                    problems.append(f"{name}: descending is {_short(got)}, not {_short(want)}")
         return problems
 
     def converged(self) -> bool:

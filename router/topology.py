@@ -10,8 +10,8 @@ its seed.
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 
