@@ -292,6 +292,11 @@ class RouterCore:
                 self._out.append(ParentChanged(self.parent))
             if state[1] != old_root:
                 self._out.append(RootChanged(root.root_key, root.root_sequence, root.coordinates))
+                if state[1][0] != old_root[0]:
+                    # Cached coordinates were learned under the old root and lead
+                    # nowhere under the new one.  (The reference clears them only
+                    # when the root changes through a change of parent.)
+                    self.traffic.coords_cache.clear()
             if state[2] != old_desc:
                 self._out.append(DescendingChanged(self.descending.key if self.descending else None))
         out, self._out = self._out, []

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from router.outputs import Deliver
+from router.snek import ENTRY_EXPIRY_S
 from router.tree import LOCAL_PORT, next_hop_tree
 from router.wire.coordinates import Coordinates, decode_coordinate_ports
 from router.wire.errors import DecodeError
@@ -33,8 +34,10 @@ COORDS_CACHE_MAX = 65536
 COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime
 
 # (next port or None, watermark to leave with or None for tree hops,
-#  whether the frame switches from tree to SNEK routing, drop reason or None)
-Decision = tuple[int | None, Watermark | None, bool, str | None]
+#  whether the frame switches from tree to SNEK routing, drop reason or None,
+#  the time until which the decision holds without a state change)
+Decision = tuple[int | None, Watermark | None, bool, str | None, float]
+FOREVER = float("inf")
 
 
 class TrafficPath:
@@ -103,7 +106,7 @@ class TrafficPath:
         core = self.core
         key = (route.destination_key, route.destination, route.watermark_key, route.watermark_sequence, port)
         decision = self._decisions.get(key)
-        if decision is None:
+        if decision is None or now >= decision[4]:
             self.misses += 1
             decision = self._decide(port, route, now)
             if len(self._decisions) >= DECISION_CACHE_MAX:
@@ -111,7 +114,7 @@ class TrafficPath:
             self._decisions[key] = decision
         else:
             self.hits += 1
-        next_port, watermark, converted, reason = decision
+        next_port, watermark, converted, reason, _ = decision
         if reason is not None or next_port is None:
             core.drops[reason or "no route"] += 1
             return
@@ -145,8 +148,12 @@ class TrafficPath:
             tree_port = next_hop_tree(
                 destination, core.coordinates(), port, core.root(), core.announcements, core.link_types
             )
-            if tree_port is not None:
-                return tree_port, None, False, "back to sender" if tree_port == port else None
+            # Where the coordinates lead here but the key is not ours, they were
+            # stale (the destination moved, or the tree changed under a cached
+            # entry).  The reference hands such a frame to the local application;
+            # we route it on by key instead, so it still reaches its destination.
+            if tree_port is not None and tree_port != LOCAL_PORT:
+                return tree_port, None, False, None, FOREVER
             converted = True
             frame_watermark = FULL_WATERMARK
         else:
@@ -159,4 +166,8 @@ class TrafficPath:
             reason = "back to sender"
         elif watermark.worse_than(frame_watermark):
             reason = "watermark"
-        return next_port, watermark, converted, reason
+        # Route entries expire with time, not only with state changes: a decision
+        # that rests on one holds only while that entry is valid.
+        entry = core.routes.get(watermark.key)
+        valid_until = entry.last_seen + ENTRY_EXPIRY_S if entry is not None else FOREVER
+        return next_port, watermark, converted, reason, valid_until

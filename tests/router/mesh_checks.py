@@ -1,0 +1,59 @@
+"""Shared checks for mesh tests: convergence and all-pairs delivery."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from router.mesh import Mesh
+from router.snek import ENTRY_EXPIRY_S
+
+CHECK_EVERY_S = 0.5
+
+
+def settle(mesh: Mesh, limit_s: float = 60.0) -> float:
+    """Run until the tree and snake are right; return the simulated seconds it took.
+
+    Fails (with the outstanding problems) if it takes longer than ``limit_s``.
+    """
+    start = mesh.now
+    while mesh.now - start <= limit_s:
+        if mesh.converged():
+            return mesh.now - start
+        mesh.run_for(CHECK_EVERY_S)
+    problems = mesh.tree_problems() + mesh.snake_problems()
+    raise AssertionError(f"not converged after {limit_s} s: {len(problems)} problems, e.g. {problems[:5]}")
+
+
+def deliver_all(mesh: Mesh, pairs: Iterable[tuple[str, str]] | None = None) -> tuple[int, int, int]:
+    """Send one frame per ordered pair; return (delivered, sent, most transmissions of one frame).
+
+    Route entries from before convergence can outlive it by up to their
+    expiry, so callers let the mesh run that long first (see :func:`settle_and_expire`).
+    """
+    names = list(mesh.nodes)
+    todo = list(pairs) if pairs is not None else [(a, b) for a in names for b in names if a != b]
+    hops: Counter[bytes] = Counter()
+    mesh.frame_observer = lambda _a, _b, data: hops.update((data[-8:],)) if data[5] == 3 else None
+    before = {name: len(node.delivered) for name, node in mesh.nodes.items()}
+    expected: dict[bytes, str] = {}
+    for i, (a, b) in enumerate(todo):
+        tag = (i | (1 << 62)).to_bytes(8, "big")
+        expected[tag] = b
+        mesh.send(a, mesh.nodes[b].core.key, tag)
+    mesh.run_for(10.0)
+    mesh.frame_observer = None
+    delivered = 0
+    for name, node in mesh.nodes.items():
+        for out in node.delivered[before[name] :]:
+            if out.destination_key == node.core.key and expected.get(out.payload) == name:
+                delivered += 1
+    return delivered, len(todo), max(hops.values(), default=0)
+
+
+def settle_and_expire(mesh: Mesh, limit_s: float = 60.0) -> float:
+    """:func:`settle`, then wait out route entries installed before convergence."""
+    took = settle(mesh, limit_s)
+    mesh.run_for(ENTRY_EXPIRY_S + 1.0)
+    assert mesh.converged(), mesh.tree_problems() + mesh.snake_problems()
+    return took

