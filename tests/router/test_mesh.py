@@ -6,14 +6,14 @@ coordinates lead to it through the tree, every descending neighbour is the
 next lower key, and traffic between every ordered pair is delivered, with no
 frame looping (transmissions per frame stay below the node count).
 
-Two measured limits of the reference's rules, which this router follows
-exactly, shape the large-graph test: on random graphs of 150-200 nodes the
-descending neighbours can take longer than 60 s to settle from a cold start
-(up to 75.5 s seen over six seeds), and bootstrap paths keep changing after
-convergence, so a frame that follows a route entry in the last moments before
-it expires is dropped by the watermark rule (about 0.3% of first frames on a
-170-node graph).  That test therefore allows 120 s and asserts 99% delivery;
-every other test asserts the full properties.
+The measured behaviour of the reference's rules, which this router follows
+exactly, shapes how "delivered" is checked: after the descending neighbours
+are right, bootstrap paths keep improving for a while, and a frame that
+follows a route entry just before it expires is dropped by the watermark rule.
+So traffic is sent in rounds until one round delivers every frame (see
+``assert_full_delivery``); on random graphs of 150-200 nodes the descending
+neighbours can also take longer than 60 s from a cold start (up to 75.5 s seen
+over six seeds), so that test allows 120 s.
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from hypothesis import strategies as st
 
 from router import topology
 from router.mesh import Mesh
-from tests.router.mesh_checks import deliver_all, settle_and_expire
+from tests.router.mesh_checks import assert_full_delivery, settle_and_expire
 
 
 def assert_healthy(mesh: Mesh) -> None:
-    delivered, sent, most_hops = deliver_all(mesh)
-    assert delivered == sent, f"{sent - delivered} of {sent} frames lost"
-    assert most_hops < len(mesh.nodes)
+    assert_full_delivery(mesh)
 
 
 @settings(max_examples=25)
@@ -48,10 +46,8 @@ def test_large_random_graphs(n: int, seed: int) -> None:
     rng = random.Random(seed)
     mesh = Mesh.from_topology(topology.random_graph(n, rng.randrange(n // 2), rng), seed=seed)
     took = settle_and_expire(mesh, limit_s=120.0)
-    delivered, sent, most_hops = deliver_all(mesh)
-    print(f"{n} nodes: converged in {took:.1f} s simulated; delivered {delivered}/{sent}")
-    assert delivered >= 0.99 * sent
-    assert most_hops < n
+    rounds = assert_full_delivery(mesh)
+    print(f"{n} nodes: converged in {took:.1f} s simulated; delivery rounds {rounds}")
 
 
 def test_generated_shapes() -> None:
@@ -92,8 +88,7 @@ def test_bridge_cut_and_restored() -> None:
     assert len(mesh.components()) == 2
     assert len({node.core.root()[0] for node in mesh.nodes.values()}) == 2
     for component in mesh.components():
-        delivered, sent, _ = deliver_all(mesh, [(a, b) for a in component for b in component if a != b])
-        assert delivered == sent
+        assert_full_delivery(mesh, [(a, b) for a in component for b in component if a != b])
 
     mesh.link("Ln0", "Rn0")
     settle_and_expire(mesh)
@@ -111,8 +106,7 @@ def test_ten_percent_leave_and_return() -> None:
         mesh.remove_node(name)
     settle_and_expire(mesh)
     for component in mesh.components():
-        delivered, sent, _ = deliver_all(mesh, [(a, b) for a in component for b in component if a != b])
-        assert delivered == sent
+        assert_full_delivery(mesh, [(a, b) for a in component for b in component if a != b])
     for name in leaving:
         mesh.add_node(name, identities[name])
     for a, b in topo.edges:

@@ -1,0 +1,233 @@
+"""The routing core on its own: what it sends, and how it treats forged or malformed input."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.core import RouterCore
+from router.mesh import Mesh
+from router.outputs import ClosePeer, Deliver, Output, ParentChanged, RootChanged, SendFrame
+from router.tree import LOCAL_PORT
+from router.wire import (
+    BootstrapFrame,
+    Identity,
+    Keepalive,
+    PublicKey,
+    RootAnnouncement,
+    TreeAnnouncementFrame,
+    WakeupBroadcastFrame,
+    Watermark,
+    decode_announcement,
+    decode_frame,
+    encode_frame,
+    sign_bootstrap,
+    sign_wakeup,
+)
+from tests.router.wire.keys import identity
+
+T0 = 1000.0
+
+
+def ordered_identities() -> list[Identity]:
+    return sorted((identity(n) for n in range(1, 9)), key=lambda i: i.public_key)
+
+
+LOW, MID, HIGH = ordered_identities()[0], ordered_identities()[3], ordered_identities()[7]
+
+
+def announcement_frame(ann: RootAnnouncement) -> bytes:
+    return encode_frame(TreeAnnouncementFrame(ann.raw))
+
+
+def rooted_at(peer: Identity, sequence: int = 1, port: int = 1) -> RootAnnouncement:
+    """``peer``'s own root announcement, as it would send it to us on its ``port``."""
+    return RootAnnouncement.create(peer.public_key, sequence).with_hop(peer, port)
+
+
+def closes(outputs: list[Output]) -> list[ClosePeer]:
+    return [o for o in outputs if isinstance(o, ClosePeer)]
+
+
+@pytest.fixture
+def core() -> RouterCore:
+    return RouterCore(MID, T0)
+
+
+def test_new_peer_gets_our_signed_announcement(core: RouterCore) -> None:
+    port, out = core.add_peer(HIGH.public_key, 3, T0)
+    sends = [o for o in out if isinstance(o, SendFrame)]
+    assert len(sends) == 1 and sends[0].port == port and not sends[0].traffic
+    frame = decode_frame(sends[0].data)
+    assert isinstance(frame, TreeAnnouncementFrame)
+    ann = decode_announcement(frame.payload)  # verifies
+    assert ann.root_key == MID.public_key
+    assert [(h.port, h.signer) for h in ann.hops] == [(port, MID.public_key)]
+
+
+def test_stronger_root_becomes_parent(core: RouterCore) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    out = core.handle_frame(port, announcement_frame(rooted_at(HIGH, port=5)), T0 + 0.1)
+    assert ParentChanged(port) in out
+    assert RootChanged(HIGH.public_key, 1, (5,)) in out
+    assert core.coordinates() == (5,)
+    # the weaker peer is told about the stronger root
+    low_port, _ = core.add_peer(LOW.public_key, 3, T0)
+    out = core.handle_frame(low_port, announcement_frame(rooted_at(LOW)), T0 + 0.2)
+    assert core.root() == (HIGH.public_key, 1)
+    assert not closes(out)
+
+
+def forged_announcements() -> dict[str, bytes]:
+    good = rooted_at(HIGH)
+    bad_signature = bytearray(good.raw)
+    bad_signature[-1] ^= 1
+    twice = RootAnnouncement.create(HIGH.public_key, 1).with_hop(HIGH, 1).with_hop(LOW, 2).with_hop(HIGH, 3)
+    wrong_sender = RootAnnouncement.create(LOW.public_key, 1).with_hop(LOW, 1)
+    return {
+        "announcement signature": bytes(bad_signature),
+        "routing loop": twice.raw,
+        "last signer is not the peer": wrong_sender.raw,
+        "no hops": RootAnnouncement.create(HIGH.public_key, 1).raw,
+        "truncated": good.raw[:-10],
+    }
+
+
+@pytest.mark.parametrize(("reason", "payload"), forged_announcements().items())
+def test_forged_announcements_close_the_peering(core: RouterCore, reason: str, payload: bytes) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    out = core.handle_frame(port, encode_frame(TreeAnnouncementFrame(payload)), T0)
+    (closed,) = closes(out)
+    assert closed.port == port
+    assert reason.split(maxsplit=1)[0] in closed.reason or reason == "truncated"
+    assert sum(v for k, v in core.drops.items() if k.startswith("closed")) == 1
+    assert core.handle_frame(port, encode_frame(Keepalive()), T0) == []
+    assert core.drops["unknown port"] == 1
+    assert core.root() == (MID.public_key, core.sequence)
+
+
+def test_sequence_going_backwards_closes(core: RouterCore) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    core.handle_frame(port, announcement_frame(rooted_at(HIGH, sequence=5)), T0)
+    (closed,) = closes(core.handle_frame(port, announcement_frame(rooted_at(HIGH, sequence=4)), T0 + 1))
+    assert "backwards" in closed.reason
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9, 10, 11, 40, 150])
+def test_truncated_frames_close(core: RouterCore, cut: int) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    data = announcement_frame(rooted_at(HIGH))
+    assert closes(core.handle_frame(port, data[:-cut], T0))
+
+
+def test_garbage_traffic_closes(core: RouterCore) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    assert closes(core.handle_frame(port, b"pine\x00\x03\x00\x00\x00\x0c\x00\x00", T0))
+
+
+def test_bootstrap_for_another_root_is_dropped_and_counted(core: RouterCore) -> None:
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+    body = sign_bootstrap(LOW, 42, HIGH.public_key, 9)  # we are our own root, not HIGH
+    frame = BootstrapFrame(LOW.public_key, Watermark(LOW.public_key, 0), body.encode())
+    out = core.handle_frame(port, encode_frame(frame), T0)
+    assert not closes(out)
+    assert core.drops["bootstrap for another root"] == 1
+    assert LOW.public_key not in core.routes
+
+
+def test_bootstrap_with_a_bad_signature_is_dropped(core: RouterCore) -> None:
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+    body = sign_bootstrap(HIGH, 42, *core.root())  # signed by someone else
+    frame = BootstrapFrame(LOW.public_key, Watermark(LOW.public_key, 0), body.encode())
+    core.handle_frame(port, encode_frame(frame), T0)
+    assert core.drops["bootstrap invalid"] == 1
+    # a genuine one installs a route and makes LOW our descending neighbour
+    good = sign_bootstrap(LOW, 43, *core.root())
+    core.handle_frame(
+        port, encode_frame(BootstrapFrame(LOW.public_key, Watermark(LOW.public_key, 0), good.encode())), T0
+    )
+    assert core.routes[LOW.public_key].source == port
+    assert core.descending is not None and core.descending.key == LOW.public_key
+    # a replay of the same sequence is refused
+    core.handle_frame(
+        port, encode_frame(BootstrapFrame(LOW.public_key, Watermark(LOW.public_key, 0), good.encode())), T0
+    )
+    assert core.drops["bootstrap replayed"] == 1
+
+
+def test_wakeup_with_a_bad_signature_closes(core: RouterCore) -> None:
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+    body = sign_wakeup(HIGH, 1, *core.root())
+    frame = WakeupBroadcastFrame(LOW.public_key, body.encode(), hop_limit=5)
+    assert closes(core.handle_frame(port, encode_frame(frame), T0))
+
+
+def test_keepalives_and_dead_peers(core: RouterCore) -> None:
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+    keepalive = encode_frame(Keepalive())
+    now = T0
+    sent_keepalives = 0
+    while now < T0 + 4.9:
+        now = core.next_deadline()
+        for out in core.handle_timer(now):
+            if isinstance(out, SendFrame) and out.data == keepalive:
+                sent_keepalives += 1
+                assert now - T0 >= 3.0
+        core.handle_frame(port, keepalive, now)  # the peer keeps talking
+    assert sent_keepalives >= 1
+    assert port in core.peers
+    silent_since = now
+    closed: list[ClosePeer] = []
+    while not closed:
+        now = core.next_deadline()
+        closed = closes(core.handle_timer(now))
+    assert 5.0 <= now - silent_since <= 5.0 + 0.5 + 1e-9
+    assert port not in core.peers
+
+
+def test_closest_node_receives_frames_for_absent_keys() -> None:
+    mesh = Mesh(seed=5)
+    for name in ("a", "b", "c"):
+        mesh.add_node(name)
+    mesh.link("a", "b")
+    mesh.link("b", "c")
+    mesh.run_for(30)
+    # A key just below the middle node's: the middle node is the closest one above it.
+    ordered = sorted(mesh.nodes, key=lambda n: mesh.nodes[n].core.key)
+    closest = ordered[1]
+    absent = PublicKey((int.from_bytes(mesh.nodes[closest].core.key, "big") - 1).to_bytes(32, "big"))
+    sender = ordered[2]
+    mesh.send(sender, absent, b"anyone there?")
+    mesh.run_for(1)
+    got = [
+        (name, d)
+        for name, node in mesh.nodes.items()
+        for d in node.delivered
+        if d.payload == b"anyone there?"
+    ]
+    assert len(got) == 1
+    name, deliver = got[0]
+    assert name == closest
+    assert isinstance(deliver, Deliver) and deliver.destination_key == absent
+    assert deliver.source_key == mesh.nodes[sender].core.key
+
+
+def test_decision_cache_is_used_and_voided_by_state_changes() -> None:
+    mesh = Mesh(seed=6)
+    for name in ("a", "b", "c"):
+        mesh.add_node(name)
+    mesh.link("a", "b")
+    mesh.link("b", "c")
+    mesh.run_for(30)
+    b = mesh.nodes["b"].core
+    target = mesh.nodes["c"].core.key
+    for _ in range(5):
+        mesh.send("a", target, b"x")
+    mesh.run_for(0.5)
+    assert b.traffic.hits >= 4 and b.traffic.misses >= 1
+    misses = b.traffic.misses
+    mesh.add_node("d")
+    mesh.link("b", "d")  # a new peer changes routing state
+    mesh.send("a", target, b"x")
+    mesh.run_for(0.5)
+    assert b.traffic.misses > misses
+    assert LOCAL_PORT == 0
