@@ -117,6 +117,7 @@ class RouterCore:
         self._verified = VerifiedAnnouncements()
         self._self_announcement: RootAnnouncement | None = None
         self._out: list[Output] = []
+        self._report_pending = True
         self._reported: tuple[int | None, Root, bytes | None] = (None, (self.key, 0), None)
         self.traffic = TrafficPath(self)
         self._tree_at = now
@@ -277,8 +278,14 @@ class RouterCore:
     def _changed(self) -> None:
         """Routing state changed: cached forwarding decisions are void."""
         self.traffic.invalidate()
+        self._report_pending = True
 
     def _flush(self) -> list[Output]:
+        if not self._report_pending:
+            # Nothing changed (the traffic path's common case): no events to report.
+            out, self._out = self._out, []
+            return out
+        self._report_pending = False
         root = self._root_announcement()
         state = (
             self.parent,
@@ -433,6 +440,7 @@ class RouterCore:
     def _set_descending(self, entry: SnakeEntry | None, now: float) -> None:
         old = self.descending
         self.descending = entry
+        self._report_pending = True
         if not (old is not None and entry is not None and old.key == entry.key):
             self._bootstrap_soon(now)
 
@@ -544,9 +552,9 @@ class RouterCore:
     def _handle_broadcast(self, port: int, data: bytes, now: float) -> None:
         frame = decode_frame(data)
         assert isinstance(frame, WakeupBroadcastFrame)
-        body = decode_wakeup(
-            frame.payload, signer=frame.source_key if self.config.verify_signatures else None
-        )
+        body = decode_wakeup(frame.payload)
+        # The cheap checks come before the signature (the reference verifies
+        # first): they only ever drop, and floods bring many duplicates.
         if body.root_key != self.root()[0]:
             self.drops["broadcast for another root"] += 1
             return
@@ -554,6 +562,8 @@ class RouterCore:
         if seen is not None and (now - seen[1] < BROADCAST_FILTER_S or body.sequence <= seen[0]):
             self.drops["broadcast duplicate"] += 1
             return
+        if self.config.verify_signatures:
+            body.verify(frame.source_key)
         self._seen_broadcasts[frame.source_key] = (body.sequence, now)
         self.emit(BroadcastReceived(frame.source_key))
         if frame.hop_limit <= 1:

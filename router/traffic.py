@@ -43,7 +43,7 @@ FOREVER = float("inf")
 class TrafficPath:
     """Forwarding of traffic frames for one :class:`~router.core.RouterCore`."""
 
-    __slots__ = ("_decisions", "coords_cache", "core", "hits", "misses")
+    __slots__ = ("_decisions", "coords_cache", "core", "delivered", "forwarded", "hits", "misses", "sent")
 
     def __init__(self, core: RouterCore) -> None:
         self.core = core
@@ -51,6 +51,9 @@ class TrafficPath:
         self.coords_cache: dict[bytes, tuple[Coordinates, float]] = {}
         self.hits = 0
         self.misses = 0
+        self.forwarded = 0
+        self.delivered = 0
+        self.sent = 0
 
     def invalidate(self) -> None:
         self._decisions.clear()
@@ -77,7 +80,7 @@ class TrafficPath:
         data = encode_frame(
             TrafficFrame(coords, core.coordinates(), destination, core.key, payload, hop_limit=MAX_HOP_LIMIT)
         )
-        core.stats["traffic sent"] += 1
+        self.sent += 1
         if destination == core.key:
             self._deliver(data, now)
             return
@@ -99,7 +102,7 @@ class TrafficPath:
             cache[frame.source_key] = (frame.source, now)
             if len(cache) > COORDS_CACHE_MAX:
                 del cache[next(iter(cache))]
-        self.core.stats["traffic delivered"] += 1
+        self.delivered += 1
         self.core.emit(Deliver(frame.source_key, frame.destination_key, frame.payload))
 
     def _route(self, port: int, data: bytes, route: TrafficRoute, now: float) -> None:
@@ -137,7 +140,7 @@ class TrafficPath:
             data = rewrite_traffic(data, route, watermark=watermark, hop_limit=hop_limit)
         elif hop_limit != route.hop_limit:
             data = rewrite_traffic(data, route, hop_limit=hop_limit)
-        core.stats["traffic forwarded"] += 1
+        self.forwarded += 1
         core.send(next_port, data, now, traffic=True)
 
     def _decide(self, port: int, route: TrafficRoute, now: float) -> Decision:
