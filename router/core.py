@@ -42,7 +42,7 @@ from router.verified import VerifiedAnnouncements
 from router.wire.announcement import RootAnnouncement, decode_announcement
 from router.wire.broadcast import decode_wakeup, sign_wakeup
 from router.wire.coordinates import tree_distance
-from router.wire.errors import DecodeError
+from router.wire.errors import DecodeError, EncodeError
 from router.wire.frames import (
     BootstrapFrame,
     FrameType,
@@ -65,6 +65,10 @@ BROADCAST_EXPIRY_S = 180.0  # reference: broadcastExpiryPeriod
 BROADCAST_FILTER_S = 30.0  # reference: broadcastFilterTime
 WAKEUP_HOP_LIMIT = 5  # reference: types.NetworkHorizonDistance
 DEFAULT_MAX_PEERS = 253  # reference: portCount - 1 (port 0 is the node itself)
+MAX_SEEN_BROADCASTS = 65536
+# 12 bytes of frame header and payload length, and our hop: port (up to 10),
+# key (32) and signature (64).
+MAX_ACCEPTED_ANNOUNCEMENT_SIZE = 0xFFFF - 12 - 10 - 32 - 64
 
 KEEPALIVE_FRAME = encode_frame(Keepalive())
 
@@ -126,7 +130,8 @@ class RouterCore:
         self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
         self._broadcast_at = now + WAKEUP_INTERVAL_S
         self._reset(now)
-        self.handle_timer(now)
+        # The first timer run happens now; its outputs wait for the first call.
+        self._run_timers(now)
 
     # ------------------------------------------------------------ peers
 
@@ -175,9 +180,14 @@ class RouterCore:
         if self.parent == port and self._select_new_parent(now):
             self._bootstrap_soon(now)
 
-    def close_peer(self, port: int, reason: str, now: float) -> None:
-        self.drops[f"closed: {reason}"] += 1
-        self._out.append(ClosePeer(port, reason))
+    def close_peer(self, port: int, category: str, now: float, detail: str = "") -> None:
+        """Forget the peer on ``port`` and ask the runtime to close its link.
+
+        ``category`` is a fixed string (it keys the drop counters, which must
+        not grow with what peers send); ``detail`` goes only into the event.
+        """
+        self.drops[f"closed: {category}"] += 1
+        self._out.append(ClosePeer(port, f"{category}: {detail}" if detail else category))
         self._disconnect(port, now)
 
     def _reset(self, now: float) -> None:
@@ -196,20 +206,35 @@ class RouterCore:
 
     # ------------------------------------------------------------ frames
 
-    def handle_frame(self, port: int, data: bytes, now: float) -> list[Output]:
-        """Process one complete frame received on ``port``."""
+    def handle_frame(self, port: int, data: bytes | bytearray | memoryview, now: float) -> list[Output]:
+        """Process one complete frame received on ``port``.
+
+        Never raises for anything a peer can send: a frame that breaks the
+        framing or that only the peer itself could have made wrong closes the
+        peering; anything else it may merely be relaying is dropped and counted.
+        """
         if port not in self.peers:
             self.drops["unknown port"] += 1
             return []
+        if type(data) is not bytes:
+            data = bytes(data)
         self._last_received[port] = now
-        if len(data) > 5 and data[5] == FrameType.TRAFFIC:
+        if len(data) > 5 and data[5] == FrameType.TRAFFIC and data[4] == 0:
             self.traffic.forward(port, data, now)
             return self._flush()
+        if self._waiting_until is not None and now >= self._waiting_until:
+            self._end_reparent_wait(now)
         try:
+            if (
+                len(data) >= 6
+                and data[:4] == b"pine"
+                and (data[4] != 0 or data[5] > FrameType.WAKEUP_BROADCAST)
+            ):
+                # The reference ignores frames of versions and types it does not know.
+                self.drops["unknown frame version or type"] += 1
+                return self._flush()
             frame_type = check_header(data)
             if frame_type == FrameType.KEEPALIVE:
-                if len(data) != 10:
-                    raise DecodeError("keepalive frame has a body")
                 self.stats["keepalives received"] += 1
             elif frame_type == FrameType.TREE_ANNOUNCEMENT:
                 self._handle_announcement(port, data, now)
@@ -218,7 +243,7 @@ class RouterCore:
             else:
                 self._handle_broadcast(port, data, now)
         except DecodeError as exc:
-            self.close_peer(port, f"malformed frame: {exc}", now)
+            self.close_peer(port, "malformed frame", now, str(exc))
         return self._flush()
 
     def send_traffic(self, destination: bytes, payload: bytes, now: float) -> list[Output]:
@@ -239,10 +264,17 @@ class RouterCore:
 
     def handle_timer(self, now: float) -> list[Output]:
         """Run every timer that is due at ``now``."""
+        self._run_timers(now)
+        return self._flush()
+
+    def _end_reparent_wait(self, now: float) -> None:
+        self._waiting_until = None
+        if self._select_new_parent(now):
+            self._bootstrap_soon(now)
+
+    def _run_timers(self, now: float) -> None:
         if self._waiting_until is not None and now >= self._waiting_until:
-            self._waiting_until = None
-            if self._select_new_parent(now):
-                self._bootstrap_soon(now)
+            self._end_reparent_wait(now)
         if now >= self._tree_at:
             self._maintain_tree(now)
         if now >= self._snake_at:
@@ -254,10 +286,10 @@ class RouterCore:
         if now >= self._cache_sweep_at:
             self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
             self.traffic.sweep_coords_cache(now)
+            self._sweep_seen_broadcasts(now)
         if self.config.wakeup_broadcasts and now >= self._broadcast_at:
             self._broadcast_at = now + WAKEUP_INTERVAL_S
             self._maintain_broadcasts(now)
-        return self._flush()
 
     def _maintain_peers(self, now: float) -> None:
         for port in list(self.peers):
@@ -336,8 +368,13 @@ class RouterCore:
         if ann.is_loop_or_child_of(self.key):
             self.drops["announcement would loop"] += 1
             return
-        signed = ann.with_hop(self.identity, port, sign=self.config.sign)
-        self.send(port, encode_frame(TreeAnnouncementFrame(signed.raw)), now)
+        try:
+            signed = ann.with_hop(self.identity, port, sign=self.config.sign)
+            data = encode_frame(TreeAnnouncementFrame(signed.raw))
+        except EncodeError:
+            self.drops["announcement too long to extend"] += 1
+            return
+        self.send(port, data, now)
 
     def _send_tree_announcements(self, now: float) -> None:
         ann = self._root_announcement()
@@ -367,6 +404,9 @@ class RouterCore:
     def _handle_announcement(self, port: int, data: bytes, now: float) -> None:
         frame = decode_frame(data)
         assert isinstance(frame, TreeAnnouncementFrame)
+        if len(frame.payload) > MAX_ACCEPTED_ANNOUNCEMENT_SIZE:
+            # We could not add our own hop and still fit a frame.
+            raise DecodeError(f"announcement of {len(frame.payload)} bytes is too long to extend")
         ann = decode_announcement(frame.payload, verify=False)
         if self.config.verify_signatures:
             self._verified.verify(ann)
@@ -544,15 +584,25 @@ class RouterCore:
             body = SignedRootStamp.protected(sequence, root_key, root_sequence) + bytes(64)
         return encode_frame(WakeupBroadcastFrame(self.key, body, hop_limit=WAKEUP_HOP_LIMIT))
 
+    def _sweep_seen_broadcasts(self, now: float) -> None:
+        seen = self._seen_broadcasts
+        for key in [k for k, (_, at) in seen.items() if now - at >= BROADCAST_EXPIRY_S]:
+            del seen[key]
+
     def _maintain_broadcasts(self, now: float) -> None:
-        for key in [k for k, (_, seen) in self._seen_broadcasts.items() if now - seen >= BROADCAST_EXPIRY_S]:
-            del self._seen_broadcasts[key]
+        self._sweep_seen_broadcasts(now)
         self._flood(LOCAL_PORT, self._wakeup_frame(now), tree_only=False, now=now)
 
     def _handle_broadcast(self, port: int, data: bytes, now: float) -> None:
         frame = decode_frame(data)
         assert isinstance(frame, WakeupBroadcastFrame)
-        body = decode_wakeup(frame.payload)
+        try:
+            body = decode_wakeup(frame.payload)
+        except DecodeError:
+            # Relayed bytes from afar, which the reference's lax decoder would
+            # pass on: drop them rather than close the honest peer.
+            self.drops["broadcast malformed"] += 1
+            return
         # The cheap checks come before the signature (the reference verifies
         # first): they only ever drop, and floods bring many duplicates.
         if body.root_key != self.root()[0]:
@@ -564,6 +614,11 @@ class RouterCore:
             return
         if self.config.verify_signatures:
             body.verify(frame.source_key)
+        if (
+            len(self._seen_broadcasts) >= MAX_SEEN_BROADCASTS
+            and frame.source_key not in self._seen_broadcasts
+        ):
+            del self._seen_broadcasts[next(iter(self._seen_broadcasts))]
         self._seen_broadcasts[frame.source_key] = (body.sequence, now)
         self.emit(BroadcastReceived(frame.source_key))
         if frame.hop_limit <= 1:
@@ -577,7 +632,7 @@ class RouterCore:
         to ``from_port``; ``tree_only`` keeps to our parent and children."""
         coords = self.coordinates()
         chosen: dict[bytes, int] = {}
-        for port, key in self.peer_keys.items():
+        for port, key in sorted(self.peer_keys.items()):
             if port == from_port:
                 continue
             ann = self.announcements.get(port)

@@ -20,7 +20,7 @@ from router.outputs import Deliver
 from router.snek import ENTRY_EXPIRY_S
 from router.tree import LOCAL_PORT, next_hop_tree
 from router.wire.coordinates import Coordinates, decode_coordinate_ports
-from router.wire.errors import DecodeError
+from router.wire.errors import DecodeError, EncodeError
 from router.wire.fastpath import TrafficRoute, rewrite_traffic, strip_destination, traffic_route
 from router.wire.frames import MAX_HOP_LIMIT, TrafficFrame, decode_frame, encode_frame
 from router.wire.keys import PublicKey
@@ -30,7 +30,11 @@ if TYPE_CHECKING:
     from router.core import RouterCore
 
 DECISION_CACHE_MAX = 65536
-COORDS_CACHE_MAX = 65536
+MAX_CACHED_COORDINATE_BYTES = 256
+"""Longer destination coordinates are routed but their decisions not cached."""
+COORDS_CACHE_MAX = 16384
+MAX_CACHED_COORDINATE_PORTS = 128
+"""Deeper source coordinates are not remembered (no real tree is this deep)."""
 COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime
 
 # (next port or None, watermark to leave with or None for tree hops,
@@ -64,12 +68,14 @@ class TrafficPath:
         core = self.core
         try:
             route = traffic_route(data)
-            if route.destination_key == core.key:
-                self._deliver(data, now)
-            else:
-                self._route(port, data, route, now)
         except DecodeError as exc:
-            core.close_peer(port, f"malformed traffic frame: {exc}", now)
+            # The framing itself is wrong: only the peer could have done that.
+            core.close_peer(port, "malformed traffic frame", now, str(exc))
+            return
+        if route.destination_key == core.key:
+            self._deliver(data, now)
+        else:
+            self._route(port, data, route, now)
 
     def send_local(self, destination: PublicKey, payload: bytes, now: float) -> None:
         core = self.core
@@ -94,9 +100,14 @@ class TrafficPath:
     # ------------------------------------------------------------ internals
 
     def _deliver(self, data: bytes, now: float) -> None:
-        frame = decode_frame(data)
+        try:
+            frame = decode_frame(data)
+        except DecodeError:
+            # Coordinates made wrong by the origin, relayed unchanged: drop.
+            self.core.drops["traffic malformed"] += 1
+            return
         assert isinstance(frame, TrafficFrame)
-        if frame.destination_key == self.core.key and frame.source:
+        if frame.destination_key == self.core.key and 0 < len(frame.source) <= MAX_CACHED_COORDINATE_PORTS:
             cache = self.coords_cache
             cache.pop(frame.source_key, None)
             cache[frame.source_key] = (frame.source, now)
@@ -111,10 +122,15 @@ class TrafficPath:
         decision = self._decisions.get(key)
         if decision is None or now >= decision[4]:
             self.misses += 1
-            decision = self._decide(port, route, now)
+            try:
+                decision = self._decide(port, route, now)
+            except DecodeError:
+                core.drops["traffic malformed"] += 1
+                return
             if len(self._decisions) >= DECISION_CACHE_MAX:
                 self._decisions.clear()
-            self._decisions[key] = decision
+            if len(route.destination) <= MAX_CACHED_COORDINATE_BYTES:
+                self._decisions[key] = decision
         else:
             self.hits += 1
         next_port, watermark, converted, reason, _ = decision
@@ -131,15 +147,20 @@ class TrafficPath:
             # We are the closest key to a destination that is not here.
             self._deliver(data, now)
             return
-        if converted:
-            assert watermark is not None
-            data = strip_destination(data, route, watermark, hop_limit)
-        elif watermark is not None and (
-            watermark.sequence != route.watermark_sequence or watermark.key != route.watermark_key
-        ):
-            data = rewrite_traffic(data, route, watermark=watermark, hop_limit=hop_limit)
-        elif hop_limit != route.hop_limit:
-            data = rewrite_traffic(data, route, hop_limit=hop_limit)
+        try:
+            if converted:
+                assert watermark is not None
+                data = strip_destination(data, route, watermark, hop_limit)
+            elif watermark is not None and (
+                watermark.sequence != route.watermark_sequence or watermark.key != route.watermark_key
+            ):
+                data = rewrite_traffic(data, route, watermark=watermark, hop_limit=hop_limit)
+            elif hop_limit != route.hop_limit:
+                data = rewrite_traffic(data, route, hop_limit=hop_limit)
+        except EncodeError:
+            # A frame at the size limit cannot take a longer watermark.
+            core.drops["traffic too large to rewrite"] += 1
+            return
         self.forwarded += 1
         core.send(next_port, data, now, traffic=True)
 

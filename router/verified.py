@@ -3,14 +3,16 @@
 Announcements arriving from different peers share prefixes (the path from the
 root down to where they diverge), and the same announcement is re-sent on every
 root change.  :class:`VerifiedAnnouncements` remembers, in a bounded LRU, the
-exact byte prefixes (at hop boundaries) whose signatures have been checked, so a
-new announcement costs only the signatures of the hops past its longest known
-prefix.  Matching is on bytes, never on signatures alone: a prefix counts as
-verified only if it is byte-for-byte one that was.
+byte prefixes (at hop boundaries) whose signatures have been checked, so a new
+announcement costs only the signatures of the hops past its longest known
+prefix.  Matching is on the bytes, never on signatures alone: a prefix counts
+as verified only if its BLAKE2b digest (128 bits, computed incrementally in
+one pass) is that of one that was.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 
 from router.wire.announcement import RootAnnouncement
@@ -34,24 +36,31 @@ class VerifiedAnnouncements:
         hops = announcement.hops
         raw = announcement.raw
         count = len(hops)
-        # The prefix holding hops[:k] ends where hop k starts (or at the end).
+        # digests[k - 1] covers the prefix holding hops[:k], which ends where
+        # hop k starts (or at the end of the announcement).
         ends = [h.signed_length for h in hops[1:]] + [len(raw)]
+        digests: list[bytes] = []
+        running = hashlib.blake2b(digest_size=16)
+        position = 0
+        for end in ends:
+            running.update(raw[position:end])
+            position = end
+            digests.append(running.copy().digest())
         start = 0
         for k in range(count, 0, -1):
-            prefix = raw[: ends[k - 1]]
-            if prefix in self._prefixes:
-                self._prefixes.move_to_end(prefix)
+            if digests[k - 1] in self._prefixes:
+                self._prefixes.move_to_end(digests[k - 1])
                 start = k
                 break
         announcement.verify_hops(start)
         self.signatures_checked += count - start
         self.signatures_skipped += start
         for k in range(start + 1, count + 1):
-            self._remember(raw[: ends[k - 1]])
+            self._remember(digests[k - 1])
 
-    def _remember(self, prefix: bytes) -> None:
-        self._prefixes[prefix] = None
-        self._prefixes.move_to_end(prefix)
+    def _remember(self, digest: bytes) -> None:
+        self._prefixes[digest] = None
+        self._prefixes.move_to_end(digest)
         while len(self._prefixes) > self._capacity:
             self._prefixes.popitem(last=False)
 

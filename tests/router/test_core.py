@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.core import RouterCore
+from router.core import CoreConfig, RouterCore
 from router.mesh import Mesh
 from router.outputs import ClosePeer, Deliver, Output, ParentChanged, RootChanged, SendFrame
 from router.tree import LOCAL_PORT
@@ -14,6 +14,7 @@ from router.wire import (
     Keepalive,
     PublicKey,
     RootAnnouncement,
+    TrafficFrame,
     TreeAnnouncementFrame,
     WakeupBroadcastFrame,
     Watermark,
@@ -231,3 +232,57 @@ def test_decision_cache_is_used_and_voided_by_state_changes() -> None:
     mesh.run_for(0.5)
     assert b.traffic.misses > misses
     assert LOCAL_PORT == 0
+
+
+def test_oversized_announcement_closes_without_breaking_the_core() -> None:
+    core = RouterCore(MID, T0, CoreConfig(verify_signatures=False))
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    ann = RootAnnouncement.create(HIGH.public_key, 1)
+    # Signers must not repeat: add unsigned hops by fresh keys until the
+    # announcement is too long for us to extend, then HIGH's hop last.
+    n = 100
+    while len(ann.raw) < 0xFFFF - 12 - 200:
+        ann = ann.with_hop(Identity.from_seed(n.to_bytes(32, "big")), 1, sign=False)
+        n += 1
+    ann = ann.with_hop(HIGH, 1, sign=False)
+    out = core.handle_frame(port, announcement_frame(ann), T0)
+    assert closes(out) and core.drops["closed: malformed frame"] == 1
+    # the core still works
+    _, out = core.add_peer(LOW.public_key, 3, T0)
+    assert any(isinstance(o, SendFrame) for o in out)
+    core.handle_timer(core.next_deadline())
+
+
+def test_unknown_frame_types_and_versions_are_dropped_not_fatal(core: RouterCore) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    for header in (b"pine\x00\x09\x00\x00\x00\x0a", b"pine\x01\x01\x00\x00\x00\x0a"):
+        assert not closes(core.handle_frame(port, header, T0))
+    assert core.drops["unknown frame version or type"] == 2
+    assert port in core.peers
+
+
+def test_relayed_garbage_is_dropped_not_fatal() -> None:
+    """Malformed coordinates or broadcast bodies from afar do not close the relaying peer."""
+    core = RouterCore(MID, T0)
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    # destination is us, source coordinates end inside a varu64
+    bad = bytearray(
+        encode_frame(
+            TrafficFrame((), (1,), MID.public_key, LOW.public_key, b"x", Watermark(LOW.public_key, 0))
+        )
+    )
+    bad[16] = 0x81  # the source port (after header, lengths) becomes a dangling continuation
+    assert not closes(core.handle_frame(port, bytes(bad), T0))
+    assert core.drops["traffic malformed"] == 1
+    body = sign_wakeup(LOW, 1, *core.root()).encode() + b"junk"
+    assert not closes(
+        core.handle_frame(port, encode_frame(WakeupBroadcastFrame(LOW.public_key, body, hop_limit=5)), T0)
+    )
+    assert core.drops["broadcast malformed"] == 1
+    assert port in core.peers
+
+
+def test_bytearray_input(core: RouterCore) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    out = core.handle_frame(port, bytearray(announcement_frame(rooted_at(HIGH))), T0)
+    assert ParentChanged(port) in out

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from router.verified import VerifiedAnnouncements
+from router.wire import RootAnnouncement, SignatureError, decode_announcement
+from tests.router.wire.keys import K1, K2, K3, K4
+
+
+def test_only_new_hops_are_checked() -> None:
+    cache = VerifiedAnnouncements()
+    base = RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1).with_hop(K1, 2)
+    cache.verify(base)
+    assert (cache.signatures_checked, cache.signatures_skipped) == (2, 0)
+    longer = base.with_hop(K2, 3).with_hop(K3, 4)
+    cache.verify(longer)
+    assert (cache.signatures_checked, cache.signatures_skipped) == (4, 2)
+    cache.verify(longer)  # seen whole: nothing to check
+    assert (cache.signatures_checked, cache.signatures_skipped) == (4, 6)
+
+
+def test_a_forged_hop_after_a_known_prefix_is_caught() -> None:
+    cache = VerifiedAnnouncements()
+    base = RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1)
+    cache.verify(base)
+    good = base.with_hop(K1, 2)
+    forged = decode_announcement(good.raw[:-64] + bytes(64), verify=False)
+    with pytest.raises(SignatureError):
+        cache.verify(forged)
+
+
+def test_a_prefix_with_other_bytes_is_not_trusted() -> None:
+    cache = VerifiedAnnouncements()
+    cache.verify(RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1).with_hop(K1, 2))
+    # same signers and signatures, but the first hop's port differs: its bytes are new
+    other = RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 9)
+    tampered = decode_announcement(
+        other.raw + (2).to_bytes(1, "big") + K1.public_key + bytes(64), verify=False
+    )
+    with pytest.raises(SignatureError):
+        cache.verify(tampered)
+
+
+def test_bounded() -> None:
+    cache = VerifiedAnnouncements(capacity=3)
+    for seq in range(10):
+        cache.verify(RootAnnouncement.create(K4.public_key, seq).with_hop(K4, 1))
+    assert len(cache) == 3
