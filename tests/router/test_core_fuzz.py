@@ -1,0 +1,52 @@
+"""Whatever a peer sends, ``handle_frame`` returns outputs and never raises."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from router.core import RouterCore
+from router.wire import (
+    BootstrapFrame,
+    RootAnnouncement,
+    TrafficFrame,
+    TreeAnnouncementFrame,
+    WakeupBroadcastFrame,
+    Watermark,
+    encode_frame,
+    sign_bootstrap,
+    sign_wakeup,
+)
+from tests.router.wire.keys import K1, K2, K3
+
+T0 = 50.0
+ROOT = RootAnnouncement.create(K3.public_key, 1).with_hop(K3, 1)
+SEEDS = [
+    encode_frame(TreeAnnouncementFrame(ROOT.raw)),
+    encode_frame(TreeAnnouncementFrame(ROOT.with_hop(K2, 4).raw)),
+    encode_frame(
+        BootstrapFrame(K2.public_key, Watermark(K2.public_key, 0), sign_bootstrap(K2, 9, K3.public_key, 1).encode())
+    ),
+    encode_frame(TrafficFrame((), (1,), K1.public_key, K2.public_key, b"hi", Watermark(K2.public_key, 3))),
+    encode_frame(TrafficFrame((1, 2), (1,), K2.public_key, K1.public_key, b"hi")),
+    encode_frame(WakeupBroadcastFrame(K2.public_key, sign_wakeup(K2, 3, K3.public_key, 1).encode(), hop_limit=5)),
+]
+
+
+@given(st.data())
+def test_handle_frame_never_raises(data: st.DataObject) -> None:
+    core = RouterCore(K1, T0)
+    port, _ = core.add_peer(K3.public_key, 3, T0)
+    other, _ = core.add_peer(K2.public_key, 1, T0)
+    now = T0
+    for _ in range(data.draw(st.integers(1, 6))):
+        frame = bytearray(data.draw(st.sampled_from(SEEDS)))
+        for _ in range(data.draw(st.integers(0, 3))):
+            at = data.draw(st.integers(0, len(frame) - 1))
+            frame[at] = data.draw(st.integers(0, 255))
+        if data.draw(st.booleans()):
+            frame = frame[: data.draw(st.integers(0, len(frame)))]
+        now += data.draw(st.floats(0, 2))
+        target = data.draw(st.sampled_from([port, other]))
+        core.handle_frame(target, bytes(frame), now)
+        core.handle_timer(max(now, core.next_deadline()))
