@@ -25,11 +25,15 @@ SEEDS = [
     encode_frame(TreeAnnouncementFrame(ROOT.raw)),
     encode_frame(TreeAnnouncementFrame(ROOT.with_hop(K2, 4).raw)),
     encode_frame(
-        BootstrapFrame(K2.public_key, Watermark(K2.public_key, 0), sign_bootstrap(K2, 9, K3.public_key, 1).encode())
+        BootstrapFrame(
+            K2.public_key, Watermark(K2.public_key, 0), sign_bootstrap(K2, 9, K3.public_key, 1).encode()
+        )
     ),
     encode_frame(TrafficFrame((), (1,), K1.public_key, K2.public_key, b"hi", Watermark(K2.public_key, 3))),
     encode_frame(TrafficFrame((1, 2), (1,), K2.public_key, K1.public_key, b"hi")),
-    encode_frame(WakeupBroadcastFrame(K2.public_key, sign_wakeup(K2, 3, K3.public_key, 1).encode(), hop_limit=5)),
+    encode_frame(
+        WakeupBroadcastFrame(K2.public_key, sign_wakeup(K2, 3, K3.public_key, 1).encode(), hop_limit=5)
+    ),
 ]
 
 
