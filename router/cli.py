@@ -1,24 +1,78 @@
-"""The ``pinewood`` command line."""
+"""The ``pinewood`` command line: the daemon, and a client of its admin API."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from router import __version__
-from router.keyfile import KeyFileError, default_data_dir, load_or_create_identity, write_key_file
+from router.config import CONVERTERS, DEFAULT_ADMIN, ConfigError, NodeConfig, env_name, load_config
+from router.keyfile import KeyFileError, load_or_create_identity, write_key_file
 from router.wire.keys import Identity
+
+BOOL_SETTINGS = ("uvloop", "hop_limiting", "wakeup_broadcasts")
+
+
+class CLIError(Exception):
+    """A client command failed; the message is for the operator."""
+
+
+# ------------------------------------------------------------------ run
+
+
+def _run_flags(args: argparse.Namespace) -> dict[str, object]:
+    flags: dict[str, object] = {}
+    for name in CONVERTERS:
+        value = getattr(args, name, None)
+        if isinstance(value, list):
+            value = ",".join(value)
+        flags[name] = value
+    return flags
+
+
+async def _serve(config: NodeConfig, identity: Identity) -> None:
+    from router.admin import start_admin
+    from router.node import Node
+
+    node = Node(config, identity)
+    await node.start()
+    host, port = config.admin_address
+    admin = await start_admin(node, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    admin.close()
+    await node.stop()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    key_path = Path(args.key_file) if args.key_file else default_data_dir() / "node.key"
-    identity, source = load_or_create_identity(key_path)
-    print(f"pinewood {__version__}")
-    print(f"node key: {identity.public_key.hex()}")
-    print(f"identity: {source}")
-    print("the routing daemon is not built yet; exiting")
+    from router.logs import configure_logging
+
+    config = load_config(Path(args.config) if args.config else None, flags=_run_flags(args))
+    identity, source = load_or_create_identity(config.key_path)
+    configure_logging(config.log_format, config.log_level)
+    print(f"pinewood {__version__}, node key {identity.public_key.hex()} ({source})", flush=True)
+    if config.uvloop:
+        import uvloop
+
+        uvloop.run(_serve(config, identity))
+    else:
+        asyncio.run(_serve(config, identity))
     return 0
 
 
@@ -33,16 +87,173 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ admin client
+
+
+def _admin_url(args: argparse.Namespace) -> str:
+    address = args.admin or os.environ.get(env_name("admin")) or DEFAULT_ADMIN
+    return f"http://{address}"
+
+
+def _call(
+    args: argparse.Namespace, method: str, path: str, body: object = None, timeout: float = 10.0
+) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(_admin_url(args) + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise CLIError(f"{method} {path}: {message}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CLIError(f"cannot reach the admin API at {_admin_url(args)}: {exc}") from None
+    return json.loads(raw)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = _call(args, "GET", "/status")
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    parent = status["parent"]
+    print(f"key          {status['key']}")
+    print(f"root         {status['root']['key']} (sequence {status['root']['sequence']})")
+    print(f"coordinates  {status['coordinates']}")
+    print(
+        f"parent       {parent['key'] + ' on port ' + str(parent['port']) if parent else 'none (this node is root)'}"
+    )
+    print(f"descending   {status['descending'] or 'none'}")
+    print(f"peers        {status['peers']}")
+    print(f"listening    {', '.join(status['listen']) or 'nowhere'}")
+    traffic = status["traffic"]
+    print(
+        f"traffic      forwarded {traffic['forwarded']}, delivered {traffic['delivered']}, sent {traffic['sent']}"
+    )
+    if status["drops"]:
+        print("drops        " + ", ".join(f"{k}: {v}" for k, v in sorted(status["drops"].items())))
+    return 0
+
+
+def _cmd_peers(args: argparse.Namespace) -> int:
+    peers = _call(args, "GET", "/peers")
+    if args.json:
+        print(json.dumps(peers, indent=1))
+        return 0
+    print(f"{'port':>4}  {'key':16}  {'type':4}  {'in/out frames':>17}  {'queue':>5}  uri")
+    for peer in peers:
+        if "port" not in peer:
+            print(
+                f"{'-':>4}  {'(not connected)':16}  {'tcp':4}  {'':>17}  {'':>5}  {peer['uri']}  {peer['last_error']}"
+            )
+            continue
+        frames = f"{peer['frames_in']}/{peer['frames_out']}"
+        parent = " (parent)" if peer["is_parent"] else ""
+        print(
+            f"{peer['port']:>4}  {peer['key'][:16]}  {peer['link_type']:4}  {frames:>17}  "
+            f"{peer['queue_depth']:>5}  {peer['uri']}{parent}"
+        )
+    return 0
+
+
+def _cmd_peer(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        result = _call(args, "POST", "/peers", {"uri": args.uri})
+    else:
+        result = _call(args, "DELETE", f"/peers?uri={quote(args.uri, safe='')}")
+    print(json.dumps(result) if args.json else f"{args.action}: {args.uri}")
+    return 0
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    rtts: list[float] = []
+    sent = 0
+    if not args.json:
+        print(f"PING {args.key} over the overlay")
+    try:
+        while args.count == 0 or sent < args.count:
+            if sent:
+                time.sleep(args.interval)
+            sent += 1
+            result = _call(
+                args, "POST", "/ping", {"key": args.key, "timeout": args.timeout}, args.timeout + 10
+            )
+            rtt = result["rtt_ms"]
+            if rtt is not None:
+                rtts.append(rtt)
+            if args.json:
+                print(json.dumps({"seq": sent, "rtt_ms": rtt}), flush=True)
+            elif rtt is None:
+                print(f"no answer from {args.key[:16]}: seq={sent}", flush=True)
+            else:
+                print(f"answer from {args.key[:16]}: seq={sent} time={rtt:.3f} ms", flush=True)
+    except KeyboardInterrupt:
+        pass
+    loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
+    if not args.json:
+        print(f"--- {args.key[:16]} ping statistics ---")
+        print(f"{sent} sent, {len(rtts)} received, {loss:.0f}% loss")
+        if rtts:
+            spread = statistics.pstdev(rtts)
+            print(
+                f"rtt min/avg/max/mdev = {min(rtts):.3f}/{statistics.fmean(rtts):.3f}/{max(rtts):.3f}/{spread:.3f} ms"
+            )
+    return 0 if rtts else 1
+
+
+# ------------------------------------------------------------------ parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pinewood", description="Pinecone-compatible overlay router")
     parser.add_argument("--version", action="version", version=f"pinewood {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="start the node (for now: print its identity)")
-    run.add_argument("--key-file", help="private key file (default: DATA_DIR/node.key)")
+
+    run = commands.add_parser("run", help="run the node")
+    run.add_argument("--config", help="TOML configuration file")
+    run.add_argument("--listen", action="append", help="listen URI, tcp://host:port (repeatable)")
+    run.add_argument("--peer", dest="peers", action="append", help="static peer URI (repeatable)")
+    run.add_argument("--admin", help=f"admin API address (default {DEFAULT_ADMIN})")
+    run.add_argument("--data-dir", help="data directory")
+    run.add_argument("--key-file", help="private key file (default DATA_DIR/node.key)")
+    run.add_argument("--log-format", choices=["auto", "console", "json"])
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--max-peers", type=int)
+    run.add_argument("--traffic-queue-frames", type=int)
+    run.add_argument("--handshake-timeout", type=float)
+    run.add_argument("--handshakes-per-minute", type=int)
+    for name in BOOL_SETTINGS:
+        run.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     run.set_defaults(handler=_cmd_run)
+
     keygen = commands.add_parser("keygen", help="create a new private key file")
     keygen.add_argument("output", help="file to create (mode 0600), or '-' to print the seed")
     keygen.set_defaults(handler=_cmd_keygen)
+
+    def client(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--admin", help=f"admin API address (default ${env_name('admin')} or {DEFAULT_ADMIN})"
+        )
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        return sub
+
+    client("status", "show the node's state").set_defaults(handler=_cmd_status)
+    client("peers", "list peerings").set_defaults(handler=_cmd_peers)
+    peer = client("peer", "add or remove a static peer")
+    peer.add_argument("action", choices=["add", "remove"])
+    peer.add_argument("uri")
+    peer.set_defaults(handler=_cmd_peer)
+    ping = client("ping", "round trips over the overlay to a node key")
+    ping.add_argument("key")
+    ping.add_argument("-c", "--count", type=int, default=0, help="stop after this many (default: until ^C)")
+    ping.add_argument("-i", "--interval", type=float, default=1.0)
+    ping.add_argument("-W", "--timeout", type=float, default=2.0)
+    ping.set_defaults(handler=_cmd_ping)
     return parser
 
 
@@ -50,9 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.handler(args)
-    except KeyFileError as exc:
+    except (KeyFileError, ConfigError, CLIError) as exc:
         print(f"pinewood: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            print(file=sys.stderr)
+        return 130
     return result
 
 

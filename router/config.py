@@ -1,0 +1,196 @@
+"""Node configuration: one TOML file, every setting also a flag and an environment variable.
+
+Precedence, highest first: command-line flag, environment variable
+(``PINEWOOD_<NAME>``, lists comma-separated), the TOML file, the default.  The
+defaults work with no file at all.  Every bad value raises :class:`ConfigError`
+naming the setting and where the value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from router.keyfile import default_data_dir
+from router.links.uri import PeerURI, URIError, parse_peer_uri
+
+DEFAULT_PORT = 65432
+DEFAULT_ADMIN = "127.0.0.1:65433"
+ENV_PREFIX = "PINEWOOD_"
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    listen: tuple[str, ...] = (f"tcp://0.0.0.0:{DEFAULT_PORT}",)
+    peers: tuple[str, ...] = ()
+    admin: str = DEFAULT_ADMIN
+    data_dir: str = ""
+    key_file: str = ""
+    uvloop: bool = True
+    log_format: str = "auto"
+    log_level: str = "info"
+    max_peers: int = 64
+    traffic_queue_frames: int = 2048
+    hop_limiting: bool = False
+    wakeup_broadcasts: bool = True
+    handshake_timeout: float = 10.0
+    handshakes_per_minute: int = 120
+    """Per source address; more are refused before any cryptography is done."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_file) if self.key_file else self.data_path / "node.key"
+
+    def listen_uris(self) -> list[PeerURI]:
+        return [_uri(u, "listen") for u in self.listen]
+
+    def peer_uris(self) -> list[PeerURI]:
+        return [_uri(u, "peers") for u in self.peers]
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        return parse_host_port(self.admin, "admin")
+
+
+def _uri(text: str, setting: str) -> PeerURI:
+    try:
+        return parse_peer_uri(text)
+    except URIError as exc:
+        raise ConfigError(f"{setting}: {exc}") from None
+
+
+def parse_host_port(text: str, setting: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{setting}: {text!r} is not host:port")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _as_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+
+
+def _as_int(low: int, high: int) -> Callable[[object, str], int]:
+    def convert(value: object, where: str) -> int:
+        try:
+            number = int(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise ConfigError(f"{where}: expected a whole number from {low} to {high}, got {value!r}")
+        return number
+
+    return convert
+
+
+def _as_float(low: float, high: float) -> Callable[[object, str], float]:
+    def convert(value: object, where: str) -> float:
+        try:
+            number = (
+                float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+            )
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise ConfigError(f"{where}: expected a number from {low} to {high}, got {value!r}")
+        return number
+
+    return convert
+
+
+def _as_str_list(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+
+
+def _as_choice(*choices: str) -> Callable[[object, str], str]:
+    def convert(value: object, where: str) -> str:
+        if not isinstance(value, str) or value.lower() not in choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    return convert
+
+
+def _as_str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+CONVERTERS: dict[str, Callable[[object, str], Any]] = {
+    "listen": _as_str_list,
+    "peers": _as_str_list,
+    "admin": _as_str,
+    "data_dir": _as_str,
+    "key_file": _as_str,
+    "uvloop": _as_bool,
+    "log_format": _as_choice("auto", "console", "json"),
+    "log_level": _as_choice("debug", "info", "warning", "error"),
+    "max_peers": _as_int(1, 253),
+    "traffic_queue_frames": _as_int(16, 1_000_000),
+    "hop_limiting": _as_bool,
+    "wakeup_broadcasts": _as_bool,
+    "handshake_timeout": _as_float(0.1, 600.0),
+    "handshakes_per_minute": _as_int(1, 1_000_000),
+}
+SETTINGS = tuple(f.name for f in fields(NodeConfig) if f.name != "extra")
+
+
+def env_name(setting: str) -> str:
+    return ENV_PREFIX + setting.upper()
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, object] | None = None,
+) -> NodeConfig:
+    """Merge defaults, the TOML file, the environment and flags; validate everything."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in CONVERTERS:
+                raise ConfigError(f"{path}: unknown setting {key!r}")
+            values[name] = CONVERTERS[name](value, f"{key} (in {path})")
+    env = os.environ if environ is None else environ
+    for name in SETTINGS:
+        if (raw := env.get(env_name(name))) is not None and raw != "":
+            values[name] = CONVERTERS[name](raw, f"{name} (from ${env_name(name)})")
+    for name, value in (flags or {}).items():
+        if value is not None:
+            values[name] = CONVERTERS[name](value, f"--{name.replace('_', '-')}")
+    config = NodeConfig(**values)
+    config.listen_uris()
+    config.peer_uris()
+    _ = config.admin_address
+    return config

@@ -1,0 +1,207 @@
+"""A peering over a byte stream (TCP): handshake, frame reassembly, batched writes.
+
+Both sides send their 104-byte handshake at once; the other side's must arrive
+within the handshake deadline and verify, else the connection is closed.  Then
+frames follow back to back.  Reassembly never holds more than one maximum-size
+frame of unparsed bytes per peer; a frame without the magic bytes or with an
+impossible length closes the peering.
+
+Writes are batched: frames are queued (protocol first, then fair traffic) and
+one ``transport.write`` per peer per turn of the event loop sends what has
+accumulated.  When the kernel buffer is full (``pause_writing``) the queues
+hold, traffic beyond their bound is dropped, and the runtime pauses reading
+from the peers whose traffic is waiting for this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from router.links.queues import FairQueue
+from router.wire.errors import DecodeError
+from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC
+from router.wire.handshake import HANDSHAKE_SIZE, Handshake, parse_handshake
+
+if TYPE_CHECKING:
+    from router.node import Node
+
+WRITE_BATCH_BYTES = 256 * 1024
+PROTO_QUEUE_MAX = 4096
+HIGH_WATER_BYTES = 1024 * 1024
+
+
+class PeerLink(asyncio.Protocol):
+    """One TCP connection to a peer, before and after its handshake."""
+
+    def __init__(
+        self, node: Node, outbound: str | None, on_lost: Callable[[PeerLink], None] | None = None
+    ) -> None:
+        self.node = node
+        self.outbound = outbound  # the peer URI we dialled, or None for inbound
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.remote = ""
+        self.port = 0
+        self.handshake: Handshake | None = None
+        self.closed = False
+        self.close_reason = ""
+        self._buffer = bytearray()
+        self._proto: deque[bytes] = deque()
+        self.traffic = FairQueue(node.config.traffic_queue_frames)
+        self._flush_scheduled = False
+        self.writing_paused = False
+        self.reading_paused = False
+        self.waiting_sources: set[int] = set()
+        self._deadline: asyncio.TimerHandle | None = None
+        self.bytes_in = self.bytes_out = self.frames_in = self.frames_out = 0
+        loop = asyncio.get_running_loop()
+        self.established: asyncio.Future[bool] = loop.create_future()
+        self.lost: asyncio.Future[None] = loop.create_future()
+
+    # ------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
+        peer = transport.get_extra_info("peername")
+        self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if not self.node.admit_handshake(self):
+            return
+        self.transport.write(self.node.handshake_bytes)
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(self.node.config.handshake_timeout, self._handshake_expired)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        buf = self._buffer
+        buf += data
+        if self.handshake is None:
+            if len(buf) < HANDSHAKE_SIZE:
+                return
+            try:
+                self.handshake = parse_handshake(bytes(buf[:HANDSHAKE_SIZE]))
+            except DecodeError as exc:
+                self.close(f"bad handshake: {exc}")
+                return
+            del buf[:HANDSHAKE_SIZE]
+            if self._deadline is not None:
+                self._deadline.cancel()
+            if not self.node.link_established(self):
+                return
+        self._parse_frames()
+
+    def _parse_frames(self) -> None:
+        buf = self._buffer
+        offset = 0
+        size = len(buf)
+        frames: list[bytes] = []
+        while size - offset >= FRAME_HEADER_SIZE:
+            if buf[offset : offset + 4] != FRAME_MAGIC:
+                self.close("frame without the magic bytes")
+                return
+            length = (buf[offset + 8] << 8) | buf[offset + 9]
+            if length < FRAME_HEADER_SIZE:
+                self.close(f"impossible frame length {length}")
+                return
+            if size - offset < length:
+                break
+            frames.append(bytes(buf[offset : offset + length]))
+            offset += length
+        if offset:
+            del buf[:offset]
+        if frames:
+            self.frames_in += len(frames)
+            self.node.frames_received(self, frames)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = self.close_reason or (str(exc) if exc else "connection closed by peer")
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.node.link_lost(self)
+        if not self.established.done():
+            self.established.set_result(False)
+        if not self.lost.done():
+            self.lost.set_result(None)
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self.node.link_writable(self)
+        self._schedule_flush()
+
+    # ------------------------------------------------------------ sending
+
+    def send_proto(self, data: bytes) -> None:
+        if len(self._proto) >= PROTO_QUEUE_MAX:
+            self.close("protocol queue overflow")
+            return
+        self._proto.append(data)
+        self._schedule_flush()
+
+    def send_traffic(self, source: int, data: bytes) -> None:
+        self.traffic.push(source, data)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.closed or self.transport is None or self.writing_paused:
+            return
+        batch: list[bytes] = []
+        taken = 0
+        proto = self._proto
+        while proto and taken < WRITE_BATCH_BYTES:
+            data = proto.popleft()
+            batch.append(data)
+            taken += len(data)
+        if taken < WRITE_BATCH_BYTES:
+            taken += self.traffic.pop_batch(WRITE_BATCH_BYTES - taken, batch)
+        if not batch:
+            return
+        self.frames_out += len(batch)
+        self.bytes_out += taken
+        self.transport.write(b"".join(batch))
+        if (proto or self.traffic) and not self.writing_paused:
+            self._schedule_flush()
+
+    def pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------ closing
+
+    def _handshake_expired(self) -> None:
+        if self.handshake is None:
+            self.close("no handshake within the deadline")
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._proto) + len(self.traffic)

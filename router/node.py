@@ -1,0 +1,320 @@
+"""The node runtime: asyncio around one :class:`~router.core.RouterCore`.
+
+It owns the links, their queues and one timer that follows the core's
+``next_deadline()``; it moves bytes and never decides where a frame goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from router.config import NodeConfig
+from router.core import CoreConfig, RouterCore
+from router.links.tcp import PeerLink
+from router.links.uri import PeerURI, parse_peer_uri
+from router.outputs import (
+    BroadcastReceived,
+    ClosePeer,
+    Deliver,
+    DescendingChanged,
+    Output,
+    ParentChanged,
+    RootChanged,
+    SendFrame,
+)
+from router.tree import LOCAL_PORT
+from router.wire.handshake import build_handshake
+from router.wire.keys import Identity, PublicKey
+
+LINK_TYPE_REMOTE = 3  # reference peer type for remote (TCP) peerings
+RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
+RECONNECT_MAX_S = 3600.0  # and the longest wait
+CONNECT_TIMEOUT_S = 10.0
+PING_PREFIX = b"\x00pinewood-ping\x00"
+PONG_PREFIX = b"\x00pinewood-pong\x00"
+
+log = structlog.get_logger("pinewood")
+
+
+@dataclass(slots=True)
+class StaticPeer:
+    uri: PeerURI
+    task: asyncio.Task[None] | None = None
+    link: PeerLink | None = None
+    attempts: int = 0
+    last_error: str = ""
+
+
+class Node:
+    """A running Pinewood node."""
+
+    def __init__(self, config: NodeConfig, identity: Identity) -> None:
+        self.config = config
+        self.identity = identity
+        self.loop = asyncio.get_running_loop()
+        now = self.loop.time()
+        self.core = RouterCore(
+            identity,
+            now,
+            CoreConfig(
+                hop_limiting=config.hop_limiting,
+                wakeup_broadcasts=config.wakeup_broadcasts,
+                max_peers=config.max_peers,
+                clock_offset_s=time.time() - now,
+            ),
+        )
+        self.started_at = now
+        self.handshake_bytes = build_handshake(identity)
+        self.links: dict[int, PeerLink] = {}
+        self.pending: set[PeerLink] = set()
+        self.static_peers: dict[str, StaticPeer] = {}
+        self.servers: list[asyncio.Server] = []
+        self.counters: Counter[str] = Counter()
+        self.deliver_handlers: list[Callable[[Deliver], None]] = []
+        self._ping_waiters: dict[bytes, asyncio.Future[float]] = {}
+        self._handshake_times: dict[str, deque[float]] = {}
+        self._source_link: PeerLink | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self.listen_addresses: list[tuple[str, int]] = []
+        self._apply(self.core.handle_timer(now))
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        for uri in self.config.listen_uris():
+            server = await self.loop.create_server(lambda: PeerLink(self, None), uri.host, uri.port)
+            self.servers.append(server)
+            for sock in server.sockets:
+                address = sock.getsockname()
+                self.listen_addresses.append((address[0], address[1]))
+                log.info("listening", address=f"tcp://{address[0]}:{address[1]}")
+        for uri in self.config.peer_uris():
+            self.add_static_peer(str(uri))
+
+    async def stop(self) -> None:
+        for peer in list(self.static_peers.values()):
+            if peer.task is not None:
+                peer.task.cancel()
+        for server in self.servers:
+            server.close()
+        for link in [*self.links.values(), *self.pending]:
+            link.close("node stopping")
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # ------------------------------------------------------------ static peers
+
+    def add_static_peer(self, text: str) -> PeerURI:
+        uri = parse_peer_uri(text)
+        key = str(uri)
+        if key in self.static_peers:
+            return uri
+        peer = StaticPeer(uri)
+        self.static_peers[key] = peer
+        peer.task = self.loop.create_task(self._keep_connected(peer))
+        return uri
+
+    def remove_static_peer(self, text: str) -> bool:
+        peer = self.static_peers.pop(str(parse_peer_uri(text)), None)
+        if peer is None:
+            return False
+        if peer.task is not None:
+            peer.task.cancel()
+        if peer.link is not None:
+            peer.link.close("peer removed by the operator")
+        return True
+
+    async def _keep_connected(self, peer: StaticPeer) -> None:
+        backoff = RECONNECT_MIN_S
+        while True:
+            peer.attempts += 1
+            try:
+                _, link = await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: PeerLink(self, str(peer.uri)), peer.uri.host, peer.uri.port
+                    ),
+                    CONNECT_TIMEOUT_S,
+                )
+                peer.link = link
+                if await link.established:
+                    backoff = RECONNECT_MIN_S
+                    peer.last_error = ""
+                    await link.lost
+                peer.last_error = link.close_reason
+            except (OSError, TimeoutError) as exc:
+                peer.last_error = str(exc) or type(exc).__name__
+            peer.link = None
+            log.info(
+                "peer unreachable, will retry", uri=str(peer.uri), error=peer.last_error, retry_in_s=backoff
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_MAX_S)
+
+    # ------------------------------------------------------------ links
+
+    def admit_handshake(self, link: PeerLink) -> bool:
+        """Rate-limit handshakes per source address before doing any cryptography."""
+        host = link.remote.rpartition(":")[0]
+        now = self.loop.time()
+        times = self._handshake_times.setdefault(host, deque())
+        while times and now - times[0] > 60.0:
+            times.popleft()
+        if len(times) >= self.config.handshakes_per_minute:
+            self.counters["handshakes refused: rate"] += 1
+            link.close("too many handshakes from this address")
+            return False
+        times.append(now)
+        if len(self._handshake_times) > 4096:
+            for stale in [h for h, t in self._handshake_times.items() if not t or now - t[-1] > 60.0]:
+                del self._handshake_times[stale]
+        self.pending.add(link)
+        return True
+
+    def link_established(self, link: PeerLink) -> bool:
+        self.pending.discard(link)
+        assert link.handshake is not None
+        key = link.handshake.public_key
+        expected = parse_peer_uri(link.outbound).key if link.outbound else None
+        if key == self.identity.public_key:
+            link.close("connected to ourselves")
+        elif expected is not None and key != expected:
+            link.close(f"peer proved key {key.hex()}, expected {expected.hex()}")
+            log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
+        else:
+            try:
+                port, outputs = self.core.add_peer(key, LINK_TYPE_REMOTE, self.loop.time())
+            except ValueError as exc:
+                link.close(str(exc))
+            else:
+                link.port = port
+                self.links[port] = link
+                link.established.set_result(True)
+                log.info("peer connected", port=port, key=key.hex(), remote=link.remote, uri=link.outbound)
+                self._apply(outputs)
+                return True
+        self.counters["handshakes refused"] += 1
+        return False
+
+    def frames_received(self, link: PeerLink, frames: list[bytes]) -> None:
+        if link.port == 0 or self.links.get(link.port) is not link:
+            return
+        now = self.loop.time()
+        core = self.core
+        self._source_link = link
+        for frame in frames:
+            self._apply(core.handle_frame(link.port, frame, now))
+            if link.closed:
+                break
+        self._source_link = None
+
+    def link_lost(self, link: PeerLink) -> None:
+        self.pending.discard(link)
+        if link.port and self.links.get(link.port) is link:
+            del self.links[link.port]
+            log.info("peer disconnected", port=link.port, reason=link.close_reason)
+            self._apply(self.core.remove_peer(link.port, self.loop.time()))
+        self.link_writable(link)
+
+    def link_writable(self, link: PeerLink) -> None:
+        for port in link.waiting_sources:
+            source = self.links.get(port)
+            if source is not None:
+                source.resume_reading()
+        link.waiting_sources.clear()
+
+    # ------------------------------------------------------------ outputs
+
+    def _apply(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, SendFrame):
+                link = self.links.get(out.port)
+                if link is None:
+                    self.counters["sent to a closed link"] += 1
+                elif out.traffic:
+                    source = self._source_link
+                    link.send_traffic(source.port if source is not None else LOCAL_PORT, out.data)
+                    if link.writing_paused and source is not None:
+                        # Backpressure: stop reading from the peer feeding this one.
+                        link.waiting_sources.add(source.port)
+                        source.pause_reading()
+                else:
+                    link.send_proto(out.data)
+            elif isinstance(out, Deliver):
+                self._deliver(out)
+            elif isinstance(out, ClosePeer):
+                link = self.links.pop(out.port, None)
+                if link is not None:
+                    log.warning("closing peer", port=out.port, reason=out.reason)
+                    link.close(out.reason)
+            elif isinstance(out, ParentChanged):
+                log.info("parent changed", port=out.port)
+            elif isinstance(out, RootChanged):
+                log.info(
+                    "root changed",
+                    root=out.root_key.hex(),
+                    sequence=out.root_sequence,
+                    coords=out.coordinates,
+                )
+            elif isinstance(out, DescendingChanged):
+                log.debug("descending changed", key=out.key.hex() if out.key else None)
+            elif isinstance(out, BroadcastReceived):
+                self.counters["wakeup broadcasts seen"] += 1
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.core.next_deadline()
+        if deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        self._apply(self.core.handle_timer(self.loop.time()))
+
+    # ------------------------------------------------------------ the local application
+
+    def send(self, destination: bytes, payload: bytes) -> None:
+        self._apply(self.core.send_traffic(destination, payload, self.loop.time()))
+
+    def _deliver(self, out: Deliver) -> None:
+        if out.destination_key != self.identity.public_key:
+            self.counters["frames for absent keys"] += 1
+            return
+        payload = out.payload
+        if payload.startswith(PING_PREFIX) and len(payload) == len(PING_PREFIX) + 8:
+            self.send(out.source_key, PONG_PREFIX + payload[len(PING_PREFIX) :])
+            return
+        if payload.startswith(PONG_PREFIX):
+            waiter = self._ping_waiters.pop(payload[len(PONG_PREFIX) :], None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(time.perf_counter())
+            return
+        self.counters["frames delivered to the application"] += 1
+        for handler in self.deliver_handlers:
+            handler(out)
+
+    async def ping(self, key: PublicKey, timeout: float) -> float | None:
+        """Round-trip time in seconds to the node with ``key``, or None on timeout."""
+        nonce = os.urandom(8)
+        waiter: asyncio.Future[float] = self.loop.create_future()
+        self._ping_waiters[nonce] = waiter
+        started = time.perf_counter()  # uvloop's loop clock has millisecond resolution
+        self.send(key, PING_PREFIX + nonce)
+        try:
+            answered = await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._ping_waiters.pop(nonce, None)
+        return answered - started
