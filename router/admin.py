@@ -16,6 +16,7 @@ bounded request line, headers and body, and a fixed table of routes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -322,10 +323,8 @@ async def handle_connection(node: Node, reader: asyncio.StreamReader, writer: as
         "Connection: close\r\n\r\n".encode()
         + data
     )
-    try:
+    with contextlib.suppress(ConnectionError):
         await writer.drain()
-    except ConnectionError:
-        pass
     writer.close()
 
 

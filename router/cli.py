@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import uvloop
+
 from router import __version__
+from router.admin import start_admin
 from router.config import CONVERTERS, DEFAULT_ADMIN, ConfigError, NodeConfig, env_name, load_config
 from router.keyfile import KeyFileError, load_or_create_identity, write_key_file
+from router.logs import configure_logging
+from router.node import Node
 from router.wire.keys import Identity
 
 BOOL_SETTINGS = ("uvloop", "hop_limiting", "wakeup_broadcasts")
@@ -44,9 +49,6 @@ def _run_flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def _serve(config: NodeConfig, identity: Identity) -> None:
-    from router.admin import start_admin
-    from router.node import Node
-
     node = Node(config, identity)
     await node.start()
     host, port = config.admin_address
@@ -61,15 +63,11 @@ async def _serve(config: NodeConfig, identity: Identity) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from router.logs import configure_logging
-
     config = load_config(Path(args.config) if args.config else None, flags=_run_flags(args))
     identity, source = load_or_create_identity(config.key_path)
     configure_logging(config.log_format, config.log_level)
     print(f"pinewood {__version__}, node key {identity.public_key.hex()} ({source})", flush=True)
     if config.uvloop:
-        import uvloop
-
         uvloop.run(_serve(config, identity))
     else:
         asyncio.run(_serve(config, identity))
