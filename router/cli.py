@@ -122,16 +122,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"key          {status['key']}")
     print(f"root         {status['root']['key']} (sequence {status['root']['sequence']})")
     print(f"coordinates  {status['coordinates']}")
-    print(
-        f"parent       {parent['key'] + ' on port ' + str(parent['port']) if parent else 'none (this node is root)'}"
-    )
+    parent_text = f"{parent['key']} on port {parent['port']}" if parent else "none (this node is root)"
+    print(f"parent       {parent_text}")
     print(f"descending   {status['descending'] or 'none'}")
     print(f"peers        {status['peers']}")
     print(f"listening    {', '.join(status['listen']) or 'nowhere'}")
     traffic = status["traffic"]
-    print(
-        f"traffic      forwarded {traffic['forwarded']}, delivered {traffic['delivered']}, sent {traffic['sent']}"
-    )
+    t = traffic
+    print(f"traffic      forwarded {t['forwarded']}, delivered {t['delivered']}, sent {t['sent']}")
     if status["drops"]:
         print("drops        " + ", ".join(f"{k}: {v}" for k, v in sorted(status["drops"].items())))
     return 0
@@ -145,9 +143,9 @@ def _cmd_peers(args: argparse.Namespace) -> int:
     print(f"{'port':>4}  {'key':16}  {'type':4}  {'in/out frames':>17}  {'queue':>5}  uri")
     for peer in peers:
         if "port" not in peer:
-            print(
-                f"{'-':>4}  {'(not connected)':16}  {'tcp':4}  {'':>17}  {'':>5}  {peer['uri']}  {peer['last_error']}"
-            )
+            blank = ""
+            print(f"{'-':>4}  {'(not connected)':16}  tcp   {blank:>17}  {blank:>5}  {peer['uri']}", end="")
+            print(f"  {peer['last_error']}")
             continue
         frames = f"{peer['frames_in']}/{peer['frames_out']}"
         parent = " (parent)" if peer["is_parent"] else ""
@@ -197,9 +195,8 @@ def _cmd_ping(args: argparse.Namespace) -> int:
         print(f"{sent} sent, {len(rtts)} received, {loss:.0f}% loss")
         if rtts:
             spread = statistics.pstdev(rtts)
-            print(
-                f"rtt min/avg/max/mdev = {min(rtts):.3f}/{statistics.fmean(rtts):.3f}/{max(rtts):.3f}/{spread:.3f} ms"
-            )
+            avg = statistics.fmean(rtts)
+            print(f"rtt min/avg/max/mdev = {min(rtts):.3f}/{avg:.3f}/{max(rtts):.3f}/{spread:.3f} ms")
     return 0 if rtts else 1
 
 
