@@ -1,0 +1,203 @@
+"""Real ``pinewood run`` processes on loopback, and their admin APIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Daemon:
+    name: str
+    port: int
+    admin_port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    key: str = ""
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def admin(self) -> str:
+        return f"127.0.0.1:{self.admin_port}"
+
+    @property
+    def uri(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def api(self, method: str, path: str, body: object = None, timeout: float = 5.0) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"http://{self.admin}{path}", data=data, method=method)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+        return json.loads(raw) if path != "/metrics" else raw.decode()
+
+    def rss_kib(self) -> int:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+class DaemonNet:
+    """A set of daemons on loopback, peered as asked, cleaned up at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.daemons: dict[str, Daemon] = {}
+
+    def start(
+        self, names: Iterable[str], edges: Iterable[tuple[str, str]], extra: list[str] | None = None
+    ) -> None:
+        for name in names:
+            self.daemons[name] = Daemon(name, free_port(), free_port(), self.root / name)
+        peers: dict[str, list[str]] = {name: [] for name in self.daemons}
+        for a, b in edges:
+            peers[a].append(self.daemons[b].uri)  # a dials b
+        for name, daemon in self.daemons.items():
+            args = [f"--peer={uri}" for uri in peers[name]] + (extra or [])
+            self.launch(daemon, args)
+        for daemon in self.daemons.values():
+            self.wait_up(daemon)
+
+    def launch(self, daemon: Daemon, args: list[str]) -> None:
+        daemon.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PINEWOOD_SEED": ""}
+        with (daemon.data_dir / "log").open("ab") as log:
+            daemon.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "router",
+                    "run",
+                    f"--listen={daemon.uri}",
+                    f"--admin={daemon.admin}",
+                    f"--data-dir={daemon.data_dir}",
+                    "--log-format=json",
+                    *args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    def wait_up(self, daemon: Daemon, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert daemon.process is not None and daemon.process.poll() is None, self.log(daemon)
+            try:
+                daemon.key = daemon.api("GET", "/status")["key"]
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"{daemon.name} did not come up: {self.log(daemon)}")
+
+    def log(self, daemon: Daemon) -> str:
+        path = daemon.data_dir / "log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def alive(self) -> list[Daemon]:
+        return [d for d in self.daemons.values() if d.process is not None and d.process.poll() is None]
+
+    def problems(self) -> list[str]:
+        """What is still wrong with the tree and snake of the live daemons."""
+        live = self.alive()
+        statuses = {d.key: d.api("GET", "/status") for d in live}
+        keys = sorted(statuses)
+        problems = []
+        for i, key in enumerate(keys):
+            status = statuses[key]
+            if status["root"]["key"] != keys[-1]:
+                problems.append(f"{key[:8]} has root {status['root']['key'][:8]}")
+            want = keys[i - 1] if i else None
+            if status["descending"] != want:
+                problems.append(f"{key[:8]} descending {str(status['descending'])[:8]}, want {str(want)[:8]}")
+            parent = status["parent"]
+            if parent is not None:
+                parent_coords = statuses[parent["key"]]["coordinates"] if parent["key"] in statuses else None
+                if parent_coords != status["coordinates"][:-1]:
+                    problems.append(f"{key[:8]} coordinates {status['coordinates']} not under its parent's")
+        return problems
+
+    def wait_converged(self, timeout: float = 60.0) -> float:
+        started = time.monotonic()
+        problems: list[str] = []
+        while time.monotonic() - started < timeout:
+            problems = self.problems()
+            if not problems:
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise AssertionError(f"not converged after {timeout} s: {problems}")
+
+    def ping_all_pairs(self, attempts: int = 3) -> None:
+        """``pinewood ping -c 1`` between every ordered pair of live daemons, run in parallel."""
+        live = self.alive()
+        todo = [(a, b) for a in live for b in live if a is not b]
+        for _ in range(attempts):
+            procs = [
+                (
+                    a,
+                    b,
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "router",
+                            "ping",
+                            b.key,
+                            "-c",
+                            "1",
+                            "-W",
+                            "3",
+                            f"--admin={a.admin}",
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                    ),
+                )
+                for a, b in todo
+            ]
+            failed = []
+            for a, b, proc in procs:
+                out, _ = proc.communicate(timeout=60)
+                if proc.returncode != 0:
+                    failed.append((a, b, out.decode(errors="replace")))
+            if not failed:
+                return
+            todo = [(a, b) for a, b, _ in failed]
+            time.sleep(2)
+        raise AssertionError(f"ping failed for {[(a.name, b.name) for a, b, _ in failed]}: {failed[0][2]}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.daemons[name].process
+        assert process is not None
+        process.send_signal(sig)
+        process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for daemon in self.daemons.values():
+            if daemon.process is not None and daemon.process.poll() is None:
+                daemon.process.send_signal(signal.SIGTERM)
+        for daemon in self.daemons.values():
+            if daemon.process is not None:
+                try:
+                    daemon.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    daemon.process.kill()
