@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,15 +49,27 @@ def test_keygen_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "refusing to overwrite" in capsys.readouterr().err
 
 
-def test_run_prints_identity_as_a_real_process(tmp_path: Path) -> None:
+def test_run_prints_identity_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "PINEWOOD_DATA_DIR": str(tmp_path), SEED_ENV: ""}
-    out = subprocess.run(
-        [sys.executable, "-m", "router", "run"],
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router", "run", "--listen=tcp://127.0.0.1:0", "--admin=127.0.0.1:0"],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    key = (tmp_path / "node.key").read_text().strip()
-    assert f"node key: {Identity.from_seed(bytes.fromhex(key)).public_key.hex()}" in out
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        key = (tmp_path / "node.key").read_text().strip()
+        assert f"node key {Identity.from_seed(bytes.fromhex(key)).public_key.hex()}" in first
+        for line in process.stdout:  # the logs: wait until the node is serving
+            if "admin API listening" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if process.stdout is not None:
+            process.stdout.close()

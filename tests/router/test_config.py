@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from router.cli import main
+from router.config import DEFAULT_ADMIN, ConfigError, NodeConfig, load_config
+from tests.conftest import REPO_ROOT
+
+
+def test_defaults_need_no_file() -> None:
+    config = load_config(environ={})
+    assert config == NodeConfig()
+    assert config.admin_address == ("127.0.0.1", int(DEFAULT_ADMIN.rsplit(":", 1)[1]))
+    assert [str(u) for u in config.listen_uris()] == ["tcp://0.0.0.0:65432"]
+
+
+def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('max_peers = 10\nlog_level = "debug"\npeers = ["tcp://10.0.0.1:1"]\n')
+    config = load_config(
+        path, environ={"PINEWOOD_MAX_PEERS": "20", "PINEWOOD_PEERS": "a:1,b:2"}, flags={"max_peers": 30}
+    )
+    assert config.max_peers == 30
+    assert config.log_level == "debug"
+    assert config.peers == ("a:1", "b:2")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_peers = 0", "max_peers"),
+        ("max_peers = true", "max_peers"),
+        ('log_level = "loud"', "log_level"),
+        ('listen = ["udp://x:1"]', "listen"),
+        ('peers = ["host-without-port"]', "peers"),
+        ('admin = "nowhere"', "admin"),
+        ("handshake_timeout = -1", "handshake_timeout"),
+        ("colour = 1", "unknown setting 'colour'"),
+        ("max_peers = ", "c.toml"),
+    ],
+)
+def test_bad_values_name_the_setting(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ={})
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"PINEWOOD_UVLOOP"):
+        load_config(environ={"PINEWOOD_UVLOOP": "perhaps"})
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="config file"):
+        load_config(Path("/nonexistent/pinewood.toml"), environ={})
+
+
+def test_example_config_parses() -> None:
+    config = load_config(REPO_ROOT / "deploy" / "pinewood.toml", environ={})
+    assert config.data_dir == "/var/lib/pinewood"
+    assert config.log_format == "json"
+
+
+def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("max_peers = 999\n")
+    assert main(["run", "--config", str(path)]) == 2
+    assert "max_peers" in capsys.readouterr().err
+
+
+def test_cli_client_without_a_daemon(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--admin", "127.0.0.1:1"]) == 2
+    assert "cannot reach the admin API" in capsys.readouterr().err
