@@ -49,14 +49,14 @@ def _run_flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def _serve(config: NodeConfig, identity: Identity) -> None:
-    node = Node(config, identity)
-    await node.start()
-    host, port = config.admin_address
-    admin = await start_admin(node, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    node = Node(config, identity)
+    await node.start()
+    host, port = config.admin_address
+    admin = await start_admin(node, host, port)
     await stop.wait()
     admin.close()
     await node.stop()
