@@ -160,7 +160,7 @@ async def get_coords(node: Node, query: dict[str, list[str]], body: Any) -> tupl
     now = node.loop.time()
     cache = node.core.traffic.coords_cache
     return 200, [
-        {"key": k.hex(), "coordinates": list(c), "age_s": round(now - t, 3)} for k, (c, t) in cache.items()
+        {"key": k.hex(), "coordinates": list(c), "age_s": round(now - t, 3)} for k, (c, t, _) in cache.items()
     ]
 
 

@@ -209,11 +209,14 @@ class Node:
         now = self.loop.time()
         core = self.core
         self._source_link = link
+        port = link.port
+        apply = self._apply_outputs
         for frame in frames:
-            self._apply(core.handle_frame(link.port, frame, now))
+            apply(core.handle_frame(port, frame, now))
             if link.closed:
                 break
         self._source_link = None
+        self._arm_timer()
 
     def link_lost(self, link: PeerLink) -> None:
         self.pending.discard(link)
@@ -233,6 +236,10 @@ class Node:
     # ------------------------------------------------------------ outputs
 
     def _apply(self, outputs: list[Output]) -> None:
+        self._apply_outputs(outputs)
+        self._arm_timer()
+
+    def _apply_outputs(self, outputs: list[Output]) -> None:
         for out in outputs:
             if isinstance(out, SendFrame):
                 link = self.links.get(out.port)
@@ -241,8 +248,11 @@ class Node:
                 elif out.traffic:
                     source = self._source_link
                     link.send_traffic(source.port if source is not None else LOCAL_PORT, out.data)
-                    if link.writing_paused and source is not None:
-                        # Backpressure: stop reading from the peer feeding this one.
+                    if source is not None and (
+                        link.writing_paused or link.traffic.frames >= link.pause_depth
+                    ):
+                        # Backpressure: stop reading from the peer feeding this
+                        # one until its queue has been written out.
                         link.waiting_sources.add(source.port)
                         source.pause_reading()
                 else:
@@ -267,7 +277,6 @@ class Node:
                 log.debug("descending changed", key=out.key.hex() if out.key else None)
             elif isinstance(out, BroadcastReceived):
                 self.counters["wakeup broadcasts seen"] += 1
-        self._arm_timer()
 
     def _arm_timer(self) -> None:
         deadline = self.core.next_deadline()

@@ -7,17 +7,21 @@ order, and the runtime (or the in-memory mesh) carries them out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from router.wire.coordinates import Coordinates
 from router.wire.keys import PublicKey
 
 
-@dataclass(frozen=True, slots=True)
-class SendFrame:
+class SendFrame(NamedTuple):
     """Write ``data`` (one complete frame) to the peer on ``port``.
 
     ``traffic`` frames go to the peer's bounded, fair traffic queue; the rest
     (announcements, bootstraps, broadcasts, keepalives) go ahead of traffic.
+
+    This and :class:`Deliver` are named tuples, not frozen dataclasses like the
+    other records: one is built for every forwarded or delivered frame, and a
+    frozen dataclass's ``__init__`` costs several times a tuple's.
     """
 
     port: int
@@ -25,8 +29,7 @@ class SendFrame:
     traffic: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
+class Deliver(NamedTuple):
     """Hand an overlay payload to the local application.
 
     ``destination_key`` is normally ours; it differs when this node is merely the

@@ -22,9 +22,10 @@ from router.tree import LOCAL_PORT, next_hop_tree
 from router.wire.coordinates import Coordinates, decode_coordinate_ports
 from router.wire.errors import DecodeError, EncodeError
 from router.wire.fastpath import TrafficRoute, rewrite_traffic, strip_destination, traffic_route
-from router.wire.frames import MAX_HOP_LIMIT, TrafficFrame, decode_frame, encode_frame
+from router.wire.frames import MAX_HOP_LIMIT, TrafficFrame, encode_frame
 from router.wire.keys import PublicKey
 from router.wire.snake import FULL_WATERMARK, Watermark
+from router.wire.varu64 import encode_varu64
 
 if TYPE_CHECKING:
     from router.core import RouterCore
@@ -39,8 +40,9 @@ COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime
 
 # (next port or None, watermark to leave with or None for tree hops,
 #  whether the frame switches from tree to SNEK routing, drop reason or None,
-#  the time until which the decision holds without a state change)
-Decision = tuple[int | None, Watermark | None, bool, str | None, float]
+#  the time until which the decision holds without a state change,
+#  the watermark's wire bytes: key and varu64 sequence)
+Decision = tuple[int | None, Watermark | None, bool, str | None, float, bytes]
 FOREVER = float("inf")
 
 
@@ -52,7 +54,7 @@ class TrafficPath:
     def __init__(self, core: RouterCore) -> None:
         self.core = core
         self._decisions: dict[tuple[bytes, bytes, bytes, int, int], Decision] = {}
-        self.coords_cache: dict[bytes, tuple[Coordinates, float]] = {}
+        self.coords_cache: dict[bytes, tuple[Coordinates, float, bytes]] = {}
         self.hits = 0
         self.misses = 0
         self.forwarded = 0
@@ -73,7 +75,7 @@ class TrafficPath:
             core.close_peer(port, "malformed traffic frame", now, str(exc))
             return
         if route.destination_key == core.key:
-            self._deliver(data, now)
+            self._deliver(data, now, route)
         else:
             self._route(port, data, route, now)
 
@@ -94,27 +96,46 @@ class TrafficPath:
 
     def sweep_coords_cache(self, now: float) -> None:
         cache = self.coords_cache
-        for key in [k for k, (_, seen) in cache.items() if now - seen >= COORDS_CACHE_LIFETIME_S]:
+        for key in [k for k, (_, seen, _) in cache.items() if now - seen >= COORDS_CACHE_LIFETIME_S]:
             del cache[key]
 
     # ------------------------------------------------------------ internals
 
-    def _deliver(self, data: bytes, now: float) -> None:
-        try:
-            frame = decode_frame(data)
-        except DecodeError:
-            # Coordinates made wrong by the origin, relayed unchanged: drop.
-            self.core.drops["traffic malformed"] += 1
-            return
-        assert isinstance(frame, TrafficFrame)
-        if frame.destination_key == self.core.key and 0 < len(frame.source) <= MAX_CACHED_COORDINATE_PORTS:
+    def _deliver(self, data: bytes, now: float, route: TrafficRoute | None = None) -> None:
+        """Hand a frame to the local application without building frame objects.
+
+        The source coordinates are parsed only when they differ from what the
+        coordinates cache holds for that sender; otherwise its age is refreshed.
+        """
+        core = self.core
+        if route is None:
+            route = traffic_route(data)
+        source_at = 14 + len(route.destination)
+        source_len = (data[source_at] << 8) | data[source_at + 1]
+        source_raw = data[source_at + 2 : source_at + 2 + source_len]
+        key_at = route.source_key_offset
+        source_key = PublicKey(data[key_at : key_at + 32])
+        payload_at = route.watermark_end if route.watermark_offset >= 0 else key_at + 32
+        destination_key = PublicKey(route.destination_key)
+        if destination_key == core.key and source_raw:
             cache = self.coords_cache
-            cache.pop(frame.source_key, None)
-            cache[frame.source_key] = (frame.source, now)
-            if len(cache) > COORDS_CACHE_MAX:
-                del cache[next(iter(cache))]
+            cached = cache.get(source_key)
+            if cached is not None and cached[2] == source_raw:
+                cache[source_key] = (cached[0], now, source_raw)
+            else:
+                try:
+                    ports = decode_coordinate_ports(source_raw)
+                except DecodeError:
+                    # Coordinates made wrong by the origin, relayed unchanged: drop.
+                    core.drops["traffic malformed"] += 1
+                    return
+                if len(ports) <= MAX_CACHED_COORDINATE_PORTS:
+                    cache.pop(source_key, None)
+                    cache[source_key] = (ports, now, source_raw)
+                    if len(cache) > COORDS_CACHE_MAX:
+                        del cache[next(iter(cache))]
         self.delivered += 1
-        self.core.emit(Deliver(frame.source_key, frame.destination_key, frame.payload))
+        core.emit(Deliver(source_key, destination_key, data[payload_at:]))
 
     def _route(self, port: int, data: bytes, route: TrafficRoute, now: float) -> None:
         core = self.core
@@ -133,7 +154,7 @@ class TrafficPath:
                 self._decisions[key] = decision
         else:
             self.hits += 1
-        next_port, watermark, converted, reason, _ = decision
+        next_port, watermark, converted, reason, _, wire = decision
         if reason is not None or next_port is None:
             core.drops[reason or "no route"] += 1
             return
@@ -145,7 +166,7 @@ class TrafficPath:
             hop_limit -= 1
         if next_port == LOCAL_PORT:
             # We are the closest key to a destination that is not here.
-            self._deliver(data, now)
+            self._deliver(data, now, route)
             return
         try:
             if converted:
@@ -154,7 +175,7 @@ class TrafficPath:
             elif watermark is not None and (
                 watermark.sequence != route.watermark_sequence or watermark.key != route.watermark_key
             ):
-                data = rewrite_traffic(data, route, watermark=watermark, hop_limit=hop_limit)
+                data = _splice_watermark(data, route, wire, hop_limit)
             elif hop_limit != route.hop_limit:
                 data = rewrite_traffic(data, route, hop_limit=hop_limit)
         except EncodeError:
@@ -177,7 +198,7 @@ class TrafficPath:
             # entry).  The reference hands such a frame to the local application;
             # we route it on by key instead, so it still reaches its destination.
             if tree_port is not None and tree_port != LOCAL_PORT:
-                return tree_port, None, False, None, FOREVER
+                return tree_port, None, False, None, FOREVER, b""
             converted = True
             frame_watermark = FULL_WATERMARK
         else:
@@ -194,4 +215,14 @@ class TrafficPath:
         # that rests on one holds only while that entry is valid.
         entry = core.routes.get(watermark.key)
         valid_until = entry.last_seen + ENTRY_EXPIRY_S if entry is not None else FOREVER
-        return next_port, watermark, converted, reason, valid_until
+        wire = watermark.key + encode_varu64(watermark.sequence)
+        return next_port, watermark, converted, reason, valid_until, wire
+
+
+def _splice_watermark(data: bytes, route: TrafficRoute, wire: bytes, hop_limit: int) -> bytes:
+    """``data`` with the watermark replaced by ``wire`` (key and varu64 sequence)."""
+    start, end = route.watermark_offset, route.watermark_end
+    size = len(data) - (end - start) + len(wire)
+    if size > 0xFFFF:
+        raise EncodeError("rewritten frame would exceed the maximum frame size")
+    return b"".join((data[:7], bytes((hop_limit, size >> 8, size & 0xFF)), data[10:start], wire, data[end:]))

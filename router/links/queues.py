@@ -43,6 +43,23 @@ class FairQueue:
         taken = 0
         order = self._order
         queues = self._queues
+        if len(order) == 1:
+            # One source (the common case on a transit link): no round-robin.
+            source = order[0]
+            queue = queues[source]
+            popleft = queue.popleft
+            append = out.append
+            count = 0
+            while queue and taken < budget:
+                data = popleft()
+                append(data)
+                taken += len(data)
+                count += 1
+            self.frames -= count
+            if not queue:
+                del queues[source]
+                order.clear()
+            return taken
         while order and taken < budget:
             source = order[0]
             queue = queues[source]

@@ -51,6 +51,8 @@ class PeerLink(asyncio.Protocol):
         self._buffer = bytearray()
         self._proto: deque[bytes] = deque()
         self.traffic = FairQueue(node.config.traffic_queue_frames)
+        # Sources feeding this link are paused once this many frames wait.
+        self.pause_depth = max(1, node.config.traffic_queue_frames // 2)
         self._flush_scheduled = False
         self.writing_paused = False
         self.reading_paused = False
@@ -158,25 +160,28 @@ class PeerLink(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Write what is queued, protocol frames first, in as few writes as the
+        transport takes before it asks us to pause."""
         self._flush_scheduled = False
-        if self.closed or self.transport is None or self.writing_paused:
+        transport = self.transport
+        if self.closed or transport is None:
             return
-        batch: list[bytes] = []
-        taken = 0
         proto = self._proto
-        while proto and taken < WRITE_BATCH_BYTES:
-            data = proto.popleft()
-            batch.append(data)
-            taken += len(data)
-        if taken < WRITE_BATCH_BYTES:
-            taken += self.traffic.pop_batch(WRITE_BATCH_BYTES - taken, batch)
-        if not batch:
-            return
-        self.frames_out += len(batch)
-        self.bytes_out += taken
-        self.transport.write(b"".join(batch))
-        if (proto or self.traffic) and not self.writing_paused:
-            self._schedule_flush()
+        traffic = self.traffic
+        while (proto or traffic) and not self.writing_paused:
+            batch: list[bytes] = []
+            taken = 0
+            while proto and taken < WRITE_BATCH_BYTES:
+                data = proto.popleft()
+                batch.append(data)
+                taken += len(data)
+            if taken < WRITE_BATCH_BYTES:
+                taken += traffic.pop_batch(WRITE_BATCH_BYTES - taken, batch)
+            self.frames_out += len(batch)
+            self.bytes_out += taken
+            transport.write(b"".join(batch))  # may call pause_writing() at once
+        if self.waiting_sources and not self.writing_paused:
+            self.node.link_writable(self)
 
     def pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None and not self.closed:

@@ -1,0 +1,207 @@
+"""Throughput of a chain of three node processes, against a bare forwarder chain.
+
+    python -m bench.throughput [--runs 3] [--seconds 5] [--json]
+
+A generator process peers with the first node and sends 1 KiB traffic frames
+addressed to the third node as fast as the first node accepts them; the third
+node's delivered-frame counter gives frames/s and MB/s.  The baseline is the
+same chain of processes running ``bench.bare_forwarder``, fed by the same
+generator with the same bytes.  During each router run, overlay pings from the
+first node to the third measure latency under that load.  Figures are medians
+over the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from router.wire import Identity, PublicKey, TrafficFrame, build_handshake, encode_frame
+
+PAYLOAD_BYTES = 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def api(port: int, method: str, path: str, body: object = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def generate(port: int, destination: str, seconds: float) -> None:
+    """The generator (run as its own process): handshake, then frames as fast as accepted."""
+    me = Identity.generate()
+    frame = encode_frame(
+        TrafficFrame((), (), PublicKey(bytes.fromhex(destination)), me.public_key, os.urandom(PAYLOAD_BYTES))
+    )
+    batch = frame * 256
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(build_handshake(me))
+        sock.setblocking(False)
+        end = time.monotonic() + seconds
+        pending = memoryview(batch)
+        while time.monotonic() < end:
+            with contextlib.suppress(BlockingIOError):
+                sent = sock.send(pending)
+                pending = pending[sent:] if sent < len(pending) else memoryview(batch)
+            with contextlib.suppress(BlockingIOError):
+                sock.recv(65536)
+
+
+def spawn_generator(port: int, destination: str, seconds: float) -> subprocess.Popen[bytes]:
+    code = f"from bench.throughput import generate; generate({port}, {destination!r}, {seconds})"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def rate(samples: list[tuple[float, int]], start: float, end: float) -> float:
+    inside = [(t, n) for t, n in samples if start <= t <= end]
+    if len(inside) < 2:
+        raise RuntimeError("not enough samples in the measuring window")
+    (t0, n0), (t1, n1) = inside[0], inside[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
+def router_run(seconds: float, workdir: Path) -> dict[str, float]:
+    ports = [free_port() for _ in range(3)]
+    admins = [free_port() for _ in range(3)]
+    procs = []
+    try:
+        for i in range(3):
+            args = [
+                sys.executable, "-m", "router", "run",
+                f"--listen=tcp://127.0.0.1:{ports[i]}", f"--admin=127.0.0.1:{admins[i]}",
+                f"--data-dir={workdir / f'n{i}'}", "--log-level=warning", "--log-format=json",
+                "--handshakes-per-minute=1000",
+            ]  # fmt: skip
+            if i:
+                args.append(f"--peer=tcp://127.0.0.1:{ports[i - 1]}")
+            procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        keys = []
+        for admin in admins:
+            for _ in range(200):
+                with contextlib.suppress(OSError):
+                    keys.append(api(admin, "GET", "/status")["key"])
+                    break
+                time.sleep(0.05)
+        for _ in range(300):  # converged when the first node reaches the last
+            if api(admins[0], "POST", "/ping", {"key": keys[2], "timeout": 1})["rtt_ms"] is not None:
+                break
+            time.sleep(0.1)
+        generator = spawn_generator(ports[0], keys[2], seconds + 2)
+        samples: list[tuple[float, int]] = []
+        rtts: list[float] = []
+        started = time.monotonic()
+        while time.monotonic() - started < seconds + 1.5:
+            samples.append((time.monotonic(), api(admins[2], "GET", "/status")["traffic"]["delivered"]))
+            answer = api(admins[0], "POST", "/ping", {"key": keys[2], "timeout": 2})["rtt_ms"]
+            if answer is not None and time.monotonic() - started > 1.0:
+                rtts.append(answer)
+            time.sleep(0.05)
+        generator.wait(timeout=30)
+        frames = rate(samples, started + 1.0, started + 1.0 + seconds)
+        quantiles = statistics.quantiles(rtts, n=100) if len(rtts) >= 2 else [float("nan")] * 99
+        return {"frames_s": frames, "ping_p50_ms": quantiles[49], "ping_p99_ms": quantiles[98], "pings": len(rtts)}
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def baseline_run(seconds: float) -> dict[str, float]:
+    ports = [free_port() for _ in range(3)]
+    procs = []
+    try:
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_forwarder", f"--listen={ports[2]}"], stdout=subprocess.PIPE, text=True
+        )
+        procs.append(sink)
+        assert sink.stdout is not None
+        sink.stdout.readline()
+        for i in (1, 0):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.bare_forwarder", f"--listen={ports[i]}", f"--forward={ports[i + 1]}"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            proc.stdout.readline()
+        generator = spawn_generator(ports[0], bytes(32).hex(), seconds + 2)
+        samples: list[tuple[float, int]] = []
+        started = time.monotonic()
+        while time.monotonic() - started < seconds + 1.5:
+            line = sink.stdout.readline().split()
+            samples.append((float(line[2]), int(line[1])))
+        generator.wait(timeout=30)
+        return {"frames_s": rate(samples, started + 1.0, started + 1.0 + seconds)}
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    routers, baselines = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(args.runs):
+            baselines.append(baseline_run(args.seconds))
+            routers.append(router_run(args.seconds, Path(tmp) / f"run{run}"))
+    base = statistics.median(b["frames_s"] for b in baselines)
+    ours = statistics.median(r["frames_s"] for r in routers)
+    frame_bytes = PAYLOAD_BYTES + 10 + 2 + 4 + 64 + 33
+    result = {
+        "runs": args.runs,
+        "seconds": args.seconds,
+        "payload_bytes": PAYLOAD_BYTES,
+        "baseline_frames_s": round(base),
+        "baseline_mb_s": round(base * frame_bytes / 1e6, 1),
+        "router_frames_s": round(ours),
+        "router_mb_s": round(ours * frame_bytes / 1e6, 1),
+        "router_vs_baseline": round(ours / base, 3),
+        "ping_p50_ms_under_load": round(statistics.median(r["ping_p50_ms"] for r in routers), 2),
+        "ping_p99_ms_under_load": round(statistics.median(r["ping_p99_ms"] for r in routers), 2),
+        "per_run": {"baseline": baselines, "router": routers},
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"3-process chain, 1 KiB payloads, median of {args.runs} runs of {args.seconds:.0f} s")
+        print(f"  bare forwarder : {result['baseline_frames_s']:>9,} frames/s  {result['baseline_mb_s']:>7} MB/s")
+        print(f"  pinewood       : {result['router_frames_s']:>9,} frames/s  {result['router_mb_s']:>7} MB/s")
+        print(f"  ratio          : {result['router_vs_baseline']:.1%} of the bare forwarder")
+        print(f"  ping under load: p50 {result['ping_p50_ms_under_load']} ms, p99 {result['ping_p99_ms_under_load']} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
