@@ -119,7 +119,12 @@ def router_run(seconds: float, workdir: Path) -> dict[str, float]:
         generator.wait(timeout=30)
         frames = rate(samples, started + 1.0, started + 1.0 + seconds)
         quantiles = statistics.quantiles(rtts, n=100) if len(rtts) >= 2 else [float("nan")] * 99
-        return {"frames_s": frames, "ping_p50_ms": quantiles[49], "ping_p99_ms": quantiles[98], "pings": len(rtts)}
+        return {
+            "frames_s": frames,
+            "ping_p50_ms": quantiles[49],
+            "ping_p99_ms": quantiles[98],
+            "pings": len(rtts),
+        }
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -135,14 +140,22 @@ def baseline_run(seconds: float) -> dict[str, float]:
     procs = []
     try:
         sink = subprocess.Popen(
-            [sys.executable, "-m", "bench.bare_forwarder", f"--listen={ports[2]}"], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "bench.bare_forwarder", f"--listen={ports[2]}"],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         procs.append(sink)
         assert sink.stdout is not None
         sink.stdout.readline()
         for i in (1, 0):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.bare_forwarder", f"--listen={ports[i]}", f"--forward={ports[i + 1]}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.bare_forwarder",
+                    f"--listen={ports[i]}",
+                    f"--forward={ports[i + 1]}",
+                ],
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -196,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=1))
     else:
         print(f"3-process chain, 1 KiB payloads, median of {args.runs} runs of {args.seconds:.0f} s")
-        print(f"  bare forwarder : {result['baseline_frames_s']:>9,} frames/s  {result['baseline_mb_s']:>7} MB/s")
+        print(
+            f"  bare forwarder : {result['baseline_frames_s']:>9,} frames/s  {result['baseline_mb_s']:>7} MB/s"
+        )
         print(f"  pinewood       : {result['router_frames_s']:>9,} frames/s  {result['router_mb_s']:>7} MB/s")
         print(f"  ratio          : {result['router_vs_baseline']:.1%} of the bare forwarder")
-        print(f"  ping under load: p50 {result['ping_p50_ms_under_load']} ms, p99 {result['ping_p99_ms_under_load']} ms")
+        print(
+            f"  ping under load: p50 {result['ping_p50_ms_under_load']} ms, p99 {result['ping_p99_ms_under_load']} ms"
+        )
     return 0
 
 
