@@ -208,14 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
+        r = result
         print(f"3-process chain, 1 KiB payloads, median of {args.runs} runs of {args.seconds:.0f} s")
+        print(f"  bare forwarder : {r['baseline_frames_s']:>9,} frames/s  {r['baseline_mb_s']:>7} MB/s")
+        print(f"  pinewood       : {r['router_frames_s']:>9,} frames/s  {r['router_mb_s']:>7} MB/s")
+        print(f"  ratio          : {r['router_vs_baseline']:.1%} of the bare forwarder")
         print(
-            f"  bare forwarder : {result['baseline_frames_s']:>9,} frames/s  {result['baseline_mb_s']:>7} MB/s"
-        )
-        print(f"  pinewood       : {result['router_frames_s']:>9,} frames/s  {result['router_mb_s']:>7} MB/s")
-        print(f"  ratio          : {result['router_vs_baseline']:.1%} of the bare forwarder")
-        print(
-            f"  ping under load: p50 {result['ping_p50_ms_under_load']} ms, p99 {result['ping_p99_ms_under_load']} ms"
+            f"  ping under load: p50 {r['ping_p50_ms_under_load']} ms, p99 {r['ping_p99_ms_under_load']} ms"
         )
     return 0
 
