@@ -28,8 +28,11 @@ def load_or_skip(name: str) -> Mesh:
 
 
 @pytest.mark.parametrize("name", ["sim.txt", "sim-medium.txt", "graph-250.txt"])
-def test_reference_graph(name: str) -> None:
+def test_reference_graph(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     mesh = load_or_skip(name)
     took = settle_and_expire(mesh, limit_s=60.0)
     rounds = assert_full_delivery(mesh)
-    print(f"{name}: {len(mesh.nodes)} nodes converged in {took:.1f} s simulated; delivery rounds {rounds}")
+    with capsys.disabled():  # shown in every run, not only on failure
+        print(
+            f"\n{name}: {len(mesh.nodes)} nodes converged in {took:.1f} s simulated; delivery rounds {rounds}"
+        )
