@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,10 +32,22 @@ from router.wire.errors import EncodeError
 from router.wire.keys import key_from_hex
 
 MAX_HEAD_BYTES = 8192
+MAX_CONNECTIONS = 64
 MAX_BODY_BYTES = 65536
 REQUEST_TIMEOUT_S = 10.0
 
 log = structlog.get_logger("pinewood.admin")
+
+
+class ConnectionLimit:
+    """Admin connections in progress, per server."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = 0
+
+
 Handler = Callable[[Node, dict[str, list[str]], Any], Awaitable[tuple[int, Any]]]
 
 
@@ -89,7 +102,7 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
                 "frames_in": link.frames_in,
                 "frames_out": link.frames_out,
                 "queue_depth": link.queue_depth,
-                "traffic_dropped": link.traffic.dropped,
+                "dropped": link.dropped,
             }
         )
     for uri, peer in sorted(node.static_peers.items()):
@@ -253,7 +266,7 @@ def render_metrics(node: Node) -> str:
         "peer_frames_in_total": [],
         "peer_frames_out_total": [],
         "peer_queue_depth": [],
-        "peer_traffic_dropped_total": [],
+        "peer_dropped_total": [],
     }
     for port, link in sorted(node.links.items()):
         key = core.peer_keys.get(port, b"").hex()
@@ -263,7 +276,7 @@ def render_metrics(node: Node) -> str:
         per_peer["peer_frames_in_total"].append((labels, link.frames_in))
         per_peer["peer_frames_out_total"].append((labels, link.frames_out))
         per_peer["peer_queue_depth"].append((labels, link.queue_depth))
-        per_peer["peer_traffic_dropped_total"].append((labels, link.traffic.dropped))
+        per_peer["peer_dropped_total"].append((labels, link.dropped))
     for name, samples in per_peer.items():
         kind = "gauge" if name == "peer_queue_depth" else "counter"
         metric(name, kind, name.replace("_", " ").capitalize() + ".", samples)
@@ -284,13 +297,32 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
     length_text = headers.get("content-length", "0")
-    if not length_text.isdigit() or int(length_text) > MAX_BODY_BYTES:
+    if not re.fullmatch(r"[0-9]{1,7}", length_text) or int(length_text) > MAX_BODY_BYTES:
         raise HTTPError(413, "body too large or bad Content-Length")
     body = await reader.readexactly(int(length_text)) if int(length_text) else b""
     return parts[0], parts[1], headers, body
 
 
-async def handle_connection(node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def handle_connection(
+    node: Node, limit: ConnectionLimit, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """One request, one response, all within ``REQUEST_TIMEOUT_S`` plus the
+    longest ping; at most ``MAX_CONNECTIONS`` at once."""
+    if limit.active >= MAX_CONNECTIONS:
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        writer.close()
+        return
+    limit.active += 1
+    try:
+        await asyncio.wait_for(_respond(node, reader, writer), REQUEST_TIMEOUT_S + 60)
+    except (TimeoutError, ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        limit.active -= 1
+        writer.close()
+
+
+async def _respond(node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     status, content_type = 500, "application/json"
     payload: Any = {"error": "internal error"}
     try:
@@ -302,7 +334,7 @@ async def handle_connection(node: Node, reader: asyncio.StreamReader, writer: as
             raise HTTPError(405 if allowed else 404, f"no route for {method} {split.path}")
         try:
             body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise HTTPError(400, "body is not JSON") from None
         status, result = await handler(node, parse_qs(split.query), body)
         if isinstance(result, str):
@@ -311,13 +343,21 @@ async def handle_connection(node: Node, reader: asyncio.StreamReader, writer: as
             payload = result
     except HTTPError as exc:
         status, payload = exc.status, {"error": str(exc)}
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-        writer.close()
+    except (asyncio.LimitOverrunError, ValueError):  # ValueError: the stream's limit, from readuntil
+        status, payload = 431, {"error": "request head too large"}
+    except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
         return
     except Exception:  # the admin API must not take the node down with it
         log.exception("admin request failed")
     data = (payload if isinstance(payload, str) else json.dumps(payload, indent=1) + "\n").encode()
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}.get(status, "Error")
+    reason = {
+        200: "OK",
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        413: "Content Too Large",
+        431: "Request Header Fields Too Large",
+    }.get(status, "Error")
     writer.write(
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
         "Connection: close\r\n\r\n".encode()
@@ -325,12 +365,13 @@ async def handle_connection(node: Node, reader: asyncio.StreamReader, writer: as
     )
     with contextlib.suppress(ConnectionError):
         await writer.drain()
-    writer.close()
 
 
 async def start_admin(node: Node, host: str, port: int) -> asyncio.Server:
+    limit = ConnectionLimit()
     server = await asyncio.start_server(
-        lambda r, w: handle_connection(node, r, w), host, port, limit=MAX_HEAD_BYTES
+        lambda r, w: handle_connection(node, limit, r, w), host, port, limit=MAX_HEAD_BYTES
     )
-    log.info("admin API listening", address=f"http://{host}:{port}")
+    bound = server.sockets[0].getsockname() if server.sockets else (host, port)
+    log.info("admin API listening", address=f"http://{bound[0]}:{bound[1]}")
     return server

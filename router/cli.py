@@ -67,10 +67,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     identity, source = load_or_create_identity(config.key_path)
     configure_logging(config.log_format, config.log_level)
     print(f"pinewood {__version__}, node key {identity.public_key.hex()} ({source})", flush=True)
-    if config.uvloop:
-        uvloop.run(_serve(config, identity))
-    else:
-        asyncio.run(_serve(config, identity))
+    try:
+        if config.uvloop:
+            uvloop.run(_serve(config, identity))
+        else:
+            asyncio.run(_serve(config, identity))
+    except OSError as exc:  # most often: an address already in use
+        raise CLIError(f"cannot start: {exc.strerror or exc}") from None
     return 0
 
 
@@ -221,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--traffic-queue-frames", type=int)
     run.add_argument("--handshake-timeout", type=float)
     run.add_argument("--handshakes-per-minute", type=int)
-    for name in BOOL_SETTINGS:
+    for name in (*BOOL_SETTINGS, "admin_allow_remote"):
         run.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     run.set_defaults(handler=_cmd_run)
 

@@ -8,6 +8,7 @@ naming the setting and where the value came from.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -43,7 +44,9 @@ class NodeConfig:
     wakeup_broadcasts: bool = True
     handshake_timeout: float = 10.0
     handshakes_per_minute: int = 120
-    """Per source address; more are refused before any cryptography is done."""
+    """Per source network (/24 or /64); more are refused before any cryptography."""
+    admin_allow_remote: bool = False
+    """The admin API has no authentication: it binds only to loopback unless this is set."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -155,6 +158,7 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "wakeup_broadcasts": _as_bool,
     "handshake_timeout": _as_float(0.1, 600.0),
     "handshakes_per_minute": _as_int(1, 1_000_000),
+    "admin_allow_remote": _as_bool,
 }
 SETTINGS = tuple(f.name for f in fields(NodeConfig) if f.name != "extra")
 
@@ -192,5 +196,19 @@ def load_config(
     config = NodeConfig(**values)
     config.listen_uris()
     config.peer_uris()
-    _ = config.admin_address
+    host, _ = config.admin_address
+    if not config.admin_allow_remote and not _is_loopback(host):
+        raise ConfigError(
+            f"admin: {config.admin!r} is not a loopback address; the admin API has no authentication "
+            "(set admin_allow_remote = true to expose it anyway)"
+        )
     return config
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -7,6 +7,7 @@ It owns the links, their queues and one timer that follows the core's
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import time
 from collections import Counter, deque
@@ -34,6 +35,7 @@ from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
 
 LINK_TYPE_REMOTE = 3  # reference peer type for remote (TCP) peerings
+MAX_RATE_BUCKETS = 65536
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
 RECONNECT_MAX_S = 3600.0  # and the longest wait
 CONNECT_TIMEOUT_S = 10.0
@@ -41,6 +43,17 @@ PING_PREFIX = b"\x00pinewood-ping\x00"
 PONG_PREFIX = b"\x00pinewood-pong\x00"
 
 log = structlog.get_logger("pinewood")
+
+
+def address_bucket(host: str) -> str:
+    """The network a source address belongs to for rate limits: its /24 (IPv4)
+    or /64 (IPv6), so that one operator's many addresses share one budget."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 @dataclass(slots=True)
@@ -71,6 +84,7 @@ class Node:
             ),
         )
         self.started_at = now
+        self.max_pending = max(64, 2 * config.max_peers)
         self.handshake_bytes = build_handshake(identity)
         self.links: dict[int, PeerLink] = {}
         self.pending: set[PeerLink] = set()
@@ -78,17 +92,20 @@ class Node:
         self.servers: list[asyncio.Server] = []
         self.counters: Counter[str] = Counter()
         self.deliver_handlers: list[Callable[[Deliver], None]] = []
-        self._ping_waiters: dict[bytes, asyncio.Future[float]] = {}
+        self._ping_waiters: dict[bytes, tuple[bytes, asyncio.Future[float]]] = {}
         self._handshake_times: dict[str, deque[float]] = {}
         self._source_link: PeerLink | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self.listen_addresses: list[tuple[str, int]] = []
+        self._logged_root: bytes = b""
+        self._sweeper: asyncio.TimerHandle | None = None
         self._apply(self.core.handle_timer(now))
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
         for uri in self.config.listen_uris():
             server = await self.loop.create_server(lambda: PeerLink(self, None), uri.host, uri.port)
             self.servers.append(server)
@@ -107,8 +124,9 @@ class Node:
             server.close()
         for link in [*self.links.values(), *self.pending]:
             link.close("node stopping")
-        if self._timer is not None:
-            self._timer.cancel()
+        for handle in (self._timer, self._sweeper):
+            if handle is not None:
+                handle.cancel()
 
     # ------------------------------------------------------------ static peers
 
@@ -151,7 +169,16 @@ class Node:
                 peer.last_error = link.close_reason
             except (OSError, TimeoutError) as exc:
                 peer.last_error = str(exc) or type(exc).__name__
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a task that dies silently would be worse
+                log.exception("unexpected error dialling a peer", uri=str(peer.uri))
+                peer.last_error = f"{type(exc).__name__}: {exc}"
             peer.link = None
+            if peer.last_error == "connected to ourselves":
+                peer.last_error = "gave up: this address is our own node"
+                log.warning("static peer is this node; not retrying", uri=str(peer.uri))
+                return
             log.info(
                 "peer unreachable, will retry", uri=str(peer.uri), error=peer.last_error, retry_in_s=backoff
             )
@@ -161,22 +188,37 @@ class Node:
     # ------------------------------------------------------------ links
 
     def admit_handshake(self, link: PeerLink) -> bool:
-        """Rate-limit handshakes per source address before doing any cryptography."""
-        host = link.remote.rpartition(":")[0]
-        now = self.loop.time()
-        times = self._handshake_times.setdefault(host, deque())
-        while times and now - times[0] > 60.0:
-            times.popleft()
-        if len(times) >= self.config.handshakes_per_minute:
-            self.counters["handshakes refused: rate"] += 1
-            link.close("too many handshakes from this address")
+        """Limit handshakes in progress, and inbound ones per source network,
+        before doing any cryptography."""
+        if len(self.pending) >= self.max_pending:
+            self.counters["handshakes refused: too many pending"] += 1
+            link.close("too many handshakes in progress")
             return False
-        times.append(now)
-        if len(self._handshake_times) > 4096:
-            for stale in [h for h, t in self._handshake_times.items() if not t or now - t[-1] > 60.0]:
-                del self._handshake_times[stale]
+        if link.outbound is None:
+            bucket = address_bucket(link.remote.rpartition(":")[0])
+            now = self.loop.time()
+            times = self._handshake_times.get(bucket)
+            if times is None:
+                if len(self._handshake_times) >= MAX_RATE_BUCKETS:
+                    self.counters["handshakes refused: rate table full"] += 1
+                    link.close("too many sources")
+                    return False
+                times = self._handshake_times[bucket] = deque()
+            while times and now - times[0] > 60.0:
+                times.popleft()
+            if len(times) >= self.config.handshakes_per_minute:
+                self.counters["handshakes refused: rate"] += 1
+                link.close("too many handshakes from this network")
+                return False
+            times.append(now)
         self.pending.add(link)
         return True
+
+    def _sweep_rate_table(self) -> None:
+        now = self.loop.time()
+        for bucket in [b for b, t in self._handshake_times.items() if not t or now - t[-1] > 60.0]:
+            del self._handshake_times[bucket]
+        self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
 
     def link_established(self, link: PeerLink) -> bool:
         self.pending.discard(link)
@@ -188,6 +230,11 @@ class Node:
         elif expected is not None and key != expected:
             link.close(f"peer proved key {key.hex()}, expected {expected.hex()}")
             log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
+        elif link.outbound is None and self._inbound_count() >= self.config.max_peers - len(
+            self.static_peers
+        ):
+            # Slots for the operator's own peers are kept free of strangers.
+            link.close("no free inbound peer slots")
         else:
             try:
                 port, outputs = self.core.add_peer(key, LINK_TYPE_REMOTE, self.loop.time())
@@ -203,6 +250,9 @@ class Node:
         self.counters["handshakes refused"] += 1
         return False
 
+    def _inbound_count(self) -> int:
+        return sum(1 for link in self.links.values() if link.outbound is None)
+
     def frames_received(self, link: PeerLink, frames: list[bytes]) -> None:
         if link.port == 0 or self.links.get(link.port) is not link:
             return
@@ -211,11 +261,13 @@ class Node:
         self._source_link = link
         port = link.port
         apply = self._apply_outputs
-        for frame in frames:
-            apply(core.handle_frame(port, frame, now))
-            if link.closed:
-                break
-        self._source_link = None
+        try:
+            for frame in frames:
+                apply(core.handle_frame(port, frame, now))
+                if link.closed:
+                    break
+        finally:
+            self._source_link = None
         self._arm_timer()
 
     def link_lost(self, link: PeerLink) -> None:
@@ -267,12 +319,12 @@ class Node:
             elif isinstance(out, ParentChanged):
                 log.info("parent changed", port=out.port)
             elif isinstance(out, RootChanged):
-                log.info(
-                    "root changed",
-                    root=out.root_key.hex(),
-                    sequence=out.root_sequence,
-                    coords=out.coordinates,
-                )
+                # Only a new root key is news; sequences change as the root refreshes.
+                if out.root_key != self._logged_root:
+                    self._logged_root = out.root_key
+                    log.info("root changed", root=out.root_key.hex(), coords=out.coordinates)
+                else:
+                    log.debug("root sequence", sequence=out.root_sequence, coords=out.coordinates)
             elif isinstance(out, DescendingChanged):
                 log.debug("descending changed", key=out.key.hex() if out.key else None)
             elif isinstance(out, BroadcastReceived):
@@ -302,12 +354,19 @@ class Node:
             return
         payload = out.payload
         if payload.startswith(PING_PREFIX) and len(payload) == len(PING_PREFIX) + 8:
-            self.send(out.source_key, PONG_PREFIX + payload[len(PING_PREFIX) :])
+            # Answered as our own traffic, not charged to the link it came in on.
+            source, self._source_link = self._source_link, None
+            try:
+                self.send(out.source_key, PONG_PREFIX + payload[len(PING_PREFIX) :])
+            finally:
+                self._source_link = source
             return
         if payload.startswith(PONG_PREFIX):
-            waiter = self._ping_waiters.pop(payload[len(PONG_PREFIX) :], None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(time.perf_counter())
+            nonce = payload[len(PONG_PREFIX) :]
+            pending = self._ping_waiters.get(nonce)
+            if pending is not None and pending[0] == out.source_key and not pending[1].done():
+                del self._ping_waiters[nonce]
+                pending[1].set_result(time.perf_counter())
             return
         self.counters["frames delivered to the application"] += 1
         for handler in self.deliver_handlers:
@@ -317,7 +376,7 @@ class Node:
         """Round-trip time in seconds to the node with ``key``, or None on timeout."""
         nonce = os.urandom(8)
         waiter: asyncio.Future[float] = self.loop.create_future()
-        self._ping_waiters[nonce] = waiter
+        self._ping_waiters[nonce] = (bytes(key), waiter)
         started = time.perf_counter()  # uvloop's loop clock has millisecond resolution
         self.send(key, PING_PREFIX + nonce)
         try:

@@ -17,11 +17,13 @@ from collections import deque
 class FairQueue:
     """Bounded round-robin traffic queue keyed by source."""
 
-    __slots__ = ("_order", "_queues", "dropped", "frames", "per_source")
+    __slots__ = ("_bytes", "_order", "_queues", "bytes_per_source", "dropped", "frames", "per_source")
 
-    def __init__(self, per_source: int) -> None:
+    def __init__(self, per_source: int, bytes_per_source: int = 1 << 62) -> None:
         self.per_source = per_source
+        self.bytes_per_source = bytes_per_source
         self._queues: dict[int, deque[bytes]] = {}
+        self._bytes: dict[int, int] = {}
         self._order: deque[int] = deque()
         self.frames = 0
         self.dropped = 0
@@ -30,12 +32,15 @@ class FairQueue:
         queue = self._queues.get(source)
         if queue is None:
             queue = self._queues[source] = deque()
+            self._bytes[source] = 0
             self._order.append(source)
-        if len(queue) >= self.per_source:
-            queue.popleft()
+        held = self._bytes[source] + len(data)
+        while queue and (len(queue) >= self.per_source or held > self.bytes_per_source):
+            held -= len(queue.popleft())
             self.dropped += 1
             self.frames -= 1
         queue.append(data)
+        self._bytes[source] = held
         self.frames += 1
 
     def pop_batch(self, budget: int, out: list[bytes]) -> int:
@@ -56,8 +61,9 @@ class FairQueue:
                 taken += len(data)
                 count += 1
             self.frames -= count
+            self._bytes[source] -= taken
             if not queue:
-                del queues[source]
+                del queues[source], self._bytes[source]
                 order.clear()
             return taken
         while order and taken < budget:
@@ -66,10 +72,11 @@ class FairQueue:
             data = queue.popleft()
             out.append(data)
             taken += len(data)
+            self._bytes[source] -= len(data)
             self.frames -= 1
             order.rotate(-1)
             if not queue:
-                del queues[source]
+                del queues[source], self._bytes[source]
                 order.remove(source)
         return taken
 

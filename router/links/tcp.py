@@ -29,8 +29,15 @@ if TYPE_CHECKING:
     from router.node import Node
 
 WRITE_BATCH_BYTES = 256 * 1024
-PROTO_QUEUE_MAX = 4096
+PROTO_QUEUE_MAX_BYTES = 4 * 1024 * 1024
 HIGH_WATER_BYTES = 1024 * 1024
+TRAFFIC_BYTES_PER_SOURCE = 4 * 1024 * 1024
+MAX_READ_PAUSE_S = 1.0
+"""A source is never paused longer than this: then the fair queue drops instead,
+as the reference does, so a stuck link cannot starve the peers feeding it (nor
+deadlock a cycle of busy links)."""
+WRITE_STALL_TIMEOUT_S = 5.0
+"""A peer that takes none of our bytes for this long is closed."""
 
 
 class PeerLink(asyncio.Protocol):
@@ -50,7 +57,7 @@ class PeerLink(asyncio.Protocol):
         self.close_reason = ""
         self._buffer = bytearray()
         self._proto: deque[bytes] = deque()
-        self.traffic = FairQueue(node.config.traffic_queue_frames)
+        self.traffic = FairQueue(node.config.traffic_queue_frames, TRAFFIC_BYTES_PER_SOURCE)
         # Sources feeding this link are paused once this many frames wait.
         self.pause_depth = max(1, node.config.traffic_queue_frames // 2)
         self._flush_scheduled = False
@@ -58,6 +65,10 @@ class PeerLink(asyncio.Protocol):
         self.reading_paused = False
         self.waiting_sources: set[int] = set()
         self._deadline: asyncio.TimerHandle | None = None
+        self._proto_bytes = 0
+        self.proto_dropped = 0
+        self._resume_handle: asyncio.TimerHandle | None = None
+        self._stall_handle: asyncio.TimerHandle | None = None
         self.bytes_in = self.bytes_out = self.frames_in = self.frames_out = 0
         loop = asyncio.get_running_loop()
         self.established: asyncio.Future[bool] = loop.create_future()
@@ -123,8 +134,9 @@ class PeerLink(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self.close_reason = self.close_reason or (str(exc) if exc else "connection closed by peer")
-        if self._deadline is not None:
-            self._deadline.cancel()
+        for handle in (self._deadline, self._resume_handle, self._stall_handle):
+            if handle is not None:
+                handle.cancel()
         self.node.link_lost(self)
         if not self.established.done():
             self.established.set_result(False)
@@ -135,19 +147,34 @@ class PeerLink(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writing_paused = True
+        if self._stall_handle is None:
+            self._stall_handle = asyncio.get_running_loop().call_later(
+                WRITE_STALL_TIMEOUT_S, self._write_stalled
+            )
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        if self._stall_handle is not None:
+            self._stall_handle.cancel()
+            self._stall_handle = None
         self.node.link_writable(self)
         self._schedule_flush()
+
+    def _write_stalled(self) -> None:
+        self._stall_handle = None
+        if self.writing_paused:
+            self.close(f"peer took none of our bytes for {WRITE_STALL_TIMEOUT_S:.0f} s")
 
     # ------------------------------------------------------------ sending
 
     def send_proto(self, data: bytes) -> None:
-        if len(self._proto) >= PROTO_QUEUE_MAX:
-            self.close("protocol queue overflow")
-            return
+        # Bounded by bytes; when full the oldest frame goes (a stalled peer is
+        # closed by the write-stall timeout, not by what others relay to it).
+        while self._proto and self._proto_bytes + len(data) > PROTO_QUEUE_MAX_BYTES:
+            self._proto_bytes -= len(self._proto.popleft())
+            self.proto_dropped += 1
         self._proto.append(data)
+        self._proto_bytes += len(data)
         self._schedule_flush()
 
     def send_traffic(self, source: int, data: bytes) -> None:
@@ -175,6 +202,7 @@ class PeerLink(asyncio.Protocol):
                 data = proto.popleft()
                 batch.append(data)
                 taken += len(data)
+            self._proto_bytes -= taken
             if taken < WRITE_BATCH_BYTES:
                 taken += traffic.pop_batch(WRITE_BATCH_BYTES - taken, batch)
             self.frames_out += len(batch)
@@ -187,8 +215,12 @@ class PeerLink(asyncio.Protocol):
         if not self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = True
             self.transport.pause_reading()
+            self._resume_handle = asyncio.get_running_loop().call_later(MAX_READ_PAUSE_S, self.resume_reading)
 
     def resume_reading(self) -> None:
+        if self._resume_handle is not None:
+            self._resume_handle.cancel()
+            self._resume_handle = None
         if self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = False
             self.transport.resume_reading()
@@ -210,3 +242,7 @@ class PeerLink(asyncio.Protocol):
     @property
     def queue_depth(self) -> int:
         return len(self._proto) + len(self.traffic)
+
+    @property
+    def dropped(self) -> int:
+        return self.traffic.dropped + self.proto_dropped

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,15 +35,18 @@ def parse_peer_uri(text: str) -> PeerURI:
     raw = text.strip()
     if "://" not in raw:
         raw = "tcp://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in SCHEMES:
-        raise URIError(f"{text!r}: unsupported scheme {parts.scheme!r} (supported: {', '.join(SCHEMES)})")
     try:
+        parts = urlsplit(raw)
         port = parts.port
     except ValueError:
-        raise URIError(f"{text!r}: bad port") from None
-    if not parts.hostname or port is None:
+        raise URIError(f"{text!r}: expected scheme://host:port") from None
+    if parts.scheme not in SCHEMES:
+        raise URIError(f"{text!r}: unsupported scheme {parts.scheme!r} (supported: {', '.join(SCHEMES)})")
+    host = parts.hostname
+    if not host or port is None:
         raise URIError(f"{text!r}: expected host:port")
+    if not _valid_host(host):
+        raise URIError(f"{text!r}: {host!r} is not an IP address or a DNS name")
     key = None
     query = parse_qs(parts.query)
     if "key" in query:
@@ -49,4 +54,17 @@ def parse_peer_uri(text: str) -> PeerURI:
             key = key_from_hex(query["key"][0])
         except EncodeError:
             raise URIError(f"{text!r}: key must be 64 hex characters") from None
-    return PeerURI(parts.scheme, parts.hostname, port, key)
+    return PeerURI(parts.scheme, host, port, key)
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host.rstrip(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))

@@ -15,7 +15,9 @@ from router.wire import (
     FULL_WATERMARK,
     Identity,
     PublicKey,
+    RootAnnouncement,
     TrafficFrame,
+    TreeAnnouncementFrame,
     build_handshake,
     encode_frame,
     parse_handshake,
@@ -132,4 +134,63 @@ def test_traffic_flood_is_dropped_and_memory_stays_bounded(pair: DaemonNet) -> N
         assert rss_after - rss_before < 64 * 1024, "memory grew by more than 64 MiB under a flood"
         status = a.api("GET", "/status")
         assert status["traffic"]["forwarded"] > 0
+    still_healthy(pair)
+
+
+def test_a_peer_that_stops_reading_is_closed_and_its_feeders_are_not(pair: DaemonNet) -> None:
+    """Traffic towards a peer that never reads: the stalled peer is closed by the
+    write-stall timeout; the peer sending the traffic keeps its peering."""
+    a = pair.daemons["a"]
+    with connect(a) as sink, connect(a) as source:
+        sink_id, source_id = Identity.generate(), Identity.generate()
+        handshake_as(sink, sink_id)
+        handshake_as(source, source_id)
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # The sink announces itself so that a can route to its key.
+        own = RootAnnouncement.create(sink_id.public_key, 1).with_hop(sink_id, 1)
+        sink.sendall(encode_frame(TreeAnnouncementFrame(own.raw)))
+        keepalive = bytes.fromhex("70696e6500000000000a")
+        frame = encode_frame(TrafficFrame((), (), sink_id.public_key, source_id.public_key, os.urandom(1024)))
+        source.settimeout(0.001)
+        sink.settimeout(0.001)
+        started = time.monotonic()
+        sink_closed_at = None
+        while time.monotonic() - started < 12:
+            with contextlib.suppress(TimeoutError, BlockingIOError):
+                source.send(frame * 32)
+            with contextlib.suppress(TimeoutError, BlockingIOError):
+                source.recv(65536)  # the source reads what it is sent
+            if sink_closed_at is None:
+                try:
+                    sink.send(keepalive)  # the sink talks but never reads
+                except OSError:
+                    sink_closed_at = time.monotonic() - started
+            time.sleep(0.01)
+        peers = a.api("GET", "/peers")
+        connected = {p.get("key") for p in peers if "port" in p}
+        print(f"sink closed after {sink_closed_at} s; connected: {len(connected)}")
+        assert source_id.public_key.hex() in connected, "the feeding peer was disconnected"
+        assert sink_id.public_key.hex() not in connected, "the stalled peer was kept"
+    still_healthy(pair)
+
+
+def test_malformed_admin_requests(pair: DaemonNet) -> None:
+    a = pair.daemons["a"]
+    requests = {
+        b"POST /peers HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n": b" 413 ",
+        b"POST /ping HTTP/1.1\r\nContent-Length: 30000\r\n\r\n" + b"[" * 30000: b" 400 ",
+        b"GET /status HTTP/1.1\r\nX: " + b"y" * 20000 + b"\r\n\r\n": b" 431 ",
+        b"GET /nowhere HTTP/1.1\r\n\r\n": b" 404 ",
+        b"DELETE /peers?uri=%5B HTTP/1.1\r\n\r\n": b" 400 ",
+        b"garbage\r\n\r\n": b" 400 ",
+    }
+    for request, expected in requests.items():
+        with socket.create_connection(("127.0.0.1", a.admin_port), timeout=10) as sock:
+            with contextlib.suppress(ConnectionError):
+                sock.sendall(request)
+            answer = b""
+            with contextlib.suppress(ConnectionError):
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            assert expected in answer.split(b"\r\n", 1)[0], (request[:40], answer[:100])
     still_healthy(pair)
