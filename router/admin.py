@@ -69,7 +69,7 @@ def status_view(node: Node) -> dict[str, Any]:
         "parent": {"port": parent, "key": core.peer_keys[parent].hex()} if parent is not None else None,
         "descending": core.descending.key.hex() if core.descending else None,
         "peers": len(node.links),
-        "listen": [f"tcp://{h}:{p}" for h, p in node.listen_addresses],
+        "listen": [f"{scheme}://{h}:{p}" for scheme, h, p in node.listen_addresses],
         "uptime_s": round(node.loop.time() - node.started_at, 3),
         "traffic": {
             "forwarded": core.traffic.forwarded,
@@ -92,9 +92,9 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
             {
                 "port": port,
                 "key": core.peer_keys[port].hex() if port in core.peer_keys else None,
-                "uri": link.outbound or f"tcp://{link.remote}",
+                "uri": link.outbound or f"{link.scheme}://{link.remote}",
                 "inbound": link.outbound is None,
-                "link_type": "tcp",
+                "link_type": link.scheme,
                 "coordinates": list(ann.peer_coordinates) if ann else None,
                 "is_parent": port == core.parent,
                 "bytes_in": link.bytes_in,
@@ -270,7 +270,7 @@ def render_metrics(node: Node) -> str:
     }
     for port, link in sorted(node.links.items()):
         key = core.peer_keys.get(port, b"").hex()
-        labels = f'{{port="{port}",key="{key}",link_type="tcp"}}'
+        labels = f'{{port="{port}",key="{key}",link_type="{link.scheme}"}}'
         per_peer["peer_bytes_in_total"].append((labels, link.bytes_in))
         per_peer["peer_bytes_out_total"].append((labels, link.bytes_out))
         per_peer["peer_frames_in_total"].append((labels, link.frames_in))

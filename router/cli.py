@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--traffic-queue-frames", type=int)
     run.add_argument("--handshake-timeout", type=float)
     run.add_argument("--handshakes-per-minute", type=int)
+    run.add_argument("--allow-keys", help="comma-separated hex keys: the only ones allowed to peer inbound")
     for name in (*BOOL_SETTINGS, "admin_allow_remote"):
         run.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     run.set_defaults(handler=_cmd_run)

@@ -45,6 +45,8 @@ class NodeConfig:
     handshake_timeout: float = 10.0
     handshakes_per_minute: int = 120
     """Per source network (/24 or /64); more are refused before any cryptography."""
+    allow_keys: tuple[str, ...] = ()
+    """If set, only these keys (hex) may peer with us inbound."""
     admin_allow_remote: bool = False
     """The admin API has no authentication: it binds only to loopback unless this is set."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -128,6 +130,14 @@ def _as_str_list(value: object, where: str) -> tuple[str, ...]:
     raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
 
 
+def _as_key_list(value: object, where: str) -> tuple[str, ...]:
+    keys = _as_str_list(value, where)
+    for key in keys:
+        if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
+            raise ConfigError(f"{where}: {key!r} is not a 64-character hex key")
+    return tuple(k.lower() for k in keys)
+
+
 def _as_choice(*choices: str) -> Callable[[object, str], str]:
     def convert(value: object, where: str) -> str:
         if not isinstance(value, str) or value.lower() not in choices:
@@ -159,6 +169,7 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "handshake_timeout": _as_float(0.1, 600.0),
     "handshakes_per_minute": _as_int(1, 1_000_000),
     "admin_allow_remote": _as_bool,
+    "allow_keys": _as_key_list,
 }
 SETTINGS = tuple(f.name for f in fields(NodeConfig) if f.name != "extra")
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
 from router.config import NodeConfig
 from router.core import CoreConfig, RouterCore
 from router.links.tcp import PeerLink
+from router.links.tls import certificate_files, client_context, server_context
 from router.links.uri import PeerURI, parse_peer_uri
 from router.outputs import (
     BroadcastReceived,
@@ -97,22 +100,36 @@ class Node:
         self._source_link: PeerLink | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
-        self.listen_addresses: list[tuple[str, int]] = []
+        self.listen_addresses: list[tuple[str, str, int]] = []
+        self._tls_files: tuple[Path, Path] | None = None
+        self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
         self._sweeper: asyncio.TimerHandle | None = None
         self._apply(self.core.handle_timer(now))
 
     # ------------------------------------------------------------ lifecycle
 
+    def _tls(self, server: bool) -> ssl.SSLContext:
+        if self._tls_files is None:
+            self._tls_files = certificate_files(self.identity, self.config.data_path / "tls")
+        return server_context(*self._tls_files) if server else client_context(*self._tls_files)
+
     async def start(self) -> None:
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
         for uri in self.config.listen_uris():
-            server = await self.loop.create_server(lambda: PeerLink(self, None), uri.host, uri.port)
+            scheme = uri.scheme
+            server = await self.loop.create_server(
+                lambda scheme=scheme: PeerLink(self, None, scheme=scheme),
+                uri.host,
+                uri.port,
+                ssl=self._tls(server=True) if scheme == "tls" else None,
+                ssl_handshake_timeout=self.config.handshake_timeout if scheme == "tls" else None,
+            )
             self.servers.append(server)
             for sock in server.sockets:
                 address = sock.getsockname()
-                self.listen_addresses.append((address[0], address[1]))
-                log.info("listening", address=f"tcp://{address[0]}:{address[1]}")
+                self.listen_addresses.append((scheme, address[0], address[1]))
+                log.info("listening", address=f"{scheme}://{address[0]}:{address[1]}")
         for uri in self.config.peer_uris():
             self.add_static_peer(str(uri))
 
@@ -155,11 +172,16 @@ class Node:
         while True:
             peer.attempts += 1
             try:
+                tls = peer.uri.scheme == "tls"
                 _, link = await asyncio.wait_for(
                     self.loop.create_connection(
-                        lambda: PeerLink(self, str(peer.uri)), peer.uri.host, peer.uri.port
+                        lambda: PeerLink(self, str(peer.uri), scheme=peer.uri.scheme),
+                        peer.uri.host,
+                        peer.uri.port,
+                        ssl=self._tls(server=False) if tls else None,
+                        ssl_handshake_timeout=self.config.handshake_timeout if tls else None,
                     ),
-                    CONNECT_TIMEOUT_S,
+                    CONNECT_TIMEOUT_S + (self.config.handshake_timeout if tls else 0.0),
                 )
                 peer.link = link
                 if await link.established:
@@ -220,26 +242,36 @@ class Node:
             del self._handshake_times[bucket]
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
 
+    def _refusal(self, link: PeerLink, key: PublicKey) -> tuple[str, str] | None:
+        """Why a link whose handshake proved ``key`` may not become a peering, if
+        it may not: a fixed category (for counters) and the detail (for logs)."""
+        expected = parse_peer_uri(link.outbound).key if link.outbound else None
+        if key == self.identity.public_key:
+            return "connected to ourselves", ""
+        if expected is not None and key != expected:
+            log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
+            return "pinned key mismatch", f"peer proved key {key.hex()}, expected {expected.hex()}"
+        if link.scheme == "tls" and link.outbound is not None and link.certificate_key != key:
+            log.warning("TLS certificate and handshake keys differ", uri=link.outbound, handshake=key.hex())
+            return "TLS certificate for another key", ""
+        if link.outbound is None:
+            if self._allowed and key not in self._allowed:
+                return "key not in allow_keys", ""
+            if self._inbound_count() >= self.config.max_peers - len(self.static_peers):
+                # Slots for the operator's own peers are kept free of strangers.
+                return "no free inbound peer slots", ""
+        return None
+
     def link_established(self, link: PeerLink) -> bool:
         self.pending.discard(link)
         assert link.handshake is not None
         key = link.handshake.public_key
-        expected = parse_peer_uri(link.outbound).key if link.outbound else None
-        if key == self.identity.public_key:
-            link.close("connected to ourselves")
-        elif expected is not None and key != expected:
-            link.close(f"peer proved key {key.hex()}, expected {expected.hex()}")
-            log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
-        elif link.outbound is None and self._inbound_count() >= self.config.max_peers - len(
-            self.static_peers
-        ):
-            # Slots for the operator's own peers are kept free of strangers.
-            link.close("no free inbound peer slots")
-        else:
+        refusal = self._refusal(link, key)
+        if refusal is None:
             try:
                 port, outputs = self.core.add_peer(key, LINK_TYPE_REMOTE, self.loop.time())
-            except ValueError as exc:
-                link.close(str(exc))
+            except ValueError:
+                refusal = ("all peer ports in use", "")
             else:
                 link.port = port
                 self.links[port] = link
@@ -247,7 +279,9 @@ class Node:
                 log.info("peer connected", port=port, key=key.hex(), remote=link.remote, uri=link.outbound)
                 self._apply(outputs)
                 return True
-        self.counters["handshakes refused"] += 1
+        category, detail = refusal
+        self.counters[f"handshakes refused: {category}"] += 1
+        link.close(f"{category}: {detail}" if detail else category)
         return False
 
     def _inbound_count(self) -> int:

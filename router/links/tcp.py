@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from router.links.queues import FairQueue
+from router.links.tls import peer_certificate_key
 from router.wire.errors import DecodeError
 from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC
 from router.wire.handshake import HANDSHAKE_SIZE, Handshake, parse_handshake
@@ -44,9 +45,15 @@ class PeerLink(asyncio.Protocol):
     """One TCP connection to a peer, before and after its handshake."""
 
     def __init__(
-        self, node: Node, outbound: str | None, on_lost: Callable[[PeerLink], None] | None = None
+        self,
+        node: Node,
+        outbound: str | None,
+        on_lost: Callable[[PeerLink], None] | None = None,
+        scheme: str = "tcp",
     ) -> None:
         self.node = node
+        self.scheme = scheme
+        self.certificate_key: bytes | None = None
         self.outbound = outbound  # the peer URI we dialled, or None for inbound
         self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
@@ -80,6 +87,8 @@ class PeerLink(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
+        if self.scheme == "tls":
+            self.certificate_key = peer_certificate_key(transport.get_extra_info("ssl_object"))
         peer = transport.get_extra_info("peername")
         self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
         if not self.node.admit_handshake(self):

@@ -1,5 +1,5 @@
-"""Peer and listen URIs: ``tcp://host:port`` or plain ``host:port``, optionally
-``?key=HEX`` to pin the key the other side must prove."""
+"""Peer and listen URIs: ``tcp://host:port`` (or plain ``host:port``) and
+``tls://host:port``, optionally ``?key=HEX`` to pin the key the other side must prove."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from router.wire.errors import EncodeError
 from router.wire.keys import PublicKey, key_from_hex
 
-SCHEMES = ("tcp",)
+SCHEMES = ("tcp", "tls")
 
 
 class URIError(ValueError):

@@ -32,6 +32,7 @@ class Daemon:
     process: subprocess.Popen[bytes] | None = None
     key: str = ""
     extra_args: list[str] = field(default_factory=list)
+    scheme: str = "tcp"
 
     @property
     def admin(self) -> str:
@@ -39,7 +40,7 @@ class Daemon:
 
     @property
     def uri(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def api(self, method: str, path: str, body: object = None, timeout: float = 5.0) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -64,17 +65,23 @@ class DaemonNet:
         self.daemons: dict[str, Daemon] = {}
 
     def start(
-        self, names: Iterable[str], edges: Iterable[tuple[str, str]], extra: list[str] | None = None
+        self,
+        names: Iterable[str],
+        edges: Iterable[tuple[str, str]],
+        extra: list[str] | None = None,
+        scheme: str = "tcp",
     ) -> None:
-        for name in names:
-            self.daemons[name] = Daemon(name, free_port(), free_port(), self.root / name)
-        peers: dict[str, list[str]] = {name: [] for name in self.daemons}
+        """Start daemons ``names`` (listening on ``scheme``); each edge (a, b) has a dial b."""
+        new = [Daemon(name, free_port(), free_port(), self.root / name, scheme=scheme) for name in names]
+        for daemon in new:
+            self.daemons[daemon.name] = daemon
+        peers: dict[str, list[str]] = {daemon.name: [] for daemon in new}
         for a, b in edges:
-            peers[a].append(self.daemons[b].uri)  # a dials b
-        for name, daemon in self.daemons.items():
-            args = [f"--peer={uri}" for uri in peers[name]] + (extra or [])
+            peers[a].append(self.daemons[b].uri)
+        for daemon in new:
+            args = [f"--peer={uri}" for uri in peers[daemon.name]] + (extra or [])
             self.launch(daemon, args)
-        for daemon in self.daemons.values():
+        for daemon in new:
             self.wait_up(daemon)
 
     def launch(self, daemon: Daemon, args: list[str]) -> None:

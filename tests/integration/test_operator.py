@@ -52,3 +52,18 @@ def test_pinned_key_mismatch_is_refused(net: DaemonNet) -> None:
     assert pending and "expected" in pending[0]["last_error"]
     assert cli("peer", "add", f"{b.uri}?key={b.key}", f"--admin={a.admin}").returncode == 0
     net.wait_converged(timeout=30)
+
+
+def test_a_static_peer_that_is_ourselves_is_given_up(net: DaemonNet) -> None:
+    net.start(["a"], [])
+    a = net.daemons["a"]
+    a.api("POST", "/peers", {"uri": a.uri})
+    deadline = time.monotonic() + 10
+    entry: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        entry = next(p for p in a.api("GET", "/peers") if p["uri"] == a.uri)
+        if str(entry.get("last_error", "")).startswith("gave up"):
+            break
+        time.sleep(0.2)
+    assert str(entry["last_error"]).startswith("gave up"), entry
+    assert entry["attempts"] == 1
