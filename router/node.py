@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import Server as WebSocketServer
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 
 from router.config import NodeConfig
 from router.core import CoreConfig, RouterCore
 from router.links.tcp import PeerLink
 from router.links.tls import certificate_files, client_context, server_context
 from router.links.uri import PeerURI, parse_peer_uri
+from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
 from router.outputs import (
     BroadcastReceived,
     ClosePeer,
@@ -102,6 +107,8 @@ class Node:
         self._timer_at = float("inf")
         self.listen_addresses: list[tuple[str, str, int]] = []
         self._tls_files: tuple[Path, Path] | None = None
+        self._ws_servers: list[WebSocketServer] = []
+        self._ws_tasks: set[asyncio.Task[None]] = set()
         self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
         self._sweeper: asyncio.TimerHandle | None = None
@@ -118,6 +125,16 @@ class Node:
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
         for uri in self.config.listen_uris():
             scheme = uri.scheme
+            if scheme == "ws":
+                ws_server = await ws_serve(
+                    self._serve_websocket, uri.host, uri.port, max_size=MAX_MESSAGE_BYTES, compression=None
+                )
+                self._ws_servers.append(ws_server)
+                for sock in ws_server.sockets:
+                    address = sock.getsockname()
+                    self.listen_addresses.append((scheme, address[0], address[1]))
+                    log.info("listening", address=f"ws://{address[0]}:{address[1]}")
+                continue
             server = await self.loop.create_server(
                 lambda scheme=scheme: PeerLink(self, None, scheme=scheme),
                 uri.host,
@@ -139,6 +156,8 @@ class Node:
                 peer.task.cancel()
         for server in self.servers:
             server.close()
+        for ws_server in self._ws_servers:
+            ws_server.close()
         for link in [*self.links.values(), *self.pending]:
             link.close("node stopping")
         for handle in (self._timer, self._sweeper):
@@ -167,22 +186,41 @@ class Node:
             peer.link.close("peer removed by the operator")
         return True
 
+    async def _dial(self, uri: PeerURI) -> PeerLink:
+        """Open a link to ``uri``; its handshake then runs as on any link."""
+        if uri.scheme == "ws":
+            connection = await ws_connect(
+                uri.websocket_url,
+                max_size=MAX_MESSAGE_BYTES,
+                compression=None,
+                open_timeout=CONNECT_TIMEOUT_S,
+            )
+            link = PeerLink(self, str(uri), scheme="ws")
+            self._ws_tasks.add(task := self.loop.create_task(WebSocketTransport(connection, link).run()))
+            task.add_done_callback(self._ws_tasks.discard)
+            return link
+        tls = uri.scheme == "tls"
+        _, link = await asyncio.wait_for(
+            self.loop.create_connection(
+                lambda: PeerLink(self, str(uri), scheme=uri.scheme),
+                uri.host,
+                uri.port,
+                ssl=self._tls(server=False) if tls else None,
+                ssl_handshake_timeout=self.config.handshake_timeout if tls else None,
+            ),
+            CONNECT_TIMEOUT_S + (self.config.handshake_timeout if tls else 0.0),
+        )
+        return link
+
+    async def _serve_websocket(self, connection: ServerConnection) -> None:
+        await WebSocketTransport(connection, PeerLink(self, None, scheme="ws")).run()
+
     async def _keep_connected(self, peer: StaticPeer) -> None:
         backoff = RECONNECT_MIN_S
         while True:
             peer.attempts += 1
             try:
-                tls = peer.uri.scheme == "tls"
-                _, link = await asyncio.wait_for(
-                    self.loop.create_connection(
-                        lambda: PeerLink(self, str(peer.uri), scheme=peer.uri.scheme),
-                        peer.uri.host,
-                        peer.uri.port,
-                        ssl=self._tls(server=False) if tls else None,
-                        ssl_handshake_timeout=self.config.handshake_timeout if tls else None,
-                    ),
-                    CONNECT_TIMEOUT_S + (self.config.handshake_timeout if tls else 0.0),
-                )
+                link = await self._dial(peer.uri)
                 peer.link = link
                 if await link.established:
                     backoff = RECONNECT_MIN_S

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from router.wire.errors import EncodeError
 from router.wire.keys import PublicKey, key_from_hex
 
-SCHEMES = ("tcp", "tls")
+SCHEMES = ("tcp", "tls", "ws")
 
 
 class URIError(ValueError):
@@ -24,11 +24,20 @@ class PeerURI:
     host: str
     port: int
     key: PublicKey | None = None
+    path: str = ""
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        text = f"{self.scheme}://{host}:{self.port}"
+        text = self.websocket_url if self.scheme == "ws" else f"{self.scheme}://{self._hostport}"
         return f"{text}?key={self.key.hex()}" if self.key else text
+
+    @property
+    def _hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def websocket_url(self) -> str:
+        return f"ws://{self._hostport}{self.path or '/'}"
 
 
 def parse_peer_uri(text: str) -> PeerURI:
@@ -54,7 +63,7 @@ def parse_peer_uri(text: str) -> PeerURI:
             key = key_from_hex(query["key"][0])
         except EncodeError:
             raise URIError(f"{text!r}: key must be 64 hex characters") from None
-    return PeerURI(parts.scheme, host, port, key)
+    return PeerURI(parts.scheme, host, port, key, parts.path if parts.scheme == "ws" else "")
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
