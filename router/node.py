@@ -14,9 +14,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import structlog
+from aioquic.asyncio.server import QuicServer
+from aioquic.asyncio.server import serve as quic_serve
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection
@@ -24,6 +27,9 @@ from websockets.asyncio.server import serve as ws_serve
 
 from router.config import NodeConfig
 from router.core import CoreConfig, RouterCore
+from router.links.quic import QuicPeerProtocol
+from router.links.quic import configuration as quic_configuration
+from router.links.quic import dial as quic_dial
 from router.links.tcp import PeerLink
 from router.links.tls import certificate_files, client_context, server_context
 from router.links.uri import PeerURI, parse_peer_uri
@@ -108,6 +114,7 @@ class Node:
         self.listen_addresses: list[tuple[str, str, int]] = []
         self._tls_files: tuple[Path, Path] | None = None
         self._ws_servers: list[WebSocketServer] = []
+        self._quic_servers: list[QuicServer] = []
         self._ws_tasks: set[asyncio.Task[None]] = set()
         self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
@@ -125,6 +132,20 @@ class Node:
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
         for uri in self.config.listen_uris():
             scheme = uri.scheme
+            if scheme == "quic":
+                quic_server = await quic_serve(
+                    uri.host,
+                    uri.port,
+                    configuration=quic_configuration(self.identity, client=False),
+                    create_protocol=partial(QuicPeerProtocol, node=self, outbound=None),
+                )
+                self._quic_servers.append(quic_server)
+                quic_transport = quic_server._transport  # aioquic keeps it private
+                assert quic_transport is not None
+                address = quic_transport.get_extra_info("sockname")
+                self.listen_addresses.append((scheme, address[0], address[1]))
+                log.info("listening", address=f"quic://{address[0]}:{address[1]}")
+                continue
             if scheme == "ws":
                 ws_server = await ws_serve(
                     self._serve_websocket, uri.host, uri.port, max_size=MAX_MESSAGE_BYTES, compression=None
@@ -158,6 +179,8 @@ class Node:
             server.close()
         for ws_server in self._ws_servers:
             ws_server.close()
+        for quic_server in self._quic_servers:
+            quic_server.close()
         for link in [*self.links.values(), *self.pending]:
             link.close("node stopping")
         for handle in (self._timer, self._sweeper):
@@ -199,6 +222,8 @@ class Node:
             self._ws_tasks.add(task := self.loop.create_task(WebSocketTransport(connection, link).run()))
             task.add_done_callback(self._ws_tasks.discard)
             return link
+        if uri.scheme == "quic":
+            return await quic_dial(self, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S)
         tls = uri.scheme == "tls"
         _, link = await asyncio.wait_for(
             self.loop.create_connection(
@@ -289,7 +314,7 @@ class Node:
         if expected is not None and key != expected:
             log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
             return "pinned key mismatch", f"peer proved key {key.hex()}, expected {expected.hex()}"
-        if link.scheme == "tls" and link.outbound is not None and link.certificate_key != key:
+        if link.scheme in ("tls", "quic") and link.outbound is not None and link.certificate_key != key:
             log.warning("TLS certificate and handshake keys differ", uri=link.outbound, handshake=key.hex())
             return "TLS certificate for another key", ""
         if link.outbound is None:

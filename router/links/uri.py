@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from router.wire.errors import EncodeError
 from router.wire.keys import PublicKey, key_from_hex
 
-SCHEMES = ("tcp", "tls", "ws")
+SCHEMES = ("tcp", "tls", "ws", "quic")
 
 
 class URIError(ValueError):

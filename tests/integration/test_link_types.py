@@ -1,8 +1,9 @@
-"""Peerings over WebSocket, and one network mixing TCP, TLS and WebSocket links."""
+"""Peerings over WebSocket and QUIC, and one network mixing TCP, TLS, WebSocket and QUIC."""
 
 from __future__ import annotations
 
 import os
+import time
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -18,15 +19,48 @@ def test_websocket_network_converges_and_pings(net: DaemonNet) -> None:
     assert {p["link_type"] for p in peers if "port" in p} == {"ws"}
 
 
+def test_quic_network_converges_and_pings(net: DaemonNet) -> None:
+    net.start(["a", "b", "c"], [("b", "a"), ("c", "b")], scheme="quic")
+    net.wait_converged()
+    net.ping_all_pairs()
+    peers = net.daemons["b"].api("GET", "/peers")
+    assert {p["link_type"] for p in peers if "port" in p} == {"quic"}
+
+
 def test_mixed_link_types_in_one_network(net: DaemonNet) -> None:
     net.start(["t"], [], scheme="tcp")
     net.start(["s"], [("s", "t")], scheme="tls")  # s dials t over TCP
     net.start(["w"], [("w", "s")], scheme="ws")  # w dials s over TLS
-    net.start(["x"], [("x", "w"), ("x", "t")], scheme="tcp")  # x dials w over WebSocket, and t
+    net.start(["q"], [("q", "w")], scheme="quic")  # q dials w over WebSocket
+    net.start(["x"], [("x", "q"), ("x", "t")], scheme="tcp")  # x dials q over QUIC, and t
     net.wait_converged()
     net.ping_all_pairs()
     kinds = {p["link_type"] for d in net.daemons.values() for p in d.api("GET", "/peers") if "port" in p}
-    assert kinds == {"tcp", "tls", "ws"}
+    assert kinds == {"tcp", "tls", "ws", "quic"}
+
+
+def test_pinned_key_mismatch_over_quic_is_refused(net: DaemonNet) -> None:
+    net.start(["a", "b"], [], scheme="quic")
+    a, b = net.daemons["a"], net.daemons["b"]
+    a.api("POST", "/peers", {"uri": f"{b.uri}?key={'22' * 32}"})
+    time.sleep(2)
+    assert a.api("GET", "/status")["peers"] == 0
+    assert a.api("GET", "/status")["counters"].get("handshakes refused: pinned key mismatch", 0) >= 1
+
+
+def test_a_vanished_quic_peer_is_noticed_within_the_keepalive_deadline(net: DaemonNet) -> None:
+    """UDP has no connection for the kernel to reset: a SIGKILLed QUIC peer is
+    noticed by the 5 s keepalive deadline, as a frozen TCP peer is."""
+    net.start(["a", "b"], [("b", "a")], scheme="quic")
+    net.wait_converged()
+    a = net.daemons["a"]
+    net.kill("b")
+    killed = time.monotonic()
+    while a.api("GET", "/status")["peers"] and time.monotonic() - killed < 10:
+        time.sleep(0.1)
+    took = time.monotonic() - killed
+    print(f"noticed after {took:.2f} s")
+    assert a.api("GET", "/status")["peers"] == 0 and took <= 6.0
 
 
 def test_websocket_garbage_is_refused(net: DaemonNet) -> None:

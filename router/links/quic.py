@@ -1,0 +1,217 @@
+"""QUIC peerings (``quic://``), this project's own, between Pinewood nodes.
+
+One QUIC connection per peering, TLS 1.3 inside with the same certificate form
+as the TLS peerings (made from the node's ed25519 key) and an ALPN of our own;
+one bidirectional stream, opened by the dialler, carries exactly what a TCP
+peering carries (the Pinecone handshake, then frames), handed to the same
+:class:`~router.links.tcp.PeerLink` through a transport adapter.  The dialler
+checks that the server's certificate names the key the inner handshake proves.
+
+aioquic buffers whatever is written to a stream; the adapter reports the
+stream's unsent bytes to the link as ``pause_writing``/``resume_writing`` so the
+link's bounded queues, not aioquic, hold what cannot be sent yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamDataReceived
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509 import load_pem_x509_certificate
+
+from router.links.tcp import HIGH_WATER_BYTES, PeerLink
+from router.links.tls import certificate_pem
+from router.wire.keys import Identity
+
+if TYPE_CHECKING:
+    from router.node import Node
+
+ALPN = "pinewood-peering-quic/1"
+IDLE_TIMEOUT_S = 10.0
+
+
+def configuration(identity: Identity, *, client: bool) -> QuicConfiguration:
+    cert_pem, _ = certificate_pem(identity, datetime.datetime.now(datetime.UTC))
+    config = QuicConfiguration(
+        is_client=client,
+        alpn_protocols=[ALPN],
+        idle_timeout=IDLE_TIMEOUT_S,
+        verify_mode=ssl.CERT_NONE,  # no authorities: the key is checked by hand
+    )
+    config.certificate = load_pem_x509_certificate(cert_pem)
+    config.private_key = Ed25519PrivateKey.from_private_bytes(identity.seed)
+    return config
+
+
+class QuicStreamTransport(asyncio.Transport):
+    """Enough of an asyncio transport for :class:`PeerLink` over one QUIC stream."""
+
+    def __init__(self, connection: QuicPeerProtocol, stream_id: int, link: PeerLink) -> None:
+        super().__init__()
+        self.connection = connection
+        self.stream_id = stream_id
+        self.link = link
+        self.high_water = HIGH_WATER_BYTES
+        self._writing_paused = False
+        self._closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self.connection.peer_address
+        return default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is not None:
+            self.high_water = high
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        self.connection.quic.send_stream_data(self.stream_id, bytes(data))
+        self.connection.transmit()
+        self.check_writable()
+
+    def unsent(self) -> int:
+        stream = self.connection.quic._streams.get(self.stream_id)  # aioquic keeps it private
+        return len(stream.sender._buffer) if stream is not None else 0
+
+    def check_writable(self) -> None:
+        unsent = self.unsent()
+        if not self._writing_paused and unsent > self.high_water:
+            self._writing_paused = True
+            self.link.pause_writing()
+        elif self._writing_paused and unsent <= self.high_water // 4:
+            self._writing_paused = False
+            self.link.resume_writing()
+
+    def pause_reading(self) -> None:
+        """QUIC's own flow control holds the sender back once we stop consuming;
+        aioquic hands us data as it arrives, so there is nothing to pause here."""
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self.connection.close()
+            # aioquic reports the end only after its draining period; the link is over now.
+            asyncio.get_running_loop().call_soon(self.connection.connection_ended, "closed")
+
+
+class QuicPeerProtocol(QuicConnectionProtocol):
+    """A QUIC connection that carries one peering."""
+
+    def __init__(self, quic: QuicConnection, node: Node, outbound: str | None, **_: Any) -> None:
+        super().__init__(quic)
+        self.node = node
+        self.outbound = outbound
+        self.stream: QuicStreamTransport | None = None
+        self.peer_address: tuple[str, int] | None = None
+        self.link: PeerLink | None = None
+        self._lost = False
+
+    @property
+    def quic(self) -> QuicConnection:
+        return self._quic
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        if self.peer_address is None:
+            self.peer_address = (addr[0].removeprefix("::ffff:"), addr[1])
+        super().datagram_received(data, addr)
+
+    def open_stream(self) -> PeerLink:
+        """The dialler's side: open the peering stream."""
+        stream_id = self._quic.get_next_available_stream_id()
+        return self._attach(stream_id)
+
+    def _attach(self, stream_id: int) -> PeerLink:
+        link = PeerLink(self.node, self.outbound, scheme="quic")
+        self.link = link
+        self.stream = QuicStreamTransport(self, stream_id, link)
+        link.connection_made(self.stream)
+        return link
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, HandshakeCompleted):
+            if self.link is not None:
+                self.link.certificate_key = self.certificate_key()
+        elif isinstance(event, StreamDataReceived):
+            if self.link is None:
+                if self.outbound is not None or event.stream_id != 0:
+                    return  # only the dialler opens a stream, and only one
+                self._attach(event.stream_id)
+            if self.stream is not None and event.stream_id == self.stream.stream_id and event.data:
+                assert self.link is not None
+                self.link.data_received(event.data)
+            if event.end_stream:
+                self.close()
+        elif isinstance(event, ConnectionTerminated):
+            self._connection_lost(event.reason_phrase or f"QUIC connection closed ({event.error_code})")
+        if self.stream is not None:
+            self.stream.check_writable()
+
+    def certificate_key(self) -> bytes | None:
+        certificate = getattr(self._quic.tls, "_peer_certificate", None)  # aioquic keeps it private
+        if certificate is None:
+            return None
+        public = certificate.public_key()
+        return public.public_bytes_raw() if isinstance(public, Ed25519PublicKey) else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._connection_lost(str(exc) if exc else "QUIC transport closed")
+
+    def connection_ended(self, reason: str) -> None:
+        self._connection_lost(reason)
+
+    def _connection_lost(self, reason: str) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        if self.link is not None:
+            if not self.link.closed:
+                self.link.close_reason = reason
+            self.link.connection_lost(None)
+
+
+async def dial(node: Node, host: str, port: int, outbound: str, timeout: float) -> PeerLink:
+    """Open a QUIC peering to ``host:port``; returns its link, handshake pending."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    family, _, _, _, address = infos[0]
+    connection = QuicConnection(configuration=configuration(node.identity, client=True))
+    bind = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: QuicPeerProtocol(connection, node, outbound), local_addr=bind
+    )
+    assert isinstance(protocol, QuicPeerProtocol)
+    protocol.peer_address = (str(address[0]), int(address[1]))
+    protocol.connect(address)
+    try:
+        await asyncio.wait_for(protocol.wait_connected(), timeout)
+    except BaseException:
+        protocol.close()
+        transport.close()
+        raise
+    link = protocol.open_stream()
+    link.certificate_key = protocol.certificate_key()
+    link.lost.add_done_callback(lambda _: transport.close())
+    return link
