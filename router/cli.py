@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--handshake-timeout", type=float)
     run.add_argument("--handshakes-per-minute", type=int)
     run.add_argument("--allow-keys", help="comma-separated hex keys: the only ones allowed to peer inbound")
-    for name in (*BOOL_SETTINGS, "admin_allow_remote"):
+    run.add_argument("--lan-interfaces", help="comma-separated interfaces for LAN discovery (default: none)")
+    for name in (*BOOL_SETTINGS, "admin_allow_remote", "lan_discovery"):
         run.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     run.set_defaults(handler=_cmd_run)
 

@@ -45,6 +45,9 @@ class NodeConfig:
     handshake_timeout: float = 10.0
     handshakes_per_minute: int = 120
     """Per source network (/24 or /64); more are refused before any cryptography."""
+    lan_discovery: bool = True
+    lan_interfaces: tuple[str, ...] = ()
+    """LAN discovery runs only on these interfaces (none unless the operator names them)."""
     allow_keys: tuple[str, ...] = ()
     """If set, only these keys (hex) may peer with us inbound."""
     admin_allow_remote: bool = False
@@ -170,6 +173,8 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "handshakes_per_minute": _as_int(1, 1_000_000),
     "admin_allow_remote": _as_bool,
     "allow_keys": _as_key_list,
+    "lan_discovery": _as_bool,
+    "lan_interfaces": _as_str_list,
 }
 SETTINGS = tuple(f.name for f in fields(NodeConfig) if f.name != "extra")
 

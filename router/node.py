@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import socket
 import ssl
 import time
 from collections import Counter, deque
@@ -27,6 +28,7 @@ from websockets.asyncio.server import serve as ws_serve
 
 from router.config import NodeConfig
 from router.core import CoreConfig, RouterCore
+from router.links.multicast import Discovery
 from router.links.quic import QuicPeerProtocol
 from router.links.quic import configuration as quic_configuration
 from router.links.quic import dial as quic_dial
@@ -48,7 +50,9 @@ from router.tree import LOCAL_PORT
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
 
+LINK_TYPE_MULTICAST = 1  # reference peer type for peers found by LAN discovery
 LINK_TYPE_REMOTE = 3  # reference peer type for remote (TCP) peerings
+MAX_DISCOVERY_DIALS = 16
 MAX_RATE_BUCKETS = 65536
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
 RECONNECT_MAX_S = 3600.0  # and the longest wait
@@ -115,6 +119,8 @@ class Node:
         self._tls_files: tuple[Path, Path] | None = None
         self._ws_servers: list[WebSocketServer] = []
         self._quic_servers: list[QuicServer] = []
+        self.discovery: Discovery | None = None
+        self._dialling: set[tuple[str, int, int]] = set()
         self._ws_tasks: set[asyncio.Task[None]] = set()
         self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
@@ -170,6 +176,52 @@ class Node:
                 log.info("listening", address=f"{scheme}://{address[0]}:{address[1]}")
         for uri in self.config.peer_uris():
             self.add_static_peer(str(uri))
+        if self.config.lan_discovery and self.config.lan_interfaces:
+            await self._start_discovery()
+
+    async def _start_discovery(self) -> None:
+        """A TCP listener for discovered peers, and beacons on the allowed interfaces."""
+        server = await self.loop.create_server(
+            lambda: PeerLink(self, None, link_type=LINK_TYPE_MULTICAST), "::", 0
+        )
+        self.servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        self.discovery = Discovery(self.identity.public_key, port, self._heard)
+        await self.discovery.start(list(self.config.lan_interfaces))
+
+    def _heard(self, key: bytes, port: int, host: str, scope: int) -> None:
+        """A beacon: dial its sender unless it is us or we already peer with it."""
+        target = (host, port, scope)
+        if key == self.identity.public_key or target in self._dialling:
+            return
+        if any(
+            link.handshake is not None and link.handshake.public_key == key for link in self.links.values()
+        ):
+            return
+        if len(self._dialling) >= MAX_DISCOVERY_DIALS:
+            return
+        self._dialling.add(target)
+        task = self.loop.create_task(self._dial_discovered(key, host, port, scope))
+        task.add_done_callback(lambda _: self._dialling.discard(target))
+
+    async def _dial_discovered(self, key: bytes, host: str, port: int, scope: int) -> None:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            # The zone goes in by name: uvloop drops a numeric scope id from the tuple.
+            zoned = f"{host}%{socket.if_indextoname(scope)}"
+            await asyncio.wait_for(self.loop.sock_connect(sock, (zoned, port, 0, 0)), CONNECT_TIMEOUT_S)
+            _, link = await self.loop.create_connection(
+                lambda: PeerLink(
+                    self, f"tcp://[{host}%{scope}]:{port}", link_type=LINK_TYPE_MULTICAST, expected_key=key
+                ),
+                sock=sock,
+            )
+            if await link.established:
+                self.counters["LAN peers discovered"] += 1
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            log.debug("discovered peer unreachable", host=host, port=port, error=str(exc))
 
     async def stop(self) -> None:
         for peer in list(self.static_peers.values()):
@@ -183,6 +235,8 @@ class Node:
             quic_server.close()
         for link in [*self.links.values(), *self.pending]:
             link.close("node stopping")
+        if self.discovery is not None:
+            self.discovery.stop()
         for handle in (self._timer, self._sweeper):
             if handle is not None:
                 handle.cancel()
@@ -218,16 +272,16 @@ class Node:
                 compression=None,
                 open_timeout=CONNECT_TIMEOUT_S,
             )
-            link = PeerLink(self, str(uri), scheme="ws")
+            link = PeerLink(self, str(uri), scheme="ws", expected_key=uri.key)
             self._ws_tasks.add(task := self.loop.create_task(WebSocketTransport(connection, link).run()))
             task.add_done_callback(self._ws_tasks.discard)
             return link
         if uri.scheme == "quic":
-            return await quic_dial(self, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S)
+            return await quic_dial(self, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S, uri.key)
         tls = uri.scheme == "tls"
         _, link = await asyncio.wait_for(
             self.loop.create_connection(
-                lambda: PeerLink(self, str(uri), scheme=uri.scheme),
+                lambda: PeerLink(self, str(uri), scheme=uri.scheme, expected_key=uri.key),
                 uri.host,
                 uri.port,
                 ssl=self._tls(server=False) if tls else None,
@@ -280,7 +334,7 @@ class Node:
             link.close("too many handshakes in progress")
             return False
         if link.outbound is None:
-            bucket = address_bucket(link.remote.rpartition(":")[0])
+            bucket = address_bucket(link.remote.rpartition(":")[0].strip("[]").split("%")[0])
             now = self.loop.time()
             times = self._handshake_times.get(bucket)
             if times is None:
@@ -308,7 +362,7 @@ class Node:
     def _refusal(self, link: PeerLink, key: PublicKey) -> tuple[str, str] | None:
         """Why a link whose handshake proved ``key`` may not become a peering, if
         it may not: a fixed category (for counters) and the detail (for logs)."""
-        expected = parse_peer_uri(link.outbound).key if link.outbound else None
+        expected = link.expected_key
         if key == self.identity.public_key:
             return "connected to ourselves", ""
         if expected is not None and key != expected:
@@ -332,7 +386,7 @@ class Node:
         refusal = self._refusal(link, key)
         if refusal is None:
             try:
-                port, outputs = self.core.add_peer(key, LINK_TYPE_REMOTE, self.loop.time())
+                port, outputs = self.core.add_peer(key, link.link_type, self.loop.time())
             except ValueError:
                 refusal = ("all peer ports in use", "")
             else:

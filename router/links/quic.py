@@ -123,6 +123,7 @@ class QuicPeerProtocol(QuicConnectionProtocol):
         self.stream: QuicStreamTransport | None = None
         self.peer_address: tuple[str, int] | None = None
         self.link: PeerLink | None = None
+        self.expected_key: bytes | None = None
         self._lost = False
 
     @property
@@ -143,7 +144,8 @@ class QuicPeerProtocol(QuicConnectionProtocol):
         return self._attach(stream_id)
 
     def _attach(self, stream_id: int) -> PeerLink:
-        link = PeerLink(self.node, self.outbound, scheme="quic")
+        expected = self.expected_key if self.outbound is not None else None
+        link = PeerLink(self.node, self.outbound, scheme="quic", expected_key=expected)
         self.link = link
         self.stream = QuicStreamTransport(self, stream_id, link)
         link.connection_made(self.stream)
@@ -192,7 +194,9 @@ class QuicPeerProtocol(QuicConnectionProtocol):
             self.link.connection_lost(None)
 
 
-async def dial(node: Node, host: str, port: int, outbound: str, timeout: float) -> PeerLink:
+async def dial(
+    node: Node, host: str, port: int, outbound: str, timeout: float, expected_key: bytes | None = None
+) -> PeerLink:
     """Open a QUIC peering to ``host:port``; returns its link, handshake pending."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -204,6 +208,7 @@ async def dial(node: Node, host: str, port: int, outbound: str, timeout: float) 
     )
     assert isinstance(protocol, QuicPeerProtocol)
     protocol.peer_address = (str(address[0]), int(address[1]))
+    protocol.expected_key = expected_key
     protocol.connect(address)
     try:
         await asyncio.wait_for(protocol.wait_connected(), timeout)

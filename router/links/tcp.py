@@ -50,9 +50,13 @@ class PeerLink(asyncio.Protocol):
         outbound: str | None,
         on_lost: Callable[[PeerLink], None] | None = None,
         scheme: str = "tcp",
+        link_type: int = 3,
+        expected_key: bytes | None = None,
     ) -> None:
         self.node = node
         self.scheme = scheme
+        self.link_type = link_type  # the reference's peer type: 1 multicast, 3 remote
+        self.expected_key = expected_key  # a key pinned with ?key=, if any
         self.certificate_key: bytes | None = None
         self.outbound = outbound  # the peer URI we dialled, or None for inbound
         self.on_lost = on_lost
@@ -90,7 +94,8 @@ class PeerLink(asyncio.Protocol):
         if self.scheme == "tls":
             self.certificate_key = peer_certificate_key(transport.get_extra_info("ssl_object"))
         peer = transport.get_extra_info("peername")
-        self.remote = f"{peer[0]}:{peer[1]}" if peer else "?"
+        host = str(peer[0]) if peer else "?"
+        self.remote = f"[{host}]:{peer[1]}" if peer and ":" in host else f"{host}:{peer[1]}" if peer else "?"
         if not self.node.admit_handshake(self):
             return
         self.transport.write(self.node.handshake_bytes)

@@ -1,0 +1,139 @@
+"""LAN discovery for real: nodes in network namespaces joined by veth pairs find
+each other with no configured peers.  Needs root and iproute2; skipped otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SUFFIX = f"{os.getpid() % 10000}"
+NAMESPACES = [f"pwlan{i}-{SUFFIX}" for i in range(3)]
+# ns0:a0 <-> ns1:b1, ns1:b2 <-> ns2:c2
+LINKS = [(0, f"pwa{SUFFIX}", 1, f"pwb{SUFFIX}"), (1, f"pwc{SUFFIX}", 2, f"pwd{SUFFIX}")]
+ADMIN = "127.0.0.1:65433"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+def can_make_namespaces() -> str | None:
+    if shutil.which("ip") is None:
+        return "iproute2 ('ip') is not installed"
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    try:
+        ip("netns", "add", f"pwprobe-{SUFFIX}")
+        ip("netns", "del", f"pwprobe-{SUFFIX}")
+    except (subprocess.CalledProcessError, OSError) as exc:
+        return f"cannot create network namespaces here: {exc}"
+    return None
+
+
+@pytest.fixture
+def lan(tmp_path: Path) -> Iterator[list[str]]:
+    reason = can_make_namespaces()
+    if reason is not None:
+        pytest.skip(reason)
+    interfaces: list[list[str]] = [[] for _ in NAMESPACES]
+    try:
+        for ns in NAMESPACES:
+            ip("netns", "add", ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        for left, left_if, right, right_if in LINKS:
+            ip("link", "add", left_if, "type", "veth", "peer", "name", right_if)
+            ip("link", "set", left_if, "netns", NAMESPACES[left])
+            ip("link", "set", right_if, "netns", NAMESPACES[right])
+            ip("-n", NAMESPACES[left], "link", "set", left_if, "up")
+            ip("-n", NAMESPACES[right], "link", "set", right_if, "up")
+            interfaces[left].append(left_if)
+            interfaces[right].append(right_if)
+        yield [",".join(names) for names in interfaces]
+    finally:
+        for ns in NAMESPACES:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=30)
+
+
+def in_ns(ns: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "router", *args]
+
+
+def status(ns: str) -> dict[str, Any]:
+    out = subprocess.run(
+        in_ns(ns, "status", "--json", f"--admin={ADMIN}"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if out.returncode != 0:
+        return {}
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_nodes_find_each_other_on_the_lan(lan: list[str], tmp_path: Path) -> None:
+    procs = []
+    try:
+        for ns, interfaces in zip(NAMESPACES, lan, strict=True):
+            log = (tmp_path / f"{ns}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    in_ns(
+                        ns,
+                        "run",
+                        "--listen=tcp://127.0.0.1:65432",
+                        f"--admin={ADMIN}",
+                        f"--data-dir={tmp_path / ns}",
+                        f"--lan-interfaces={interfaces}",
+                        "--log-format=json",
+                    ),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PINEWOOD_SEED": ""},
+                )
+            )
+            log.close()
+        deadline = time.monotonic() + 60
+        statuses: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            statuses = [status(ns) for ns in NAMESPACES]
+            if all(statuses):
+                keys = sorted(s["key"] for s in statuses)
+                by_key = {s["key"]: s for s in statuses}
+                roots_ok = all(s["root"]["key"] == keys[-1] for s in statuses)
+                snake_ok = all(
+                    by_key[k]["descending"] == (keys[i - 1] if i else None) for i, k in enumerate(keys)
+                )
+                if roots_ok and snake_ok:
+                    break
+            time.sleep(1)
+        else:
+            logs = {p.name: p.read_text()[-1500:] for p in tmp_path.glob("*.log")}
+            raise AssertionError(f"no convergence over the LAN: {statuses} {logs}")
+        middle = subprocess.run(
+            in_ns(NAMESPACES[1], "peers", "--json", f"--admin={ADMIN}"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        kinds = {p["link_type"] for p in json.loads(middle.stdout) if "port" in p}
+        assert kinds == {"multicast"}
+        assert statuses[1]["peers"] >= 2
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
