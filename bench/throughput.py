@@ -80,20 +80,24 @@ def rate(samples: list[tuple[float, int]], start: float, end: float) -> float:
     return (n1 - n0) / (t1 - t0)
 
 
-def router_run(seconds: float, workdir: Path) -> dict[str, float]:
+def router_run(seconds: float, workdir: Path, link: str = "tcp") -> dict[str, float]:
+    """The router chain, its nodes peered over ``link``; the generator enters by TCP."""
     ports = [free_port() for _ in range(3)]
     admins = [free_port() for _ in range(3)]
+    entry = free_port()
     procs = []
     try:
         for i in range(3):
             args = [
                 sys.executable, "-m", "router", "run",
-                f"--listen=tcp://127.0.0.1:{ports[i]}", f"--admin=127.0.0.1:{admins[i]}",
+                f"--listen={link}://127.0.0.1:{ports[i]}", f"--admin=127.0.0.1:{admins[i]}",
                 f"--data-dir={workdir / f'n{i}'}", "--log-level=warning", "--log-format=json",
                 "--handshakes-per-minute=1000",
             ]  # fmt: skip
+            if i == 0 and link != "tcp":
+                args.append(f"--listen=tcp://127.0.0.1:{entry}")
             if i:
-                args.append(f"--peer=tcp://127.0.0.1:{ports[i - 1]}")
+                args.append(f"--peer={link}://127.0.0.1:{ports[i - 1]}")
             procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         keys = []
         for admin in admins:
@@ -106,7 +110,7 @@ def router_run(seconds: float, workdir: Path) -> dict[str, float]:
             if api(admins[0], "POST", "/ping", {"key": keys[2], "timeout": 1})["rtt_ms"] is not None:
                 break
             time.sleep(0.1)
-        generator = spawn_generator(ports[0], keys[2], seconds + 2)
+        generator = spawn_generator(ports[0] if link == "tcp" else entry, keys[2], seconds + 2)
         samples: list[tuple[float, int]] = []
         rtts: list[float] = []
         started = time.monotonic()
@@ -178,21 +182,51 @@ def baseline_run(seconds: float) -> dict[str, float]:
                 proc.stdout.close()
 
 
+def quic_stream_run(seconds: float) -> dict[str, float]:
+    """The QUIC baseline: a bare aioquic stream from one process to another."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_quic", "serve", str(port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()
+        client = subprocess.run(
+            [sys.executable, "-m", "bench.bare_quic", "send", str(port), str(seconds)],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
+        return {"mb_s": float(client.stdout.split()[-1])}
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--link", choices=["tcp", "tls", "quic", "ws"], default="tcp", help="peerings in the chain"
+    )
     args = parser.parse_args(argv)
-    routers, baselines = [], []
+    routers, baselines, quic_baselines = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             baselines.append(baseline_run(args.seconds))
-            routers.append(router_run(args.seconds, Path(tmp) / f"run{run}"))
+            routers.append(router_run(args.seconds, Path(tmp) / f"run{run}", args.link))
+            if args.link == "quic":
+                quic_baselines.append(quic_stream_run(args.seconds))
     base = statistics.median(b["frames_s"] for b in baselines)
     ours = statistics.median(r["frames_s"] for r in routers)
     frame_bytes = PAYLOAD_BYTES + 10 + 2 + 4 + 64 + 33
-    result = {
+    result: dict[str, Any] = {
+        "link": args.link,
         "runs": args.runs,
         "seconds": args.seconds,
         "payload_bytes": PAYLOAD_BYTES,
@@ -205,17 +239,26 @@ def main(argv: list[str] | None = None) -> int:
         "ping_p99_ms_under_load": round(statistics.median(r["ping_p99_ms"] for r in routers), 2),
         "per_run": {"baseline": baselines, "router": routers},
     }
+    if quic_baselines:
+        quic_mb = statistics.median(q["mb_s"] for q in quic_baselines)
+        result["bare_aioquic_stream_mb_s"] = round(quic_mb, 1)
+        result["router_vs_bare_aioquic"] = round(ours * frame_bytes / 1e6 / quic_mb, 3)
+        result["per_run"]["bare_aioquic"] = quic_baselines
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         r = result
-        print(f"3-process chain, 1 KiB payloads, median of {args.runs} runs of {args.seconds:.0f} s")
+        runs = f"median of {args.runs} runs of {args.seconds:.0f} s"
+        print(f"3-process chain over {args.link}, 1 KiB payloads, {runs}")
         print(f"  bare forwarder : {r['baseline_frames_s']:>9,} frames/s  {r['baseline_mb_s']:>7} MB/s")
         print(f"  pinewood       : {r['router_frames_s']:>9,} frames/s  {r['router_mb_s']:>7} MB/s")
         print(f"  ratio          : {r['router_vs_baseline']:.1%} of the bare forwarder")
         print(
             f"  ping under load: p50 {r['ping_p50_ms_under_load']} ms, p99 {r['ping_p99_ms_under_load']} ms"
         )
+        if "bare_aioquic_stream_mb_s" in r:
+            print(f"  bare aioquic stream between two processes: {r['bare_aioquic_stream_mb_s']} MB/s")
+            print(f"  pinewood over QUIC / bare aioquic stream: {r['router_vs_bare_aioquic']:.1%}")
     return 0
 
 

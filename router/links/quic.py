@@ -137,6 +137,9 @@ class QuicPeerProtocol(QuicConnectionProtocol):
         if self.peer_address is None:
             self.peer_address = (addr[0].removeprefix("::ffff:"), addr[1])
         super().datagram_received(data, addr)
+        if self.stream is not None:
+            # Acknowledgements free the stream's buffer but raise no event.
+            self.stream.check_writable()
 
     def open_stream(self) -> PeerLink:
         """The dialler's side: open the peering stream."""

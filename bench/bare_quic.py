@@ -1,0 +1,83 @@
+"""The QUIC baseline for ``bench.throughput --link quic``: one aioquic stream
+between two processes, the sender writing 64 KiB at a time as fast as aioquic
+and the network take them, the receiver counting bytes.
+
+    python -m bench.bare_quic serve PORT
+    python -m bench.bare_quic send PORT SECONDS     # prints "MB/s <figure>"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import ssl
+import sys
+import time
+
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import serve
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import QuicEvent, StreamDataReceived
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509 import load_pem_x509_certificate
+
+from router.links.tls import certificate_pem
+from router.wire.keys import Identity
+
+ALPN = "bench"
+
+
+class Counter(QuicConnectionProtocol):
+    """Counts the bytes of the stream; answers the total when it ends."""
+
+    received = 0
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            Counter.received += len(event.data)
+            if event.end_stream:
+                self._quic.send_stream_data(event.stream_id, str(Counter.received).encode(), end_stream=True)
+                self.transmit()
+
+
+def config(client: bool) -> QuicConfiguration:
+    identity = Identity.generate()
+    cert, _ = certificate_pem(identity, datetime.datetime.now(datetime.UTC))
+    configuration = QuicConfiguration(is_client=client, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE)
+    configuration.certificate = load_pem_x509_certificate(cert)
+    configuration.private_key = Ed25519PrivateKey.from_private_bytes(identity.seed)
+    return configuration
+
+
+async def run_server(port: int) -> None:
+    await serve("127.0.0.1", port, configuration=config(False), create_protocol=Counter)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+async def run_sender(port: int, seconds: float) -> None:
+    chunk = os.urandom(1024) * 64
+    async with connect("127.0.0.1", port, configuration=config(True)) as protocol:
+        reader, writer = await protocol.create_stream()
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            writer.write(chunk)
+            await writer.drain()
+            await asyncio.sleep(0)  # let acknowledgements in
+        writer.write_eof()
+        received = int(await reader.read())
+        elapsed = time.monotonic() - started
+    print(f"MB/s {received / elapsed / 1e6:.2f}")
+
+
+def main() -> None:
+    if sys.argv[1] == "serve":
+        asyncio.run(run_server(int(sys.argv[2])))
+    else:
+        asyncio.run(run_sender(int(sys.argv[2]), float(sys.argv[3])))
+
+
+if __name__ == "__main__":
+    main()
