@@ -80,14 +80,14 @@ def rate(samples: list[tuple[float, int]], start: float, end: float) -> float:
     return (n1 - n0) / (t1 - t0)
 
 
-def router_run(seconds: float, workdir: Path, link: str = "tcp") -> dict[str, float]:
+def router_run(seconds: float, workdir: Path, link: str = "tcp", nodes: int = 3) -> dict[str, float]:
     """The router chain, its nodes peered over ``link``; the generator enters by TCP."""
-    ports = [free_port() for _ in range(3)]
-    admins = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(nodes)]
+    admins = [free_port() for _ in range(nodes)]
     entry = free_port()
     procs = []
     try:
-        for i in range(3):
+        for i in range(nodes):
             args = [
                 sys.executable, "-m", "router", "run",
                 f"--listen={link}://127.0.0.1:{ports[i]}", f"--admin=127.0.0.1:{admins[i]}",
@@ -107,16 +107,16 @@ def router_run(seconds: float, workdir: Path, link: str = "tcp") -> dict[str, fl
                     break
                 time.sleep(0.05)
         for _ in range(300):  # converged when the first node reaches the last
-            if api(admins[0], "POST", "/ping", {"key": keys[2], "timeout": 1})["rtt_ms"] is not None:
+            if api(admins[0], "POST", "/ping", {"key": keys[-1], "timeout": 1})["rtt_ms"] is not None:
                 break
             time.sleep(0.1)
-        generator = spawn_generator(ports[0] if link == "tcp" else entry, keys[2], seconds + 2)
+        generator = spawn_generator(ports[0] if link == "tcp" else entry, keys[-1], seconds + 2)
         samples: list[tuple[float, int]] = []
         rtts: list[float] = []
         started = time.monotonic()
         while time.monotonic() - started < seconds + 1.5:
-            samples.append((time.monotonic(), api(admins[2], "GET", "/status")["traffic"]["delivered"]))
-            answer = api(admins[0], "POST", "/ping", {"key": keys[2], "timeout": 2})["rtt_ms"]
+            samples.append((time.monotonic(), api(admins[-1], "GET", "/status")["traffic"]["delivered"]))
+            answer = api(admins[0], "POST", "/ping", {"key": keys[-1], "timeout": 2})["rtt_ms"]
             if answer is not None and time.monotonic() - started > 1.0:
                 rtts.append(answer)
             time.sleep(0.05)
@@ -214,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--link", choices=["tcp", "tls", "quic", "ws"], default="tcp", help="peerings in the chain"
     )
+    parser.add_argument("--nodes", type=int, choices=[2, 3], default=3, help="router processes in the chain")
     args = parser.parse_args(argv)
     routers, baselines, quic_baselines = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             baselines.append(baseline_run(args.seconds))
-            routers.append(router_run(args.seconds, Path(tmp) / f"run{run}", args.link))
+            routers.append(router_run(args.seconds, Path(tmp) / f"run{run}", args.link, args.nodes))
             if args.link == "quic":
                 quic_baselines.append(quic_stream_run(args.seconds))
     base = statistics.median(b["frames_s"] for b in baselines)
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     frame_bytes = PAYLOAD_BYTES + 10 + 2 + 4 + 64 + 33
     result: dict[str, Any] = {
         "link": args.link,
+        "nodes": args.nodes,
         "runs": args.runs,
         "seconds": args.seconds,
         "payload_bytes": PAYLOAD_BYTES,
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         r = result
         runs = f"median of {args.runs} runs of {args.seconds:.0f} s"
-        print(f"3-process chain over {args.link}, 1 KiB payloads, {runs}")
+        print(f"{args.nodes}-process chain over {args.link}, 1 KiB payloads, {runs}")
         print(f"  bare forwarder : {r['baseline_frames_s']:>9,} frames/s  {r['baseline_mb_s']:>7} MB/s")
         print(f"  pinewood       : {r['router_frames_s']:>9,} frames/s  {r['router_mb_s']:>7} MB/s")
         print(f"  ratio          : {r['router_vs_baseline']:.1%} of the bare forwarder")
