@@ -27,7 +27,8 @@ from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEv
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509 import load_pem_x509_certificate
 
-from router.links.tcp import HIGH_WATER_BYTES, PeerLink
+from router.links.adapter import CarrierTransport
+from router.links.tcp import PeerLink
 from router.links.tls import certificate_pem
 from router.wire.keys import Identity
 
@@ -51,26 +52,16 @@ def configuration(identity: Identity, *, client: bool) -> QuicConfiguration:
     return config
 
 
-class QuicStreamTransport(asyncio.Transport):
+class QuicStreamTransport(CarrierTransport):
     """Enough of an asyncio transport for :class:`PeerLink` over one QUIC stream."""
 
     def __init__(self, connection: QuicPeerProtocol, stream_id: int, link: PeerLink) -> None:
-        super().__init__()
+        super().__init__(link)
         self.connection = connection
         self.stream_id = stream_id
-        self.link = link
-        self.high_water = HIGH_WATER_BYTES
-        self._writing_paused = False
-        self._closing = False
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return self.connection.peer_address
-        return default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is not None:
-            self.high_water = high
+    def peername(self) -> Any:
+        return self.connection.peer_address
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
@@ -84,13 +75,7 @@ class QuicStreamTransport(asyncio.Transport):
         return len(stream.sender._buffer) if stream is not None else 0
 
     def check_writable(self) -> None:
-        unsent = self.unsent()
-        if not self._writing_paused and unsent > self.high_water:
-            self._writing_paused = True
-            self.link.pause_writing()
-        elif self._writing_paused and unsent <= self.high_water // 4:
-            self._writing_paused = False
-            self.link.resume_writing()
+        self.note_unsent(self.unsent())
 
     def pause_reading(self) -> None:
         """QUIC's own flow control holds the sender back once we stop consuming;
@@ -98,12 +83,6 @@ class QuicStreamTransport(asyncio.Transport):
 
     def resume_reading(self) -> None:
         pass
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        self.abort()
 
     def abort(self) -> None:
         if not self._closing:

@@ -19,7 +19,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from router.links.tcp import HIGH_WATER_BYTES, PeerLink
+from router.links.adapter import CarrierTransport
+from router.links.tcp import PeerLink
 
 MAX_MESSAGE_BYTES = 1 << 20
 """The largest message accepted from a peer (a frame is at most 64 KiB)."""
@@ -27,31 +28,21 @@ MAX_MESSAGE_BYTES = 1 << 20
 Connection = ServerConnection | ClientConnection
 
 
-class WebSocketTransport(asyncio.Transport):
+class WebSocketTransport(CarrierTransport):
     """Enough of an asyncio transport for :class:`PeerLink` over a WebSocket."""
 
     def __init__(self, connection: Connection, protocol: PeerLink) -> None:
-        super().__init__()
+        super().__init__(protocol)
         self.connection = connection
         self.protocol = protocol
         self._outgoing: deque[bytes] = deque()
         self._unsent = 0
-        self._writing_paused = False
         self._can_read = asyncio.Event()
         self._can_read.set()
         self._wake_writer = asyncio.Event()
-        self._closing = False
-        self.high_water = HIGH_WATER_BYTES
 
-    # the parts of asyncio.Transport PeerLink uses
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return self.connection.remote_address
-        return default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is not None:
-            self.high_water = high
+    def peername(self) -> Any:
+        return self.connection.remote_address
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
@@ -59,9 +50,7 @@ class WebSocketTransport(asyncio.Transport):
         self._outgoing.append(bytes(data))
         self._unsent += len(data)
         self._wake_writer.set()
-        if not self._writing_paused and self._unsent > self.high_water:
-            self._writing_paused = True
-            self.protocol.pause_writing()
+        self.note_unsent(self._unsent)
 
     def pause_reading(self) -> None:
         self._can_read.clear()
@@ -71,12 +60,6 @@ class WebSocketTransport(asyncio.Transport):
 
     def is_reading(self) -> bool:
         return self._can_read.is_set()
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        self.abort()
 
     def abort(self) -> None:
         if not self._closing:
@@ -119,6 +102,4 @@ class WebSocketTransport(asyncio.Transport):
                 data = self._outgoing.popleft()
                 await self.connection.send(data)
                 self._unsent -= len(data)
-                if self._writing_paused and self._unsent <= self.high_water // 4:
-                    self._writing_paused = False
-                    self.protocol.resume_writing()
+                self.note_unsent(self._unsent)
