@@ -24,6 +24,7 @@ from router import __version__
 from router.admin import start_admin
 from router.config import CONVERTERS, DEFAULT_ADMIN, ConfigError, NodeConfig, env_name, load_config
 from router.keyfile import KeyFileError, load_or_create_identity, write_key_file
+from router.links.multicast import DiscoveryError
 from router.logs import configure_logging
 from router.node import Node
 from router.wire.keys import Identity
@@ -74,6 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             asyncio.run(_serve(config, identity))
     except OSError as exc:  # most often: an address already in use
         raise CLIError(f"cannot start: {exc.strerror or exc}") from None
+    except DiscoveryError as exc:
+        raise CLIError(str(exc)) from None
     return 0
 
 

@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import WebSocketException
 
 from router.config import NodeConfig
 from router.core import CoreConfig, RouterCore
@@ -306,7 +307,7 @@ class Node:
                     peer.last_error = ""
                     await link.lost
                 peer.last_error = link.close_reason
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, WebSocketException) as exc:
                 peer.last_error = str(exc) or type(exc).__name__
             except asyncio.CancelledError:
                 raise
