@@ -94,7 +94,7 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
                 "key": core.peer_keys[port].hex() if port in core.peer_keys else None,
                 "uri": link.outbound or f"{link.scheme}://{link.remote}",
                 "inbound": link.outbound is None,
-                "link_type": "multicast" if link.link_type == 1 else link.scheme,
+                "link_type": link.kind,
                 "coordinates": list(ann.peer_coordinates) if ann else None,
                 "is_parent": port == core.parent,
                 "bytes_in": link.bytes_in,
@@ -270,8 +270,7 @@ def render_metrics(node: Node) -> str:
     }
     for port, link in sorted(node.links.items()):
         key = core.peer_keys.get(port, b"").hex()
-        kind = "multicast" if link.link_type == 1 else link.scheme
-        labels = f'{{port="{port}",key="{key}",link_type="{kind}"}}'
+        labels = f'{{port="{port}",key="{key}",link_type="{link.kind}"}}'
         per_peer["peer_bytes_in_total"].append((labels, link.bytes_in))
         per_peer["peer_bytes_out_total"].append((labels, link.bytes_out))
         per_peer["peer_frames_in_total"].append((labels, link.frames_in))

@@ -49,7 +49,6 @@ from router.wire.frames import (
     Keepalive,
     TreeAnnouncementFrame,
     WakeupBroadcastFrame,
-    check_header,
     decode_frame,
     encode_frame,
 )
@@ -64,6 +63,8 @@ WAKEUP_INTERVAL_S = 60.0  # reference: wakeupBroadcastInterval
 BROADCAST_EXPIRY_S = 180.0  # reference: broadcastExpiryPeriod
 BROADCAST_FILTER_S = 30.0  # reference: broadcastFilterTime
 WAKEUP_HOP_LIMIT = 5  # reference: types.NetworkHorizonDistance
+LINK_TYPE_MULTICAST = 1  # reference peer types: lower is preferred (pipe 0, multicast 1,
+LINK_TYPE_REMOTE = 3  # Bonjour 2, remote 3, Bluetooth 4)
 DEFAULT_MAX_PEERS = 253  # reference: portCount - 1 (port 0 is the node itself)
 MAX_SEEN_BROADCASTS = 65536
 # 12 bytes of frame header and payload length, and our hop: port (up to 10),
@@ -233,15 +234,15 @@ class RouterCore:
                 # The reference ignores frames of versions and types it does not know.
                 self.drops["unknown frame version or type"] += 1
                 return self._flush()
-            frame_type = check_header(data)
-            if frame_type == FrameType.KEEPALIVE:
+            frame = decode_frame(data)
+            if isinstance(frame, Keepalive):
                 self.stats["keepalives received"] += 1
-            elif frame_type == FrameType.TREE_ANNOUNCEMENT:
-                self._handle_announcement(port, data, now)
-            elif frame_type == FrameType.BOOTSTRAP:
-                self._handle_bootstrap_frame(port, data, now)
-            else:
-                self._handle_broadcast(port, data, now)
+            elif isinstance(frame, TreeAnnouncementFrame):
+                self._handle_announcement(port, frame, now)
+            elif isinstance(frame, BootstrapFrame):
+                self._handle_bootstrap_frame(port, frame, now)
+            elif isinstance(frame, WakeupBroadcastFrame):
+                self._handle_broadcast(port, frame, now)
         except DecodeError as exc:
             self.close_peer(port, "malformed frame", now, str(exc))
         return self._flush()
@@ -401,9 +402,7 @@ class RouterCore:
         self._set_parent(None)
         self._maintain_tree(now)
 
-    def _handle_announcement(self, port: int, data: bytes, now: float) -> None:
-        frame = decode_frame(data)
-        assert isinstance(frame, TreeAnnouncementFrame)
+    def _handle_announcement(self, port: int, frame: TreeAnnouncementFrame, now: float) -> None:
         if len(frame.payload) > MAX_ACCEPTED_ANNOUNCEMENT_SIZE:
             # We could not add our own hop and still fit a frame.
             raise DecodeError(f"announcement of {len(frame.payload)} bytes is too long to extend")
@@ -533,9 +532,7 @@ class RouterCore:
             self.send(port, encode_frame(BootstrapFrame(self.key, watermark, body)), now)
         self._last_bootstrap = now
 
-    def _handle_bootstrap_frame(self, port: int, data: bytes, now: float) -> None:
-        frame = decode_frame(data)
-        assert isinstance(frame, BootstrapFrame)
+    def _handle_bootstrap_frame(self, port: int, frame: BootstrapFrame, now: float) -> None:
         next_port, watermark = self.snek(frame.destination_key, frame.watermark, bootstrap=True, now=now)
         if not self._accept_bootstrap(port, next_port, frame, now):
             return
@@ -593,9 +590,7 @@ class RouterCore:
         self._sweep_seen_broadcasts(now)
         self._flood(LOCAL_PORT, self._wakeup_frame(now), tree_only=False, now=now)
 
-    def _handle_broadcast(self, port: int, data: bytes, now: float) -> None:
-        frame = decode_frame(data)
-        assert isinstance(frame, WakeupBroadcastFrame)
+    def _handle_broadcast(self, port: int, frame: WakeupBroadcastFrame, now: float) -> None:
         try:
             body = decode_wakeup(frame.payload)
         except DecodeError:

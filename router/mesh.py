@@ -20,13 +20,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from router.core import CoreConfig, RouterCore
+from router.core import LINK_TYPE_REMOTE, CoreConfig, RouterCore
 from router.outputs import ClosePeer, Deliver, Output, SendFrame
 from router.topology import Topology
 from router.wire.frames import FrameType
 from router.wire.keys import Identity, PublicKey
-
-LINK_TYPE_REMOTE = 3  # reference peer type for a remote (TCP-like) link
 
 
 def identity_for(name: str, seed: int) -> Identity:

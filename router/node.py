@@ -13,7 +13,6 @@ import socket
 import ssl
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +27,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import WebSocketException
 
 from router.config import NodeConfig
-from router.core import CoreConfig, RouterCore
+from router.core import LINK_TYPE_MULTICAST, CoreConfig, RouterCore
 from router.links.multicast import Discovery
 from router.links.quic import QuicPeerProtocol
 from router.links.quic import configuration as quic_configuration
@@ -51,8 +50,6 @@ from router.tree import LOCAL_PORT
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
 
-LINK_TYPE_MULTICAST = 1  # reference peer type for peers found by LAN discovery
-LINK_TYPE_REMOTE = 3  # reference peer type for remote (TCP) peerings
 MAX_DISCOVERY_DIALS = 16
 MAX_RATE_BUCKETS = 65536
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
@@ -110,7 +107,6 @@ class Node:
         self.static_peers: dict[str, StaticPeer] = {}
         self.servers: list[asyncio.Server] = []
         self.counters: Counter[str] = Counter()
-        self.deliver_handlers: list[Callable[[Deliver], None]] = []
         self._ping_waiters: dict[bytes, tuple[bytes, asyncio.Future[float]]] = {}
         self._handshake_times: dict[str, deque[float]] = {}
         self._source_link: PeerLink | None = None
@@ -520,9 +516,8 @@ class Node:
                 del self._ping_waiters[nonce]
                 pending[1].set_result(time.perf_counter())
             return
+        # No application consumes overlay payloads yet (sessions will); count them.
         self.counters["frames delivered to the application"] += 1
-        for handler in self.deliver_handlers:
-            handler(out)
 
     async def ping(self, key: PublicKey, timeout: float) -> float | None:
         """Round-trip time in seconds to the node with ``key``, or None on timeout."""

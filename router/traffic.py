@@ -21,11 +21,17 @@ from router.snek import ENTRY_EXPIRY_S
 from router.tree import LOCAL_PORT, next_hop_tree
 from router.wire.coordinates import Coordinates, decode_coordinate_ports
 from router.wire.errors import DecodeError, EncodeError
-from router.wire.fastpath import TrafficRoute, rewrite_traffic, strip_destination, traffic_route
+from router.wire.fastpath import (
+    TrafficRoute,
+    rewrite_traffic,
+    splice_watermark,
+    strip_destination,
+    traffic_route,
+    watermark_bytes,
+)
 from router.wire.frames import MAX_HOP_LIMIT, TrafficFrame, encode_frame
 from router.wire.keys import PublicKey
 from router.wire.snake import FULL_WATERMARK, Watermark
-from router.wire.varu64 import encode_varu64
 
 if TYPE_CHECKING:
     from router.core import RouterCore
@@ -38,11 +44,11 @@ MAX_CACHED_COORDINATE_PORTS = 128
 """Deeper source coordinates are not remembered (no real tree is this deep)."""
 COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime
 
-# (next port or None, watermark to leave with or None for tree hops,
-#  whether the frame switches from tree to SNEK routing, drop reason or None,
-#  the time until which the decision holds without a state change,
-#  the watermark's wire bytes: key and varu64 sequence)
-Decision = tuple[int | None, Watermark | None, bool, str | None, float, bytes]
+# (next port, drop reason or None, the time until which the decision holds
+#  without a state change, the watermark to leave with when the frame switches
+#  from tree to SNEK routing or None, the new watermark's wire bytes or b"" when
+#  the frame's own watermark stays)
+Decision = tuple[int, str | None, float, Watermark | None, bytes]
 FOREVER = float("inf")
 
 
@@ -141,7 +147,7 @@ class TrafficPath:
         core = self.core
         key = (route.destination_key, route.destination, route.watermark_key, route.watermark_sequence, port)
         decision = self._decisions.get(key)
-        if decision is None or now >= decision[4]:
+        if decision is None or now >= decision[2]:
             self.misses += 1
             try:
                 decision = self._decide(port, route, now)
@@ -154,9 +160,9 @@ class TrafficPath:
                 self._decisions[key] = decision
         else:
             self.hits += 1
-        next_port, watermark, converted, reason, _, wire = decision
-        if reason is not None or next_port is None:
-            core.drops[reason or "no route"] += 1
+        next_port, reason, _, convert_with, wire = decision
+        if reason is not None:
+            core.drops[reason] += 1
             return
         hop_limit = route.hop_limit
         if core.config.hop_limiting:
@@ -169,13 +175,10 @@ class TrafficPath:
             self._deliver(data, now, route)
             return
         try:
-            if converted:
-                assert watermark is not None
-                data = strip_destination(data, route, watermark, hop_limit)
-            elif watermark is not None and (
-                watermark.sequence != route.watermark_sequence or watermark.key != route.watermark_key
-            ):
-                data = _splice_watermark(data, route, wire, hop_limit)
+            if convert_with is not None:
+                data = strip_destination(data, route, convert_with, hop_limit)
+            elif wire:
+                data = splice_watermark(data, route, wire, hop_limit)
             elif hop_limit != route.hop_limit:
                 data = rewrite_traffic(data, route, hop_limit=hop_limit)
         except EncodeError:
@@ -198,7 +201,7 @@ class TrafficPath:
             # entry).  The reference hands such a frame to the local application;
             # we route it on by key instead, so it still reaches its destination.
             if tree_port is not None and tree_port != LOCAL_PORT:
-                return tree_port, None, False, None, FOREVER, b""
+                return tree_port, None, FOREVER, None, b""
             converted = True
             frame_watermark = FULL_WATERMARK
         else:
@@ -206,7 +209,7 @@ class TrafficPath:
         next_port, watermark = core.snek(route.destination_key, frame_watermark, bootstrap=False, now=now)
         reason: str | None = None
         if next_port is None:
-            reason = "no route"
+            next_port, reason = LOCAL_PORT, "no route"
         elif next_port == port:
             reason = "back to sender"
         elif watermark.worse_than(frame_watermark):
@@ -215,14 +218,6 @@ class TrafficPath:
         # that rests on one holds only while that entry is valid.
         entry = core.routes.get(watermark.key)
         valid_until = entry.last_seen + ENTRY_EXPIRY_S if entry is not None else FOREVER
-        wire = watermark.key + encode_varu64(watermark.sequence)
-        return next_port, watermark, converted, reason, valid_until, wire
-
-
-def _splice_watermark(data: bytes, route: TrafficRoute, wire: bytes, hop_limit: int) -> bytes:
-    """``data`` with the watermark replaced by ``wire`` (key and varu64 sequence)."""
-    start, end = route.watermark_offset, route.watermark_end
-    size = len(data) - (end - start) + len(wire)
-    if size > 0xFFFF:
-        raise EncodeError("rewritten frame would exceed the maximum frame size")
-    return b"".join((data[:7], bytes((hop_limit, size >> 8, size & 0xFF)), data[10:start], wire, data[end:]))
+        # Only a watermark that changes is written; a converted frame gets one anyway.
+        wire = b"" if converted or watermark == frame_watermark else watermark_bytes(watermark)
+        return next_port, reason, valid_until, watermark if converted else None, wire

@@ -148,7 +148,7 @@ class QuicPeerProtocol(QuicConnectionProtocol):
             if event.end_stream:
                 self.close()
         elif isinstance(event, ConnectionTerminated):
-            self._connection_lost(event.reason_phrase or f"QUIC connection closed ({event.error_code})")
+            self.connection_ended(event.reason_phrase or f"QUIC connection closed ({event.error_code})")
         if self.stream is not None:
             self.stream.check_writable()
 
@@ -161,12 +161,10 @@ class QuicPeerProtocol(QuicConnectionProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._connection_lost(str(exc) if exc else "QUIC transport closed")
+        self.connection_ended(str(exc) if exc else "QUIC transport closed")
 
     def connection_ended(self, reason: str) -> None:
-        self._connection_lost(reason)
-
-    def _connection_lost(self, reason: str) -> None:
+        """The peering is over (once): tell the link."""
         if self._lost:
             return
         self._lost = True

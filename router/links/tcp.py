@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from router.core import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.links.queues import FairQueue
 from router.links.tls import peer_certificate_key
 from router.wire.errors import DecodeError
@@ -48,9 +48,8 @@ class PeerLink(asyncio.Protocol):
         self,
         node: Node,
         outbound: str | None,
-        on_lost: Callable[[PeerLink], None] | None = None,
         scheme: str = "tcp",
-        link_type: int = 3,
+        link_type: int = LINK_TYPE_REMOTE,
         expected_key: bytes | None = None,
     ) -> None:
         self.node = node
@@ -59,7 +58,6 @@ class PeerLink(asyncio.Protocol):
         self.expected_key = expected_key  # a key pinned with ?key=, if any
         self.certificate_key: bytes | None = None
         self.outbound = outbound  # the peer URI we dialled, or None for inbound
-        self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.remote = ""
         self.port = 0
@@ -156,8 +154,6 @@ class PeerLink(asyncio.Protocol):
             self.established.set_result(False)
         if not self.lost.done():
             self.lost.set_result(None)
-        if self.on_lost is not None:
-            self.on_lost(self)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -256,6 +252,11 @@ class PeerLink(asyncio.Protocol):
     @property
     def queue_depth(self) -> int:
         return len(self._proto) + len(self.traffic)
+
+    @property
+    def kind(self) -> str:
+        """What operators see as the link type: the scheme, or "multicast" if discovered."""
+        return "multicast" if self.link_type == LINK_TYPE_MULTICAST else self.scheme
 
     @property
     def dropped(self) -> int:

@@ -94,6 +94,28 @@ def traffic_route(data: bytes) -> TrafficRoute:
     )
 
 
+def watermark_bytes(watermark: Watermark) -> bytes:
+    """A watermark as it sits in a traffic frame: key, then varu64 sequence."""
+    if len(watermark.key) != PUBLIC_KEY_SIZE:
+        raise EncodeError("watermark key must be 32 bytes")
+    return watermark.key + encode_varu64(watermark.sequence)
+
+
+def splice_watermark(data: bytes, route: TrafficRoute, wire: bytes, hop_limit: int) -> bytes:
+    """``data`` with its watermark replaced by ``wire`` (see :func:`watermark_bytes`)
+    and its hop limit set, in one copy; the total length field follows the
+    watermark's varu64, which may grow or shrink."""
+    start, end = route.watermark_offset, route.watermark_end
+    if start < 0:
+        raise EncodeError("frame has destination coordinates and carries no watermark")
+    if not 0 <= hop_limit <= 0xFF:
+        raise EncodeError("hop limit must fit in one byte")
+    size = len(data) - (end - start) + len(wire)
+    if size > 0xFFFF:
+        raise EncodeError("rewritten frame would exceed the maximum frame size")
+    return b"".join((data[:7], bytes((hop_limit, size >> 8, size & 0xFF)), data[10:start], wire, data[end:]))
+
+
 def rewrite_traffic(
     data: bytes,
     route: TrafficRoute,
@@ -104,33 +126,14 @@ def rewrite_traffic(
     """``data`` with its watermark and/or hop limit replaced.
 
     The watermark can only be rewritten on a frame that carries one (no
-    destination coordinates).  Its sequence is a varu64, so the frame may grow
-    or shrink; the total length field is patched to match.
+    destination coordinates).
     """
+    limit = route.hop_limit if hop_limit is None else hop_limit
     if watermark is not None:
-        if route.watermark_offset < 0:
-            raise EncodeError("frame has destination coordinates and carries no watermark")
-        if len(watermark.key) != PUBLIC_KEY_SIZE:
-            raise EncodeError("watermark key must be 32 bytes")
-        head = data[: route.watermark_offset]
-        tail = data[route.watermark_end :]
-        size = len(head) + PUBLIC_KEY_SIZE + len(tail)
-        seq = encode_varu64(watermark.sequence)
-        size += len(seq)
-        if size > 0xFFFF:
-            raise EncodeError("rewritten frame would exceed the maximum frame size")
-        out = bytearray(head)
-        out += watermark.key
-        out += seq
-        out += tail
-        out[8:10] = size.to_bytes(2, "big")
-    else:
-        out = bytearray(data)
-    if hop_limit is not None:
-        if not 0 <= hop_limit <= 0xFF:
-            raise EncodeError("hop limit must fit in one byte")
-        out[7] = hop_limit
-    return bytes(out)
+        return splice_watermark(data, route, watermark_bytes(watermark), limit)
+    if not 0 <= limit <= 0xFF:
+        raise EncodeError("hop limit must fit in one byte")
+    return b"".join((data[:7], bytes((limit,)), data[8:]))
 
 
 def strip_destination(data: bytes, route: TrafficRoute, watermark: Watermark, hop_limit: int) -> bytes:
@@ -138,15 +141,13 @@ def strip_destination(data: bytes, route: TrafficRoute, watermark: Watermark, ho
     ``watermark`` added, as the reference does when no tree hop is closer."""
     if route.watermark_offset >= 0:
         raise EncodeError("frame is already routed by key")
-    if len(watermark.key) != PUBLIC_KEY_SIZE:
-        raise EncodeError("watermark key must be 32 bytes")
+    wire = watermark_bytes(watermark)
     dest_end = 14 + len(route.destination)
     keys_end = route.source_key_offset + PUBLIC_KEY_SIZE
     out = bytearray(data[:12])
     out += b"\x00\x00"
     out += data[dest_end:keys_end]
-    out += watermark.key
-    out += encode_varu64(watermark.sequence)
+    out += wire
     out += data[keys_end:]
     if len(out) > 0xFFFF:
         raise EncodeError("rewritten frame would exceed the maximum frame size")

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 
-from tests.integration.daemons import DaemonNet
+from tests.integration.daemons import Daemon, DaemonNet
 
 LINE = ([f"n{i}" for i in range(5)], [(f"n{i + 1}", f"n{i}") for i in range(4)])
 RING = ([f"n{i}" for i in range(6)], [(f"n{(i + 1) % 6}", f"n{i}") for i in range(6)])
 STAR = ([f"n{i}" for i in range(5)], [(f"n{i}", "n0") for i in range(1, 5)])
+
+
+def seconds_until_peer_lost(neighbours: list[Daemon], act: Callable[[], None]) -> dict[str, float]:
+    """Do ``act``; then, per neighbour, the seconds until it had one peer fewer (within 10 s)."""
+    before = {d.name: d.api("GET", "/status")["peers"] for d in neighbours}
+    act()
+    started = time.monotonic()
+    noticed: dict[str, float] = {}
+    while len(noticed) < len(neighbours) and time.monotonic() - started < 10:
+        for d in neighbours:
+            if d.name not in noticed and d.api("GET", "/status")["peers"] < before[d.name]:
+                noticed[d.name] = time.monotonic() - started
+        time.sleep(0.1)
+    return noticed
 
 
 @pytest.mark.parametrize(("names", "edges"), [LINE, RING, STAR], ids=["line-5", "ring-6", "star-5"])
@@ -30,15 +45,7 @@ def test_sigkilled_peer_is_noticed_and_routes_heal(net: DaemonNet) -> None:
     net.wait_converged()
     victim = net.daemons["n3"]
     neighbours = [net.daemons["n2"], net.daemons["n4"]]
-    before = {d.name: d.api("GET", "/status")["peers"] for d in neighbours}
-    net.kill("n3")
-    killed_at = time.monotonic()
-    noticed: dict[str, float] = {}
-    while len(noticed) < len(neighbours) and time.monotonic() - killed_at < 10:
-        for d in neighbours:
-            if d.name not in noticed and d.api("GET", "/status")["peers"] < before[d.name]:
-                noticed[d.name] = time.monotonic() - killed_at
-        time.sleep(0.1)
+    noticed = seconds_until_peer_lost(neighbours, lambda: net.kill("n3"))
     print(f"noticed after {noticed}")
     assert set(noticed) == {d.name for d in neighbours}, f"{victim.name}'s death not noticed: {noticed}"
     assert max(noticed.values()) <= 6.0
@@ -52,17 +59,9 @@ def test_frozen_peer_is_dropped_by_the_keepalive_deadline(net: DaemonNet) -> Non
     net.start(names, edges)
     net.wait_converged()
     neighbours = [net.daemons["n1"], net.daemons["n3"]]
-    before = {d.name: d.api("GET", "/status")["peers"] for d in neighbours}
     frozen = net.daemons["n2"].process
     assert frozen is not None
-    frozen.send_signal(signal.SIGSTOP)
-    stopped_at = time.monotonic()
-    noticed: dict[str, float] = {}
-    while len(noticed) < len(neighbours) and time.monotonic() - stopped_at < 10:
-        for d in neighbours:
-            if d.name not in noticed and d.api("GET", "/status")["peers"] < before[d.name]:
-                noticed[d.name] = time.monotonic() - stopped_at
-        time.sleep(0.1)
+    noticed = seconds_until_peer_lost(neighbours, lambda: frozen.send_signal(signal.SIGSTOP))
     frozen.send_signal(signal.SIGKILL)
     print(f"noticed after {noticed}")
     assert set(noticed) == {"n1", "n3"}
