@@ -10,6 +10,8 @@ bounded request line, headers and body, and a fixed table of routes.
     GET    /snake            descending neighbour and route entries
     GET    /coords           the coordinates cache
     POST   /ping             {"key": HEX, "timeout": S}: one overlay round trip
+    GET    /sessions         end-to-end sessions: peer key, protocol, streams, bytes, RTT
+    GET    /gateway          the homeserver gateway: server name, proxy, CA, counters
     GET    /metrics          Prometheus text format
 """
 
@@ -191,6 +193,18 @@ async def post_ping(node: Node, query: dict[str, list[str]], body: Any) -> tuple
     return 200, {"key": key.hex(), "rtt_ms": None if rtt is None else round(rtt * 1000, 3)}
 
 
+async def get_sessions(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, {
+        "sessions": node.sessions.session_list(),
+        "counters": dict(node.sessions.counters),
+        "drops": dict(node.sessions.endpoint.drops),
+    }
+
+
+async def get_gateway(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, node.gateway.status()
+
+
 async def get_metrics(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     return 200, render_metrics(node)
 
@@ -203,6 +217,8 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/snake"): get_snake,
     ("GET", "/coords"): get_coords,
     ("POST", "/ping"): post_ping,
+    ("GET", "/sessions"): get_sessions,
+    ("GET", "/gateway"): get_gateway,
     ("GET", "/metrics"): get_metrics,
 }
 
@@ -280,6 +296,26 @@ def render_metrics(node: Node) -> str:
     for name, samples in per_peer.items():
         kind = "gauge" if name == "peer_queue_depth" else "counter"
         metric(name, kind, name.replace("_", " ").capitalize() + ".", samples)
+    sessions = node.sessions
+    metric("sessions", "gauge", "End-to-end sessions open.", [("", len(sessions.endpoint.sessions))])
+    metric(
+        "session_events_total",
+        "counter",
+        "Session events and datagrams dropped by the sessions layer, by kind.",
+        [(f'{{event="{_label(r)}"}}', float(v)) for r, v in sorted(sessions.counters.items())]
+        + [(f'{{event="dropped: {_label(r)}"}}', v) for r, v in sorted(sessions.endpoint.drops.items())],
+    )
+    gateway = node.gateway
+    gateway_samples: list[tuple[str, float]] = []
+    for side, counters in (
+        ("outbound", gateway.outbound.counters if gateway.outbound else None),
+        ("inbound", gateway.inbound.counters if gateway.inbound else None),
+    ):
+        if counters is not None:
+            gateway_samples += [
+                (f'{{side="{side}",event="{_label(r)}"}}', v) for r, v in sorted(counters.items())
+            ]
+    metric("gateway_events_total", "counter", "Gateway events and bytes, by side.", gateway_samples)
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ import uvloop
 from router import __version__
 from router.admin import start_admin
 from router.config import CONVERTERS, DEFAULT_ADMIN, ConfigError, NodeConfig, env_name, load_config
+from router.gateway.names import server_name
 from router.keyfile import KeyFileError, load_or_create_identity, write_key_file
 from router.links.multicast import DiscoveryError
 from router.logs import configure_logging
@@ -117,6 +118,50 @@ def _call(
     except (urllib.error.URLError, OSError) as exc:
         raise CLIError(f"cannot reach the admin API at {_admin_url(args)}: {exc}") from None
     return json.loads(raw)
+
+
+def _cmd_server_name(args: argparse.Namespace) -> int:
+    config = load_config(Path(args.config) if args.config else None, flags=_run_flags(args))
+    identity, _ = load_or_create_identity(config.key_path)
+    key = bytes(identity.public_key)
+    print(server_name(key, config.server_name_suffix))
+    hex_name = key.hex() + config.server_name_suffix
+    print(f"(the same node as {hex_name}; use the form above for Synapse)", file=sys.stderr)
+    return 0
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    answer = _call(args, "GET", "/sessions")
+    if args.json:
+        print(json.dumps(answer, indent=1))
+        return 0
+    if not answer["sessions"]:
+        print("no sessions")
+    for s in answer["sessions"]:
+        state = "closing" if s["closing"] else "up" if s["established"] else "connecting"
+        rtt = f"{s['rtt_ms']} ms" if s["rtt_ms"] is not None else "-"
+        print(
+            f"{s['key']}  {s['protocol'] or '?':<8} {s['direction']:<8} {state:<10} "
+            f"streams {s['streams']:<4} out {s['bytes_sent']} B  in {s['bytes_received']} B  rtt {rtt}"
+        )
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    answer = _call(args, "GET", "/gateway")
+    if args.json:
+        print(json.dumps(answer, indent=1))
+        return 0
+    print(f"server name      {answer['server_name']}")
+    print(f"hex server name  {answer['hex_server_name']}")
+    print(f"federation proxy {answer.get('proxy') or 'off'}")
+    if "ca_certificate" in answer:
+        print(f"CA certificate   {answer['ca_certificate']}")
+    print(f"homeserver       {answer.get('homeserver') or 'off (no inbound federation)'}")
+    for side in ("proxy_counters", "inbound_counters"):
+        for event, count in sorted(answer.get(side, {}).items()):
+            print(f"  {side.split('_')[0]:<8} {event}: {count}")
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -229,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--handshakes-per-minute", type=int)
     run.add_argument("--allow-keys", help="comma-separated hex keys: the only ones allowed to peer inbound")
     run.add_argument("--lan-interfaces", help="comma-separated interfaces for LAN discovery (default: none)")
+    run.add_argument("--session-timeout", type=float, help="seconds to wait for a session with a node")
+    run.add_argument("--gateway-listen", help="host:port of the homeserver's federation proxy (loopback)")
+    run.add_argument("--homeserver", help="the homeserver's federation listener, http://127.0.0.1:PORT")
+    run.add_argument("--server-name-suffix", help="suffix of key-derived server names, e.g. .p2p")
+    run.add_argument("--gateway-max-streams", type=int, help="inbound federation streams served at once")
+    run.add_argument("--gateway-idle-timeout", type=float, help="seconds before an idle tunnel is closed")
     for name in (*BOOL_SETTINGS, "admin_allow_remote", "lan_discovery"):
         run.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     run.set_defaults(handler=_cmd_run)
@@ -245,7 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="machine-readable output")
         return sub
 
+    naming = commands.add_parser("server-name", help="print the homeserver server name for this node's key")
+    naming.add_argument("--config", help="TOML configuration file")
+    naming.add_argument("--data-dir", help="data directory")
+    naming.add_argument("--key-file", help="private key file (default DATA_DIR/node.key)")
+    naming.add_argument("--server-name-suffix", help="suffix of key-derived server names, e.g. .p2p")
+    naming.set_defaults(handler=_cmd_server_name)
     client("status", "show the node's state").set_defaults(handler=_cmd_status)
+    client("sessions", "list end-to-end sessions").set_defaults(handler=_cmd_sessions)
+    client("gateway", "show the homeserver gateway").set_defaults(handler=_cmd_gateway)
     client("peers", "list peerings").set_defaults(handler=_cmd_peers)
     peer = client("peer", "add or remove a static peer")
     peer.add_argument("action", choices=["add", "remove"])

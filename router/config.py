@@ -52,6 +52,18 @@ class NodeConfig:
     """If set, only these keys (hex) may peer with us inbound."""
     admin_allow_remote: bool = False
     """The admin API has no authentication: it binds only to loopback unless this is set."""
+    session_timeout: float = 10.0
+    """Seconds to wait for an end-to-end session with another node before giving up."""
+    gateway_listen: str = ""
+    """host:port of the homeserver-facing federation proxy (HTTP CONNECT, SOCKS5); empty = off."""
+    homeserver: str = ""
+    """The local homeserver's federation listener (http://127.0.0.1:PORT) for inbound federation."""
+    server_name_suffix: str = ""
+    """Appended to the base32 server names this node hands out and accepts (e.g. ``.p2p``)."""
+    gateway_max_streams: int = 256
+    """Inbound federation streams served at once; more are refused."""
+    gateway_idle_timeout: float = 120.0
+    """Seconds a gateway connection may sit with no bytes either way before it is closed."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -71,6 +83,14 @@ class NodeConfig:
     @property
     def admin_address(self) -> tuple[str, int]:
         return parse_host_port(self.admin, "admin")
+
+    @property
+    def homeserver_address(self) -> tuple[str, int]:
+        """Host and port of the homeserver's plain-HTTP federation listener."""
+        text = self.homeserver
+        if not text.startswith("http://"):
+            raise ConfigError(f"homeserver: {text!r} must be http://host:port (a plain-HTTP listener)")
+        return parse_host_port(text.removeprefix("http://").rstrip("/"), "homeserver")
 
 
 def _uri(text: str, setting: str) -> PeerURI:
@@ -175,6 +195,12 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "allow_keys": _as_key_list,
     "lan_discovery": _as_bool,
     "lan_interfaces": _as_str_list,
+    "session_timeout": _as_float(0.5, 600.0),
+    "gateway_listen": _as_str,
+    "homeserver": _as_str,
+    "server_name_suffix": _as_str,
+    "gateway_max_streams": _as_int(1, 100_000),
+    "gateway_idle_timeout": _as_float(1.0, 86_400.0),
 }
 SETTINGS = tuple(f.name for f in fields(NodeConfig) if f.name != "extra")
 
@@ -212,6 +238,7 @@ def load_config(
     config = NodeConfig(**values)
     config.listen_uris()
     config.peer_uris()
+    _check_gateway(config)
     host, _ = config.admin_address
     if not config.admin_allow_remote and not _is_loopback(host):
         raise ConfigError(
@@ -219,6 +246,30 @@ def load_config(
             "(set admin_allow_remote = true to expose it anyway)"
         )
     return config
+
+
+def _check_gateway(config: NodeConfig) -> None:
+    if config.gateway_listen:
+        host, _ = parse_host_port(config.gateway_listen, "gateway_listen")
+        if not _is_loopback(host):
+            raise ConfigError(
+                f"gateway_listen: {config.gateway_listen!r} is not a loopback address; the proxy has no "
+                "authentication and would let anyone send federation traffic as this node"
+            )
+    if config.homeserver:
+        config.homeserver_address  # noqa: B018 - validates
+    suffix = config.server_name_suffix
+    if suffix and (
+        not suffix.startswith(".")
+        or len(suffix) > 100
+        or not all(c.isascii() and (c.isalnum() or c in ".-") for c in suffix)
+        or ".." in suffix
+        or suffix.endswith(".")
+    ):
+        raise ConfigError(
+            f"server_name_suffix: {suffix!r} must be empty or a DNS suffix such as '.p2p' "
+            "(a dot, then letters, digits, dots and hyphens)"
+        )
 
 
 def _is_loopback(host: str) -> bool:

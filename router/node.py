@@ -28,6 +28,7 @@ from websockets.exceptions import WebSocketException
 
 from router.config import NodeConfig
 from router.core import LINK_TYPE_MULTICAST, CoreConfig, RouterCore
+from router.gateway import Gateway
 from router.links.multicast import Discovery
 from router.links.quic import QuicPeerProtocol
 from router.links.quic import configuration as quic_configuration
@@ -46,10 +47,14 @@ from router.outputs import (
     RootChanged,
     SendFrame,
 )
+from router.sessions.endpoint import Limits as SessionLimits
+from router.sessions.runtime import Sessions
 from router.tree import LOCAL_PORT
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
 
+SESSION_PROTOCOLS = ["matrix"]
+"""Application protocols (ALPN) that sessions with this node may speak."""
 MAX_DISCOVERY_DIALS = 16
 MAX_RATE_BUCKETS = 65536
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
@@ -122,6 +127,13 @@ class Node:
         self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
         self._sweeper: asyncio.TimerHandle | None = None
+        self.sessions = Sessions(
+            identity,
+            SESSION_PROTOCOLS,
+            self.send,
+            SessionLimits(connect_timeout_s=config.session_timeout),
+        )
+        self.gateway = Gateway(self)
         self._apply(self.core.handle_timer(now))
 
     # ------------------------------------------------------------ lifecycle
@@ -173,6 +185,7 @@ class Node:
                 log.info("listening", address=f"{scheme}://{address[0]}:{address[1]}")
         for uri in self.config.peer_uris():
             self.add_static_peer(str(uri))
+        await self.gateway.start()
         if self.config.lan_discovery and self.config.lan_interfaces:
             await self._start_discovery()
 
@@ -221,6 +234,8 @@ class Node:
             log.debug("discovered peer unreachable", host=host, port=port, error=str(exc))
 
     async def stop(self) -> None:
+        self.gateway.close()
+        await self.sessions.close()
         for peer in list(self.static_peers.values()):
             if peer.task is not None:
                 peer.task.cancel()
@@ -516,8 +531,11 @@ class Node:
                 del self._ping_waiters[nonce]
                 pending[1].set_result(time.perf_counter())
             return
-        # No application consumes overlay payloads yet (sessions will); count them.
         self.counters["frames delivered to the application"] += 1
+        if payload and payload[0] & 0x40:  # QUIC's fixed bit: a session datagram
+            self.sessions.datagram(bytes(out.source_key), bytes(payload))
+        else:
+            self.counters["overlay payloads for no application"] += 1
 
     async def ping(self, key: PublicKey, timeout: float) -> float | None:
         """Round-trip time in seconds to the node with ``key``, or None on timeout."""

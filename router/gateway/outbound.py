@@ -1,0 +1,241 @@
+"""The outbound gateway: a federation proxy for the local homeserver.
+
+One listener on loopback speaks three dialects, told apart by the first byte:
+
+* SOCKS5 with remote names (``0x05``): what Conduit's ``proxy`` setting speaks;
+* HTTP ``CONNECT name:port``: what Synapse does with ``https_proxy`` (it asks for
+  ``name:443`` for ``/.well-known/matrix/server``, then ``name:8448``);
+* a plain HTTP request in absolute form (``GET http://name/path``).
+
+The destination name must stand for a node key (:mod:`router.gateway.names`);
+any other is refused with a clear error and never looked up.  Both ports of a
+name reach the same node.  Inside a tunnel, TLS from the homeserver is answered
+here with a certificate minted for the name by the local CA, and the HTTP bytes
+inside go onto a session stream with ALPN ``matrix``, as P2P Dendrite sends
+them.  A tunnel whose first byte is not a TLS record is carried as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import struct
+from collections import Counter
+from dataclasses import dataclass
+
+import structlog
+
+from router.gateway.ca import LocalCA
+from router.gateway.names import key_for_name
+from router.gateway.tunnel import (
+    TLS_HANDSHAKE_RECORD,
+    PlainSide,
+    StreamSide,
+    TlsServerSide,
+    TunnelError,
+    pipe,
+)
+from router.sessions.runtime import SessionError, Sessions, SessionStream
+
+log = structlog.get_logger("router.gateway")
+
+MATRIX_ALPN = "matrix"
+MAX_REQUEST_HEAD = 16 * 1024
+HEAD_TIMEOUT_S = 30.0
+MAX_CLIENTS = 1024
+
+
+class ProxyError(Exception):
+    """A request the proxy refuses; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    suffix: str
+    session_timeout: float
+    idle_timeout: float
+
+
+REASONS = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway", 503: "Service Unavailable",
+           504: "Gateway Timeout"}  # fmt: skip
+
+
+class OutboundProxy:
+    """Serves the homeserver's outbound federation connections."""
+
+    def __init__(self, sessions: Sessions, ca: LocalCA, settings: OutboundSettings) -> None:
+        self.sessions = sessions
+        self.ca = ca
+        self.settings = settings
+        self.counters: Counter[str] = Counter()
+        self.active = 0
+        self.server: asyncio.Server | None = None
+        self.address: tuple[str, int] | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = await asyncio.start_server(self._client, host, port, limit=MAX_REQUEST_HEAD)
+        self.address = self.server.sockets[0].getsockname()[:2]
+        log.info("federation proxy listening", address=f"{self.address[0]}:{self.address[1]}")
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= MAX_CLIENTS:
+            self.counters["refused: too many clients"] += 1
+            writer.transport.abort()
+            return
+        self.active += 1
+        try:
+            first = await asyncio.wait_for(reader.read(1), HEAD_TIMEOUT_S)
+            if not first:
+                return
+            if first == b"\x05":
+                await self._socks5(reader, writer)
+            else:
+                await self._http(first, reader, writer)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+            self.counters["clients gone before a request"] += 1
+        except (TunnelError, SessionError) as exc:
+            self.counters["tunnels broken"] += 1
+            log.info("federation tunnel ended", reason=str(exc))
+        finally:
+            self.active -= 1
+            writer.transport.abort() if not writer.is_closing() else None
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    # ---------------------------------------------------------------- destinations
+
+    async def _open(self, host: str) -> SessionStream:
+        key = key_for_name(host, self.settings.suffix)
+        if key is None:
+            self.counters["refused: not a key name"] += 1
+            raise ProxyError(
+                403,
+                f"{host!r} is not a server name that stands for a node key (64 hex or 52 base32 "
+                "characters); the overlay gateway refuses to send it anywhere else",
+            )
+        try:
+            stream = await self.sessions.open_stream(key, MATRIX_ALPN, self.settings.session_timeout)
+        except SessionError as exc:
+            self.counters["failed: destination unreachable"] += 1
+            status = 504 if "within" in str(exc) else 502
+            raise ProxyError(status, f"cannot reach {host} over the overlay: {exc}") from None
+        self.counters["tunnels opened"] += 1
+        return stream
+
+    async def _carry(self, client: PlainSide, host: str, stream: SessionStream) -> None:
+        """Pipe the tunnel to the stream, answering TLS first if the client starts it."""
+        first = await asyncio.wait_for(client.reader.read(1), HEAD_TIMEOUT_S)
+        if not first:
+            stream.abort()
+            return
+        client = PlainSide(client.reader, client.writer, first)
+        if first[0] == TLS_HANDSHAKE_RECORD:
+            tls = TlsServerSide(client, self.ca.server_context(host.rsplit(":", 1)[0]))
+            try:
+                await asyncio.wait_for(tls.handshake(), HEAD_TIMEOUT_S)
+            except BaseException:
+                stream.abort()
+                raise
+            up, down = await pipe(tls, StreamSide(stream), self.settings.idle_timeout)
+        else:
+            up, down = await pipe(client, StreamSide(stream), self.settings.idle_timeout)
+        self.counters["bytes to the overlay"] += up
+        self.counters["bytes from the overlay"] += down
+
+    # ---------------------------------------------------------------- HTTP
+
+    async def _http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
+        except (asyncio.LimitOverrunError, ValueError):
+            self.counters["refused: bad request"] += 1
+            await self._answer(writer, 400, "request head too long")
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        try:
+            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+                raise ProxyError(400, "not an HTTP/1.x request")
+            method, target, version = parts
+            if method == "CONNECT":
+                stream = await self._open(target)
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
+                await self._carry(PlainSide(reader, writer), target, stream)
+                return
+            if not target.startswith("http://"):
+                raise ProxyError(400, "only CONNECT and absolute http:// requests are proxied")
+            authority, _, path = target.removeprefix("http://").partition("/")
+            stream = await self._open(authority)
+        except ProxyError as exc:
+            await self._answer(writer, exc.status, str(exc))
+            return
+        # Absolute form: forward it in origin form, one request per connection.
+        kept = [
+            line
+            for line in lines[1:]
+            if line and not line.lower().startswith(("proxy-", "connection:", "keep-alive:"))
+        ]
+        request = "\r\n".join([f"{method} /{path} {version}", *kept, "Connection: close", "", ""])
+        stream.write(request.encode("latin-1"))
+        up, down = await pipe(PlainSide(reader, writer), StreamSide(stream), self.settings.idle_timeout)
+        self.counters["bytes to the overlay"] += up + len(request)
+        self.counters["bytes from the overlay"] += down
+
+    async def _answer(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
+        log.info("federation proxy refused a request", status=status, reason=message)
+        body = f"pinewood gateway: {message}\n".encode()
+        writer.write(
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.drain()
+
+    # ---------------------------------------------------------------- SOCKS5
+
+    async def _socks5(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        count = (await asyncio.wait_for(reader.readexactly(1), HEAD_TIMEOUT_S))[0]
+        methods = await asyncio.wait_for(reader.readexactly(count), HEAD_TIMEOUT_S)
+        if 0 not in methods:
+            writer.write(b"\x05\xff")  # we offer no authentication: it is loopback-only
+            self.counters["refused: socks authentication"] += 1
+            return
+        writer.write(b"\x05\x00")
+        version, command, _, kind = await asyncio.wait_for(reader.readexactly(4), HEAD_TIMEOUT_S)
+        if kind == 3:
+            length = (await reader.readexactly(1))[0]
+            host = (await reader.readexactly(length)).decode("ascii", "replace")
+        elif kind in (1, 4):
+            raw = await reader.readexactly(4 if kind == 1 else 16)
+            host = str(ipaddress.ip_address(raw))
+        else:
+            await self._socks_reply(writer, 8)  # address type not supported
+            return
+        port = struct.unpack("!H", await reader.readexactly(2))[0]
+        if version != 5 or command != 1:
+            await self._socks_reply(writer, 7)  # command not supported
+            return
+        try:
+            stream = await self._open(host)
+        except ProxyError as exc:
+            log.info("federation proxy refused a request", host=host, port=port, reason=str(exc))
+            await self._socks_reply(writer, 2 if exc.status == 403 else 4 if exc.status == 502 else 6)
+            return
+        await self._socks_reply(writer, 0)
+        await self._carry(PlainSide(reader, writer), host, stream)
+
+    async def _socks_reply(self, writer: asyncio.StreamWriter, code: int) -> None:
+        writer.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.drain()

@@ -1,0 +1,369 @@
+"""The sessions endpoint, sans-I/O: QUIC connections fed with overlay datagrams.
+
+Every overlay traffic payload that is not the router's own (pings) is one QUIC
+datagram, addressed by the public key of the node that sent it, as in the
+reference's sessions layer.  The endpoint finds the connection a datagram
+belongs to by (source key, destination connection ID), accepts new connections
+from Initial packets, checks that every session's certificate names the key it
+is addressed by, and reports what happened as records.  It takes ``now`` and
+returns what to send; the asyncio runtime (:mod:`router.sessions.runtime`)
+moves the bytes and arms the timer.
+
+Nothing that arrives is trusted: a datagram that parses as no QUIC packet, for
+no known connection, or past the limits on sessions is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aioquic._buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import (
+    ConnectionIdIssued,
+    ConnectionIdRetired,
+    ConnectionTerminated,
+    HandshakeCompleted,
+    PingAcknowledged,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.quic.packet import QuicErrorCode, QuicPacketType, pull_quic_header
+
+from router.sessions.connection import SessionConnection, configuration
+from router.wire.keys import Identity
+
+CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs
+KEEPALIVE_S = 5.0
+"""While a session has open streams, it is pinged this often so it never idles out."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_sessions: int = 1024
+    max_handshaking_per_key: int = 4
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUp:
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDown:
+    session: Session
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    session: Session
+    stream_id: int
+    data: bytes
+    end: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAborted:
+    session: Session
+    stream_id: int
+    error_code: int
+
+
+SessionEvent = SessionUp | SessionDown | StreamData | StreamAborted
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    """One QUIC connection with one other node, for one application protocol."""
+
+    key: bytes
+    alpn: str
+    outbound: bool
+    connection: SessionConnection
+    created_at: float
+    connect_deadline: float
+    established: bool = False
+    closed: bool = False
+    close_reason: str = ""
+    streams: set[int] = field(default_factory=set)
+    cids: set[bytes] = field(default_factory=set)
+    next_ping_at: float = float("inf")
+    highest_peer_stream: int = -1
+    rtt_s: float | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.key.hex(), 0)
+
+
+class Endpoint:
+    """All sessions of one node."""
+
+    def __init__(self, identity: Identity, alpns: list[str], limits: Limits | None = None) -> None:
+        self.identity = identity
+        self.alpns = list(alpns)
+        self.limits = limits or Limits()
+        self._server_config = configuration(identity, self.alpns, client=False)
+        self._client_configs: dict[str, QuicConfiguration] = {}
+        self._by_cid: dict[tuple[bytes, bytes], Session] = {}
+        self._by_peer: dict[tuple[bytes, str], Session] = {}
+        self.sessions: set[Session] = set()
+        self._events: list[SessionEvent] = []
+        self._dirty: set[Session] = set()
+        self.drops: Counter[str] = Counter()
+
+    # ------------------------------------------------------------ queries
+
+    def find(self, key: bytes, alpn: str) -> Session | None:
+        """The live session with ``key`` for ``alpn``, established or connecting."""
+        session = self._by_peer.get((key, alpn))
+        return session if session is not None and not session.closed else None
+
+    def events(self) -> list[SessionEvent]:
+        events, self._events = self._events, []
+        return events
+
+    # ------------------------------------------------------------ inputs
+
+    def connect(self, key: bytes, alpn: str, now: float) -> Session:
+        """Start a session to ``key`` for ``alpn`` (reusing a live one)."""
+        existing = self.find(key, alpn)
+        if existing is not None:
+            return existing
+        if key == self.identity.public_key:
+            raise ValueError("a node cannot open a session to itself")
+        if alpn not in self.alpns:
+            raise ValueError(f"protocol {alpn!r} is not one this endpoint speaks")
+        config = self._client_configs.get(alpn)
+        if config is None:
+            config = configuration(self.identity, [alpn], client=True)
+            config.server_name = key.hex()
+            self._client_configs[alpn] = config
+        connection = SessionConnection(configuration=config)
+        session = Session(key, alpn, True, connection, now, now + self.limits.connect_timeout_s)
+        self._add(session)
+        connection.connect(session.address, now)
+        self._dirty.add(session)
+        return session
+
+    def datagram_received(self, source: bytes, data: bytes, now: float) -> None:
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=CONNECTION_ID_BYTES)
+        except ValueError:
+            self.drops["not a QUIC packet"] += 1
+            return
+        session = self._by_cid.get((source, header.destination_cid))
+        if session is None:
+            if header.packet_type != QuicPacketType.INITIAL or len(data) < 1200:
+                self.drops["for no known session"] += 1
+                return
+            if header.version not in self._server_config.supported_versions:
+                self.drops["unsupported QUIC version"] += 1
+                return
+            session = self._accept(source, header.destination_cid, now)
+            if session is None:
+                return
+        session.bytes_received += len(data)
+        session.connection.receive_datagram(data, session.address, now)
+        self._dirty.add(session)
+        self._process(session, now)
+
+    def _accept(self, source: bytes, original_cid: bytes, now: float) -> Session | None:
+        if len(self.sessions) >= self.limits.max_sessions:
+            self.drops["session limit reached"] += 1
+            return None
+        handshaking = sum(1 for s in self.sessions if s.key == source and not s.established)
+        if handshaking >= self.limits.max_handshaking_per_key:
+            self.drops["too many handshakes from one key"] += 1
+            return None
+        connection = SessionConnection(
+            configuration=self._server_config, original_destination_connection_id=original_cid
+        )
+        session = Session(source, "", False, connection, now, now + self.limits.connect_timeout_s)
+        self._add(session)
+        self._register(session, original_cid)
+        return session
+
+    def send(self, session: Session, stream_id: int, data: bytes, end: bool = False) -> None:
+        if session.closed:
+            return
+        session.connection.send_stream_data(stream_id, data, end_stream=end)
+        self._dirty.add(session)
+
+    def open_stream(self, session: Session, now: float) -> int:
+        """A new bidirectional stream on an established session."""
+        stream_id = session.connection.get_next_available_stream_id()
+        session.connection.send_stream_data(stream_id, b"")
+        session.streams.add(stream_id)
+        self._keepalive(session, now)
+        return stream_id
+
+    def consumed(self, session: Session, stream_id: int, count: int) -> None:
+        session.connection.stream_consumed(stream_id, count)
+        self._dirty.add(session)
+
+    def abort_stream(self, session: Session, stream_id: int, error_code: int = 0) -> None:
+        """Reset our sending side and ask the peer to stop sending; forget the stream."""
+        if not session.closed and stream_id in session.streams:
+            connection = session.connection
+            # Either side may already have finished, which aioquic reports as ValueError.
+            with contextlib.suppress(ValueError):
+                connection.reset_stream(stream_id, error_code)
+            with contextlib.suppress(ValueError):
+                connection.stop_stream(stream_id, error_code)
+            self._dirty.add(session)
+        self.stream_done(session, stream_id)
+
+    def stream_done(self, session: Session, stream_id: int) -> None:
+        session.streams.discard(stream_id)
+        session.connection.stream_forget(stream_id)
+        if not session.streams:
+            session.next_ping_at = float("inf")
+
+    def close(self, session: Session, reason: str, now: float, error: int = QuicErrorCode.NO_ERROR) -> None:
+        if session.closed:
+            return
+        session.connection.close(error_code=error, reason_phrase=reason[:100])
+        self._closed(session, reason)
+        self._dirty.add(session)
+
+    def close_all(self, now: float) -> None:
+        for session in list(self.sessions):
+            self.close(session, "node stopping", now)
+
+    # ------------------------------------------------------------ outputs and time
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, bytes]]:
+        """(destination key, payload) for every datagram the sessions want sent."""
+        out: list[tuple[bytes, bytes]] = []
+        dirty, self._dirty = self._dirty, set()
+        for session in dirty:
+            if session not in self.sessions:
+                continue
+            for data, _ in session.connection.datagrams_to_send(now):
+                session.bytes_sent += len(data)
+                out.append((session.key, data))
+            self._process(session, now)
+        return out
+
+    def next_deadline(self) -> float:
+        deadline = float("inf")
+        for session in self.sessions:
+            timer = session.connection.get_timer()
+            if timer is not None and timer < deadline:
+                deadline = timer
+            if not session.established and not session.closed:
+                deadline = min(deadline, session.connect_deadline)
+            deadline = min(deadline, session.next_ping_at)
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        for session in list(self.sessions):
+            if not session.established and not session.closed and now >= session.connect_deadline:
+                self.close(session, "no answer from the node (unreachable or offline)", now)
+            timer = session.connection.get_timer()
+            if timer is not None and now >= timer:
+                session.connection.handle_timer(now)
+                self._dirty.add(session)
+            if session.established and not session.closed and now >= session.next_ping_at:
+                session.connection.send_ping(0)
+                session.next_ping_at = now + KEEPALIVE_S
+                self._dirty.add(session)
+            self._process(session, now)
+
+    # ------------------------------------------------------------ internals
+
+    def _add(self, session: Session) -> None:
+        self.sessions.add(session)
+        if session.outbound:
+            self._by_peer[(session.key, session.alpn)] = session
+        self._register(session, session.connection.host_cid)
+
+    def _register(self, session: Session, cid: bytes) -> None:
+        session.cids.add(cid)
+        self._by_cid[(session.key, cid)] = session
+
+    def _remove(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self._dirty.discard(session)
+        for cid in session.cids:
+            if self._by_cid.get((session.key, cid)) is session:
+                del self._by_cid[(session.key, cid)]
+        if self._by_peer.get((session.key, session.alpn)) is session:
+            del self._by_peer[(session.key, session.alpn)]
+
+    def _closed(self, session: Session, reason: str) -> None:
+        if not session.closed:
+            session.closed = True
+            session.close_reason = reason
+            session.next_ping_at = float("inf")
+            self._events.append(SessionDown(session, reason))
+
+    def _keepalive(self, session: Session, now: float) -> None:
+        """Ping ``KEEPALIVE_S`` from now, unless a ping is already due sooner."""
+        session.next_ping_at = min(session.next_ping_at, now + KEEPALIVE_S)
+
+    def _process(self, session: Session, now: float) -> None:
+        connection = session.connection
+        while (event := connection.next_event()) is not None:
+            if isinstance(event, StreamDataReceived):
+                if session.closed:
+                    continue
+                if event.stream_id not in session.streams:
+                    # A new stream only if the peer opened it, bidirectional, and
+                    # newer than any before (late data for a finished one is not).
+                    peer_opened = bool(event.stream_id & 1) == session.outbound
+                    if (
+                        not peer_opened
+                        or event.stream_id & 2
+                        or event.stream_id <= session.highest_peer_stream
+                        or not session.established
+                    ):
+                        continue
+                    session.highest_peer_stream = event.stream_id
+                    session.streams.add(event.stream_id)
+                    self._keepalive(session, now)
+                self._events.append(StreamData(session, event.stream_id, event.data, event.end_stream))
+            elif isinstance(event, StreamReset):
+                if event.stream_id in session.streams:
+                    self._events.append(StreamAborted(session, event.stream_id, event.error_code))
+            elif isinstance(event, ConnectionIdIssued):
+                self._register(session, event.connection_id)
+            elif isinstance(event, ConnectionIdRetired):
+                session.cids.discard(event.connection_id)
+                self._by_cid.pop((session.key, event.connection_id), None)
+            elif isinstance(event, HandshakeCompleted):
+                self._handshake_done(session, event.alpn_protocol, now)
+            elif isinstance(event, PingAcknowledged):
+                pass
+            elif isinstance(event, ConnectionTerminated):
+                self._closed(session, event.reason_phrase or f"closed by the peer ({event.error_code})")
+                self._remove(session)
+                return
+        rtt = connection._loss._rtt_smoothed  # aioquic keeps it private
+        if rtt:
+            session.rtt_s = rtt
+
+    def _handshake_done(self, session: Session, alpn: str | None, now: float) -> None:
+        proved = session.connection.peer_certificate_key()
+        if proved != session.key:
+            self.drops["certificate names another key"] += 1
+            self.close(
+                session, "the other side's certificate does not name the key addressed", now, 0x100 + 42
+            )
+            return
+        if alpn is None or alpn not in self.alpns or (session.outbound and alpn != session.alpn):
+            self.close(session, f"no common application protocol ({alpn})", now, 0x100 + 120)
+            return
+        if not session.outbound:
+            session.alpn = alpn
+            # Newest wins for future streams; an older session keeps its streams.
+            self._by_peer[(session.key, alpn)] = session
+        session.established = True
+        self._events.append(SessionUp(session))
