@@ -36,7 +36,7 @@ from router.gateway.tunnel import (
     TunnelError,
     pipe,
 )
-from router.sessions.runtime import SessionError, Sessions, SessionStream
+from router.sessions.runtime import SessionError, Sessions, SessionStream, SessionTimeout
 
 log = structlog.get_logger("router.gateway")
 
@@ -105,6 +105,8 @@ class OutboundProxy:
         except (TunnelError, SessionError) as exc:
             self.counters["tunnels broken"] += 1
             log.info("federation tunnel ended", reason=str(exc))
+        except asyncio.CancelledError:
+            pass  # the node is stopping; the connection is aborted below
         finally:
             self.active -= 1
             writer.transport.abort() if not writer.is_closing() else None
@@ -126,7 +128,7 @@ class OutboundProxy:
             stream = await self.sessions.open_stream(key, MATRIX_ALPN, self.settings.session_timeout)
         except SessionError as exc:
             self.counters["failed: destination unreachable"] += 1
-            status = 504 if "within" in str(exc) else 502
+            status = 504 if isinstance(exc, SessionTimeout) else 502
             raise ProxyError(status, f"cannot reach {host} over the overlay: {exc}") from None
         self.counters["tunnels opened"] += 1
         return stream

@@ -36,6 +36,7 @@ from router.sessions.connection import SessionConnection, configuration
 from router.wire.keys import Identity
 
 CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs
+UNREACHABLE = "no answer from the node in time (offline or unreachable)"
 KEEPALIVE_S = 5.0
 """While a session has open streams, it is pinged this often so it never idles out."""
 
@@ -92,7 +93,7 @@ class Session:
     streams: set[int] = field(default_factory=set)
     cids: set[bytes] = field(default_factory=set)
     next_ping_at: float = float("inf")
-    highest_peer_stream: int = -1
+    done_streams: set[int] = field(default_factory=set)
     rtt_s: float | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
@@ -223,6 +224,11 @@ class Endpoint:
     def stream_done(self, session: Session, stream_id: int) -> None:
         session.streams.discard(stream_id)
         session.connection.stream_forget(stream_id)
+        session.done_streams.add(stream_id)
+        if len(session.done_streams) > 256:
+            # Once aioquic has discarded a stream, nothing more arrives for it.
+            live = session.connection._streams  # aioquic keeps it private
+            session.done_streams = {s for s in session.done_streams if s in live}
         if not session.streams:
             session.next_ping_at = float("inf")
 
@@ -266,7 +272,7 @@ class Endpoint:
     def handle_timer(self, now: float) -> None:
         for session in list(self.sessions):
             if not session.established and not session.closed and now >= session.connect_deadline:
-                self.close(session, "no answer from the node (unreachable or offline)", now)
+                self.close(session, UNREACHABLE, now)
             timer = session.connection.get_timer()
             if timer is not None and now >= timer:
                 session.connection.handle_timer(now)
@@ -317,16 +323,17 @@ class Endpoint:
                     continue
                 if event.stream_id not in session.streams:
                     # A new stream only if the peer opened it, bidirectional, and
-                    # newer than any before (late data for a finished one is not).
+                    # not one already finished here (late data for it is not).
+                    # Streams may start out of order: data for stream 8 can
+                    # arrive before any for stream 4.
                     peer_opened = bool(event.stream_id & 1) == session.outbound
                     if (
                         not peer_opened
                         or event.stream_id & 2
-                        or event.stream_id <= session.highest_peer_stream
+                        or event.stream_id in session.done_streams
                         or not session.established
                     ):
                         continue
-                    session.highest_peer_stream = event.stream_id
                     session.streams.add(event.stream_id)
                     self._keepalive(session, now)
                 self._events.append(StreamData(session, event.stream_id, event.data, event.end_stream))

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from router.sessions.endpoint import (
+    UNREACHABLE,
     Endpoint,
     Limits,
     Session,
@@ -37,6 +38,10 @@ SendDatagram = Callable[[bytes, bytes], None]
 
 class SessionError(Exception):
     """A session could not be opened, or a stream broke."""
+
+
+class SessionTimeout(SessionError):
+    """No session came up in time: the node is offline or unreachable."""
 
 
 class SessionStream:
@@ -203,12 +208,14 @@ class Sessions:
                     await asyncio.wait_for(waiter, limit)
                 except TimeoutError:
                     self.counters["session opens timed out"] += 1
-                    raise SessionError(
+                    raise SessionTimeout(
                         f"no session with {key.hex()} within {limit:g} s (unreachable or offline)"
                     ) from None
             if session.closed:
                 if session.established:
                     continue  # it went away under us: one fresh attempt
+                if session.close_reason == UNREACHABLE:
+                    raise SessionTimeout(f"no session with {key.hex()}: {UNREACHABLE}")
                 raise SessionError(f"session with {key.hex()} failed: {session.close_reason}")
             stream_id = self.endpoint.open_stream(session, self.loop.time())
             stream = SessionStream(self, session, stream_id)

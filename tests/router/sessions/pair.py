@@ -19,6 +19,9 @@ class Net:
         self.redirect: dict[bytes, bytes] = {}
         """Datagrams for a key go to another key's endpoint (a forger answering)."""
         self.offline: set[bytes] = set()
+        self.spoof: dict[int, bytes] = {}
+        """Datagrams from endpoint n claim another source key (the overlay does not
+        authenticate a traffic frame's source key; only the session does)."""
 
     def key(self, n: int) -> bytes:
         return bytes(self.ids[n].public_key)
@@ -26,7 +29,7 @@ class Net:
     def step(self) -> bool:
         moved = False
         for n, endpoint in enumerate(self.endpoints):
-            source = self.key(n)
+            source = self.spoof.get(n, self.key(n))
             for destination, payload in endpoint.datagrams_to_send(self.now):
                 moved = True
                 target = self.redirect.get(destination, destination)

@@ -1,0 +1,243 @@
+"""The homeserver gateway through three real router processes: a -- b -- c.
+
+Node a runs the federation proxy; node c pipes inbound federation to a small
+HTTP server standing in for a homeserver (the real-Synapse scenario is in
+``tests/e2e``).  Requests go through CONNECT (with TLS answered by a's local
+CA, as Synapse does it), SOCKS5 (as Conduit does it) and plain absolute form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from router.gateway.names import server_name
+from tests.integration.daemons import DaemonNet, free_port
+
+MB = 1 << 20
+
+
+class FakeHomeserver(BaseHTTPRequestHandler):
+    """POST echoes the body; GET /bytes/N answers N bytes of a known pattern."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self._reply(body, {"X-Path": self.path, "X-Host": self.headers.get("Host", "")})
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/bytes/"):
+            self._reply(pattern(int(self.path.rsplit("/", 1)[1])), {})
+        else:
+            self._reply(b"hello from the homeserver", {"X-Path": self.path})
+
+    def _reply(self, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def pattern(size: int) -> bytes:
+    block = hashlib.sha256(b"pattern").digest() * 2048
+    return (block * (size // len(block) + 1))[:size]
+
+
+@dataclass
+class Overlay:
+    net: DaemonNet
+    proxy: tuple[str, int]
+    name: str
+    ca: Path
+
+
+@pytest.fixture(scope="module")
+def overlay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overlay]:
+    ThreadingHTTPServer.request_queue_size = 512
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHomeserver)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    net = DaemonNet(tmp_path_factory.mktemp("gateway"))
+    proxy_port = free_port()
+    try:
+        net.start(["c"], [], extra=[f"--homeserver=http://127.0.0.1:{server.server_address[1]}"])
+        net.start(["b"], [("b", "c")])
+        gateway = [f"--gateway-listen=127.0.0.1:{proxy_port}", "--session-timeout=3"]
+        net.start(["a"], [("a", "b")], extra=gateway)
+        net.wait_converged()
+        net.ping_all_pairs()
+        c = net.daemons["c"]
+        yield Overlay(
+            net,
+            ("127.0.0.1", proxy_port),
+            server_name(bytes.fromhex(c.key)),
+            net.daemons["a"].data_dir / "gateway" / "gateway-ca.pem",
+        )
+    finally:
+        net.stop_all()
+        server.shutdown()
+        server.server_close()
+
+
+def tls_context(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def connect_request(
+    o: Overlay, method: str, path: str, body: bytes | None = None, port: int = 8448, name: str | None = None
+) -> Answer:
+    """One request through a CONNECT tunnel, TLS inside, as Synapse sends it."""
+    conn = http.client.HTTPSConnection(*o.proxy, timeout=60, context=tls_context(o.ca))
+    try:
+        conn.set_tunnel(name or o.name, port)
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        return Answer(response.status, dict(response.getheaders()), response.read())
+    finally:
+        conn.close()
+
+
+def connect_refusal(o: Overlay, name: str, port: int = 8448) -> tuple[int, bytes]:
+    """Send CONNECT and return the proxy's status and body (for refusals)."""
+    with socket.create_connection(o.proxy, timeout=60) as sock:
+        sock.sendall(f"CONNECT {name}:{port} HTTP/1.1\r\nHost: {name}:{port}\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def plain_request(o: Overlay, url: str) -> Answer:
+    """One absolute-form request to the proxy."""
+    conn = http.client.HTTPConnection(*o.proxy, timeout=30)
+    try:
+        conn.request("GET", url)
+        response = conn.getresponse()
+        return Answer(response.status, dict(response.getheaders()), response.read())
+    finally:
+        conn.close()
+
+
+def socks5_socket(o: Overlay, host: str, port: int) -> socket.socket:
+    sock = socket.create_connection(o.proxy, timeout=60)
+    sock.sendall(b"\x05\x01\x00")
+    assert sock.recv(2) == b"\x05\x00"
+    name = host.encode()
+    sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
+    reply = sock.recv(10)
+    if reply[1] != 0:
+        sock.close()
+        raise ConnectionError(f"SOCKS5 reply {reply[1]}")
+    return sock
+
+
+def test_connect_tunnel_carries_ten_megabytes_each_way(overlay: Overlay) -> None:
+    body = os.urandom(10 * MB)
+    answer = connect_request(overlay, "POST", "/_matrix/federation/v1/send/1", body)
+    assert answer.status == 200
+    assert answer.body == body
+    assert answer.headers["X-Path"] == "/_matrix/federation/v1/send/1"
+    assert answer.headers["X-Host"].startswith(overlay.name)
+    answer = connect_request(overlay, "GET", f"/bytes/{10 * MB}")
+    assert answer.body == pattern(10 * MB)
+
+
+def test_well_known_port_reaches_the_same_node(overlay: Overlay) -> None:
+    answer = connect_request(overlay, "GET", "/.well-known/matrix/server", port=443)
+    assert answer.status == 200
+    assert answer.headers["X-Path"] == "/.well-known/matrix/server"
+
+
+def test_hex_form_of_the_name_works_without_tls(overlay: Overlay) -> None:
+    hex_name = overlay.net.daemons["c"].key
+    answer = plain_request(overlay, f"http://{hex_name}/_matrix/key/v2/server")
+    assert answer.status == 200 and answer.headers["X-Path"] == "/_matrix/key/v2/server"
+
+
+def test_socks5_with_tls_carries_ten_megabytes_each_way(overlay: Overlay) -> None:
+    body = os.urandom(10 * MB)
+    raw = socks5_socket(overlay, overlay.name, 8448)
+    with tls_context(overlay.ca).wrap_socket(raw, server_hostname=overlay.name) as sock:
+        conn = http.client.HTTPConnection(overlay.name, 8448, timeout=60)
+        conn.sock = sock
+        conn.request("POST", "/echo", body=body)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read() == body
+        conn.close()
+
+
+def test_two_hundred_concurrent_requests(overlay: Overlay) -> None:
+    def one(i: int) -> bytes:
+        body = f"request {i}".encode() * 50
+        answer = connect_request(overlay, "POST", f"/r/{i}", body)
+        assert answer.status == 200
+        return answer.body
+
+    with ThreadPoolExecutor(max_workers=200) as pool:
+        answers = list(pool.map(one, range(200)))
+    assert answers == [f"request {i}".encode() * 50 for i in range(200)]
+
+
+def test_offline_destination_fails_within_the_session_timeout(overlay: Overlay) -> None:
+    absent = server_name(os.urandom(32))
+    started = time.monotonic()
+    status, body = connect_refusal(overlay, absent)
+    elapsed = time.monotonic() - started
+    assert status == 504 and b"cannot reach" in body
+    assert 2.5 <= elapsed <= 8.0, elapsed  # --session-timeout=3
+    answer = plain_request(overlay, f"http://{absent}/")
+    assert answer.status == 504
+    assert b"cannot reach" in answer.body
+
+
+def test_names_that_are_not_keys_are_refused_and_never_looked_up(overlay: Overlay) -> None:
+    assert connect_refusal(overlay, "matrix.org", 443)[0] == 403
+    answer = plain_request(overlay, "http://localhost:8008/")
+    assert answer.status == 403
+    assert b"not a server name that stands for a node key" in answer.body
+    with pytest.raises(ConnectionError, match="SOCKS5 reply 2"):
+        socks5_socket(overlay, "example.com", 443)
+
+
+def test_sessions_and_gateway_show_in_the_admin_api(overlay: Overlay) -> None:
+    assert connect_request(overlay, "GET", "/").status == 200
+    a, c = overlay.net.daemons["a"], overlay.net.daemons["c"]
+    sessions = a.api("GET", "/sessions")["sessions"]
+    mine = [s for s in sessions if s["key"] == c.key and s["protocol"] == "matrix"]
+    assert mine and mine[0]["established"] and mine[0]["bytes_sent"] > 0
+    gateway = a.api("GET", "/gateway")
+    assert gateway["proxy"] == f"{overlay.proxy[0]}:{overlay.proxy[1]}"
+    assert gateway["ca_certificate"] == str(overlay.ca)
+    assert gateway["proxy_counters"]["tunnels opened"] >= 1
+    inbound = c.api("GET", "/gateway")
+    assert inbound["inbound_counters"]["streams served"] >= 1
+    metrics = c.api("GET", "/metrics")
+    assert 'pinewood_gateway_events_total{side="inbound",event="streams served"}' in metrics

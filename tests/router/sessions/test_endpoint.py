@@ -1,0 +1,185 @@
+"""The sessions endpoint, sans-I/O, on a fake clock and a perfect in-memory network."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW
+from router.sessions.endpoint import Limits, SessionDown, SessionUp, StreamAborted, StreamData
+from tests.router.sessions.pair import Net
+
+
+def received(net: Net, n: int, stream_id: int | None = None) -> bytes:
+    return b"".join(
+        e.data
+        for e in net.events[n]
+        if isinstance(e, StreamData) and (stream_id is None or e.stream_id == stream_id)
+    )
+
+
+def test_session_comes_up_with_both_keys_proved() -> None:
+    net = Net(2)
+    session = net.endpoints[0].connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    assert [type(e) for e in net.events[0]] == [SessionUp]
+    assert [type(e) for e in net.events[1]] == [SessionUp]
+    inbound = net.events[1][0]
+    assert isinstance(inbound, SessionUp)
+    # Each side learned the other's key from its certificate, which TLS proved.
+    assert session.connection.peer_certificate_key() == net.key(1)
+    assert inbound.session.key == net.key(0)
+    assert inbound.session.connection.peer_certificate_key() == net.key(0)
+    assert inbound.session.alpn == "matrix"
+    assert net.endpoints[1].find(net.key(0), "matrix") is inbound.session
+
+
+def test_stream_carries_bytes_both_ways_in_order() -> None:
+    net = Net(2)
+    a, b = net.endpoints
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    request = os.urandom(300_000)
+    stream = a.open_stream(session, net.now)
+    a.send(session, stream, request, end=True)
+    net.run(1.0)
+    assert received(net, 1) == request
+    inbound = next(e for e in net.events[1] if isinstance(e, SessionUp)).session
+    ends = [e for e in net.events[1] if isinstance(e, StreamData) and e.end]
+    assert len(ends) == 1 and ends[0].stream_id == stream
+    b.consumed(inbound, stream, len(request))
+    b.send(inbound, stream, b"answer", end=True)
+    net.run(0.5)
+    assert received(net, 0, stream) == b"answer"
+
+
+def test_reused_session_for_the_same_key_and_protocol() -> None:
+    net = Net(2)
+    first = net.endpoints[0].connect(net.key(1), "matrix", net.now)
+    assert net.endpoints[0].connect(net.key(1), "matrix", net.now) is first
+    net.run(0.2)
+    assert net.endpoints[0].connect(net.key(1), "matrix", net.now) is first
+
+
+def test_forged_destination_certificate_is_refused() -> None:
+    """Node 2 receives what is sent to node 1 and answers as node 1 with its own
+    certificate: node 0 refuses the session."""
+    net = Net(3)
+    net.redirect[net.key(1)] = net.key(2)
+    net.spoof[2] = net.key(1)
+    session = net.endpoints[0].connect(net.key(1), "matrix", net.now)
+    net.run(1.0)
+    assert not any(isinstance(e, SessionUp) for e in net.events[0])
+    down = [e for e in net.events[0] if isinstance(e, SessionDown)]
+    assert len(down) == 1 and "does not name the key" in down[0].reason
+    assert session.closed and not session.established
+    assert net.endpoints[0].drops["certificate names another key"] == 1
+
+
+def test_dialler_whose_certificate_is_not_its_source_key_is_refused() -> None:
+    """Node 0 dials node 1 claiming to be node 2: node 1 refuses the session."""
+    net = Net(3)
+    net.spoof[0] = net.key(2)
+    net.redirect[net.key(2)] = net.key(0)
+    net.endpoints[0].connect(net.key(1), "matrix", net.now)
+    net.run(1.0)
+    assert not any(isinstance(e, SessionUp) for e in net.events[1])
+    assert net.endpoints[1].drops["certificate names another key"] == 1
+    assert not net.endpoints[1].sessions or all(s.closed for s in net.endpoints[1].sessions)
+
+
+def test_unreachable_key_fails_within_the_connect_timeout() -> None:
+    net = Net(2, limits=Limits(connect_timeout_s=3.0))
+    net.offline.add(net.key(1))
+    started = net.now
+    session = net.endpoints[0].connect(net.key(1), "matrix", net.now)
+    net.run(5.0)
+    down = [e for e in net.events[0] if isinstance(e, SessionDown)]
+    assert len(down) == 1 and "unreachable" in down[0].reason
+    assert session.closed
+    assert net.endpoints[0].find(net.key(1), "matrix") is None
+    # It gave up at the deadline, not before.
+    assert session.connect_deadline == started + 3.0
+
+
+def test_protocol_the_other_side_does_not_speak_fails() -> None:
+    net = Net(2)
+    net.endpoints[0].alpns.append("other")
+    session = net.endpoints[0].connect(net.key(1), "other", net.now)
+    net.run(1.0)
+    assert session.closed and not session.established
+    assert not any(isinstance(e, SessionUp) for e in net.events[1])
+
+
+def test_idle_session_closes_and_open_stream_keeps_it_alive() -> None:
+    net = Net(2)
+    a = net.endpoints[0]
+    idle = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    busy_net = Net(2)
+    busy = busy_net.endpoints[0].connect(busy_net.key(1), "matrix", busy_net.now)
+    busy_net.run(0.2)
+    busy_net.endpoints[0].open_stream(busy, busy_net.now)
+    busy_net.endpoints[0].send(busy, 0, b"x")
+    net.run(IDLE_TIMEOUT_S + 5)
+    busy_net.run(IDLE_TIMEOUT_S * 4)
+    assert idle.closed and idle not in a.sessions
+    assert not busy.closed and busy.established
+
+
+def test_reader_that_stops_reading_bounds_what_waits() -> None:
+    net = Net(2)
+    a = net.endpoints[0]
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    stream = a.open_stream(session, net.now)
+    a.send(session, stream, os.urandom(8 * STREAM_WINDOW))
+    net.run(3.0)
+    waiting = len(received(net, 1))
+    assert STREAM_WINDOW // 2 <= waiting <= STREAM_WINDOW
+    inbound = next(e for e in net.events[1] if isinstance(e, SessionUp)).session
+    net.endpoints[1].consumed(inbound, stream, waiting)
+    net.run(3.0)
+    assert waiting < len(received(net, 1)) <= waiting + STREAM_WINDOW
+
+
+def test_peer_reset_is_reported() -> None:
+    net = Net(2)
+    a, b = net.endpoints
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    stream = a.open_stream(session, net.now)
+    a.send(session, stream, b"hello")
+    net.run(0.2)
+    inbound = next(e for e in net.events[1] if isinstance(e, SessionUp)).session
+    b.abort_stream(inbound, stream, 7)
+    net.run(0.2)
+    aborted = [e for e in net.events[0] if isinstance(e, StreamAborted)]
+    assert [(e.stream_id, e.error_code) for e in aborted] == [(stream, 7)]
+
+
+def test_handshakes_per_key_are_limited() -> None:
+    net = Net(2, limits=Limits(max_handshaking_per_key=2))
+    # Three independent dialling endpoints with the same key would be a replay;
+    # here one endpoint's three distinct protocols each start a handshake.
+    a = net.endpoints[0]
+    a.alpns.extend(["p1", "p2"])
+    net.endpoints[1].alpns.extend(["p1", "p2"])
+    for alpn in ("matrix", "p1", "p2"):
+        a.connect(net.key(1), alpn, net.now)
+    for destination, payload in a.datagrams_to_send(net.now):
+        net.by_key[destination].datagram_received(net.key(0), payload, net.now)
+    assert len(net.endpoints[1].sessions) == 2
+    assert net.endpoints[1].drops["too many handshakes from one key"] == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=1400))
+def test_garbage_datagrams_are_counted_drops(data: bytes) -> None:
+    net = Net(1)
+    endpoint = net.endpoints[0]
+    endpoint.datagram_received(os.urandom(32), data, net.now)
+    assert endpoint.datagrams_to_send(net.now) == [] or len(endpoint.sessions) == 1
+    assert sum(endpoint.drops.values()) + len(endpoint.sessions) == 1
