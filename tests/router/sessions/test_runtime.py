@@ -1,0 +1,150 @@
+"""The asyncio sessions runtime: two nodes' sessions joined in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from router.sessions.endpoint import Limits
+from router.sessions.runtime import SessionError, Sessions, SessionStream, SessionTimeout
+from router.wire.keys import Identity
+
+
+def pair(limits: Limits | None = None) -> tuple[Sessions, Sessions, set[bytes]]:
+    """Two sessions runtimes whose datagrams reach each other (unless ``offline``)."""
+    ids = [Identity.generate() for _ in range(2)]
+    offline: set[bytes] = set()
+    runtimes: dict[bytes, Sessions] = {}
+
+    def sender(source: bytes) -> object:
+        def send(destination: bytes, payload: bytes) -> None:
+            target = runtimes.get(destination)
+            if target is not None and destination not in offline:
+                asyncio.get_running_loop().call_soon(target.datagram, source, payload)
+
+        return send
+
+    for identity in ids:
+        key = bytes(identity.public_key)
+        runtimes[key] = Sessions(identity, ["matrix"], sender(key), limits)  # type: ignore[arg-type]
+    a, b = runtimes.values()
+    return a, b, offline
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """Run an async test in a fresh event loop, with a deadline."""
+
+    @functools.wraps(test)
+    def wrapper() -> None:
+        asyncio.run(asyncio.wait_for(test(), 60))
+
+    return wrapper
+
+
+def key_of(sessions: Sessions) -> bytes:
+    return bytes(sessions.endpoint.identity.public_key)
+
+
+@run
+async def test_stream_echo_both_ways() -> None:
+    a, b, _ = pair()
+
+    async def echo(stream: SessionStream) -> None:
+        while data := await stream.read():
+            stream.write(data[::-1])
+            await stream.drain()
+        stream.write_eof()
+
+    b.listen("matrix", echo)
+    stream = await a.open_stream(key_of(b), "matrix", timeout=5)
+    payload = os.urandom(2_000_000)
+    stream.write(payload)
+    stream.write_eof()
+    got = bytearray()
+    while chunk := await stream.read():
+        got += chunk
+    assert len(got) == len(payload)
+    assert stream.key == key_of(b) and stream.alpn == "matrix"
+    await a.close()
+    await b.close()
+
+
+@run
+async def test_many_streams_share_one_session() -> None:
+    a, b, _ = pair()
+
+    async def answer(stream: SessionStream) -> None:
+        request = await stream.read()
+        stream.write(b"re:" + request)
+        stream.write_eof()
+        await stream.read()
+
+    b.listen("matrix", answer)
+
+    async def one(i: int) -> bytes:
+        stream = await a.open_stream(key_of(b), "matrix", timeout=5)
+        stream.write(str(i).encode())
+        stream.write_eof()
+        return await stream.read()
+
+    answers = await asyncio.gather(*(one(i) for i in range(300)))
+    assert answers == [b"re:" + str(i).encode() for i in range(300)]
+    assert len(a.endpoint.sessions) == 1
+    await a.close()
+    await b.close()
+
+
+@run
+async def test_offline_key_times_out_with_a_clear_error() -> None:
+    a, b, offline = pair(Limits(connect_timeout_s=0.5))
+    offline.add(key_of(b))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(SessionTimeout, match=r"offline or unreachable|unreachable or offline"):
+        await a.open_stream(key_of(b), "matrix")
+    assert 0.4 <= loop.time() - started < 2.0
+    await a.close()
+    await b.close()
+
+
+@run
+async def test_stream_without_a_listener_is_refused() -> None:
+    a, b, _ = pair()
+    stream = await a.open_stream(key_of(b), "matrix", timeout=5)
+    stream.write(b"anyone there?")
+    with pytest.raises(SessionError, match="reset"):
+        await asyncio.wait_for(stream.read(), 5)
+    assert b.counters["streams refused (no listener)"] == 1
+    await a.close()
+    await b.close()
+
+
+@run
+async def test_writer_waits_while_the_reader_does_not_read() -> None:
+    a, b, _ = pair()
+    accepted: asyncio.Future[SessionStream] = asyncio.get_running_loop().create_future()
+
+    async def hold(stream: SessionStream) -> None:
+        accepted.set_result(stream)
+        await asyncio.sleep(3600)
+
+    b.listen("matrix", hold)
+    stream = await a.open_stream(key_of(b), "matrix", timeout=5)
+    chunk = os.urandom(64 * 1024)
+    written = 0
+    with pytest.raises(TimeoutError):
+        while True:
+            stream.write(chunk)
+            written += len(chunk)
+            await asyncio.wait_for(stream.drain(), 1.0)
+    # The writer was held back after about one stream window plus its own buffer.
+    assert written < 4 * 1024 * 1024
+    peer = await accepted
+    assert peer.bytes_in <= 1024 * 1024 + 64 * 1024
+    await a.close()
+    await b.close()
