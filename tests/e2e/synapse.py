@@ -1,0 +1,657 @@
+"""Run real Synapse homeservers for end-to-end tests.
+
+Three parts:
+
+* :func:`ensure_synapse` installs a pinned ``matrix-synapse`` from the package index
+  into a virtualenv of its own, once, and returns that virtualenv's interpreter.
+* :class:`Homeserver` writes a test configuration (SQLite, loopback listeners,
+  generous rate limits, outbound federation through an HTTPS ``CONNECT`` proxy
+  whose TLS is checked against a local CA), starts Synapse, waits for its client
+  API and stops it again.
+* :class:`MatrixClient` and :func:`register_user` drive the client-server API with
+  the standard library only.
+
+How Synapse federates through a proxy (measured on the pinned release, with
+server names of 52 base32 characters):
+
+* ``https_proxy`` in its environment makes every federation connection a
+  ``CONNECT`` through that proxy, to a loopback proxy too (the IP blocklist
+  applies to destinations, not to the proxy).  Synapse never resolves the
+  destination's A/AAAA records itself, so the blocklist never sees it either.
+* Per destination it first fetches ``/.well-known/matrix/server`` through
+  ``CONNECT <name>:443`` (``Host: <name>``).  An answer of
+  ``{"m.server": "<name>:8448"}`` (cached for a day) makes it skip DNS entirely.
+  Without one (404, refused ``CONNECT``, failed handshake; remembered for an hour
+  unless a valid answer was seen before, then for two minutes) it looks up
+  the ``_matrix-fed._tcp.<name>`` and ``_matrix._tcp.<name>`` SRV records
+  through the system resolver before ``CONNECT <name>:8448``; NXDOMAIN is fine,
+  but a SERVFAIL fails the request at once and an unreachable resolver makes it
+  time out.  So a gateway should answer the well-known itself, every time.
+* Inside each tunnel it speaks TLS with SNI ``<name>`` and checks the
+  certificate against ``federation_custom_ca_list`` (which replaces the system
+  roots) and ``<name>`` as a DNS subject alternative name.  Federation requests
+  then carry ``Host: <name>:8448`` when delegated as above (``Host: <name>``
+  otherwise).
+* With ``trusted_key_servers: []`` it fetches a remote's signing keys from
+  ``GET /_matrix/key/v2/server`` on that remote, through the same proxy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+SYNAPSE_VERSION = "1.163.2"
+VENV_ENV = "PINEWOOD_SYNAPSE_VENV"
+_STAMP_NAME = ".pinewood-synapse-installed"
+_INSTALL_TIMEOUT_S = 900.0
+_LOG_FORMAT = "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s"
+
+
+class SynapseUnavailable(RuntimeError):
+    """Synapse could not be installed (typically: no route to the package index)."""
+
+
+class SynapseFailed(RuntimeError):
+    """A homeserver did not start, or died; the message carries the log's tail."""
+
+
+def default_venv_dir() -> Path:
+    """``$PINEWOOD_SYNAPSE_VENV``, else ``~/.cache/pinewood/synapse-<version>``."""
+    explicit = os.environ.get(VENV_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path.home() / ".cache" / "pinewood" / f"synapse-{SYNAPSE_VERSION}"
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def _installed(venv: Path) -> bool:
+    stamp = venv / _STAMP_NAME
+    try:
+        return stamp.read_text().strip() == SYNAPSE_VERSION and _venv_python(venv).exists()
+    except OSError:
+        return False
+
+
+def ensure_synapse(cache_dir: Path | None = None) -> Path:
+    """Install ``matrix-synapse==SYNAPSE_VERSION`` into the virtualenv ``cache_dir``.
+
+    Returns the virtualenv's ``python``.  The install happens once: a stamp file,
+    written only after the install has been checked, marks it done, so an
+    interrupted install is wiped and redone on the next call.  An exclusive lock
+    on ``<cache_dir>.lock`` serialises concurrent callers.  Raises
+    :class:`SynapseUnavailable` when the install fails.
+    """
+    venv = (cache_dir or default_venv_dir()).expanduser().resolve()
+    if _installed(venv):
+        return _venv_python(venv)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = venv.with_name(venv.name + ".lock")
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if _installed(venv):
+                return _venv_python(venv)
+            _install(venv)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return _venv_python(venv)
+
+
+def _install(venv: Path) -> None:
+    shutil.rmtree(venv, ignore_errors=True)
+    python = _venv_python(venv)
+    steps: list[list[str]] = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--only-binary=:all:",
+            f"matrix-synapse=={SYNAPSE_VERSION}",
+        ],
+        [str(python), "-c", "import synapse, sys; sys.stdout.write(synapse.__version__)"],
+    ]
+    output = ""
+    for step in steps:
+        try:
+            done = subprocess.run(
+                step, capture_output=True, text=True, timeout=_INSTALL_TIMEOUT_S, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SynapseUnavailable(f"installing Synapse failed at {step[2:]}: {exc}") from exc
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+            raise SynapseUnavailable(
+                f"installing Synapse failed at {step[2:]} (exit {done.returncode}):\n" + "\n".join(tail)
+            )
+        output = done.stdout
+    if output.strip() != SYNAPSE_VERSION:
+        raise SynapseUnavailable(f"installed Synapse reports version {output.strip()!r}")
+    (venv / _STAMP_NAME).write_text(SYNAPSE_VERSION + "\n")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# Generous enough that no test is ever throttled.
+_NO_LIMIT = {"per_second": 10000, "burst_count": 10000}
+RELAXED_RATE_LIMITS: dict[str, Any] = {
+    "rc_message": _NO_LIMIT,
+    "rc_registration": _NO_LIMIT,
+    "rc_registration_token_validity": _NO_LIMIT,
+    "rc_login": {"address": _NO_LIMIT, "account": _NO_LIMIT, "failed_attempts": _NO_LIMIT},
+    "rc_admin_redaction": _NO_LIMIT,
+    "rc_joins": {"local": _NO_LIMIT, "remote": _NO_LIMIT},
+    "rc_joins_per_room": _NO_LIMIT,
+    "rc_invites": {"per_room": _NO_LIMIT, "per_user": _NO_LIMIT, "per_issuer": _NO_LIMIT},
+    "rc_3pid_validation": _NO_LIMIT,
+    "rc_presence": {"per_user": _NO_LIMIT},
+    "rc_federation": {
+        "window_size": 1000,
+        "sleep_limit": 10000,
+        "sleep_delay": 0,
+        "reject_limit": 10000,
+        "concurrent": 100,
+    },
+}
+
+
+class Homeserver:
+    """One Synapse process with a test configuration, as a context manager.
+
+    ``federation_port`` gets a plain-HTTP listener serving only the federation API
+    (a gateway in front of it supplies the TLS); ``client_port`` the client API.
+    With ``proxy_url``, all outbound federation goes through that HTTPS ``CONNECT``
+    proxy (``https_proxy``); ``ca_pem`` is then the CA that signs the certificates
+    the proxy presents inside the tunnels.  ``extra_config`` entries override the
+    generated configuration at the top level.
+    """
+
+    def __init__(
+        self,
+        python: Path,
+        server_name: str,
+        data_dir: Path,
+        *,
+        federation_port: int,
+        client_port: int,
+        proxy_url: str | None = None,
+        ca_pem: Path | None = None,
+        log_level: str = "INFO",
+        extra_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.python = python
+        self.server_name = server_name
+        self.data_dir = data_dir.resolve()
+        self.federation_port = federation_port
+        self.client_port = client_port
+        self.proxy_url = proxy_url
+        self.ca_pem = ca_pem
+        self.log_level = log_level
+        self.extra_config = dict(extra_config or {})
+        self.registration_shared_secret = secrets.token_hex(16)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "homeserver.yaml"
+
+    @property
+    def log_path(self) -> Path:
+        """Synapse's own log (``log_level`` and up)."""
+        return self.data_dir / "homeserver.log"
+
+    @property
+    def stdio_path(self) -> Path:
+        """The process's stdout and stderr (start-up failures land here)."""
+        return self.data_dir / "synapse.stdio"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def federation_url(self) -> str:
+        return f"http://127.0.0.1:{self.federation_port}"
+
+    def config(self) -> dict[str, Any]:
+        """The homeserver configuration, as written to ``homeserver.yaml``."""
+        d = self.data_dir
+        config: dict[str, Any] = {
+            "server_name": self.server_name,
+            "pid_file": str(d / "homeserver.pid"),
+            "listeners": [
+                {
+                    "port": self.client_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["client"], "compress": False}],
+                },
+                {
+                    "port": self.federation_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["federation"], "compress": False}],
+                },
+            ],
+            "database": {"name": "sqlite3", "args": {"database": str(d / "homeserver.db")}},
+            "log_config": str(d / "log.config"),
+            "media_store_path": str(d / "media_store"),
+            "signing_key_path": str(d / "signing.key"),
+            "report_stats": False,
+            "enable_registration": False,
+            "registration_shared_secret": self.registration_shared_secret,
+            "macaroon_secret_key": secrets.token_hex(16),
+            "form_secret": secrets.token_hex(16),
+            "trusted_key_servers": [],
+            "suppress_key_server_warning": True,
+            "serve_server_wellknown": False,
+            "presence": {"enabled": False},
+            "url_preview_enabled": False,
+            "federation_verify_certificates": True,
+            # Overrides any no_proxy inherited through the environment.
+            "no_proxy_hosts": [],
+            # Retry an unreachable destination after seconds, not the default ten
+            # minutes: in a test the peer is often just coming up.
+            "federation": {
+                "destination_min_retry_interval": "1s",
+                "destination_retry_multiplier": 1,
+                "destination_max_retry_interval": "5s",
+                "client_timeout": "30s",
+            },
+            **RELAXED_RATE_LIMITS,
+        }
+        if self.ca_pem is not None:
+            config["federation_custom_ca_list"] = [str(self.ca_pem.resolve())]
+        config.update(self.extra_config)
+        return config
+
+    def _log_config(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "formatters": {
+                "precise": {
+                    "format": _LOG_FORMAT,
+                }
+            },
+            "handlers": {
+                "file": {
+                    "class": "logging.FileHandler",
+                    "formatter": "precise",
+                    "filename": str(self.log_path),
+                    "encoding": "utf8",
+                }
+            },
+            "loggers": {"synapse.storage.SQL": {"level": "INFO"}},
+            "root": {"level": self.log_level, "handlers": ["file"]},
+            "disable_existing_loggers": False,
+        }
+
+    def write_config(self) -> None:
+        """Write ``homeserver.yaml`` (JSON is YAML) and generate the signing key."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "log.config").write_text(json.dumps(self._log_config(), indent=2))
+        self.config_path.write_text(json.dumps(self.config(), indent=2))
+        done = subprocess.run(
+            [
+                str(self.python),
+                "-m",
+                "synapse.app.homeserver",
+                "--config-path",
+                str(self.config_path),
+                "--generate-keys",
+            ],
+            cwd=self.data_dir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SynapseFailed(f"generating keys failed:\n{done.stdout}{done.stderr}")
+
+    def environment(self) -> dict[str, str]:
+        """The process environment: ours, minus any proxy settings, plus ``proxy_url``."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.lower() not in {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+        }
+        if self.proxy_url is not None:
+            env["https_proxy"] = env["HTTPS_PROXY"] = self.proxy_url
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Write the configuration, start Synapse and wait until its client API answers."""
+        self.write_config()
+        stdio = self.stdio_path.open("ab")
+        try:
+            self._process = subprocess.Popen(
+                [str(self.python), "-m", "synapse.app.homeserver", "--config-path", str(self.config_path)],
+                cwd=self.data_dir,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=stdio,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            stdio.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._process.poll() is not None:
+                raise SynapseFailed(
+                    f"{self.server_name} exited with {self._process.returncode} during start-up\n"
+                    + self.diagnostics()
+                )
+            try:
+                with urllib.request.urlopen(f"{self.client_url}/_matrix/client/versions", timeout=2):
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SynapseFailed(
+                    f"{self.server_name} did not answer within {timeout:.0f}s\n" + self.diagnostics()
+                )
+            time.sleep(0.25)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last ``lines`` lines of Synapse's log, for failure messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def diagnostics(self, lines: int = 60) -> str:
+        """Tails of the process output and of the log, labelled with their paths."""
+        try:
+            stdio = "\n".join(self.stdio_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            stdio = ""
+        return f"--- {self.stdio_path}\n{stdio}\n--- {self.log_path}\n{self.log_tail(lines)}"
+
+    def register_user(
+        self, username: str, password: str | None = None, *, admin: bool = False
+    ) -> MatrixClient:
+        """Create a user through the shared-secret admin API; returns a logged-in client."""
+        return register_user(
+            self.client_url,
+            self.registration_shared_secret,
+            username,
+            password or secrets.token_hex(8),
+            admin=admin,
+        )
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class MatrixError(RuntimeError):
+    """A client-server API call answered with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, body: Mapping[str, Any]) -> None:
+        super().__init__(f"{method} {path}: {status} {json.dumps(body)}")
+        self.status = status
+        self.errcode = str(body.get("errcode", ""))
+        self.body = body
+
+
+def _request(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Mapping[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    query: Sequence[tuple[str, str]] = (),
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    url = base_url + path
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    for _attempt in range(20):
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                result: dict[str, Any] = json.loads(resp.read() or b"{}")
+                return result
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                answer: dict[str, Any] = json.loads(raw)
+            except ValueError:
+                answer = {"error": raw.decode(errors="replace")}
+            if err.code == 429:
+                time.sleep(min(float(answer.get("retry_after_ms", 500)) / 1000.0, 5.0))
+                continue
+            raise MatrixError(method, path, err.code, answer) from None
+    raise MatrixError(method, path, 429, {"error": "still rate-limited after 20 attempts"})
+
+
+def _quote(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def register_user(
+    client_url: str, shared_secret: str, username: str, password: str, *, admin: bool = False
+) -> MatrixClient:
+    """Register ``username`` with ``/_synapse/admin/v1/register`` (HMAC-SHA1 of the nonce)."""
+    nonce = str(_request(client_url, "GET", "/_synapse/admin/v1/register")["nonce"])
+    mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
+    mac.update(b"\x00".join([nonce.encode(), username.encode(), password.encode()]))
+    mac.update(b"\x00" + (b"admin" if admin else b"notadmin"))
+    answer = _request(
+        client_url,
+        "POST",
+        "/_synapse/admin/v1/register",
+        {"nonce": nonce, "username": username, "password": password, "admin": admin, "mac": mac.hexdigest()},
+    )
+    return MatrixClient(client_url, str(answer["user_id"]), str(answer["access_token"]))
+
+
+def login(client_url: str, username: str, password: str) -> MatrixClient:
+    """Password login; ``username`` is the localpart or the full user ID."""
+    answer = _request(
+        client_url,
+        "POST",
+        "/_matrix/client/v3/login",
+        {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": username},
+            "password": password,
+        },
+    )
+    return MatrixClient(client_url, str(answer["user_id"]), str(answer["access_token"]))
+
+
+class MatrixClient:
+    """A logged-in user on one homeserver's client API."""
+
+    def __init__(self, base_url: str, user_id: str, access_token: str) -> None:
+        self.base_url = base_url
+        self.user_id = user_id
+        self.access_token = access_token
+        self._txn = 0
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        return _request(
+            self.base_url, method, path, body, token=self.access_token, query=query, timeout=timeout
+        )
+
+    def create_room(
+        self,
+        *,
+        invite: Sequence[str] = (),
+        preset: str = "private_chat",
+        alias_localpart: str | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Create a room; returns its ID."""
+        body: dict[str, Any] = {"preset": preset, "invite": list(invite)}
+        if alias_localpart is not None:
+            body["room_alias_name"] = alias_localpart
+        if name is not None:
+            body["name"] = name
+        return str(self.request("POST", "/_matrix/client/v3/createRoom", body)["room_id"])
+
+    def invite(self, room_id: str, user_id: str) -> None:
+        """Invite ``user_id`` (on this or any other server: the call waits for its server to sign)."""
+        self.request("POST", f"/_matrix/client/v3/rooms/{_quote(room_id)}/invite", {"user_id": user_id})
+
+    def join(self, room_id_or_alias: str, via: Sequence[str] = ()) -> str:
+        """Join by ID or alias, through the servers ``via``; returns the room ID."""
+        query = [("server_name", s) for s in via] + [("via", s) for s in via]
+        answer = self.request(
+            "POST", f"/_matrix/client/v3/join/{_quote(room_id_or_alias)}", {}, query=query, timeout=120.0
+        )
+        return str(answer["room_id"])
+
+    def send_text(self, room_id: str, body: str) -> str:
+        """Send an ``m.text`` message; returns its event ID."""
+        self._txn += 1
+        txn = f"pw{time.monotonic_ns()}-{self._txn}"
+        answer = self.request(
+            "PUT",
+            f"/_matrix/client/v3/rooms/{_quote(room_id)}/send/m.room.message/{txn}",
+            {"msgtype": "m.text", "body": body},
+        )
+        return str(answer["event_id"])
+
+    def messages(self, room_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The room's latest events, newest first (``/messages`` backwards)."""
+        answer = self.request(
+            "GET",
+            f"/_matrix/client/v3/rooms/{_quote(room_id)}/messages",
+            query=[("dir", "b"), ("limit", str(limit))],
+        )
+        chunk: list[dict[str, Any]] = answer.get("chunk", [])
+        return chunk
+
+    def joined_rooms(self) -> list[str]:
+        return [str(r) for r in self.request("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"]]
+
+    def invited_rooms(self) -> list[str]:
+        """Rooms with a pending invite for this user (one non-incremental sync)."""
+        answer = self.request("GET", "/_matrix/client/v3/sync", query=[("timeout", "0")])
+        return list(answer.get("rooms", {}).get("invite", {}))
+
+    def wait_for_invite(self, room_id: str, timeout: float = 60.0) -> None:
+        """Poll until an invite to ``room_id`` has reached this user."""
+        _poll(lambda: room_id in self.invited_rooms(), timeout, f"{self.user_id}: no invite to {room_id}")
+
+    def wait_for_message(
+        self, room_id: str, body: str, timeout: float = 60.0, *, sender: str | None = None
+    ) -> dict[str, Any]:
+        """Poll ``/messages`` until an ``m.room.message`` with ``body`` shows up; returns the event."""
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            for event in self.messages(room_id):
+                if (
+                    event.get("type") == "m.room.message"
+                    and event.get("content", {}).get("body") == body
+                    and (sender is None or event.get("sender") == sender)
+                ):
+                    found.append(event)
+                    return True
+            return False
+
+        _poll(seen, timeout, f"{self.user_id}: no message {body!r} in {room_id}")
+        return found[0]
+
+
+def _poll(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+            last = None
+        except (MatrixError, OSError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} within {timeout:.0f}s" + (f" (last error: {last})" if last else ""))
+
+
+@contextlib.contextmanager
+def homeserver(python: Path, server_name: str, data_dir: Path, **kwargs: Any) -> Iterator[Homeserver]:
+    """``Homeserver`` on two fresh ports, started and stopped around the block."""
+    kwargs.setdefault("federation_port", free_port())
+    kwargs.setdefault("client_port", free_port())
+    with Homeserver(python, server_name, data_dir, **kwargs) as hs:
+        yield hs
