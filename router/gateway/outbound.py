@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import struct
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ from router.gateway.ca import LocalCA
 from router.gateway.names import key_for_name
 from router.gateway.tunnel import (
     TLS_HANDSHAKE_RECORD,
+    ByteSide,
     PlainSide,
+    PrefixedSide,
     StreamSide,
     TlsServerSide,
     TunnelError,
@@ -44,6 +47,8 @@ MATRIX_ALPN = "matrix"
 MAX_REQUEST_HEAD = 16 * 1024
 HEAD_TIMEOUT_S = 30.0
 MAX_CLIENTS = 1024
+WELL_KNOWN_PORT = 443
+FEDERATION_PORT = 8448
 
 
 class ProxyError(Exception):
@@ -63,6 +68,25 @@ class OutboundSettings:
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway", 503: "Service Unavailable",
            504: "Gateway Timeout"}  # fmt: skip
+
+
+def _http_response(status: int, body: bytes, content_type: str = "text/plain") -> bytes:
+    return (
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
+
+
+async def _read_head(side: ByteSide) -> bytes:
+    """Bytes from ``side`` up to the end of one request head (or what came before EOF)."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) <= MAX_REQUEST_HEAD:
+        chunk = await side.read()
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 class OutboundProxy:
@@ -115,7 +139,7 @@ class OutboundProxy:
 
     # ---------------------------------------------------------------- destinations
 
-    async def _open(self, host: str) -> SessionStream:
+    def _key(self, host: str) -> bytes:
         key = key_for_name(host, self.settings.suffix)
         if key is None:
             self.counters["refused: not a key name"] += 1
@@ -124,6 +148,9 @@ class OutboundProxy:
                 f"{host!r} is not a server name that stands for a node key (64 hex or 52 base32 "
                 "characters); the overlay gateway refuses to send it anywhere else",
             )
+        return key
+
+    async def _open(self, key: bytes, host: str) -> SessionStream:
         try:
             stream = await self.sessions.open_stream(key, MATRIX_ALPN, self.settings.session_timeout)
         except SessionError as exc:
@@ -133,23 +160,51 @@ class OutboundProxy:
         self.counters["tunnels opened"] += 1
         return stream
 
-    async def _carry(self, client: PlainSide, host: str, stream: SessionStream) -> None:
-        """Pipe the tunnel to the stream, answering TLS first if the client starts it."""
+    async def _tunnel(self, client: PlainSide, host: str, port: int) -> None:
+        """Carry a CONNECT or SOCKS5 tunnel that the client may now use."""
+        key = self._key(host)
+        stream = None if port == WELL_KNOWN_PORT else await self._open(key, host)
+        try:
+            await self._answer_tunnel(client)
+        except BaseException:
+            if stream is not None:
+                stream.abort()
+            raise
         first = await asyncio.wait_for(client.reader.read(1), HEAD_TIMEOUT_S)
         if not first:
-            stream.abort()
+            if stream is not None:
+                stream.abort()
             return
-        client = PlainSide(client.reader, client.writer, first)
+        side: ByteSide = PlainSide(client.reader, client.writer, first)
         if first[0] == TLS_HANDSHAKE_RECORD:
-            tls = TlsServerSide(client, self.ca.server_context(host.rsplit(":", 1)[0]))
+            tls = TlsServerSide(PlainSide(client.reader, client.writer, first), self.ca.server_context(host))
             try:
                 await asyncio.wait_for(tls.handshake(), HEAD_TIMEOUT_S)
             except BaseException:
-                stream.abort()
+                if stream is not None:
+                    stream.abort()
                 raise
-            up, down = await pipe(tls, StreamSide(stream), self.settings.idle_timeout)
-        else:
-            up, down = await pipe(client, StreamSide(stream), self.settings.idle_timeout)
+            side = tls
+        if stream is None:
+            # The well-known port.  Key-named servers delegate nowhere: the
+            # well-known is answered here, at once, even while the node is
+            # away (else the homeserver falls back to DNS SRV lookups, which
+            # fail without DNS).  Anything else asked on this port goes to the node.
+            head = await asyncio.wait_for(_read_head(side), HEAD_TIMEOUT_S)
+            if head.startswith(b"GET /.well-known/matrix/server "):
+                self.counters["well-known answered"] += 1
+                body = json.dumps({"m.server": f"{host}:{FEDERATION_PORT}"}).encode()
+                await side.write(_http_response(200, body, "application/json"))
+                await side.finish()
+                return
+            try:
+                stream = await self._open(key, host)
+            except ProxyError as exc:
+                await side.write(_http_response(exc.status, f"pinewood gateway: {exc}\n".encode()))
+                await side.finish()
+                return
+            side = PrefixedSide(side, head)
+        up, down = await pipe(side, StreamSide(stream), self.settings.idle_timeout)
         self.counters["bytes to the overlay"] += up
         self.counters["bytes from the overlay"] += down
 
@@ -169,15 +224,18 @@ class OutboundProxy:
                 raise ProxyError(400, "not an HTTP/1.x request")
             method, target, version = parts
             if method == "CONNECT":
-                stream = await self._open(target)
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                await writer.drain()
-                await self._carry(PlainSide(reader, writer), target, stream)
+                host, _, port = target.rpartition(":")
+                if not port.isdigit():
+                    raise ProxyError(400, "CONNECT needs host:port")
+                client = PlainSide(reader, writer)
+                client.answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
+                await self._tunnel(client, host, int(port))
                 return
             if not target.startswith("http://"):
                 raise ProxyError(400, "only CONNECT and absolute http:// requests are proxied")
             authority, _, path = target.removeprefix("http://").partition("/")
-            stream = await self._open(authority)
+            host = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+            stream = await self._open(self._key(host), host)
         except ProxyError as exc:
             await self._answer(writer, exc.status, str(exc))
             return
@@ -193,14 +251,14 @@ class OutboundProxy:
         self.counters["bytes to the overlay"] += up + len(request)
         self.counters["bytes from the overlay"] += down
 
+    async def _answer_tunnel(self, client: PlainSide) -> None:
+        """Tell the client its tunnel is open (the dialect's own success reply)."""
+        client.writer.write(client.answer)
+        await client.writer.drain()
+
     async def _answer(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
         log.info("federation proxy refused a request", status=status, reason=message)
-        body = f"pinewood gateway: {message}\n".encode()
-        writer.write(
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + body
-        )
+        writer.write(_http_response(status, f"pinewood gateway: {message}\n".encode()))
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
 
@@ -228,14 +286,13 @@ class OutboundProxy:
         if version != 5 or command != 1:
             await self._socks_reply(writer, 7)  # command not supported
             return
+        client = PlainSide(reader, writer)
+        client.answer = bytes([5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
         try:
-            stream = await self._open(host)
+            await self._tunnel(client, host, port)
         except ProxyError as exc:
             log.info("federation proxy refused a request", host=host, port=port, reason=str(exc))
             await self._socks_reply(writer, 2 if exc.status == 403 else 4 if exc.status == 502 else 6)
-            return
-        await self._socks_reply(writer, 0)
-        await self._carry(PlainSide(reader, writer), host, stream)
 
     async def _socks_reply(self, writer: asyncio.StreamWriter, code: int) -> None:
         writer.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))

@@ -45,6 +45,8 @@ class PlainSide:
         self.reader = reader
         self.writer = writer
         self._prefix = prefix
+        self.answer = b""
+        """What the proxy sends once the tunnel is open (its dialect's success reply)."""
 
     async def read(self) -> bytes:
         if self._prefix:
@@ -63,6 +65,29 @@ class PlainSide:
 
     def abort(self) -> None:
         self.writer.transport.abort()
+
+
+class PrefixedSide:
+    """Another side, with bytes already read from it put back in front."""
+
+    def __init__(self, inner: ByteSide, prefix: bytes) -> None:
+        self.inner = inner
+        self._prefix = prefix
+
+    async def read(self) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return await self.inner.read()
+
+    async def write(self, data: bytes) -> None:
+        await self.inner.write(data)
+
+    async def finish(self) -> None:
+        await self.inner.finish()
+
+    def abort(self) -> None:
+        self.inner.abort()
 
 
 class TlsServerSide:

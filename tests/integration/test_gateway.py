@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import socket
 import ssl
@@ -169,10 +170,18 @@ def test_connect_tunnel_carries_ten_megabytes_each_way(overlay: Overlay) -> None
     assert answer.body == pattern(10 * MB)
 
 
-def test_well_known_port_reaches_the_same_node(overlay: Overlay) -> None:
+def test_well_known_is_answered_by_the_gateway_and_port_443_reaches_the_node(overlay: Overlay) -> None:
     answer = connect_request(overlay, "GET", "/.well-known/matrix/server", port=443)
     assert answer.status == 200
-    assert answer.headers["X-Path"] == "/.well-known/matrix/server"
+    assert json.loads(answer.body) == {"m.server": f"{overlay.name}:8448"}
+    assert "X-Path" not in answer.headers  # not from the homeserver
+    # Even for a node that is away: the name alone says where it is.
+    absent = server_name(os.urandom(32))
+    answer = connect_request(overlay, "GET", "/.well-known/matrix/server", port=443, name=absent)
+    assert json.loads(answer.body) == {"m.server": f"{absent}:8448"}
+    # Anything else asked on 443 goes to the node.
+    answer = connect_request(overlay, "GET", "/_matrix/federation/v1/version", port=443)
+    assert answer.headers["X-Path"] == "/_matrix/federation/v1/version"
 
 
 def test_hex_form_of_the_name_works_without_tls(overlay: Overlay) -> None:
