@@ -74,6 +74,7 @@ class SQLiteStore:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA secure_delete=ON")  # delivered envelopes leave no bytes behind
             db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             error = StoreError("store-unavailable", f"relay store {self.path}: {exc}")

@@ -12,6 +12,7 @@ bounded request line, headers and body, and a fixed table of routes.
     POST   /ping             {"key": HEX, "timeout": S}: one overlay round trip
     GET    /sessions         end-to-end sessions: peer key, protocol, streams, bytes, RTT
     GET    /gateway          the homeserver gateway: server name, proxy, CA, counters
+    GET    /relay            relay: our mailboxes and record; the store and counters if serving
     GET    /metrics          Prometheus text format
 """
 
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
+from relay.store import StoreStats
 from router import __version__
 from router.links.uri import URIError
 from router.node import Node
@@ -205,8 +207,27 @@ async def get_gateway(node: Node, query: dict[str, list[str]], body: Any) -> tup
     return 200, node.gateway.status()
 
 
+async def get_relay(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    client = node.relay_client
+    out: dict[str, Any] = {
+        "relays": [k.hex() for k in client.settings.relays],
+        "registered": sorted(k.hex() for k in client.registered),
+        "record_published": client.own is not None,
+        "records_held": len(client.book),
+        "client_counters": dict(client.counters),
+        "serving": node.relay_service is not None,
+    }
+    service = node.relay_service
+    if service is not None:
+        stats = await service.store.stats()
+        out["store"] = {"mailboxes": stats.mailboxes, "envelopes": stats.envelopes, "bytes": stats.bytes}
+        out["service_counters"] = dict(service.counters)
+    return 200, out
+
+
 async def get_metrics(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
-    return 200, render_metrics(node)
+    stats = await node.relay_service.store.stats() if node.relay_service is not None else None
+    return 200, render_metrics(node, stats)
 
 
 ROUTES: dict[tuple[str, str], Handler] = {
@@ -219,6 +240,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "/ping"): post_ping,
     ("GET", "/sessions"): get_sessions,
     ("GET", "/gateway"): get_gateway,
+    ("GET", "/relay"): get_relay,
     ("GET", "/metrics"): get_metrics,
 }
 
@@ -227,7 +249,7 @@ def _label(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
 
 
-def render_metrics(node: Node) -> str:
+def render_metrics(node: Node, relay_stats: StoreStats | None = None) -> str:
     core = node.core
     lines: list[str] = []
 
@@ -316,6 +338,31 @@ def render_metrics(node: Node) -> str:
                 (f'{{side="{side}",event="{_label(r)}"}}', v) for r, v in sorted(counters.items())
             ]
     metric("gateway_events_total", "counter", "Gateway events and bytes, by side.", gateway_samples)
+    client = node.relay_client
+    metric(
+        "relay_client_events_total",
+        "counter",
+        "This node's relay client: deposits, deliveries, lookups, by kind.",
+        [(f'{{event="{_label(r)}"}}', float(v)) for r, v in sorted(client.counters.items())],
+    )
+    metric(
+        "relay_records_held", "gauge", "Relay records this node keeps for others.", [("", len(client.book))]
+    )
+    service = node.relay_service
+    if service is not None and relay_stats is not None:
+        metric(
+            "relay_envelopes_stored", "gauge", "Envelopes in the relay store.", [("", relay_stats.envelopes)]
+        )
+        metric(
+            "relay_bytes_stored", "gauge", "Bytes of envelopes in the relay store.", [("", relay_stats.bytes)]
+        )
+        metric("relay_mailboxes", "gauge", "Mailboxes in the relay store.", [("", relay_stats.mailboxes)])
+        metric(
+            "relay_events_total",
+            "counter",
+            "Relay service: requests served, envelopes stored, rejects by reason.",
+            [(f'{{event="{_label(r)}"}}', float(v)) for r, v in sorted(service.counters.items())],
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -164,6 +164,28 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_relay(args: argparse.Namespace) -> int:
+    answer = _call(args, "GET", "/relay")
+    if args.json:
+        print(json.dumps(answer, indent=1))
+        return 0
+    print(f"our relays       {', '.join(answer['relays']) or 'none'}")
+    print(f"registered on    {', '.join(answer['registered']) or 'none'}")
+    print(f"record published {'yes' if answer['record_published'] else 'no'}")
+    print(f"records held     {answer['records_held']} (for nodes near us in key space)")
+    for event, count in sorted(answer["client_counters"].items()):
+        print(f"  client  {event}: {count}")
+    if answer["serving"]:
+        store = answer["store"]
+        counts = f"{store['mailboxes']} mailboxes, {store['envelopes']} envelopes, {store['bytes']} bytes"
+        print(f"serving          {counts}")
+        for event, count in sorted(answer["service_counters"].items()):
+            print(f"  service {event}: {count}")
+    else:
+        print("serving          no (relay_enable is off)")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     status = _call(args, "GET", "/status")
     if args.json:
@@ -280,7 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server-name-suffix", help="suffix of key-derived server names, e.g. .p2p")
     run.add_argument("--gateway-max-streams", type=int, help="inbound federation streams served at once")
     run.add_argument("--gateway-idle-timeout", type=float, help="seconds before an idle tunnel is closed")
-    for name in (*BOOL_SETTINGS, "admin_allow_remote", "lan_discovery"):
+    run.add_argument("--relays", help="comma-separated hex keys of the relays this node keeps mailboxes on")
+    run.add_argument("--relay-store", help="relay store: sqlite:///path or postgresql://...")
+    run.add_argument("--relay-max-expiry", type=float, help="longest an envelope or mailbox is kept (s)")
+    run.add_argument("--relay-mailbox-max-count", type=int, help="envelopes one mailbox may hold")
+    run.add_argument("--relay-mailbox-max-bytes", type=int, help="bytes one mailbox may hold")
+    run.add_argument("--relay-fetch-interval", type=float, help="seconds between fetches of our mailboxes")
+    for name in (*BOOL_SETTINGS, "admin_allow_remote", "lan_discovery", "relay_enable", "relay_direct"):
         run.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     run.set_defaults(handler=_cmd_run)
 
@@ -305,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     client("status", "show the node's state").set_defaults(handler=_cmd_status)
     client("sessions", "list end-to-end sessions").set_defaults(handler=_cmd_sessions)
     client("gateway", "show the homeserver gateway").set_defaults(handler=_cmd_gateway)
+    relay = client("relay", "relay state and statistics")
+    relay.add_argument("action", choices=["stats"])
+    relay.set_defaults(handler=_cmd_relay)
     client("peers", "list peerings").set_defaults(handler=_cmd_peers)
     peer = client("peer", "add or remove a static peer")
     peer.add_argument("action", choices=["add", "remove"])

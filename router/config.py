@@ -64,6 +64,21 @@ class NodeConfig:
     """Inbound federation streams served at once; more are refused."""
     gateway_idle_timeout: float = 120.0
     """Seconds a gateway connection may sit with no bytes either way before it is closed."""
+    relays: tuple[str, ...] = ()
+    """Relays (hex keys) this node keeps mailboxes on, and forwards its own deposits through."""
+    relay_enable: bool = False
+    """Serve as a relay: keep sealed envelopes for other nodes' mailboxes."""
+    relay_store: str = ""
+    """sqlite:///path or postgresql://...; default sqlite in the data directory."""
+    relay_max_expiry: float = 7 * 86400.0
+    """The longest a mailbox or an envelope is kept, in seconds."""
+    relay_mailbox_max_count: int = 10_000
+    relay_mailbox_max_bytes: int = 256 << 20
+    relay_fetch_interval: float = 60.0
+    """How often this node fetches its own mailboxes while online (and always at start)."""
+    relay_direct: bool = False
+    """Deposit straight to a recipient's relay when no relay of our own can forward it
+    (that relay then sees both our key and the mailbox)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -83,6 +98,10 @@ class NodeConfig:
     @property
     def admin_address(self) -> tuple[str, int]:
         return parse_host_port(self.admin, "admin")
+
+    @property
+    def relay_store_url(self) -> str:
+        return self.relay_store or f"sqlite:///{self.data_path / 'relay' / 'store.db'}"
 
     @property
     def homeserver_address(self) -> tuple[str, int]:
@@ -201,6 +220,14 @@ CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "server_name_suffix": _as_str,
     "gateway_max_streams": _as_int(1, 100_000),
     "gateway_idle_timeout": _as_float(1.0, 86_400.0),
+    "relays": _as_key_list,
+    "relay_enable": _as_bool,
+    "relay_store": _as_str,
+    "relay_max_expiry": _as_float(60.0, 365 * 86_400.0),
+    "relay_mailbox_max_count": _as_int(1, 10_000_000),
+    "relay_mailbox_max_bytes": _as_int(1 << 20, 1 << 40),
+    "relay_fetch_interval": _as_float(0.2, 86_400.0),
+    "relay_direct": _as_bool,
 }
 SETTINGS = tuple(f.name for f in fields(NodeConfig) if f.name != "extra")
 
@@ -239,6 +266,7 @@ def load_config(
     config.listen_uris()
     config.peer_uris()
     _check_gateway(config)
+    _check_relay(config)
     host, _ = config.admin_address
     if not config.admin_allow_remote and not _is_loopback(host):
         raise ConfigError(
@@ -246,6 +274,12 @@ def load_config(
             "(set admin_allow_remote = true to expose it anyway)"
         )
     return config
+
+
+def _check_relay(config: NodeConfig) -> None:
+    url = config.relay_store
+    if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(f"relay_store: {url!r} must be sqlite:///path or postgresql://...")
 
 
 def _check_gateway(config: NodeConfig) -> None:

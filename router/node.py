@@ -26,6 +26,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import WebSocketException
 
+from relay.client import RelayClient, RelayClientSettings
+from relay.protocol import ALPN as RELAY_ALPN
+from relay.records import PREFIX as RECORD_PREFIX
+from relay.service import RelayLimits, RelayService
+from relay.store import Store, open_store
 from router.config import NodeConfig
 from router.core import LINK_TYPE_MULTICAST, CoreConfig, RouterCore
 from router.gateway import Gateway
@@ -53,7 +58,7 @@ from router.tree import LOCAL_PORT
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
 
-SESSION_PROTOCOLS = ["matrix"]
+SESSION_PROTOCOLS = ["matrix", RELAY_ALPN]
 """Application protocols (ALPN) that sessions with this node may speak."""
 MAX_DISCOVERY_DIALS = 16
 MAX_RATE_BUCKETS = 65536
@@ -133,6 +138,22 @@ class Node:
             self.send,
             SessionLimits(connect_timeout_s=config.session_timeout),
         )
+        self.relay_client = RelayClient(
+            identity,
+            self.sessions,
+            self.send,
+            config.data_path,
+            RelayClientSettings(
+                relays=tuple(bytes.fromhex(k) for k in config.relays),
+                homeserver=config.homeserver_address if config.homeserver else None,
+                fetch_interval_s=config.relay_fetch_interval,
+                lifetime_s=config.relay_max_expiry,
+                allow_direct=config.relay_direct,
+            ),
+        )
+        self.relay_service: RelayService | None = None
+        self._relay_store: Store | None = None
+        self._relay_sweeper: asyncio.Task[None] | None = None
         self.gateway = Gateway(self)
         self._apply(self.core.handle_timer(now))
 
@@ -185,9 +206,31 @@ class Node:
                 log.info("listening", address=f"{scheme}://{address[0]}:{address[1]}")
         for uri in self.config.peer_uris():
             self.add_static_peer(str(uri))
+        if self.config.relay_enable:
+            await self._start_relay()
+        self.relay_client.start()
         await self.gateway.start()
         if self.config.lan_discovery and self.config.lan_interfaces:
             await self._start_discovery()
+
+    async def _start_relay(self) -> None:
+        store = open_store(self.config.relay_store_url)
+        await store.open()
+        self._relay_store = store
+        limits = RelayLimits(
+            max_expiry_s=self.config.relay_max_expiry,
+            mailbox_max_count=self.config.relay_mailbox_max_count,
+            mailbox_max_bytes=self.config.relay_mailbox_max_bytes,
+        )
+        self.relay_service = RelayService(self.identity, store, self.sessions, limits)
+        self.sessions.listen(RELAY_ALPN, self.relay_service.handle)
+        self._relay_sweeper = self.loop.create_task(self._sweep_relay())
+        log.info("relay serving", store=self.config.relay_store_url.split("@")[-1])
+
+    async def _sweep_relay(self) -> None:
+        while self.relay_service is not None:
+            await asyncio.sleep(600.0)
+            await self.relay_service.sweep()
 
     async def _start_discovery(self) -> None:
         """A TCP listener for discovered peers, and beacons on the allowed interfaces."""
@@ -235,7 +278,12 @@ class Node:
 
     async def stop(self) -> None:
         self.gateway.close()
+        await self.relay_client.stop()
         await self.sessions.close()
+        if self._relay_sweeper is not None:
+            self._relay_sweeper.cancel()
+        if self._relay_store is not None:
+            await self._relay_store.close()
         for peer in list(self.static_peers.values()):
             if peer.task is not None:
                 peer.task.cancel()
@@ -512,6 +560,10 @@ class Node:
         self._apply(self.core.send_traffic(destination, payload, self.loop.time()))
 
     def _deliver(self, out: Deliver) -> None:
+        if out.payload.startswith(RECORD_PREFIX):
+            # Relay records: also for keys we stand in for while they are away.
+            self.relay_client.datagram(bytes(out.source_key), bytes(out.payload))
+            return
         if out.destination_key != self.identity.public_key:
             self.counters["frames for absent keys"] += 1
             return

@@ -32,6 +32,7 @@ class Gateway:
                 OutboundSettings(
                     config.server_name_suffix, config.session_timeout, config.gateway_idle_timeout
                 ),
+                node.relay_client,
             )
         if config.homeserver:
             host, port = config.homeserver_address

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 
 import structlog
 
+from relay.client import RelayClient
 from router.gateway.ca import LocalCA
 from router.gateway.names import key_for_name
+from router.gateway.offline import serve_away
 from router.gateway.tunnel import (
     TLS_HANDSHAKE_RECORD,
     ByteSide,
@@ -48,6 +50,8 @@ MAX_REQUEST_HEAD = 16 * 1024
 HEAD_TIMEOUT_S = 30.0
 MAX_CLIENTS = 1024
 WELL_KNOWN_PORT = 443
+AWAY_MEMORY_S = 30.0
+"""After a node was found away, tunnels to it go straight to its relays for this long."""
 FEDERATION_PORT = 8448
 
 
@@ -92,8 +96,12 @@ async def _read_head(side: ByteSide) -> bytes:
 class OutboundProxy:
     """Serves the homeserver's outbound federation connections."""
 
-    def __init__(self, sessions: Sessions, ca: LocalCA, settings: OutboundSettings) -> None:
+    def __init__(
+        self, sessions: Sessions, ca: LocalCA, settings: OutboundSettings, relay: RelayClient | None = None
+    ) -> None:
         self.sessions = sessions
+        self.relay = relay
+        self._away: dict[bytes, float] = {}
         self.ca = ca
         self.settings = settings
         self.counters: Counter[str] = Counter()
@@ -160,10 +168,30 @@ class OutboundProxy:
         self.counters["tunnels opened"] += 1
         return stream
 
+    async def _open_or_away(self, key: bytes, host: str) -> SessionStream | None:
+        """A stream to the node, or None if it is away and has relays to leave mail on."""
+        loop = asyncio.get_running_loop()
+        if self.relay is not None and self._away.get(key, 0.0) > loop.time():
+            return None
+        try:
+            return await self._open(key, host)
+        except ProxyError as exc:
+            if exc.status != 504 or self.relay is None or await self.relay.lookup(key) is None:
+                raise
+        self._away[key] = loop.time() + AWAY_MEMORY_S
+        if len(self._away) > 10_000:
+            self._away = {k: t for k, t in self._away.items() if t > loop.time()}
+        self.counters["destinations found away"] += 1
+        return None
+
     async def _tunnel(self, client: PlainSide, host: str, port: int) -> None:
         """Carry a CONNECT or SOCKS5 tunnel that the client may now use."""
         key = self._key(host)
-        stream = None if port == WELL_KNOWN_PORT else await self._open(key, host)
+        stream: SessionStream | None = None
+        away = False
+        if port != WELL_KNOWN_PORT:
+            stream = await self._open_or_away(key, host)
+            away = stream is None
         try:
             await self._answer_tunnel(client)
         except BaseException:
@@ -185,6 +213,15 @@ class OutboundProxy:
                     stream.abort()
                 raise
             side = tls
+        if away:
+            relay = self.relay
+            assert relay is not None
+
+            async def deposit(request: bytes) -> None:
+                await relay.deposit(key, request)
+
+            await serve_away(side, deposit, self.settings.idle_timeout, self.counters)
+            return
         if stream is None:
             # The well-known port.  Key-named servers delegate nowhere: the
             # well-known is answered here, at once, even while the node is
