@@ -56,6 +56,7 @@ log = structlog.get_logger("relay")
 __all__ = ["PREFIX", "RELAY_ALPN", "RelayClient", "RelayClientSettings", "RelayUnavailable"]
 
 CALL_TIMEOUT_S = 15.0
+LOWEST = bytes(32)
 PUBLISH_INTERVAL_S = 30.0
 REGISTER_INTERVAL_S = 3600.0
 
@@ -120,12 +121,14 @@ class RelayClient:
         send_datagram: Callable[[bytes, bytes], None],
         data_dir: Path,
         settings: RelayClientSettings,
+        is_highest: Callable[[], bool] = lambda: False,
     ) -> None:
         self.identity = identity
         self.key = bytes(identity.public_key)
         self.sessions = sessions
         self.send_datagram = send_datagram
         self.settings = settings
+        self.is_highest = is_highest
         self.directory = data_dir / "relay"
         self.book = RecordBook()
         self.own: RelayRecord | None = None
@@ -227,15 +230,25 @@ class RelayClient:
         self.own = make_record(self.identity, entries, time.time(), self.settings.lifetime_s)
         self.book.add(self.own)
         self.send_datagram(key_above(self.key), store_message(self.own))
+        if self.is_highest():
+            # No key above ours: key space wraps round to the lowest node, which
+            # is where a lookup that finds no one above us goes next.
+            self.send_datagram(LOWEST, store_message(self.own))
         self.counters["records published"] += 1
 
     # ------------------------------------------------------------ record datagrams
 
-    def datagram(self, source: bytes, payload: bytes) -> None:
-        """A record datagram arrived (for us, or for a key we stand in for)."""
+    def datagram(self, source: bytes, destination: bytes, payload: bytes) -> None:
+        """A record datagram arrived, addressed to ``destination`` (us, or a key
+        we stand in for while it is away)."""
         result = self.book.handle(payload, time.time())
         if isinstance(result, Lookup):
             record = self.own if result.subject == self.key else self.book.get(result.subject, time.time())
+            if record is None and source == self.key and destination == result.subject != self.key:
+                # Our own lookup ended here: no node has a key above the one we
+                # look for.  Key space wraps: ask the lowest node.
+                self.send_datagram(LOWEST, lookup_message(result.nonce, result.subject))
+                return
             self.counters["lookups answered" if record else "lookups unknown"] += 1
             self.send_datagram(source, answer_message(result.nonce, record))
         elif isinstance(result, Answer):

@@ -150,6 +150,7 @@ class Node:
                 lifetime_s=config.relay_max_expiry,
                 allow_direct=config.relay_direct,
             ),
+            is_highest=lambda: self.core.root()[0] == self.core.key,
         )
         self.relay_service: RelayService | None = None
         self._relay_store: Store | None = None
@@ -562,7 +563,7 @@ class Node:
     def _deliver(self, out: Deliver) -> None:
         if out.payload.startswith(RECORD_PREFIX):
             # Relay records: also for keys we stand in for while they are away.
-            self.relay_client.datagram(bytes(out.source_key), bytes(out.payload))
+            self.relay_client.datagram(bytes(out.source_key), bytes(out.destination_key), bytes(out.payload))
             return
         if out.destination_key != self.identity.public_key:
             self.counters["frames for absent keys"] += 1
