@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from relay.envelope import BUCKETS
 from router.gateway.names import server_name
@@ -37,8 +37,8 @@ class Recorder(BaseHTTPRequestHandler):
     """A homeserver's federation listener that writes down every request."""
 
     protocol_version = "HTTP/1.1"
-    received: list[tuple[str, str, bytes]] = []
-    lock = threading.Lock()
+    received: ClassVar[list[tuple[str, str, bytes]]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -94,7 +94,8 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(tmp_path: 
         net.wait_converged()
         b = net.daemons["b"]
         wait_for(lambda: relay_info(b)["record_published"], 30, "b's mailbox and record")
-        mailbox = bytes.fromhex(json.loads((b.data_dir / "relay" / "mailboxes.json").read_text())[keys["r"]]["mailbox"])
+        state = json.loads((b.data_dir / "relay" / "mailboxes.json").read_text())
+        mailbox = bytes.fromhex(state[keys["r"]]["mailbox"])
 
         net.kill("b", signal.SIGTERM)
         net.wait_converged()
