@@ -1,0 +1,157 @@
+"""The relay service's answers, against a real SQLite store: the protocol and its abuse."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from relay.envelope import seal_to
+from relay.protocol import ALPN, decode_body, encode
+from relay.service import RelayLimits, RelayService
+from relay.sqlite_store import SQLiteStore
+from router.sessions.runtime import Sessions
+from router.wire.keys import Identity
+
+PEER = os.urandom(32)
+
+
+def with_service(
+    tmp_path: Path,
+    test: Callable[[RelayService], Coroutine[Any, Any, None]],
+    limits: RelayLimits | None = None,
+) -> None:
+    async def main() -> None:
+        identity = Identity.generate()
+        store = SQLiteStore(str(tmp_path / "relay.db"))
+        await store.open()
+        sessions = Sessions(identity, [ALPN], lambda key, payload: None)
+        try:
+            await test(RelayService(identity, store, sessions, limits or RelayLimits()))
+        finally:
+            await sessions.close()
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def ask(service: RelayService, request: dict[str, Any], peer: bytes = PEER) -> dict[str, Any]:
+    return await service.answer(peer, msgpack.packb(request))
+
+
+async def register(service: RelayService) -> tuple[bytes, bytes]:
+    box, secret = os.urandom(16), os.urandom(32)
+    answer = await ask(
+        service, {"op": "register", "mailbox": box, "secret": secret, "expires": int(time.time()) + 3600}
+    )
+    assert answer["ok"], answer
+    return box, secret
+
+
+def deposit(box: bytes, body: bytes | None = None, expires: int | None = None) -> dict[str, Any]:
+    return {
+        "op": "deposit",
+        "mailbox": box,
+        "id": os.urandom(16),
+        "expires": expires or int(time.time()) + 3600,
+        "body": body if body is not None else os.urandom(1024),
+    }
+
+
+def test_deposit_fetch_ack(tmp_path: Path) -> None:
+    async def test(service: RelayService) -> None:
+        box, secret = await register(service)
+        request = deposit(box)
+        assert (await ask(service, request)) == {"ok": True, "stored": True}
+        assert (await ask(service, request)) == {"ok": True, "stored": False}  # a retry
+        fetched = await ask(service, {"op": "fetch", "mailbox": box, "secret": secret, "limit": 10})
+        assert [e[0] for e in fetched["envelopes"]] == [request["id"]]
+        acked = await ask(service, {"op": "ack", "mailbox": box, "secret": secret, "ids": [request["id"]]})
+        assert acked == {"ok": True, "removed": 1}
+        replay = await ask(service, {"op": "ack", "mailbox": box, "secret": secret, "ids": [request["id"]]})
+        assert replay == {"ok": True, "removed": 0}
+
+    with_service(tmp_path, test)
+
+
+def test_abuse_gets_clear_errors_and_changes_nothing(tmp_path: Path) -> None:
+    async def test(service: RelayService) -> None:
+        box, secret = await register(service)
+        cases = [
+            (deposit(box, body=os.urandom(1000)), "bad-size"),
+            (deposit(box, expires=int(time.time()) - 1), "expired"),
+            (deposit(os.urandom(16)), "unknown-mailbox"),
+            ({"op": "fetch", "mailbox": box, "secret": os.urandom(32), "limit": 10}, "forbidden"),
+            ({"op": "ack", "mailbox": box, "secret": os.urandom(32), "ids": []}, "forbidden"),
+            ({"op": "ack", "mailbox": box, "secret": secret, "ids": [b"short"]}, "malformed"),
+            ({"op": "deposit", "mailbox": box}, "malformed"),
+            ({"op": "deposit", "mailbox": "text", "id": 1, "expires": 1, "body": 1}, "malformed"),
+            ({"op": "steal"}, "unknown-op"),
+            ({"op": "sealed", "sealed": os.urandom(200)}, "bad-seal"),
+            ({"op": "forward", "relay": bytes(service.identity.public_key), "sealed": b""}, "bad-forward"),
+        ]
+        for request, code in cases:
+            answer = await ask(service, request)
+            assert answer["ok"] is False and answer["code"] == code, (request.get("op"), answer)
+            assert answer["message"]
+        for raw in (b"", b"\xc1", b"\x91" * 5000 + b"\xc0", msgpack.packb([1, 2]), b"\xdf\xff\xff\xff\xff"):
+            answer = await service.answer(PEER, raw)
+            assert answer["ok"] is False and answer["code"] == "malformed"
+        fetched = await ask(service, {"op": "fetch", "mailbox": box, "secret": secret, "limit": 10})
+        assert fetched["envelopes"] == []
+        assert service.counters["rejected: malformed"] >= 8
+
+    with_service(tmp_path, test)
+
+
+def test_over_quota(tmp_path: Path) -> None:
+    async def test(service: RelayService) -> None:
+        box, _ = await register(service)
+        for _ in range(3):
+            assert (await ask(service, deposit(box)))["ok"]
+        answer = await ask(service, deposit(box))
+        assert answer["code"] == "over-quota"
+
+    with_service(tmp_path, test, RelayLimits(mailbox_max_count=3))
+
+
+def test_sealed_deposit_through_an_intermediate_reveals_no_mailbox(tmp_path: Path) -> None:
+    async def test(service: RelayService) -> None:
+        box, secret = await register(service)
+        inner = deposit(box)
+        del inner["op"]
+        sealed = seal_to(bytes(service.identity.public_key), msgpack.packb(inner))
+        assert box not in sealed
+        answer = await ask(service, {"op": "sealed", "sealed": sealed}, peer=os.urandom(32))
+        assert answer == {"ok": True, "stored": True}
+        fetched = await ask(service, {"op": "fetch", "mailbox": box, "secret": secret, "limit": 10})
+        assert [e[0] for e in fetched["envelopes"]] == [inner["id"]]
+
+    with_service(tmp_path, test)
+
+
+def test_rate_limit_and_mailboxes_per_node(tmp_path: Path) -> None:
+    async def test(service: RelayService) -> None:
+        for _ in range(2):
+            await register(service)
+        box = os.urandom(16)
+        expires = int(time.time()) + 60
+        answer = await ask(
+            service, {"op": "register", "mailbox": box, "secret": os.urandom(32), "expires": expires}
+        )
+        assert answer["code"] == "too-many-mailboxes"
+        codes = [(await ask(service, {"op": "steal"}, peer=b"x" * 32))["code"] for _ in range(10)]
+        assert "rate-limited" in codes
+
+    with_service(tmp_path, test, RelayLimits(mailboxes_per_node=2, requests_per_second=1, burst=5))
+
+
+def test_framing_limits() -> None:
+    framed = encode({"ok": True})
+    assert decode_body(framed[4:]) == {"ok": True}
+    assert int.from_bytes(framed[:4], "big") == len(framed) - 4
