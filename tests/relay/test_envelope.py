@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nacl.bindings import crypto_box_seal, crypto_sign_ed25519_pk_to_curve25519
 
 from relay.envelope import (
     BUCKETS,
@@ -81,9 +83,6 @@ def test_signature_binds_the_recipient() -> None:
     """A recipient cannot pass an envelope on as if it had been meant for someone else:
     the signature covers the recipient's key, so re-sealing the inner message to
     another node fails the check there."""
-    import msgpack
-    from nacl.bindings import crypto_box_seal, crypto_sign_ed25519_pk_to_curve25519
-
     envelope_id = new_id()
     signature = ALICE.sign(b"pinewood envelope v1\x00" + BOB_KEY + envelope_id + bytes(8) + b"hi")
     inner = msgpack.packb([bytes(ALICE.public_key), envelope_id, 0, b"hi", signature])
