@@ -57,7 +57,10 @@ __all__ = ["PREFIX", "RELAY_ALPN", "RelayClient", "RelayClientSettings", "RelayU
 
 CALL_TIMEOUT_S = 15.0
 LOWEST = bytes(32)
-PUBLISH_INTERVAL_S = 30.0
+SETTLING_S = 30.0
+SETTLING_PUBLISH_INTERVAL_S = 2.0
+PUBLISH_INTERVAL_S = 10.0
+"""How often a node republishes its record (and soon after its place in the network changes)."""
 REGISTER_INTERVAL_S = 3600.0
 
 
@@ -138,7 +141,10 @@ class RelayClient:
         self._mailboxes = self._load_mailboxes() if settings.relays else {}
         self.registered: set[bytes] = set()
         self._inbox: Inbox | None = None
-        self._fetch_now = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._publish_soon = False
+        self._fetch_soon = False
+        self._started = 0.0
 
     # ------------------------------------------------------------ lifecycle
 
@@ -180,26 +186,41 @@ class RelayClient:
             self._inbox.close()
 
     def fetch_soon(self) -> None:
-        self._fetch_now.set()
+        self._fetch_soon = True
+        self._wake.set()
+
+    def moved(self) -> None:
+        """Our place in the tree or the snake changed: publish the record again soon."""
+        self._publish_soon = True
+        self._wake.set()
 
     async def _maintain(self) -> None:
         loop = asyncio.get_running_loop()
+        self._started = loop.time()
         next_register = next_publish = next_fetch = 0.0
         while True:
             now = loop.time()
             if now >= next_register or (len(self.registered) < len(self._mailboxes) and now >= next_publish):
                 await self._register_all()
                 next_register = now + REGISTER_INTERVAL_S
-            if now >= next_publish:
+            if now >= next_publish or self._publish_soon:
+                if self._publish_soon:
+                    self._publish_soon = False
+                    await asyncio.sleep(1.0)  # let the change settle
                 self._publish()
-                next_publish = now + PUBLISH_INTERVAL_S
-            if now >= next_fetch or self._fetch_now.is_set():
-                self._fetch_now.clear()
+                # Often while the network around us is still settling, then less.
+                settling = loop.time() - self._started < SETTLING_S
+                next_publish = loop.time() + (SETTLING_PUBLISH_INTERVAL_S if settling else PUBLISH_INTERVAL_S)
+            if now >= next_fetch or self._fetch_soon:
+                self._fetch_soon = False
                 await self.fetch_all()
                 next_fetch = loop.time() + self.settings.fetch_interval_s
+            self._wake.clear()
+            if self._publish_soon or self._fetch_soon:
+                continue
             wait = max(0.05, min(next_publish, next_fetch) - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._fetch_now.wait(), wait)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     # ------------------------------------------------------------ our mailboxes and record
 
@@ -244,9 +265,14 @@ class RelayClient:
         result = self.book.handle(payload, time.time())
         if isinstance(result, Lookup):
             record = self.own if result.subject == self.key else self.book.get(result.subject, time.time())
-            if record is None and source == self.key and destination == result.subject != self.key:
-                # Our own lookup ended here: no node has a key above the one we
-                # look for.  Key space wraps: ask the lowest node.
+            if (
+                record is None
+                and source == self.key
+                and destination == result.subject
+                and self.key < result.subject
+            ):
+                # Our own lookup ended here, below the key we look for: no node
+                # has a key above it.  Key space wraps: ask the lowest node.
                 self.send_datagram(LOWEST, lookup_message(result.nonce, result.subject))
                 return
             self.counters["lookups answered" if record else "lookups unknown"] += 1
@@ -258,9 +284,9 @@ class RelayClient:
                 if result.record is None or result.record.subject == subject:
                     future.set_result(result.record)
 
-    async def lookup(self, subject: bytes) -> RelayRecord | None:
-        """The relay record of ``subject``: cached, or asked of key space."""
-        record = self.book.get(subject, time.time())
+    async def lookup(self, subject: bytes, fresh: bool = False) -> RelayRecord | None:
+        """The relay record of ``subject``: cached (unless ``fresh``), or asked of key space."""
+        record = None if fresh else self.book.get(subject, time.time())
         if record is not None:
             return record
         nonce = new_nonce()

@@ -13,6 +13,7 @@ bounded request line, headers and body, and a fixed table of routes.
     GET    /sessions         end-to-end sessions: peer key, protocol, streams, bytes, RTT
     GET    /gateway          the homeserver gateway: server name, proxy, CA, counters
     GET    /relay            relay: our mailboxes and record; the store and counters if serving
+    POST   /relay/lookup     {"key": HEX, "fresh": bool}: a node's relay record, as senders find it
     GET    /metrics          Prometheus text format
 """
 
@@ -195,6 +196,27 @@ async def post_ping(node: Node, query: dict[str, list[str]], body: Any) -> tuple
     return 200, {"key": key.hex(), "rtt_ms": None if rtt is None else round(rtt * 1000, 3)}
 
 
+async def post_relay_lookup(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    """Find a node's relay record in key space, as a sender would ("fresh": skip our cache)."""
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+        raise HTTPError(400, 'expected {"key": "64 hex characters"}')
+    try:
+        key = key_from_hex(body["key"])
+    except EncodeError as exc:
+        raise HTTPError(400, str(exc)) from None
+    record = await node.relay_client.lookup(bytes(key), fresh=bool(body.get("fresh", False)))
+    if record is None:
+        return 200, {"key": key.hex(), "record": None}
+    return 200, {
+        "key": key.hex(),
+        "record": {
+            "issued_ms": record.issued_ms,
+            "expires": record.expires,
+            "relays": [{"relay": e.relay.hex(), "mailbox": e.mailbox.hex()} for e in record.relays],
+        },
+    }
+
+
 async def get_sessions(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     return 200, {
         "sessions": node.sessions.session_list(),
@@ -241,6 +263,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/sessions"): get_sessions,
     ("GET", "/gateway"): get_gateway,
     ("GET", "/relay"): get_relay,
+    ("POST", "/relay/lookup"): post_relay_lookup,
     ("GET", "/metrics"): get_metrics,
 }
 

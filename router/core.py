@@ -247,9 +247,12 @@ class RouterCore:
             self.close_peer(port, "malformed frame", now, str(exc))
         return self._flush()
 
-    def send_traffic(self, destination: bytes, payload: bytes, now: float) -> list[Output]:
-        """Send ``payload`` from the local application to the node with key ``destination``."""
-        self.traffic.send_local(PublicKey(bytes(destination)), payload, now)
+    def send_traffic(
+        self, destination: bytes, payload: bytes, now: float, by_key: bool = False
+    ) -> list[Output]:
+        """Send ``payload`` from the local application to the node with key ``destination``
+        (``by_key``: by the snake alone, to whichever node is closest to that key)."""
+        self.traffic.send_local(PublicKey(bytes(destination)), payload, now, by_key)
         return self._flush()
 
     # ------------------------------------------------------------ timers

@@ -141,7 +141,7 @@ class Node:
         self.relay_client = RelayClient(
             identity,
             self.sessions,
-            self.send,
+            self.send_by_key,
             config.data_path,
             RelayClientSettings(
                 relays=tuple(bytes.fromhex(k) for k in config.relays),
@@ -534,11 +534,13 @@ class Node:
                 # Only a new root key is news; sequences change as the root refreshes.
                 if out.root_key != self._logged_root:
                     self._logged_root = out.root_key
+                    self.relay_client.moved()
                     log.info("root changed", root=out.root_key.hex(), coords=out.coordinates)
                 else:
                     log.debug("root sequence", sequence=out.root_sequence, coords=out.coordinates)
             elif isinstance(out, DescendingChanged):
                 log.debug("descending changed", key=out.key.hex() if out.key else None)
+                self.relay_client.moved()
             elif isinstance(out, BroadcastReceived):
                 self.counters["wakeup broadcasts seen"] += 1
 
@@ -559,6 +561,11 @@ class Node:
 
     def send(self, destination: bytes, payload: bytes) -> None:
         self._apply(self.core.send_traffic(destination, payload, self.loop.time()))
+
+    def send_by_key(self, destination: bytes, payload: bytes) -> None:
+        """Send to whichever node is closest to ``destination`` now (not to where
+        the key was last seen): for relay records of nodes that may be away."""
+        self._apply(self.core.send_traffic(destination, payload, self.loop.time(), by_key=True))
 
     def _deliver(self, out: Deliver) -> None:
         if out.payload.startswith(RECORD_PREFIX):

@@ -85,9 +85,11 @@ class TrafficPath:
         else:
             self._route(port, data, route, now)
 
-    def send_local(self, destination: PublicKey, payload: bytes, now: float) -> None:
+    def send_local(self, destination: PublicKey, payload: bytes, now: float, by_key: bool = False) -> None:
+        """Send from the local application; ``by_key`` routes by key alone (no
+        cached coordinates), for frames meant for whoever is closest to the key."""
         core = self.core
-        cached = self.coords_cache.get(destination)
+        cached = None if by_key else self.coords_cache.get(destination)
         coords: Coordinates = ()
         if cached is not None and now - cached[1] < COORDS_CACHE_LIFETIME_S:
             coords = cached[0]
@@ -210,7 +212,9 @@ class TrafficPath:
         reason: str | None = None
         if next_port is None:
             next_port, reason = LOCAL_PORT, "no route"
-        elif next_port == port:
+        elif next_port == port and port != LOCAL_PORT:
+            # (Our own frame for a key that is not there, with no closer key
+            # known, is handed to our own application, like anyone else's.)
             reason = "back to sender"
         elif watermark.worse_than(frame_watermark):
             reason = "watermark"

@@ -16,6 +16,7 @@ and its homeserver receives every transaction once, in order.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import signal
@@ -28,9 +29,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import asyncpg
+import pytest
+
 from relay.envelope import BUCKETS
 from router.gateway.names import server_name
 from tests.integration.daemons import Daemon, DaemonNet, free_port
+from tests.relay.postgres import postgres_dump, postgres_url
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -69,7 +74,32 @@ def relay_info(daemon: Daemon) -> dict[str, Any]:
     return info
 
 
-def test_transactions_for_an_away_node_are_relayed_and_delivered_once(tmp_path: Path) -> None:
+def stored_sizes_and_bytes(daemon: Daemon, url: str) -> tuple[set[int], bytes]:
+    """The envelope sizes a relay's store holds, and everything it would show a thief:
+    the database files for SQLite, a dump for PostgreSQL."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite://"))
+        with sqlite3.connect(path) as db:
+            sizes = {size for (size,) in db.execute("SELECT length(body) FROM envelopes")}
+        return sizes, b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+    async def query() -> set[int]:
+        connection = await asyncpg.connect(url)
+        try:
+            return {row[0] for row in await connection.fetch("SELECT length(body) FROM envelopes")}
+        finally:
+            await connection.close()
+
+    return asyncio.run(query()), postgres_dump(url)
+
+
+def absent(secret: bytes, blob: bytes) -> bool:
+    """Neither the bytes nor their hex (as a dump shows bytea) are in ``blob``."""
+    return secret not in blob and secret.hex().encode() not in blob
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_transactions_for_an_away_node_are_relayed_and_delivered_once(backend: str, tmp_path: Path) -> None:
     Recorder.received = []
     homeserver = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     homeserver.daemon_threads = True
@@ -78,7 +108,14 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(tmp_path: 
     proxy = free_port()
     try:
         net.start(["h"], [])
-        net.start(["i", "r"], [("i", "h"), ("r", "h")], extra=["--relay-enable"])
+        stores = {
+            name: f"sqlite:///{tmp_path / f'{name}-store.db'}"
+            if backend == "sqlite"
+            else postgres_url(f"relay{name}{tmp_path.name}")
+            for name in ("i", "r")
+        }
+        for name in ("i", "r"):
+            net.start([name], [(name, "h")], extra=["--relay-enable", f"--relay-store={stores[name]}"])
         keys = {name: net.daemons[name].key for name in ("i", "r")}
         net.start(
             ["a"],
@@ -94,14 +131,29 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(tmp_path: 
         net.wait_converged()
         b = net.daemons["b"]
         wait_for(lambda: relay_info(b)["record_published"], 30, "b's mailbox and record")
+        # A record published before the network settled may sit on the wrong
+        # node; b republishes often while it is new.  Wait for one after.
+        published = relay_info(b)["client_counters"]["records published"]
+        wait_for(
+            lambda: relay_info(b)["client_counters"]["records published"] > published,
+            30,
+            "b to publish its record into the settled network",
+        )
         state = json.loads((b.data_dir / "relay" / "mailboxes.json").read_text())
         mailbox = bytes.fromhex(state[keys["r"]]["mailbox"])
 
         net.kill("b", signal.SIGTERM)
         net.wait_converged()
+        a = net.daemons["a"]
+
+        def found() -> bool:
+            # As a sender finds it: asked of key space, not from a's own cache.
+            answer = a.api("POST", "/relay/lookup", {"key": b.key, "fresh": True}, timeout=10)
+            return answer["record"] is not None and answer["record"]["relays"][0]["relay"] == keys["r"]
+
+        wait_for(found, 30, "b's record to be found in key space while b is away")
 
         # a's homeserver (played by this test) sends 100 transactions to b.
-        a = net.daemons["a"]
         name = server_name(bytes.fromhex(b.key))
         context = ssl.create_default_context(cafile=str(a.data_dir / "gateway" / "gateway-ca.pem"))
         conn = http.client.HTTPSConnection("127.0.0.1", proxy, timeout=60, context=context)
@@ -119,15 +171,13 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(tmp_path: 
         r, i = net.daemons["r"], net.daemons["i"]
         assert relay_info(r)["store"]["envelopes"] == 100
         assert relay_info(i)["store"]["envelopes"] == 0
-        r_files = b"".join(p.read_bytes() for p in (r.data_dir / "relay").glob("store.db*"))
-        i_files = b"".join(p.read_bytes() for p in (i.data_dir / "relay").glob("store.db*"))
-        a_key = bytes.fromhex(a.key)
+        sizes, r_files = stored_sizes_and_bytes(r, stores["r"])
+        _, i_files = stored_sizes_and_bytes(i, stores["i"])
+        assert mailbox in r_files or mailbox.hex().encode() in r_files  # the check can see what is there
         for blob in (r_files, i_files):
-            assert a_key not in blob and a.key.encode() not in blob  # no sender key
-            assert marker not in blob  # no payload
-        assert mailbox not in i_files  # the intermediate never learned the mailbox
-        with sqlite3.connect(r.data_dir / "relay" / "store.db") as db:
-            sizes = {size for (size,) in db.execute("SELECT length(body) FROM envelopes")}
+            assert absent(bytes.fromhex(a.key), blob)  # no sender key
+            assert absent(marker, blob)  # no payload
+        assert absent(mailbox, i_files)  # the intermediate never learned the mailbox
         assert sizes and sizes <= set(BUCKETS)
         assert Recorder.received == []
 
