@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--link", choices=["tcp", "tls", "quic", "ws"], default="tcp", help="peerings in the chain"
+        "--link", choices=["tcp", "tls", "quic", "ws", "wss"], default="tcp", help="peerings in the chain"
     )
     parser.add_argument("--nodes", type=int, choices=[2, 3], default=3, help="router processes in the chain")
     args = parser.parse_args(argv)

@@ -33,8 +33,15 @@ from router.links.quic import QuicPeerProtocol
 from router.links.quic import configuration as quic_configuration
 from router.links.quic import dial as quic_dial
 from router.links.tcp import PeerLink
-from router.links.tls import certificate_files, client_context, server_context
-from router.links.uri import PeerURI, parse_peer_uri
+from router.links.tls import ALPN as TLS_ALPN
+from router.links.tls import (
+    WEBSOCKET_ALPN,
+    certificate_files,
+    client_context,
+    peer_certificate_key,
+    server_context,
+)
+from router.links.uri import WEBSOCKET_SCHEMES, PeerURI, parse_peer_uri
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
 from router.outputs import (
     BroadcastReceived,
@@ -126,10 +133,11 @@ class Node:
 
     # ------------------------------------------------------------ lifecycle
 
-    def _tls(self, server: bool) -> ssl.SSLContext:
+    def _tls(self, server: bool, alpn: str = TLS_ALPN) -> ssl.SSLContext:
         if self._tls_files is None:
             self._tls_files = certificate_files(self.identity, self.config.data_path / "tls")
-        return server_context(*self._tls_files) if server else client_context(*self._tls_files)
+        make = server_context if server else client_context
+        return make(*self._tls_files, alpn=alpn)
 
     async def start(self) -> None:
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
@@ -149,15 +157,20 @@ class Node:
                 self.listen_addresses.append((scheme, address[0], address[1]))
                 log.info("listening", address=f"quic://{address[0]}:{address[1]}")
                 continue
-            if scheme == "ws":
+            if scheme in WEBSOCKET_SCHEMES:
                 ws_server = await ws_serve(
-                    self._serve_websocket, uri.host, uri.port, max_size=MAX_MESSAGE_BYTES, compression=None
+                    partial(self._serve_websocket, scheme=scheme),
+                    uri.host,
+                    uri.port,
+                    max_size=MAX_MESSAGE_BYTES,
+                    compression=None,
+                    ssl=self._tls(server=True, alpn=WEBSOCKET_ALPN) if scheme == "wss" else None,
                 )
                 self._ws_servers.append(ws_server)
                 for sock in ws_server.sockets:
                     address = sock.getsockname()
                     self.listen_addresses.append((scheme, address[0], address[1]))
-                    log.info("listening", address=f"ws://{address[0]}:{address[1]}")
+                    log.info("listening", address=f"{scheme}://{address[0]}:{address[1]}")
                 continue
             server = await self.loop.create_server(
                 lambda scheme=scheme: PeerLink(self, None, scheme=scheme),
@@ -262,14 +275,18 @@ class Node:
 
     async def _dial(self, uri: PeerURI) -> PeerLink:
         """Open a link to ``uri``; its handshake then runs as on any link."""
-        if uri.scheme == "ws":
+        if uri.scheme in WEBSOCKET_SCHEMES:
+            secure = uri.scheme == "wss"
             connection = await ws_connect(
                 uri.websocket_url,
                 max_size=MAX_MESSAGE_BYTES,
                 compression=None,
-                open_timeout=CONNECT_TIMEOUT_S,
+                open_timeout=CONNECT_TIMEOUT_S + (self.config.handshake_timeout if secure else 0.0),
+                ssl=self._tls(server=False, alpn=WEBSOCKET_ALPN) if secure else None,
             )
-            link = PeerLink(self, str(uri), scheme="ws", expected_key=uri.key)
+            link = PeerLink(self, str(uri), scheme=uri.scheme, expected_key=uri.key)
+            if secure:
+                link.certificate_key = peer_certificate_key(connection.transport.get_extra_info("ssl_object"))
             self._ws_tasks.add(task := self.loop.create_task(WebSocketTransport(connection, link).run()))
             task.add_done_callback(self._ws_tasks.discard)
             return link
@@ -288,8 +305,8 @@ class Node:
         )
         return link
 
-    async def _serve_websocket(self, connection: ServerConnection) -> None:
-        await WebSocketTransport(connection, PeerLink(self, None, scheme="ws")).run()
+    async def _serve_websocket(self, connection: ServerConnection, scheme: str) -> None:
+        await WebSocketTransport(connection, PeerLink(self, None, scheme=scheme)).run()
 
     async def _keep_connected(self, peer: StaticPeer) -> None:
         backoff = RECONNECT_MIN_S
@@ -365,7 +382,11 @@ class Node:
         if expected is not None and key != expected:
             log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
             return "pinned key mismatch", f"peer proved key {key.hex()}, expected {expected.hex()}"
-        if link.scheme in ("tls", "quic") and link.outbound is not None and link.certificate_key != key:
+        # Our own TLS and QUIC peerings always present the node's key; a wss://
+        # peer may sit behind a web server with a certificate of its own, so its
+        # certificate is held to the key only when one is pinned.
+        checks_certificate = link.scheme in ("tls", "quic") or (link.scheme == "wss" and expected is not None)
+        if checks_certificate and link.outbound is not None and link.certificate_key != key:
             log.warning("TLS certificate and handshake keys differ", uri=link.outbound, handshake=key.hex())
             return "TLS certificate for another key", ""
         if link.outbound is None:
