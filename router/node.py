@@ -125,6 +125,7 @@ class Node:
         self._quic_servers: list[QuicServer] = []
         self.discovery: Discovery | None = None
         self._dialling: set[tuple[str, int, int]] = set()
+        self._dialling_keys: set[bytes] = set()
         self._ws_tasks: set[asyncio.Task[None]] = set()
         self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
@@ -191,8 +192,12 @@ class Node:
 
     async def _start_discovery(self) -> None:
         """A TCP listener for discovered peers, and beacons on the allowed interfaces."""
+        # One port for both families: the beacons carry only one.
+        listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(("::", 0))
         server = await self.loop.create_server(
-            lambda: PeerLink(self, None, link_type=LINK_TYPE_MULTICAST), "::", 0
+            lambda: PeerLink(self, None, link_type=LINK_TYPE_MULTICAST), sock=listener
         )
         self.servers.append(server)
         port = server.sockets[0].getsockname()[1]
@@ -202,8 +207,8 @@ class Node:
     def _heard(self, key: bytes, port: int, host: str, scope: int) -> None:
         """A beacon: dial its sender unless it is us or we already peer with it."""
         target = (host, port, scope)
-        if key == self.identity.public_key or target in self._dialling:
-            return
+        if key == self.identity.public_key or target in self._dialling or key in self._dialling_keys:
+            return  # (a node beaconing over IPv6 and IPv4 is dialled once at a time)
         if any(
             link.handshake is not None and link.handshake.public_key == key for link in self.links.values()
         ):
@@ -211,20 +216,30 @@ class Node:
         if len(self._dialling) >= MAX_DISCOVERY_DIALS:
             return
         self._dialling.add(target)
+        self._dialling_keys.add(key)
         task = self.loop.create_task(self._dial_discovered(key, host, port, scope))
-        task.add_done_callback(lambda _: self._dialling.discard(target))
+
+        def done(_: object) -> None:
+            self._dialling.discard(target)
+            self._dialling_keys.discard(key)
+
+        task.add_done_callback(done)
 
     async def _dial_discovered(self, key: bytes, host: str, port: int, scope: int) -> None:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        ipv6 = ":" in host
+        sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            # The zone goes in by name: uvloop drops a numeric scope id from the tuple.
-            zoned = f"{host}%{socket.if_indextoname(scope)}"
-            await asyncio.wait_for(self.loop.sock_connect(sock, (zoned, port, 0, 0)), CONNECT_TIMEOUT_S)
+            if ipv6:
+                # The zone goes in by name: uvloop drops a numeric scope id from the tuple.
+                zoned = f"{host}%{socket.if_indextoname(scope)}"
+                address: tuple[str, int] | tuple[str, int, int, int] = (zoned, port, 0, 0)
+                uri = f"tcp://[{host}%{scope}]:{port}"
+            else:
+                address, uri = (host, port), f"tcp://{host}:{port}"
+            await asyncio.wait_for(self.loop.sock_connect(sock, address), CONNECT_TIMEOUT_S)
             _, link = await self.loop.create_connection(
-                lambda: PeerLink(
-                    self, f"tcp://[{host}%{scope}]:{port}", link_type=LINK_TYPE_MULTICAST, expected_key=key
-                ),
+                lambda: PeerLink(self, uri, link_type=LINK_TYPE_MULTICAST, expected_key=key),
                 sock=sock,
             )
             if await link.established:
