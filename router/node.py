@@ -39,8 +39,15 @@ from router.links.quic import QuicPeerProtocol
 from router.links.quic import configuration as quic_configuration
 from router.links.quic import dial as quic_dial
 from router.links.tcp import PeerLink
-from router.links.tls import certificate_files, client_context, server_context
-from router.links.uri import PeerURI, parse_peer_uri
+from router.links.tls import ALPN as TLS_ALPN
+from router.links.tls import (
+    WEBSOCKET_ALPN,
+    certificate_files,
+    client_context,
+    peer_certificate_key,
+    server_context,
+)
+from router.links.uri import WEBSOCKET_SCHEMES, PeerURI, parse_peer_uri
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
 from router.outputs import (
     BroadcastReceived,
@@ -128,6 +135,7 @@ class Node:
         self._quic_servers: list[QuicServer] = []
         self.discovery: Discovery | None = None
         self._dialling: set[tuple[str, int, int]] = set()
+        self._dialling_keys: set[bytes] = set()
         self._ws_tasks: set[asyncio.Task[None]] = set()
         self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
@@ -160,10 +168,11 @@ class Node:
 
     # ------------------------------------------------------------ lifecycle
 
-    def _tls(self, server: bool) -> ssl.SSLContext:
+    def _tls(self, server: bool, alpn: str = TLS_ALPN) -> ssl.SSLContext:
         if self._tls_files is None:
             self._tls_files = certificate_files(self.identity, self.config.data_path / "tls")
-        return server_context(*self._tls_files) if server else client_context(*self._tls_files)
+        make = server_context if server else client_context
+        return make(*self._tls_files, alpn=alpn)
 
     async def start(self) -> None:
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
@@ -183,15 +192,20 @@ class Node:
                 self.listen_addresses.append((scheme, address[0], address[1]))
                 log.info("listening", address=f"quic://{address[0]}:{address[1]}")
                 continue
-            if scheme == "ws":
+            if scheme in WEBSOCKET_SCHEMES:
                 ws_server = await ws_serve(
-                    self._serve_websocket, uri.host, uri.port, max_size=MAX_MESSAGE_BYTES, compression=None
+                    partial(self._serve_websocket, scheme=scheme),
+                    uri.host,
+                    uri.port,
+                    max_size=MAX_MESSAGE_BYTES,
+                    compression=None,
+                    ssl=self._tls(server=True, alpn=WEBSOCKET_ALPN) if scheme == "wss" else None,
                 )
                 self._ws_servers.append(ws_server)
                 for sock in ws_server.sockets:
                     address = sock.getsockname()
                     self.listen_addresses.append((scheme, address[0], address[1]))
-                    log.info("listening", address=f"ws://{address[0]}:{address[1]}")
+                    log.info("listening", address=f"{scheme}://{address[0]}:{address[1]}")
                 continue
             server = await self.loop.create_server(
                 lambda scheme=scheme: PeerLink(self, None, scheme=scheme),
@@ -235,8 +249,12 @@ class Node:
 
     async def _start_discovery(self) -> None:
         """A TCP listener for discovered peers, and beacons on the allowed interfaces."""
+        # One port for both families: the beacons carry only one.
+        listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind(("::", 0))
         server = await self.loop.create_server(
-            lambda: PeerLink(self, None, link_type=LINK_TYPE_MULTICAST), "::", 0
+            lambda: PeerLink(self, None, link_type=LINK_TYPE_MULTICAST), sock=listener
         )
         self.servers.append(server)
         port = server.sockets[0].getsockname()[1]
@@ -246,8 +264,8 @@ class Node:
     def _heard(self, key: bytes, port: int, host: str, scope: int) -> None:
         """A beacon: dial its sender unless it is us or we already peer with it."""
         target = (host, port, scope)
-        if key == self.identity.public_key or target in self._dialling:
-            return
+        if key == self.identity.public_key or target in self._dialling or key in self._dialling_keys:
+            return  # (a node beaconing over IPv6 and IPv4 is dialled once at a time)
         if any(
             link.handshake is not None and link.handshake.public_key == key for link in self.links.values()
         ):
@@ -255,20 +273,30 @@ class Node:
         if len(self._dialling) >= MAX_DISCOVERY_DIALS:
             return
         self._dialling.add(target)
+        self._dialling_keys.add(key)
         task = self.loop.create_task(self._dial_discovered(key, host, port, scope))
-        task.add_done_callback(lambda _: self._dialling.discard(target))
+
+        def done(_: object) -> None:
+            self._dialling.discard(target)
+            self._dialling_keys.discard(key)
+
+        task.add_done_callback(done)
 
     async def _dial_discovered(self, key: bytes, host: str, port: int, scope: int) -> None:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        ipv6 = ":" in host
+        sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            # The zone goes in by name: uvloop drops a numeric scope id from the tuple.
-            zoned = f"{host}%{socket.if_indextoname(scope)}"
-            await asyncio.wait_for(self.loop.sock_connect(sock, (zoned, port, 0, 0)), CONNECT_TIMEOUT_S)
+            if ipv6:
+                # The zone goes in by name: uvloop drops a numeric scope id from the tuple.
+                zoned = f"{host}%{socket.if_indextoname(scope)}"
+                address: tuple[str, int] | tuple[str, int, int, int] = (zoned, port, 0, 0)
+                uri = f"tcp://[{host}%{scope}]:{port}"
+            else:
+                address, uri = (host, port), f"tcp://{host}:{port}"
+            await asyncio.wait_for(self.loop.sock_connect(sock, address), CONNECT_TIMEOUT_S)
             _, link = await self.loop.create_connection(
-                lambda: PeerLink(
-                    self, f"tcp://[{host}%{scope}]:{port}", link_type=LINK_TYPE_MULTICAST, expected_key=key
-                ),
+                lambda: PeerLink(self, uri, link_type=LINK_TYPE_MULTICAST, expected_key=key),
                 sock=sock,
             )
             if await link.established:
@@ -326,14 +354,18 @@ class Node:
 
     async def _dial(self, uri: PeerURI) -> PeerLink:
         """Open a link to ``uri``; its handshake then runs as on any link."""
-        if uri.scheme == "ws":
+        if uri.scheme in WEBSOCKET_SCHEMES:
+            secure = uri.scheme == "wss"
             connection = await ws_connect(
                 uri.websocket_url,
                 max_size=MAX_MESSAGE_BYTES,
                 compression=None,
-                open_timeout=CONNECT_TIMEOUT_S,
+                open_timeout=CONNECT_TIMEOUT_S + (self.config.handshake_timeout if secure else 0.0),
+                ssl=self._tls(server=False, alpn=WEBSOCKET_ALPN) if secure else None,
             )
-            link = PeerLink(self, str(uri), scheme="ws", expected_key=uri.key)
+            link = PeerLink(self, str(uri), scheme=uri.scheme, expected_key=uri.key)
+            if secure:
+                link.certificate_key = peer_certificate_key(connection.transport.get_extra_info("ssl_object"))
             self._ws_tasks.add(task := self.loop.create_task(WebSocketTransport(connection, link).run()))
             task.add_done_callback(self._ws_tasks.discard)
             return link
@@ -352,8 +384,8 @@ class Node:
         )
         return link
 
-    async def _serve_websocket(self, connection: ServerConnection) -> None:
-        await WebSocketTransport(connection, PeerLink(self, None, scheme="ws")).run()
+    async def _serve_websocket(self, connection: ServerConnection, scheme: str) -> None:
+        await WebSocketTransport(connection, PeerLink(self, None, scheme=scheme)).run()
 
     async def _keep_connected(self, peer: StaticPeer) -> None:
         backoff = RECONNECT_MIN_S
@@ -429,7 +461,11 @@ class Node:
         if expected is not None and key != expected:
             log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
             return "pinned key mismatch", f"peer proved key {key.hex()}, expected {expected.hex()}"
-        if link.scheme in ("tls", "quic") and link.outbound is not None and link.certificate_key != key:
+        # Our own TLS and QUIC peerings always present the node's key; a wss://
+        # peer may sit behind a web server with a certificate of its own, so its
+        # certificate is held to the key only when one is pinned.
+        checks_certificate = link.scheme in ("tls", "quic") or (link.scheme == "wss" and expected is not None)
+        if checks_certificate and link.outbound is not None and link.certificate_key != key:
             log.warning("TLS certificate and handshake keys differ", uri=link.outbound, handshake=key.hex())
             return "TLS certificate for another key", ""
         if link.outbound is None:

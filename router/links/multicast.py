@@ -2,16 +2,18 @@
 
 Every 2 s, on each interface the operator allows, a node sends a UDP datagram of
 ``public key (32) | TCP port (u16 BE)`` to ``[ff02::114]:60606`` from its IPv6
-link-local address; the port is a TCP listener of its own for discovered
-peers.  A node that hears a key it has no peering with dials that port at the
-sender's link-local address.  Peerings made this way have the reference's
-"multicast" link type, which SNEK routing and flooding prefer over remote links.
-Reference: ``multicast/multicast.go``.
+link-local address, and the same datagram to ``224.0.0.114:60606`` if the
+interface has an IPv4 address; the port is a TCP listener of its own (both
+families) for discovered peers.  A node that hears a key it has no peering with
+dials that port at the address the beacon came from.  Peerings made this way
+have the reference's "multicast" link type, which SNEK routing and flooding
+prefer over remote links.  Reference: ``multicast/multicast.go``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import socket
 import struct
 from collections.abc import Callable
@@ -20,7 +22,9 @@ from pathlib import Path
 import structlog
 
 GROUP = "ff02::114"
+GROUP_V4 = "224.0.0.114"
 GROUP_PORT = 60606
+SIOCGIFADDR = 0x8915
 BEACON_INTERVAL_S = 2.0
 BEACON_SIZE = 34
 
@@ -43,6 +47,22 @@ def link_local_address(interface: str, proc: Path = Path("/proc/net/if_inet6")) 
             raw = bytes.fromhex(fields[0])
             return socket.inet_ntop(socket.AF_INET6, raw)
     return None
+
+
+def ipv4_address(interface: str) -> str | None:
+    """The interface's (first) IPv4 address (Linux), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            request = struct.pack("256s", interface.encode()[:15])
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, request)
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
+
+
+def ipv4_membership(index: int) -> bytes:
+    """An ``ip_mreqn`` for the IPv4 group on interface ``index``."""
+    return socket.inet_aton(GROUP_V4) + socket.inet_aton("0.0.0.0") + struct.pack("@i", index)
 
 
 def parse_beacon(data: bytes) -> tuple[bytes, int] | None:
@@ -74,7 +94,7 @@ class Discovery:
         self.key = key
         self.tcp_port = tcp_port
         self.heard = heard
-        self.transports: list[tuple[asyncio.DatagramTransport, int]] = []
+        self.transports: list[tuple[asyncio.DatagramTransport, tuple[str | int, ...]]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, interfaces: list[str]) -> None:
@@ -84,34 +104,58 @@ class Discovery:
                 index = socket.if_nametoindex(name)
             except OSError:
                 raise DiscoveryError(f"lan_interfaces: no interface named {name!r}") from None
-            if link_local_address(name) is None:
-                log.warning("no IPv6 link-local address; discovery off on this interface", interface=name)
+            sockets: list[tuple[socket.socket, tuple[str | int, ...]]] = []
+            if link_local_address(name) is not None:
+                sockets.append((self._ipv6_socket(name, index), (GROUP, GROUP_PORT, 0, index)))
+            if ipv4_address(name) is not None:
+                sockets.append((self._ipv4_socket(name, index), (GROUP_V4, GROUP_PORT)))
+            if not sockets:
+                log.warning(
+                    "no IPv6 link-local or IPv4 address; discovery off on this interface", interface=name
+                )
                 continue
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if hasattr(socket, "SO_REUSEPORT"):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode())
-            sock.bind(("::", GROUP_PORT))
-            group = socket.inet_pton(socket.AF_INET6, GROUP) + struct.pack("@I", index)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda index=index: BeaconProtocol(self.heard, index),  # type: ignore[misc]
-                sock=sock,
-            )
-            self.transports.append((transport, index))
-            log.info("LAN discovery on", interface=name)
+            for sock, destination in sockets:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda index=index: BeaconProtocol(self.heard, index),  # type: ignore[misc]
+                    sock=sock,
+                )
+                self.transports.append((transport, destination))
+            log.info("LAN discovery on", interface=name, families=len(sockets))
         if self.transports:
             self._task = loop.create_task(self._advertise())
+
+    @staticmethod
+    def _bound(family: int, name: str, address: str) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode())
+        sock.bind((address, GROUP_PORT))
+        return sock
+
+    def _ipv6_socket(self, name: str, index: int) -> socket.socket:
+        sock = self._bound(socket.AF_INET6, name, "::")
+        group = socket.inet_pton(socket.AF_INET6, GROUP) + struct.pack("@I", index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, group)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        return sock
+
+    def _ipv4_socket(self, name: str, index: int) -> socket.socket:
+        sock = self._bound(socket.AF_INET, name, "0.0.0.0")
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, ipv4_membership(index))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, ipv4_membership(index))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+        return sock
 
     async def _advertise(self) -> None:
         beacon = self.key + struct.pack("!H", self.tcp_port)
         while True:
-            for transport, index in self.transports:
+            for transport, destination in self.transports:
                 try:
-                    transport.sendto(beacon, (GROUP, GROUP_PORT, 0, index))
+                    transport.sendto(beacon, destination)
                 except OSError as exc:
                     log.debug("beacon not sent", error=str(exc))
             await asyncio.sleep(BEACON_INTERVAL_S)

@@ -6,8 +6,10 @@ the hex key).  TLS 1.3's CertificateVerify proves the server holds the key its
 certificate names; the dialling side checks that this key is the one the inner
 Pinecone handshake proves (and, with ``?key=``, the one it meant to reach).
 The listening side learns the dialler's key from the inner handshake, as on
-plain TCP.  Certificates are not checked against any authority: the key is the
-identity.
+plain TCP.  ``wss://`` peerings (WebSocket inside TLS) use the same certificate;
+there the dialler holds the certificate to the key only when one is pinned with
+``?key=``, since such a peer may be reached through a web server of its own.
+Certificates are not checked against any authority: the key is the identity.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from cryptography.x509.oid import NameOID
 from router.wire.keys import Identity
 
 ALPN = "pinewood-peering/1"
+WEBSOCKET_ALPN = "http/1.1"
+"""What ``wss://`` peerings negotiate: a WebSocket is HTTP/1.1 inside the TLS."""
 CERT_LIFETIME = datetime.timedelta(days=365)
 
 
@@ -62,22 +66,22 @@ def certificate_files(identity: Identity, directory: Path) -> tuple[Path, Path]:
     return paths
 
 
-def _context(purpose: int, cert: Path, key: Path) -> ssl.SSLContext:
+def _context(purpose: int, cert: Path, key: Path, alpn: str) -> ssl.SSLContext:
     context = ssl.SSLContext(purpose)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.load_cert_chain(cert, key)
-    context.set_alpn_protocols([ALPN])
+    context.set_alpn_protocols([alpn])
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # no authorities: the key is checked by hand
     return context
 
 
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    return _context(ssl.PROTOCOL_TLS_SERVER, cert, key)
+def server_context(cert: Path, key: Path, alpn: str = ALPN) -> ssl.SSLContext:
+    return _context(ssl.PROTOCOL_TLS_SERVER, cert, key, alpn)
 
 
-def client_context(cert: Path, key: Path) -> ssl.SSLContext:
-    return _context(ssl.PROTOCOL_TLS_CLIENT, cert, key)
+def client_context(cert: Path, key: Path, alpn: str = ALPN) -> ssl.SSLContext:
+    return _context(ssl.PROTOCOL_TLS_CLIENT, cert, key, alpn)
 
 
 def peer_certificate_key(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> bytes | None:

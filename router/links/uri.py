@@ -1,5 +1,6 @@
-"""Peer and listen URIs: ``tcp://host:port`` (or plain ``host:port``) and
-``tls://host:port``, optionally ``?key=HEX`` to pin the key the other side must prove."""
+"""Peer and listen URIs: ``tcp://host:port`` (or plain ``host:port``), ``tls://``,
+``ws://`` and ``wss://`` (with an optional path), ``quic://``; optionally
+``?key=HEX`` to pin the key the other side must prove."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 from router.wire.errors import EncodeError
 from router.wire.keys import PublicKey, key_from_hex
 
-SCHEMES = ("tcp", "tls", "ws", "quic")
+SCHEMES = ("tcp", "tls", "ws", "wss", "quic")
+WEBSOCKET_SCHEMES = ("ws", "wss")
 
 
 class URIError(ValueError):
@@ -27,7 +29,7 @@ class PeerURI:
     path: str = ""
 
     def __str__(self) -> str:
-        text = self.websocket_url if self.scheme == "ws" else f"{self.scheme}://{self._hostport}"
+        text = self.websocket_url if self.scheme in WEBSOCKET_SCHEMES else f"{self.scheme}://{self._hostport}"
         return f"{text}?key={self.key.hex()}" if self.key else text
 
     @property
@@ -37,7 +39,7 @@ class PeerURI:
 
     @property
     def websocket_url(self) -> str:
-        return f"ws://{self._hostport}{self.path or '/'}"
+        return f"{self.scheme}://{self._hostport}{self.path or '/'}"
 
 
 def parse_peer_uri(text: str) -> PeerURI:
@@ -63,7 +65,7 @@ def parse_peer_uri(text: str) -> PeerURI:
             key = key_from_hex(query["key"][0])
         except EncodeError:
             raise URIError(f"{text!r}: key must be 64 hex characters") from None
-    return PeerURI(parts.scheme, host, port, key, parts.path if parts.scheme == "ws" else "")
+    return PeerURI(parts.scheme, host, port, key, parts.path if parts.scheme in WEBSOCKET_SCHEMES else "")
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)

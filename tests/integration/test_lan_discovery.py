@@ -39,8 +39,9 @@ def can_make_namespaces() -> str | None:
     return None
 
 
-@pytest.fixture
-def lan(tmp_path: Path) -> Iterator[list[str]]:
+def build_lan(ipv4_only: bool) -> Iterator[list[str]]:
+    """The namespaces and their veth pairs; with ``ipv4_only``, IPv6 is off on the
+    veths and each pair has IPv4 addresses instead, so only IPv4 beacons can work."""
     reason = can_make_namespaces()
     if reason is not None:
         pytest.skip(reason)
@@ -49,18 +50,32 @@ def lan(tmp_path: Path) -> Iterator[list[str]]:
         for ns in NAMESPACES:
             ip("netns", "add", ns)
             ip("-n", ns, "link", "set", "lo", "up")
-        for left, left_if, right, right_if in LINKS:
+        for subnet, (left, left_if, right, right_if) in enumerate(LINKS):
             ip("link", "add", left_if, "type", "veth", "peer", "name", right_if)
-            ip("link", "set", left_if, "netns", NAMESPACES[left])
-            ip("link", "set", right_if, "netns", NAMESPACES[right])
-            ip("-n", NAMESPACES[left], "link", "set", left_if, "up")
-            ip("-n", NAMESPACES[right], "link", "set", right_if, "up")
-            interfaces[left].append(left_if)
-            interfaces[right].append(right_if)
+            for host, (side, name) in enumerate(((left, left_if), (right, right_if)), start=1):
+                ns = NAMESPACES[side]
+                ip("link", "set", name, "netns", ns)
+                if ipv4_only:
+                    ip("netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1")
+                    ip("-n", ns, "addr", "add", f"10.114.{subnet}.{host}/24", "dev", name)
+                ip("-n", ns, "link", "set", name, "up")
+                interfaces[side].append(name)
         yield [",".join(names) for names in interfaces]
     finally:
         for ns in NAMESPACES:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False, timeout=30)
+
+
+@pytest.fixture
+def lan() -> Iterator[list[str]]:
+    yield from build_lan(ipv4_only=False)
+
+
+@pytest.fixture
+def lan_ipv4() -> Iterator[list[str]]:
+    if shutil.which("sysctl") is None:
+        pytest.skip("sysctl is not installed")
+    yield from build_lan(ipv4_only=True)
 
 
 def in_ns(ns: str, *args: str) -> list[str]:
@@ -82,6 +97,16 @@ def status(ns: str) -> dict[str, Any]:
 
 
 def test_nodes_find_each_other_on_the_lan(lan: list[str], tmp_path: Path) -> None:
+    run_and_expect_discovery(lan, tmp_path)
+
+
+def test_nodes_find_each_other_by_ipv4_beacons(lan_ipv4: list[str], tmp_path: Path) -> None:
+    run_and_expect_discovery(lan_ipv4, tmp_path)
+
+
+def run_and_expect_discovery(lan: list[str], tmp_path: Path) -> None:
+    """Three nodes on the namespaces converge with no configured peers, the middle
+    one peered with both others by LAN discovery."""
     procs = []
     try:
         for ns, interfaces in zip(NAMESPACES, lan, strict=True):

@@ -1,13 +1,17 @@
-"""Peerings over WebSocket and QUIC, and one network mixing TCP, TLS, WebSocket and QUIC."""
+"""Peerings over WebSocket (plain and TLS) and QUIC, and one network mixing TCP, TLS,
+WebSocket and QUIC."""
 
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import time
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from router.links.tls import peer_certificate_key
 from tests.integration.daemons import DaemonNet
 
 
@@ -17,6 +21,33 @@ def test_websocket_network_converges_and_pings(net: DaemonNet) -> None:
     net.ping_all_pairs()
     peers = net.daemons["b"].api("GET", "/peers")
     assert {p["link_type"] for p in peers if "port" in p} == {"ws"}
+
+
+def test_secure_websocket_network_converges_and_pings(net: DaemonNet) -> None:
+    net.start(["a", "b", "c"], [("b", "a"), ("c", "b")], scheme="wss")
+    net.wait_converged()
+    net.ping_all_pairs()
+    peers = net.daemons["b"].api("GET", "/peers")
+    assert {p["link_type"] for p in peers if "port" in p} == {"wss"}
+
+
+def test_secure_websocket_presents_the_node_key_and_honours_a_pin(net: DaemonNet) -> None:
+    net.start(["a", "b"], [], scheme="wss")
+    a, b = net.daemons["a"], net.daemons["b"]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", b.port)) as raw, context.wrap_socket(raw) as tls:
+        assert tls.version() == "TLSv1.3"
+        assert peer_certificate_key(tls) == bytes.fromhex(b.key)
+    wrong = f"{b.uri}?key={'33' * 32}"
+    a.api("POST", "/peers", {"uri": wrong})
+    time.sleep(2)
+    assert a.api("GET", "/status")["peers"] == 0
+    assert a.api("GET", "/status")["counters"].get("handshakes refused: pinned key mismatch", 0) >= 1
+    a.api("DELETE", f"/peers?uri={b.uri}%3Fkey%3D{'33' * 32}")
+    a.api("POST", "/peers", {"uri": f"{b.uri}?key={b.key}"})
+    net.wait_converged(timeout=30)
 
 
 def test_quic_network_converges_and_pings(net: DaemonNet) -> None:

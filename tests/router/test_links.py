@@ -14,6 +14,8 @@ from router.node import address_bucket
         ("127.0.0.1:1", "tcp://127.0.0.1:1"),
         ("tcp://[::1]:65432", "tcp://[::1]:65432"),
         ("tcp://relay.example.org:7", "tcp://relay.example.org:7"),
+        ("ws://127.0.0.1:8", "ws://127.0.0.1:8/"),
+        ("wss://peer.example.org:443/pinecone", "wss://peer.example.org:443/pinecone"),
     ],
 )
 def test_good_uris(text: str, expected: str) -> None:
