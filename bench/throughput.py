@@ -80,10 +80,13 @@ def spawn_generator(port: int, destination: str, seconds: float) -> subprocess.P
 
 
 def rate(samples: list[tuple[float, int]], start: float, end: float) -> float:
-    inside = [(t, n) for t, n in samples if start <= t <= end]
-    if len(inside) < 2:
+    """Counter rate over [start, end], from the samples that bracket it most closely
+    (a busy node may answer its admin API late, so samples can be sparse)."""
+    before = [s for s in samples if s[0] <= start] or samples[:1]
+    after = [s for s in samples if s[0] >= end] or samples[-1:]
+    (t0, n0), (t1, n1) = before[-1], after[0]
+    if t1 <= t0:
         raise RuntimeError("not enough samples in the measuring window")
-    (t0, n0), (t1, n1) = inside[0], inside[-1]
     return (n1 - n0) / (t1 - t0)
 
 

@@ -48,7 +48,7 @@ from relay.records import (
     store_message,
 )
 from relay.service import call
-from router.sessions.runtime import SessionError, Sessions
+from router.sessions.runtime import SessionError, Sessions, stop_tasks
 from router.wire.keys import Identity
 
 log = structlog.get_logger("relay")
@@ -145,6 +145,7 @@ class RelayClient:
         self._publish_soon = False
         self._fetch_soon = False
         self._started = 0.0
+        self._stopping = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -177,11 +178,8 @@ class RelayClient:
             self._tasks.append(asyncio.get_running_loop().create_task(self._maintain()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        self._stopping = True
+        await stop_tasks(self._tasks)
         if self._inbox is not None:
             self._inbox.close()
 
@@ -198,7 +196,7 @@ class RelayClient:
         loop = asyncio.get_running_loop()
         self._started = loop.time()
         next_register = next_publish = next_fetch = 0.0
-        while True:
+        while not self._stopping:
             now = loop.time()
             if now >= next_register or (len(self.registered) < len(self._mailboxes) and now >= next_publish):
                 await self._register_all()

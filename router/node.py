@@ -60,7 +60,7 @@ from router.outputs import (
     SendFrame,
 )
 from router.sessions.endpoint import Limits as SessionLimits
-from router.sessions.runtime import Sessions
+from router.sessions.runtime import Sessions, stop_tasks
 from router.tree import LOCAL_PORT
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
@@ -140,6 +140,7 @@ class Node:
         self._allowed = frozenset(bytes.fromhex(k) for k in config.allow_keys)
         self._logged_root: bytes = b""
         self._sweeper: asyncio.TimerHandle | None = None
+        self._stopping = False
         self.sessions = Sessions(
             identity,
             SESSION_PROTOCOLS,
@@ -306,6 +307,7 @@ class Node:
             log.debug("discovered peer unreachable", host=host, port=port, error=str(exc))
 
     async def stop(self) -> None:
+        self._stopping = True
         self.gateway.close()
         await self.relay_client.stop()
         await self.sessions.close()
@@ -313,9 +315,7 @@ class Node:
             self._relay_sweeper.cancel()
         if self._relay_store is not None:
             await self._relay_store.close()
-        for peer in list(self.static_peers.values()):
-            if peer.task is not None:
-                peer.task.cancel()
+        await stop_tasks([p.task for p in self.static_peers.values() if p.task is not None])
         for server in self.servers:
             server.close()
         for ws_server in self._ws_servers:
@@ -389,7 +389,7 @@ class Node:
 
     async def _keep_connected(self, peer: StaticPeer) -> None:
         backoff = RECONNECT_MIN_S
-        while True:
+        while not self._stopping:
             peer.attempts += 1
             try:
                 link = await self._dial(peer.uri)

@@ -12,9 +12,8 @@ stops reading stops the peer by QUIC flow control.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from router.sessions.endpoint import (
@@ -34,6 +33,21 @@ WRITE_HIGH_WATER = 256 * 1024
 
 StreamHandler = Callable[["SessionStream"], Awaitable[None]]
 SendDatagram = Callable[[bytes, bytes], None]
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], timeout: float = 5.0) -> None:
+    """Cancel ``tasks`` and wait for them to end, cancelling again while they do not:
+    on Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives
+    as the awaited thing completes, and a loop in such a task would run on."""
+    pending = {t for t in tasks if not t.done()}
+    deadline = asyncio.get_running_loop().time() + timeout
+    while pending:
+        for task in pending:
+            task.cancel()
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(0.5, remaining))
 
 
 class SessionError(Exception):
@@ -252,11 +266,7 @@ class Sessions:
         self.closing = True
         self.endpoint.close_all(self.loop.time())
         self._flush()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+        await stop_tasks(list(self._tasks))
         if self._timer is not None:
             self._timer.cancel()
 

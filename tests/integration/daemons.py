@@ -202,9 +202,14 @@ class DaemonNet:
         for daemon in self.daemons.values():
             if daemon.process is not None and daemon.process.poll() is None:
                 daemon.process.send_signal(signal.SIGTERM)
+        slow = []
         for daemon in self.daemons.values():
             if daemon.process is not None:
                 try:
                     daemon.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
+                    slow.append(daemon.name)
                     daemon.process.kill()
+                    daemon.process.wait()
+        # A node that ignores SIGTERM for 10 s is a bug worth failing for.
+        assert not slow, f"did not stop within 10 s of SIGTERM: {slow}"
