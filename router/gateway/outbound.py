@@ -70,8 +70,13 @@ class OutboundSettings:
     idle_timeout: float
 
 
-REASONS = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway", 503: "Service Unavailable",
-           504: "Gateway Timeout"}  # fmt: skip
+REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
 
 
 def _http_response(status: int, body: bytes, content_type: str = "text/plain") -> bytes:
@@ -125,6 +130,19 @@ class OutboundProxy:
             return
         self.active += 1
         try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            writer.transport.abort()  # the node is stopping
+            return
+        finally:
+            self.active -= 1
+        # Close gracefully: what is still buffered for the client goes out first.
+        writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer.wait_closed(), 10.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
             first = await asyncio.wait_for(reader.read(1), HEAD_TIMEOUT_S)
             if not first:
                 return
@@ -137,13 +155,6 @@ class OutboundProxy:
         except (TunnelError, SessionError) as exc:
             self.counters["tunnels broken"] += 1
             log.info("federation tunnel ended", reason=str(exc))
-        except asyncio.CancelledError:
-            pass  # the node is stopping; the connection is aborted below
-        finally:
-            self.active -= 1
-            writer.transport.abort() if not writer.is_closing() else None
-            with contextlib.suppress(Exception):
-                writer.close()
 
     # ---------------------------------------------------------------- destinations
 
