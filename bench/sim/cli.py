@@ -18,7 +18,11 @@ DEFAULTS = SimConfig()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("--graph", default=DEFAULTS.graph, help="graph file (in ../shared/graphs) or generator spec, e.g. ba:1000:2")
+    add(
+        "--graph",
+        default=DEFAULTS.graph,
+        help="graph file (in ../shared/graphs) or generator spec, e.g. ba:1000:2",
+    )
     add("--scenario", choices=SCENARIOS, default=DEFAULTS.scenario)
     add("--duration", type=float, default=DEFAULTS.duration_s, help="simulated seconds")
     add("--event-at", type=float, default=DEFAULTS.event_at_s, help="when the scenario's event happens")
@@ -29,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--probe-every", type=float, default=DEFAULTS.probe_every_s)
     add("--probe-window", type=float, default=DEFAULTS.probe_window_s)
     add("--sample-every", type=float, default=DEFAULTS.sample_every_s)
-    add("--churn", type=float, default=DEFAULTS.churn_per_min, help="fraction of nodes leaving or joining a minute")
+    add(
+        "--churn",
+        type=float,
+        default=DEFAULTS.churn_per_min,
+        help="fraction of nodes leaving or joining a minute",
+    )
     add("--cuts", type=int, default=DEFAULTS.cuts)
     add("--memory-sample", type=int, default=DEFAULTS.memory_sample, help="nodes whose state is measured")
     add("--no-signatures", action="store_true", help="skip ed25519 signing and verifying (simulator only)")

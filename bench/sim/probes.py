@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
+from bench.sim.metrics import hop_distances, neighbours
 from router.mesh import Mesh
 from router.outputs import Deliver
 from router.wire.frames import FrameType
-
-from bench.sim.metrics import hop_distances, neighbours
 
 TRAFFIC = FrameType.TRAFFIC
 KINDS = ("first", "reply", "established")
@@ -155,9 +155,9 @@ class Prober:
         self.mesh.send(a, self.mesh.nodes[b].core.key, tag)
 
 
-def round_summary(current: Round, mesh: Mesh) -> dict[str, object]:
+def round_summary(current: Round, mesh: Mesh) -> dict[str, Any]:
     """Delivery per kind for one finished round; probes whose ends left are not counted."""
-    out: dict[str, object] = {"t": current.started, "pairs": len(current.pairs)}
+    out: dict[str, Any] = {"t": current.started, "pairs": len(current.pairs)}
     for kind in KINDS:
         counted = [p for p in current.probes[kind] if p.source in mesh.nodes and p.destination in mesh.nodes]
         delivered = sum(p.delivered for p in counted)

@@ -19,13 +19,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from router.outputs import Deliver
-from router.wire.frames import FrameType
-
 from bench.sim.metrics import core_state_bytes, snake_correctness, summarise, table_sizes, tree_agreement
 from bench.sim.probes import KINDS, Prober, round_summary
 from bench.sim.scenarios import plan
 from bench.sim.setup import SimConfig, build_mesh
+from router.outputs import Deliver
+from router.wire.frames import FrameType
 
 STEP_S = 0.25
 TRAFFIC = int(FrameType.TRAFFIC)
@@ -121,8 +120,11 @@ class Simulation:
         t0 = 0.0 if config.scenario == "cold" else config.event_at_s
         rounds = [round_summary(r, mesh) for r in self.prober.rounds]
         after = [r for r in rounds if r["t"] >= t0 - 1e-9]
-        converged_at = _first(self.timeline, t0, lambda s: s["tree"] == 1.0 and s["snake"] == 1.0)
-        stretch_from = converged_at if converged_at is not None else t0 + (config.duration_s - t0) / 2
+        both = lambda s: s["tree"] == 1.0 and s["snake"] == 1.0  # noqa: E731
+        converged_at = _first(self.timeline, t0, both)
+        stable_from = _stable_from(self.timeline, t0, both)
+        # Stretch of a settled network: rounds from when it stays converged, else from the event.
+        stretch_from = stable_from if stable_from is not None else t0
         if config.scenario == "churn":
             stretch_from = t0  # under churn the network never settles: measure throughout
         stretch: dict[str, Any] = {}
@@ -159,9 +161,10 @@ class Simulation:
             "rounds": rounds,
             "convergence": {
                 "event_at": t0,
-                "tree_at": _since(_first(self.timeline, t0, lambda s: s["tree"] == 1.0), t0),
-                "snake_at": _since(_first(self.timeline, t0, lambda s: s["snake"] == 1.0), t0),
+                "tree_at": _since(_stable_from(self.timeline, t0, lambda s: s["tree"] == 1.0), t0),
+                "snake_at": _since(_stable_from(self.timeline, t0, lambda s: s["snake"] == 1.0), t0),
                 "converged_at": _since(converged_at, t0),
+                "stable_from": _since(stable_from, t0),
                 "first_full_delivery_at": _since(full[0] if full else None, t0),
                 "stable_full_delivery_from": _since(stable, t0),
             },
@@ -209,6 +212,19 @@ def _first(timeline: list[dict[str, Any]], t0: float, test: Any) -> float | None
         if sample["t"] >= t0 - 1e-9 and test(sample):
             return float(sample["t"])
     return None
+
+
+def _stable_from(timeline: list[dict[str, Any]], t0: float, test: Any) -> float | None:
+    """The start of the final run of samples (after ``t0``) that all pass ``test``."""
+    start: float | None = None
+    for sample in timeline:
+        if sample["t"] < t0 - 1e-9:
+            continue
+        if not test(sample):
+            start = None
+        elif start is None:
+            start = float(sample["t"])
+    return start
 
 
 def _since(at: float | None, t0: float) -> float | None:

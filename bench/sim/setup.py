@@ -71,6 +71,10 @@ def _ints(parts: list[str], count: int, spec: str) -> list[int]:
     return [int(p) for p in parts]
 
 
+def _ba(numbers: list[int], rng: random.Random) -> Topology:
+    return topology.barabasi_albert(numbers[0], numbers[1], rng)
+
+
 def build_topology(spec: str, rng: random.Random) -> Topology:
     """A topology from a generator spec or an edge-list file name."""
     kind, _, rest = spec.partition(":")
@@ -79,9 +83,9 @@ def build_topology(spec: str, rng: random.Random) -> Topology:
         "line": lambda: topology.line(*_ints(parts, 1, spec)),
         "ring": lambda: topology.ring(*_ints(parts, 1, spec)),
         "grid": lambda: topology.grid(*_ints(rest.split("x"), 2, spec)),
-        "rtree": lambda: topology.random_tree(*_ints(parts, 1, spec), rng),
+        "rtree": lambda: topology.random_tree(_ints(parts, 1, spec)[0], rng),
         "er": lambda: topology.erdos_renyi(_ints(parts[:1], 1, spec)[0], float(parts[1]), rng),
-        "ba": lambda: topology.barabasi_albert(*_ints(parts, 2, spec), rng),
+        "ba": lambda: _ba(_ints(parts, 2, spec), rng),
     }
     if kind in generators and rest:
         return generators[kind]()

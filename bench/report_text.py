@@ -1,0 +1,265 @@
+"""The Markdown of ``bench/results/REPORT.md``, from the stored section results."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+REFERENCE = {"first_mean": 2.3, "first_p95": 5.0, "established_mean": 1.5}
+"""The reference implementation's stretch on graph-250.txt, as measured with its simulator."""
+TOLERANCE = 1.05
+"""The reference's figures are approximate ("about 2.3"): within 5 % counts as no worse."""
+
+
+def _f(value: Any, digits: int = 2, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def _pct(value: Any) -> str:
+    return (
+        "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:.1f} %"
+    )
+
+
+def _stamp(section: dict[str, Any]) -> str:
+    m = section["machine"]
+    load = ", ".join(f"{x:.2f}" for x in m["load_average"])
+    return (
+        f"_Measured {section['measured']} with `{section['command']}` in {section['wall_s']:.0f} s wall;"
+        f" Python {m['python']} on {m['platform']}, {m['cpus']} CPUs, load average at the end {load}._"
+    )
+
+
+def _sim(section: dict[str, Any]) -> list[str]:
+    runs = section["runs"]
+    out = ["## Simulator", "", _stamp(section), ""]
+    out += [
+        "All runs use the routing core unchanged on the in-memory mesh (virtual clock, per-link latency"
+        " drawn from the run's latency model). Times are simulated seconds after the run's event (after"
+        " the start for a cold start). Stretch counts delivered frames of rounds started once the"
+        " network stayed converged (under churn: throughout the churn). _tree_ and _snake_: from when"
+        " every node agrees on the tree, or has the right descending neighbour, to the end of the run;"
+        " _first converged_: the first sample where both hold; _all pairs from_: from when every probe"
+        " round delivered every first frame, to the end of the run.",
+        "",
+        "| scenario | graph | nodes | signatures | tree | snake | first converged | all pairs from |"
+        " delivery first / established | control B/node/s | state KiB/node (mean / max) | wall s |"
+        " wall s per sim s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        c, g, m = r["convergence"], r["graph"], r["memory"]
+        nodes = f"{g['nodes']}" + (
+            f" ({g['skipped_edges']} edges over capacity)" if g["skipped_edges"] else ""
+        )
+        out.append(
+            f"| {r['config']['scenario']} | {g['name']} | {nodes} |"
+            f" {'on' if r['signatures'] else '**off**'} |"
+            f" {_f(c['tree_at'], 1, ' s')} | {_f(c['snake_at'], 1, ' s')} |"
+            f" {_f(c['converged_at'], 1, ' s')} |"
+            f" {_f(c['stable_full_delivery_from'], 1, ' s')} |"
+            f" {_pct(r['delivery']['first'])} / {_pct(r['delivery']['established'])} |"
+            f" {_f(r['control']['bytes_per_node_s'], 0)} |"
+            f" {m['state_bytes_mean'] / 1024:.1f} / {m['state_bytes_max'] / 1024:.1f} |"
+            f" {r['wall_s']:.0f} | {r['wall_per_sim_s']:.3f} |"
+        )
+    out += ["", "### Path stretch (hops taken / shortest hops)", ""]
+    out += [
+        "| scenario | graph | first frame mean | p50 | p95 | max | established mean | p50 | p95 | max |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        f, e = r["stretch"]["first"], r["stretch"]["established"]
+        out.append(
+            f"| {r['config']['scenario']} | {r['graph']['name']} | {_f(f['mean'])} | {_f(f['p50'])} |"
+            f" {_f(f['p95'])} | {_f(f['max'])} | {_f(e['mean'])} | {_f(e['p50'])} | {_f(e['p95'])} |"
+            f" {_f(e['max'])} |"
+        )
+    out += ["", "### Routing tables at the end of each run (mean / max per node)", ""]
+    names = list(runs[0]["tables"]) if runs else []
+    out += ["| scenario | graph | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    for r in runs:
+        cells = " | ".join(f"{r['tables'][n]['mean']:.1f} / {r['tables'][n]['max']}" for n in names)
+        out.append(f"| {r['config']['scenario']} | {r['graph']['name']} | {cells} |")
+    out += ["", "### Events", ""]
+    for r in runs:
+        for event in r["events"][:3]:
+            out.append(
+                f"- {r['config']['scenario']} on {r['graph']['name']} at {event['t']:.1f} s: {event['what']}"
+            )
+        if len(r["events"]) > 3:
+            out.append(f"- … and {len(r['events']) - 3} more {r['config']['scenario']} events")
+    plots = section["plots"]
+    out += [
+        "",
+        "### Plots",
+        "",
+        f"![convergence over time]({plots['convergence']})",
+        "",
+        f"![stretch CDF]({plots['stretch']})",
+        "",
+        f"![control traffic over time]({plots['control']})",
+        "",
+        f"![memory against node count]({plots['memory']})",
+        "",
+    ]
+    if any(not r["signatures"] for r in runs):
+        out += [
+            "Runs marked **off** used `--no-signatures`: no ed25519 signing or verifying in the cores"
+            " (a switch of the simulator only; the daemon always signs and verifies).",
+            "",
+        ]
+    return out
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not evaluated" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def targets(section: dict[str, Any]) -> list[str]:
+    runs = section["runs"]
+
+    def find(graph: str, scenario: str, signatures: bool = True) -> dict[str, Any] | None:
+        for r in runs:
+            if (
+                r["graph"]["name"] == graph
+                and r["config"]["scenario"] == scenario
+                and r["signatures"] is signatures
+            ):
+                found: dict[str, Any] = r
+                return found
+        return None
+
+    rows = ["| target | measured | verdict |", "|---|---|---|"]
+    cold = find("graph-250.txt", "cold")
+    if cold is not None:
+        c = cold["convergence"]
+        snake_ok = c["snake_at"] is not None and c["snake_at"] <= 10.0
+        deliver_ok = c["stable_full_delivery_from"] is not None and c["stable_full_delivery_from"] <= 10.0
+        rows.append(
+            f"| graph-250: snake correct within 10 s of a cold start | {_f(c['snake_at'], 1, ' s')} |"
+            f" {_verdict(snake_ok)} |"
+        )
+        rows.append(
+            "| graph-250: every sampled pair delivered within 10 s (reference: 99-100 % from about 5 s) |"
+            f" every round fully delivered from {_f(c['stable_full_delivery_from'], 1, ' s')} |"
+            f" {_verdict(deliver_ok)} |"
+        )
+        f, e = cold["stretch"]["first"], cold["stretch"]["established"]
+        stretch_ok = (
+            f["mean"] <= REFERENCE["first_mean"] * TOLERANCE
+            and f["p95"] <= REFERENCE["first_p95"] * TOLERANCE
+            and e["mean"] <= REFERENCE["established_mean"] * TOLERANCE
+        )
+        rows.append(
+            "| graph-250: stretch no worse than the reference (first frame mean about 2.3, p95 about 5;"
+            " established mean about 1.5; within 5 %) |"
+            f" first mean {_f(f['mean'])}, p95 {_f(f['p95'])}; established mean {_f(e['mean'])} |"
+            f" {_verdict(stretch_ok)} |"
+        )
+    churn = find("graph-250.txt", "churn")
+    if churn is not None:
+        d = churn["delivery"]
+        ok = d["first"] >= 0.99 and d["established"] >= 0.99
+        rate = churn["config"]["churn_per_min"] * 100
+        rows.append(
+            f"| graph-250: delivery at or above 99 % under {rate:.0f} % churn per minute |"
+            f" first frame {_pct(d['first'])}, established {_pct(d['established'])} | {_verdict(ok)} |"
+        )
+    thousand = [
+        r
+        for r in runs
+        if r["signatures"] and r["graph"]["nodes"] >= 1000 and r["config"]["scenario"] == "cold"
+    ]
+    for r in thousand:
+        m = r["memory"]
+        rows.append(
+            f"| at most 50 KiB of router state per node at 1,000 nodes ({r['graph']['name']},"
+            f" {r['graph']['nodes']} nodes) | mean {m['state_bytes_mean'] / 1024:.1f} KiB,"
+            f" max {m['state_bytes_max'] / 1024:.1f} KiB |"
+            f" {_verdict(m['state_bytes_mean'] <= 50 * 1024)} (mean) |"
+        )
+    big = [r for r in runs if r["graph"]["nodes"] >= 1000]
+    for r in big:
+        rows.append(
+            f"| {r['graph']['name']} ({r['graph']['nodes']} nodes, {r['config']['scenario']},"
+            f" signatures {'on' if r['signatures'] else 'off'}) completes within a few minutes of wall"
+            f" time | {r['wall_s']:.0f} s wall for {r['simulated_s']:.0f} s simulated |"
+            f" {_verdict(r['wall_s'] <= 300)} |"
+        )
+    if len(rows) == 2:
+        rows.append("| (quick run: the target graphs were not simulated) | - | not evaluated |")
+    return ["## Targets", "", *rows, ""]
+
+
+def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    tp = stored.get("throughput")
+    if tp is not None:
+        out += ["## Throughput: a chain of router processes", "", _stamp(tp), ""]
+        out += [
+            "| link | processes | bare forwarder frames/s | pinewood frames/s | MB/s | vs bare |"
+            " ping p50 / p99 under load (ms) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for link, entry in tp["links"].items():
+            if "error" in entry:
+                reason = entry["error"].splitlines()[-1] if entry["error"] else "?"
+                out.append(f"| {link} | - | failed: {reason} | | | | |")
+                continue
+            r = entry["result"]
+            out.append(
+                f"| {link} | {r['nodes']} | {r['baseline_frames_s']:,} | {r['router_frames_s']:,} |"
+                f" {r['router_mb_s']} | {r['router_vs_baseline']:.1%} |"
+                f" {r['ping_p50_ms_under_load']} / {r['ping_p99_ms_under_load']} |"
+            )
+        out.append("")
+    ss = stored.get("sessions")
+    if ss is not None:
+        out += ["## Sessions: QUIC over the overlay through the gateway", "", _stamp(ss), ""]
+        if "error" in ss:
+            out += [f"Failed: `{ss['error'].splitlines()[-1] if ss['error'] else '?'}`", ""]
+        else:
+            r = ss["result"]
+            out += [
+                "| session stream MB/s | bare aioquic stream MB/s | ratio | gateway requests/s |",
+                "|---:|---:|---:|---:|",
+                f"| {r['session_stream_mb_s']} | {r['bare_aioquic_stream_mb_s']} |"
+                f" {r['session_vs_bare_aioquic']:.1%} | {r['gateway_requests_s']:,} |",
+                "",
+            ]
+    relay = stored.get("relay")
+    if relay is not None:
+        out += ["## Relay", "", _stamp(relay), ""]
+        if "skipped" in relay:
+            out += [f"Skipped: {relay['skipped']}.", ""]
+        elif "error" in relay:
+            out += [f"Failed: `{relay['error'].splitlines()[-1] if relay['error'] else '?'}`", ""]
+        else:
+            out += ["```json", _short_json(relay.get("result")), "```", ""]
+    return out
+
+
+def _short_json(value: Any) -> str:
+    return json.dumps(value, indent=1)[:4000]
+
+
+def render(stored: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "# Pinewood benchmark report",
+        "",
+        "Regenerate everything with `python -m bench report` (or `make bench`), a section alone with"
+        " `--only sim` (or `throughput`, `sessions`, `relay`); `--quick` runs a reduced set."
+        " Each section below states when and with which command it was measured.",
+        "",
+    ]
+    if "sim" in stored:
+        lines += targets(stored["sim"])
+        lines += _sim(stored["sim"])
+    lines += _processes(stored)
+    return "\n".join(lines).rstrip() + "\n"
