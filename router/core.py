@@ -86,6 +86,9 @@ class CoreConfig:
     max_peers: int = DEFAULT_MAX_PEERS
     clock_offset_s: float = 0.0
     """Added to ``now`` to make sequence numbers (Unix milliseconds in the reference)."""
+    bootstrap_interval_s: float = BOOTSTRAP_INTERVAL_S
+    """How often the node bootstraps.  Only the simulator changes it (to study
+    convergence); like ``sign`` and ``verify_signatures`` it is not a daemon setting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,7 +487,7 @@ class RouterCore:
             self._bootstrap_soon(now)
 
     def _bootstrap_soon(self, now: float) -> None:
-        self._last_bootstrap = now - BOOTSTRAP_INTERVAL_S
+        self._last_bootstrap = now - self.config.bootstrap_interval_s
 
     def _maintain_snake(self, now: float) -> None:
         root = self.root()
@@ -496,7 +499,7 @@ class RouterCore:
             del self.routes[key]
         if expired:
             self._changed()
-        if now - self._last_bootstrap >= BOOTSTRAP_INTERVAL_S:
+        if now - self._last_bootstrap >= self.config.bootstrap_interval_s:
             self._bootstrap_now(now)
 
     def snek(

@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--cuts", type=int, default=DEFAULTS.cuts)
     add("--memory-sample", type=int, default=DEFAULTS.memory_sample, help="nodes whose state is measured")
+    add(
+        "--bootstrap-interval",
+        type=float,
+        default=DEFAULTS.bootstrap_interval_s,
+        help="experiment: seconds between bootstraps (the reference's, and every daemon's, is 5)",
+    )
     add("--no-signatures", action="store_true", help="skip ed25519 signing and verifying (simulator only)")
     add("--progress", action="store_true", help="show a progress bar")
     add("--json", action="store_true", help="print the full result as JSON")
@@ -65,6 +71,7 @@ def config_from(args: argparse.Namespace) -> SimConfig:
         cuts=args.cuts,
         memory_sample=args.memory_sample,
         progress=args.progress,
+        bootstrap_interval_s=args.bootstrap_interval,
     )
 
 
@@ -74,6 +81,13 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value:.2f}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
+def _experiment(result: dict[str, Any]) -> list[str]:
+    interval = result["config"]["bootstrap_interval_s"]
+    if interval == DEFAULTS.bootstrap_interval_s:
+        return []
+    return [f"EXPERIMENT: bootstrap every {interval:g} s (the reference and the daemon: every 5 s)"]
+
+
 def describe(result: dict[str, Any]) -> str:
     """A short human summary of one run."""
     g, conv, st, mem = result["graph"], result["convergence"], result["stretch"], result["memory"]
@@ -81,6 +95,7 @@ def describe(result: dict[str, Any]) -> str:
         f"{result['config']['scenario']} on {g['name']}: {g['nodes']} nodes, {g['edges']} edges"
         + (f" ({g['skipped_edges']} over port capacity left out)" if g["skipped_edges"] else ""),
         "signatures: " + ("signed and verified" if result["signatures"] else "OFF (--no-signatures)"),
+        *_experiment(result),
         f"converged {_fmt(conv['converged_at'], ' s')} after the event (tree {_fmt(conv['tree_at'], ' s')},"
         f" snake {_fmt(conv['snake_at'], ' s')}); all sampled pairs delivered from"
         f" {_fmt(conv['stable_full_delivery_from'], ' s')}",

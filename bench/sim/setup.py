@@ -29,6 +29,7 @@ from pathlib import Path
 from router import topology
 from router.core import CoreConfig
 from router.mesh import Mesh, MeshConfig
+from router.snek import BOOTSTRAP_INTERVAL_S
 from router.topology import Topology, TopologyError
 
 GRAPHS_ENV = "PINEWOOD_GRAPHS"
@@ -58,6 +59,8 @@ class SimConfig:
     cuts: int = 5
     memory_sample: int = 50
     progress: bool = False
+    bootstrap_interval_s: float = BOOTSTRAP_INTERVAL_S
+    """An experiment only: the reference (and every daemon) bootstraps every 5 s."""
 
 
 def graphs_dir() -> Path:
@@ -120,7 +123,11 @@ class Built:
 def build_mesh(config: SimConfig, rng: random.Random) -> Built:
     """The mesh for ``config``; edges beyond a node's port capacity are left out and counted."""
     topo = build_topology(config.graph, rng)
-    core = CoreConfig(sign=config.signatures, verify_signatures=config.signatures)
+    core = CoreConfig(
+        sign=config.signatures,
+        verify_signatures=config.signatures,
+        bootstrap_interval_s=config.bootstrap_interval_s,
+    )
     mesh = Mesh(config.seed, MeshConfig(traffic_loss=config.loss, core=core))
     latency = latency_model(config.latency)
     for name in topo.nodes:
