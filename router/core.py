@@ -120,6 +120,8 @@ class RouterCore:
         self._last_bootstrap = now
         self._last_sequence_ms = 0
         self._last_sent: dict[int, float] = {}
+        self._announced: dict[int, RootAnnouncement] = {}
+        """The root announcement last sent to each peer (before our hop was added)."""
         self._last_received: dict[int, float] = {}
         self._seen_broadcasts: dict[bytes, tuple[int, float]] = {}
         self._verified = VerifiedAnnouncements()
@@ -171,6 +173,7 @@ class RouterCore:
             return
         del self.peers[port], self.peer_keys[port], self.link_types[port]
         self._last_sent.pop(port, None)
+        self._announced.pop(port, None)
         self._last_received.pop(port, None)
         self._changed()
         if not self.peers:
@@ -378,6 +381,7 @@ class RouterCore:
         except EncodeError:
             self.drops["announcement too long to extend"] += 1
             return
+        self._announced[port] = ann
         self.send(port, data, now)
 
     def _send_tree_announcements(self, now: float) -> None:
@@ -454,7 +458,14 @@ class RouterCore:
             self._waiting_until = now + REPARENT_WAIT_S
             self._become_root(now)
         elif action is AnnouncementAction.INFORM_PEER_OF_STRONGER_ROOT and not first:
-            self._send_announcement_to(port, last, now)
+            # Skipped when this very announcement is already on its way to the
+            # peer (the two crossed on the link): a second copy tells it nothing,
+            # and if it has meanwhile taken us as its parent, the copy reads as
+            # "the parent re-sent an old update", which it must treat as bad news
+            # (a 1 s reparent wait, and its subtree's with it).
+            told = self._announced.get(port)
+            if told is None or told.raw != last.raw:
+                self._send_announcement_to(port, last, now)
 
     def _select_new_parent(self, now: float) -> bool:
         """Pick the best parent; True if it changed to a peer (reference ``_selectNewParent``)."""
