@@ -95,7 +95,26 @@ def _sim(section: dict[str, Any]) -> list[str]:
     for r in runs:
         cells = " | ".join(f"{r['tables'][n]['mean']:.1f} / {r['tables'][n]['max']}" for n in names)
         out.append(f"| {_scenario(r)} | {r['graph']['name']} | {cells} |")
-    out += ["", "### Events", ""]
+    out += ["", "### Router state per node by part (mean KiB over the sampled nodes, end of run)", ""]
+    parts = list(runs[0]["memory"].get("breakdown_bytes_mean", {})) if runs else []
+    out += [
+        "| scenario | graph | " + " | ".join(parts) + " | total |",
+        "|---|---|" + "---:|" * (len(parts) + 1),
+    ]
+    for r in runs:
+        mean = r["memory"].get("breakdown_bytes_mean", {})
+        cells = " | ".join(f"{mean.get(p, 0) / 1024:.1f}" for p in parts)
+        total = r["memory"]["state_bytes_mean"] / 1024
+        out.append(f"| {_scenario(r)} | {r['graph']['name']} | {cells} | {total:.1f} |")
+    out += [
+        "",
+        "Sizes are `sys.getsizeof` summed over every object a core holds, shared objects counted for"
+        " each core that holds them. Wakeup broadcasts go out every 60 s, so the seen-broadcasts table"
+        " is at its steady size only in runs longer than that.",
+        "",
+        "### Events",
+        "",
+    ]
     for r in runs:
         for event in r["events"][:3]:
             out.append(

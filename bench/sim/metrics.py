@@ -149,3 +149,17 @@ def deep_size(root: object, exclude: Iterable[object] = ()) -> int:
 def core_state_bytes(core: RouterCore) -> int:
     """The memory one routing core holds (its configuration, shared by all, excluded)."""
     return deep_size(core, exclude=(core.config,))
+
+
+def core_state_breakdown(core: RouterCore) -> dict[str, int]:
+    """:func:`core_state_bytes` split by what holds it; ``other`` is the rest."""
+    parts = {
+        "peer announcements": core.announcements,
+        "snake routes": core.routes,
+        "seen broadcasts": core._seen_broadcasts,
+        "verified-signature cache": core._verified,
+        "traffic caches": (core.traffic.coords_cache, core.traffic._decisions),
+    }
+    out = {name: deep_size(value, exclude=(core, core.config)) for name, value in parts.items()}
+    out["other"] = max(0, core_state_bytes(core) - sum(out.values()))
+    return out

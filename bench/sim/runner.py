@@ -19,7 +19,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.sim.metrics import core_state_bytes, snake_correctness, summarise, table_sizes, tree_agreement
+from bench.sim.metrics import (
+    core_state_breakdown,
+    core_state_bytes,
+    snake_correctness,
+    summarise,
+    table_sizes,
+    tree_agreement,
+)
 from bench.sim.probes import KINDS, Prober, round_summary
 from bench.sim.scenarios import plan
 from bench.sim.setup import SimConfig, build_mesh
@@ -193,10 +200,13 @@ class Simulation:
             out[name] = {"mean": sum(values) / len(values), "max": max(values)}
         return out
 
-    def _memory(self) -> dict[str, float]:
+    def _memory(self) -> dict[str, Any]:
         names = sorted(self.mesh.nodes)
         picked = random.Random(self.config.seed + 3).sample(names, min(len(names), self.config.memory_sample))
         sizes = [core_state_bytes(self.mesh.nodes[n].core) for n in picked]
+        parts: Counter[str] = Counter()
+        for n in picked:
+            parts.update(core_state_breakdown(self.mesh.nodes[n].core))
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         return {
             "sampled_nodes": len(sizes),
@@ -204,6 +214,7 @@ class Simulation:
             "state_bytes_max": max(sizes, default=0),
             "process_peak_rss_bytes": peak_kib * 1024,
             "process_peak_rss_per_node_bytes": peak_kib * 1024 / max(1, len(self.mesh.nodes)),
+            "breakdown_bytes_mean": {k: v / max(1, len(picked)) for k, v in parts.items()},
         }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.sim.metrics import (
+    core_state_breakdown,
     core_state_bytes,
     deep_size,
     hop_distances,
@@ -86,5 +87,8 @@ def test_sizes_of_state() -> None:
     assert sizes["peers"] == 2
     assert sizes["announcements"] == 2
     assert core_state_bytes(middle) > core_state_bytes(mesh.nodes["n0"].core) > 0
+    parts = core_state_breakdown(middle)
+    assert sum(parts.values()) == core_state_bytes(middle)
+    assert parts["peer announcements"] > 0
     shared = [1, 2, 3]
     assert deep_size({"a": shared}, exclude=(shared,)) < deep_size({"a": shared})
