@@ -97,8 +97,8 @@ def describe(result: dict[str, Any]) -> str:
         "signatures: " + ("signed and verified" if result["signatures"] else "OFF (--no-signatures)"),
         *_experiment(result),
         f"converged {_fmt(conv['converged_at'], ' s')} after the event (tree {_fmt(conv['tree_at'], ' s')},"
-        f" snake {_fmt(conv['snake_at'], ' s')}); all sampled pairs delivered from"
-        f" {_fmt(conv['stable_full_delivery_from'], ' s')}",
+        f" snake {_fmt(conv['snake_at'], ' s')}); first round with every pair delivered at"
+        f" {_fmt(conv['first_full_delivery_at'], ' s')}",
         "delivery: " + ", ".join(f"{k} {_fmt(v * 100, '%')}" for k, v in result["delivery"].items()),
     ]
     for kind, s in st.items():

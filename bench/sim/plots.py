@@ -53,11 +53,13 @@ def stretch_cdf(results: list[Result], path: Path) -> Path:
             if values:
                 ys = [(i + 1) / len(values) for i in range(len(values))]
                 ax.step(values, ys, style, where="post", label=f"{kind} · {_label(result)}")
-    ax.set_xlabel("stretch (hops taken / shortest hops)")
+    ax.set_xscale("log")
+    ax.set_xlabel("stretch (hops taken / shortest hops, log scale)")
     ax.set_ylabel("fraction of delivered frames")
     ax.set_title("Path stretch, first frame (SNEK) and established flow (tree)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -100,7 +102,7 @@ def memory(results: list[Result], path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("nodes")
     ax.set_ylabel("router state per node (KiB)")
-    ax.set_title("Memory per node", fontsize=10)
+    ax.set_title("Router state per node at the end of cold starts", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)

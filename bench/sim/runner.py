@@ -128,10 +128,10 @@ class Simulation:
         rounds = [round_summary(r, mesh) for r in self.prober.rounds]
         after = [r for r in rounds if r["t"] >= t0 - 1e-9]
         both = lambda s: s["tree"] == 1.0 and s["snake"] == 1.0  # noqa: E731
-        converged_at = _first(self.timeline, t0, both)
+        converged_at = _recovered(self.timeline, t0, both)
         stable_from = _stable_from(self.timeline, t0, both)
-        # Stretch of a settled network: rounds from when it stays converged, else from the event.
-        stretch_from = stable_from if stable_from is not None else t0
+        # Stretch of a settled network: rounds from when it has converged, else from the event.
+        stretch_from = converged_at if converged_at is not None else t0
         if config.scenario == "churn":
             stretch_from = t0  # under churn the network never settles: measure throughout
         stretch: dict[str, Any] = {}
@@ -146,8 +146,11 @@ class Simulation:
             ]
             samples[kind] = sorted(values)
             stretch[kind] = summarise(values).as_dict()
+        full_at = _recovered(after, t0, _complete)
+        settled = [r for r in after if converged_at is not None and r["t"] >= converged_at - 1e-9]
         delivery = {kind: _ratio(after, kind) for kind in KINDS}
-        full = [r["t"] for r in after if _complete(r)]
+        delivery["first_after_convergence"] = _ratio(settled, "first")
+        delivery["first_from_10s"] = _ratio([r for r in after if r["t"] >= t0 + 10.0 - 1e-9], "first")
         stable = None
         for r in reversed(after):
             if not _complete(r):
@@ -168,11 +171,11 @@ class Simulation:
             "rounds": rounds,
             "convergence": {
                 "event_at": t0,
-                "tree_at": _since(_stable_from(self.timeline, t0, lambda s: s["tree"] == 1.0), t0),
-                "snake_at": _since(_stable_from(self.timeline, t0, lambda s: s["snake"] == 1.0), t0),
+                "tree_at": _since(_recovered(self.timeline, t0, lambda s: s["tree"] == 1.0), t0),
+                "snake_at": _since(_recovered(self.timeline, t0, lambda s: s["snake"] == 1.0), t0),
                 "converged_at": _since(converged_at, t0),
                 "stable_from": _since(stable_from, t0),
-                "first_full_delivery_at": _since(full[0] if full else None, t0),
+                "first_full_delivery_at": _since(full_at, t0),
                 "stable_full_delivery_from": _since(stable, t0),
             },
             "delivery": delivery,
@@ -218,11 +221,18 @@ class Simulation:
         }
 
 
-def _first(timeline: list[dict[str, Any]], t0: float, test: Any) -> float | None:
-    for sample in timeline:
-        if sample["t"] >= t0 - 1e-9 and test(sample):
-            return float(sample["t"])
-    return None
+def _recovered(items: list[dict[str, Any]], t0: float, test: Any) -> float | None:
+    """When ``test`` holds again after it first failed at or after ``t0``: ``t0`` if it never
+    failed, ``None`` if it never held again.  ``items`` are samples or rounds (key ``t``)."""
+    failed = False
+    for item in items:
+        if item["t"] < t0 - 1e-9:
+            continue
+        if not test(item):
+            failed = True
+        elif failed:
+            return float(item["t"])
+    return None if failed else t0
 
 
 def _stable_from(timeline: list[dict[str, Any]], t0: float, test: Any) -> float | None:
