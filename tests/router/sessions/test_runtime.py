@@ -78,11 +78,17 @@ async def test_stream_echo_both_ways() -> None:
 async def test_many_streams_share_one_session() -> None:
     a, b, _ = pair()
 
+    async def to_end(stream: SessionStream) -> bytes:
+        # A stream has no message boundaries: a short write may arrive in pieces.
+        parts = []
+        while chunk := await stream.read():
+            parts.append(chunk)
+        return b"".join(parts)
+
     async def answer(stream: SessionStream) -> None:
-        request = await stream.read()
+        request = await to_end(stream)
         stream.write(b"re:" + request)
         stream.write_eof()
-        await stream.read()
 
     b.listen("matrix", answer)
 
@@ -90,7 +96,7 @@ async def test_many_streams_share_one_session() -> None:
         stream = await a.open_stream(key_of(b), "matrix", timeout=5)
         stream.write(str(i).encode())
         stream.write_eof()
-        return await stream.read()
+        return await to_end(stream)
 
     answers = await asyncio.gather(*(one(i) for i in range(300)))
     assert answers == [b"re:" + str(i).encode() for i in range(300)]
