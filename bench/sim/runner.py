@@ -128,7 +128,8 @@ class Simulation:
         rounds = [round_summary(r, mesh) for r in self.prober.rounds]
         after = [r for r in rounds if r["t"] >= t0 - 1e-9]
         both = lambda s: s["tree"] == 1.0 and s["snake"] == 1.0  # noqa: E731
-        converged_at = _recovered(self.timeline, t0, both)
+        cold = config.scenario == "cold"
+        converged_at = _recovered(self.timeline, t0, both, cold)
         stable_from = _stable_from(self.timeline, t0, both)
         # Stretch of a settled network: rounds from when it has converged, else from the event.
         stretch_from = converged_at if converged_at is not None else t0
@@ -146,7 +147,7 @@ class Simulation:
             ]
             samples[kind] = sorted(values)
             stretch[kind] = summarise(values).as_dict()
-        full_at = _recovered(after, t0, _complete)
+        full_at = _recovered(after, t0, _complete, cold)
         settled = [r for r in after if converged_at is not None and r["t"] >= converged_at - 1e-9]
         delivery = {kind: _ratio(after, kind) for kind in KINDS}
         delivery["first_after_convergence"] = _ratio(settled, "first")
@@ -171,8 +172,8 @@ class Simulation:
             "rounds": rounds,
             "convergence": {
                 "event_at": t0,
-                "tree_at": _since(_recovered(self.timeline, t0, lambda s: s["tree"] == 1.0), t0),
-                "snake_at": _since(_recovered(self.timeline, t0, lambda s: s["snake"] == 1.0), t0),
+                "tree_at": _since(_recovered(self.timeline, t0, lambda s: s["tree"] == 1.0, cold), t0),
+                "snake_at": _since(_recovered(self.timeline, t0, lambda s: s["snake"] == 1.0, cold), t0),
                 "converged_at": _since(converged_at, t0),
                 "stable_from": _since(stable_from, t0),
                 "first_full_delivery_at": _since(full_at, t0),
@@ -221,10 +222,13 @@ class Simulation:
         }
 
 
-def _recovered(items: list[dict[str, Any]], t0: float, test: Any) -> float | None:
+def _recovered(
+    items: list[dict[str, Any]], t0: float, test: Any, failed_at_start: bool = False
+) -> float | None:
     """When ``test`` holds again after it first failed at or after ``t0``: ``t0`` if it never
-    failed, ``None`` if it never held again.  ``items`` are samples or rounds (key ``t``)."""
-    failed = False
+    failed, ``None`` if it never held again.  ``items`` are samples or rounds (key ``t``).
+    On a cold start nothing holds at ``t0`` (``failed_at_start``)."""
+    failed = failed_at_start
     for item in items:
         if item["t"] < t0 - 1e-9:
             continue
