@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench microbench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest --benchmark-disable -q
 
+# The full report: simulator, throughput, sessions (and relay) into bench/results/REPORT.md.
+# One section alone: make bench BENCH_ARGS="--only sim"; reduced set: BENCH_ARGS=--quick.
 bench: $(STAMP)
+	$(PY) -m bench report --progress $(BENCH_ARGS)
+
+microbench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
 
 clean:

@@ -1,1 +1,1 @@
-"""Pinewood's benchmarks: micro-benchmarks (pytest-benchmark) and, later, the simulator."""
+"""Pinewood's benchmarks: micro-benchmarks (pytest-benchmark), the simulator and the report."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -276,6 +277,15 @@ def _cmd_ping(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parser
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:  # imported only here: plotting libraries are slow to load
+        entry = importlib.import_module("bench.entry")
+    except ImportError as exc:  # installed without the benchmarks
+        raise CLIError(f"the benchmarks are not installed: {exc}") from None
+    result: int = entry.main(args.bench_args)
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pinewood", description="Pinecone-compatible overlay router")
     parser.add_argument("--version", action="version", version=f"pinewood {__version__}")
@@ -347,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("-i", "--interval", type=float, default=1.0)
     ping.add_argument("-W", "--timeout", type=float, default=2.0)
     ping.set_defaults(handler=_cmd_ping)
+    bench = commands.add_parser(
+        "bench", help="benchmarks: 'bench sim ...' or 'bench report ...'", add_help=False
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(handler=_cmd_bench)
     return parser
 
 

@@ -73,6 +73,9 @@ MAX_ACCEPTED_ANNOUNCEMENT_SIZE = 0xFFFF - 12 - 10 - 32 - 64
 
 KEEPALIVE_FRAME = encode_frame(Keepalive())
 
+CROSSING_WINDOW_S = 1.0
+"""An announcement sent to a peer this recently is taken to be crossing its own on the link."""
+
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
@@ -86,6 +89,9 @@ class CoreConfig:
     max_peers: int = DEFAULT_MAX_PEERS
     clock_offset_s: float = 0.0
     """Added to ``now`` to make sequence numbers (Unix milliseconds in the reference)."""
+    bootstrap_interval_s: float = BOOTSTRAP_INTERVAL_S
+    """How often the node bootstraps.  Only the simulator changes it (to study
+    convergence); like ``sign`` and ``verify_signatures`` it is not a daemon setting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,8 @@ class RouterCore:
         self._last_bootstrap = now
         self._last_sequence_ms = 0
         self._last_sent: dict[int, float] = {}
+        self._announced: dict[int, tuple[RootAnnouncement, float]] = {}
+        """The root announcement last sent to each peer (before our hop was added), and when."""
         self._last_received: dict[int, float] = {}
         self._seen_broadcasts: dict[bytes, tuple[int, float]] = {}
         self._verified = VerifiedAnnouncements()
@@ -168,6 +176,7 @@ class RouterCore:
             return
         del self.peers[port], self.peer_keys[port], self.link_types[port]
         self._last_sent.pop(port, None)
+        self._announced.pop(port, None)
         self._last_received.pop(port, None)
         self._changed()
         if not self.peers:
@@ -378,6 +387,7 @@ class RouterCore:
         except EncodeError:
             self.drops["announcement too long to extend"] += 1
             return
+        self._announced[port] = (ann, now)
         self.send(port, data, now)
 
     def _send_tree_announcements(self, now: float) -> None:
@@ -454,7 +464,17 @@ class RouterCore:
             self._waiting_until = now + REPARENT_WAIT_S
             self._become_root(now)
         elif action is AnnouncementAction.INFORM_PEER_OF_STRONGER_ROOT and not first:
-            self._send_announcement_to(port, last, now)
+            # Skipped when this very announcement is already on its way to the
+            # peer (the two crossed on the link): a second copy tells it nothing,
+            # and if it has meanwhile taken us as its parent, the copy reads as
+            # "the parent re-sent an old update", which it must treat as bad news
+            # (a 1 s reparent wait, and its subtree's with it).
+            # Only a copy sent within the last second counts as crossing: an
+            # older one the peer may have dropped since (a reset, a new parent
+            # chosen without us), and it must hear of the stronger root again.
+            told = self._announced.get(port)
+            if told is None or told[0].raw != last.raw or now - told[1] >= CROSSING_WINDOW_S:
+                self._send_announcement_to(port, last, now)
 
     def _select_new_parent(self, now: float) -> bool:
         """Pick the best parent; True if it changed to a peer (reference ``_selectNewParent``)."""
@@ -487,7 +507,7 @@ class RouterCore:
             self._bootstrap_soon(now)
 
     def _bootstrap_soon(self, now: float) -> None:
-        self._last_bootstrap = now - BOOTSTRAP_INTERVAL_S
+        self._last_bootstrap = now - self.config.bootstrap_interval_s
 
     def _maintain_snake(self, now: float) -> None:
         root = self.root()
@@ -499,7 +519,7 @@ class RouterCore:
             del self.routes[key]
         if expired:
             self._changed()
-        if now - self._last_bootstrap >= BOOTSTRAP_INTERVAL_S:
+        if now - self._last_bootstrap >= self.config.bootstrap_interval_s:
             self._bootstrap_now(now)
 
     def snek(

@@ -77,6 +77,7 @@ class Mesh:
         self.transmissions: Counter[str] = Counter()
         self.lost = 0
         self.frame_observer: Callable[[str, str, bytes], None] | None = None
+        self.delivery_observer: Callable[[str, Deliver], None] | None = None
 
     # ------------------------------------------------------------ building
 
@@ -188,6 +189,8 @@ class Mesh:
                 self._transmit(node, out)
             elif isinstance(out, Deliver):
                 node.delivered.append(out)
+                if self.delivery_observer is not None:
+                    self.delivery_observer(node.name, out)
                 if len(node.delivered) > self.config.keep_deliveries:
                     del node.delivered[: len(node.delivered) // 2]
             elif isinstance(out, ClosePeer):

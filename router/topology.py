@@ -107,3 +107,52 @@ def random_graph(count: int, extra_edges: int, rng: random.Random) -> Topology:
         a, b = rng.sample(names, 2)
         edges.append((a, b))
     return Topology.build(names, edges)
+
+
+def erdos_renyi(count: int, mean_degree: float, rng: random.Random) -> Topology:
+    """A G(n, m) random graph with ``m = count * mean_degree / 2`` distinct edges,
+    made connected by joining every smaller component to a random node of the largest."""
+    names = _names(count)
+    wanted = min(int(count * mean_degree / 2), count * (count - 1) // 2)
+    chosen: set[tuple[int, int]] = set()
+    while len(chosen) < wanted:
+        a, b = rng.randrange(count), rng.randrange(count)
+        if a != b:
+            chosen.add((min(a, b), max(a, b)))
+    edges = sorted(chosen)
+    parent = list(range(count))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in edges:
+        parent[find(a)] = find(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(count):
+        groups.setdefault(find(i), []).append(i)
+    ordered = sorted(groups.values(), key=len, reverse=True)
+    for group in ordered[1:]:
+        edges.append((rng.choice(group), rng.choice(ordered[0])))
+    return Topology.build(names, [(names[a], names[b]) for a, b in edges])
+
+
+def barabasi_albert(count: int, attach: int, rng: random.Random) -> Topology:
+    """Preferential attachment: each new node peers with ``attach`` distinct existing
+    nodes chosen with probability proportional to their degree (connected by construction)."""
+    if attach < 1:
+        raise TopologyError("each new node must attach to at least one other")
+    names = _names(count)
+    seed = min(attach + 1, count)
+    edges = [(names[i], names[j]) for i in range(seed) for j in range(i)]
+    ends = [n for edge in edges for n in edge] or [names[0]]
+    for i in range(seed, count):
+        targets: set[str] = set()
+        while len(targets) < attach:
+            targets.add(rng.choice(ends))
+        for target in sorted(targets):
+            edges.append((names[i], target))
+            ends.extend((names[i], target))
+    return Topology.build(names, edges)

@@ -74,3 +74,14 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_cli_client_without_a_daemon(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--admin", "127.0.0.1:1"]) == 2
     assert "cannot reach the admin API" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting", ["verify_signatures", "sign", "signatures", "no_signatures"])
+def test_signatures_cannot_be_turned_off_from_the_daemon_config(tmp_path: Path, setting: str) -> None:
+    """Skipping ed25519 is a switch of the simulator's cores only, never of a daemon."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"{setting} = false\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_config(path, environ={f"PINEWOOD_{setting.upper()}": "false"})

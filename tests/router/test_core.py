@@ -78,6 +78,34 @@ def test_stronger_root_becomes_parent(core: RouterCore) -> None:
     assert not closes(out)
 
 
+def _announcements_sent(out: list[Output], port: int) -> list[RootAnnouncement]:
+    frames = [decode_frame(o.data) for o in out if isinstance(o, SendFrame) and o.port == port]
+    return [decode_announcement(f.payload) for f in frames if isinstance(f, TreeAnnouncementFrame)]
+
+
+def test_a_weaker_peer_is_told_the_stronger_root_once_per_announcement(core: RouterCore) -> None:
+    """When a peer's weaker announcement crosses ours on the link, ours is already
+    on its way: a second copy would only look like bad news from a parent."""
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    core.handle_frame(port, announcement_frame(rooted_at(HIGH, port=5)), T0 + 0.1)
+    low_port, out = core.add_peer(LOW.public_key, 3, T0 + 0.2)
+    (told,) = _announcements_sent(out, low_port)
+    assert told.root_key == HIGH.public_key
+    # LOW's first announcement: never answered (it has ours already).
+    assert not _announcements_sent(
+        core.handle_frame(low_port, announcement_frame(rooted_at(LOW)), T0 + 0.3), low_port
+    )
+    # A later weaker one, sent before ours arrived: ours is in flight, no second copy.
+    out = core.handle_frame(low_port, announcement_frame(rooted_at(LOW, sequence=2)), T0 + 0.4)
+    assert not _announcements_sent(out, low_port)
+    # Once our root announcement has changed since we last told LOW, LOW is told the new one.
+    core.handle_frame(port, announcement_frame(rooted_at(HIGH, sequence=2, port=5)), T0 + 0.5)
+    core._announced.pop(low_port)  # as if the update to LOW had not been sent
+    out = core.handle_frame(low_port, announcement_frame(rooted_at(LOW, sequence=3)), T0 + 0.6)
+    (again,) = _announcements_sent(out, low_port)
+    assert (again.root_key, again.root_sequence) == (HIGH.public_key, 2)
+
+
 def forged_announcements() -> dict[str, bytes]:
     good = rooted_at(HIGH)
     bad_signature = bytearray(good.raw)

@@ -31,3 +31,38 @@ def test_generators() -> None:
     graph = topology.random_graph(30, 10, random.Random(1))
     assert 29 <= len(graph.edges) <= 39
     assert topology.random_graph(30, 10, random.Random(1)) == graph  # replayable from the seed
+
+
+def _connected(topo: topology.Topology) -> bool:
+    adjacency: dict[str, set[str]] = {n: set() for n in topo.nodes}
+    for a, b in topo.edges:
+        adjacency[a].add(b)
+        adjacency[b].add(a)
+    seen, stack = {topo.nodes[0]}, [topo.nodes[0]]
+    while stack:
+        for other in adjacency[stack.pop()] - seen:
+            seen.add(other)
+            stack.append(other)
+    return len(seen) == len(topo.nodes)
+
+
+def test_erdos_renyi_is_connected_with_the_asked_mean_degree() -> None:
+    topo = topology.erdos_renyi(200, 4.0, random.Random(3))
+    assert len(topo.nodes) == 200
+    assert _connected(topo)
+    # 400 sampled edges, plus at most one per component that had to be joined on.
+    assert 400 <= len(topo.edges) < 400 + 200
+
+
+def test_barabasi_albert_attaches_each_new_node_to_m_others() -> None:
+    topo = topology.barabasi_albert(100, 2, random.Random(4))
+    assert _connected(topo)
+    # A triangle of the first three nodes, then two edges for each of the other 97.
+    assert len(topo.edges) == 3 + 2 * 97
+    degrees = {n: 0 for n in topo.nodes}
+    for a, b in topo.edges:
+        degrees[a] += 1
+        degrees[b] += 1
+    assert min(degrees.values()) == 2
+    with pytest.raises(TopologyError):
+        topology.barabasi_albert(10, 0, random.Random(1))

@@ -1,0 +1,19 @@
+"""Dispatch of ``python -m bench`` and ``pinewood bench``: ``report`` or ``sim``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.report import main as report_main
+from bench.sim.cli import main as sim_main
+
+COMMANDS = ("report", "sim")
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: python -m bench {report,sim} [options]  (--help after the command for its options)")
+        return 2
+    if argv[0] == "report":
+        return report_main(argv[1:])
+    return sim_main(argv[1:])

@@ -1,0 +1,208 @@
+"""``python -m bench report``: run the benchmarks and write ``bench/results/REPORT.md``.
+
+Sections, each runnable alone with ``--only`` (a comma-separated list):
+
+``sim``         simulator scenarios (:mod:`bench.sim`), with PNG plots
+``throughput``  the process chain for every link type (:mod:`bench.throughput`)
+``sessions``    QUIC sessions through the gateway (:mod:`bench.sessions`)
+``relay``       relay load, if a ``bench.relay`` module exists (skipped with a note if not)
+
+Every section keeps its figures in ``<out>/<section>.json``; the report is
+written from all of them, so a section that is not re-run keeps its last
+figures (and says when they were measured).  ``--quick`` runs a reduced set in
+seconds: small graphs for the simulator and tiny durations for the processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.report_text import render
+from bench.sim import plots
+from bench.sim.runner import simulate
+from bench.sim.setup import SimConfig
+
+SECTIONS = ("sim", "throughput", "sessions", "relay")
+LINKS = ("tcp", "tls", "quic", "ws")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+Progress = Callable[[str], None]
+
+
+def sim_scenarios(quick: bool) -> list[SimConfig]:
+    """The simulator runs of the report (``quick``: small graphs, short runs)."""
+    if quick:
+        base = SimConfig(graph="sim.txt", duration_s=40.0, event_at_s=20.0, pairs=30, probe_every_s=2.0)
+        return [
+            base,
+            replace(base, scenario="root-loss"),
+            replace(base, scenario="churn", churn_per_min=0.2),
+            replace(base, graph="ba:60:2", pairs=10, probe_every_s=4.0),
+        ]
+    g250 = SimConfig(graph="graph-250.txt", duration_s=80.0, event_at_s=50.0)
+    # Scale runs: churn from 40 s (5 % of the nodes a minute) to 100 s, past the wakeup round at 60 s.
+    scale = SimConfig(duration_s=100.0, event_at_s=40.0, pairs=50, probe_every_s=4.0)
+    return [
+        g250,
+        replace(g250, scenario="root-loss", duration_s=110.0),
+        replace(g250, scenario="link-cuts", duration_s=90.0, cuts=10),
+        replace(g250, scenario="mobility", duration_s=90.0),
+        replace(g250, scenario="churn", duration_s=170.0),
+        replace(g250, bootstrap_interval_s=1.0),
+        SimConfig(graph="ba:100:2", duration_s=75.0, pairs=50),
+        SimConfig(graph="ba:300:2", duration_s=75.0, pairs=50),
+        SimConfig(graph="ba:1000:2", duration_s=75.0, pairs=50, probe_every_s=4.0),
+        replace(scale, graph="ba:1000:2", scenario="churn"),
+        replace(scale, graph="fc00.txt", scenario="cold", duration_s=70.0),
+        replace(scale, graph="fc00.txt", scenario="churn"),
+        replace(scale, graph="yggdrasil.txt", scenario="cold", duration_s=70.0),
+        SimConfig(
+            graph="ba:10000:2",
+            duration_s=30.0,
+            signatures=False,
+            pairs=20,
+            probe_every_s=5.0,
+            sample_every_s=5.0,
+            memory_sample=30,
+        ),
+    ]
+
+
+def run_sim(quick: bool, out: Path, progress: bool, say: Progress) -> dict[str, Any]:
+    results = []
+    for config in sim_scenarios(quick):
+        say(f"sim: {config.scenario} on {config.graph} for {config.duration_s:.0f} s simulated")
+        results.append(simulate(replace(config, progress=progress)))
+    g250 = [
+        r
+        for r in results
+        if r["graph"]["nodes"] == results[0]["graph"]["nodes"]
+        and r["config"]["bootstrap_interval_s"] == results[0]["config"]["bootstrap_interval_s"]
+    ]
+    cold = [
+        r for r in results if r["config"]["scenario"] == "cold" and r["config"]["bootstrap_interval_s"] == 5.0
+    ]
+    pictures = {
+        "convergence": plots.convergence(g250, out / "sim-convergence.png").name,
+        "stretch": plots.stretch_cdf(
+            [r for r in results if r["config"]["graph"] in ("graph-250.txt", "yggdrasil.txt") and r in cold],
+            out / "sim-stretch-cdf.png",
+        ).name,
+        "control": plots.control_traffic(g250, out / "sim-control-traffic.png").name,
+        "memory": plots.memory(
+            [
+                r
+                for r in results
+                if r["config"]["scenario"] == "cold" and r["config"]["graph"].startswith("ba:")
+            ],
+            out / "sim-memory.png",
+        ).name,
+    }
+    for r in results:  # the samples are in the plots; keep the JSON readable
+        r.pop("stretch_samples", None)
+    return {"runs": results, "plots": pictures}
+
+
+def _module_json(module: str, args: list[str], say: Progress) -> dict[str, Any]:
+    command = [sys.executable, "-m", module, *args, "--json"]
+    say("running " + " ".join(command[1:]))
+    started = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        return {"argv": command[1:], "error": proc.stderr.strip()[-2000:], "run_wall_s": took}
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return {"argv": command[1:], "result": result, "run_wall_s": took}
+
+
+def run_throughput(quick: bool, say: Progress) -> dict[str, Any]:
+    runs, seconds = ("1", "1") if quick else ("3", "5")
+    links = ("tcp",) if quick else LINKS
+    return {
+        "links": {
+            link: _module_json(
+                "bench.throughput", ["--link", link, "--runs", runs, "--seconds", seconds], say
+            )
+            for link in links
+        }
+    }
+
+
+def run_sessions(quick: bool, say: Progress) -> dict[str, Any]:
+    args = ["--runs", "1", "--seconds", "1", "--clients", "2"] if quick else []
+    return _module_json("bench.sessions", args, say)
+
+
+def run_relay(quick: bool, say: Progress) -> dict[str, Any]:
+    if importlib.util.find_spec("bench.relay") is None:
+        return {"skipped": "no bench.relay module in this tree"}
+    return _module_json("bench.relay", ["--quick"] if quick else [], say)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench report", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="reduced scenarios, seconds not minutes")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="sections to run: " + ", ".join(SECTIONS))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    parser.add_argument("--progress", action="store_true", help="progress bars for simulator runs")
+    parser.add_argument("--render", action="store_true", help="only rewrite REPORT.md from stored results")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    command = "python -m bench report" + (" --quick" if args.quick else "")
+    if set(only) != set(SECTIONS):
+        command += f" --only {','.join(only)}"
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "sim": lambda: run_sim(args.quick, out, args.progress, say),
+        "throughput": lambda: run_throughput(args.quick, say),
+        "sessions": lambda: run_sessions(args.quick, say),
+        "relay": lambda: run_relay(args.quick, say),
+    }
+    for section in [] if args.render else only:
+        started = time.perf_counter()
+        figures = runners[section]()
+        stamp = {
+            "measured": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command,
+            "quick": args.quick,
+            "wall_s": time.perf_counter() - started,
+            "machine": machine(),
+        }
+        (out / f"{section}.json").write_text(json.dumps({**stamp, **figures}, indent=1), encoding="utf-8")
+    stored = {
+        s: json.loads((out / f"{s}.json").read_text(encoding="utf-8"))
+        for s in SECTIONS
+        if (out / f"{s}.json").is_file()
+    }
+    (out / "REPORT.md").write_text(render(stored), encoding="utf-8")
+    say(f"wrote {out / 'REPORT.md'}")
+    return 0

@@ -1,0 +1,375 @@
+"""The Markdown of ``bench/results/REPORT.md``, from the stored section results."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+REFERENCE = {"first_mean": 2.3, "first_p95": 5.0, "established_mean": 1.5}
+"""The reference implementation's stretch on graph-250.txt, as measured with its simulator."""
+TOLERANCE = 1.05
+"""The reference's figures are approximate ("about 2.3"): within 5 % counts as no worse."""
+
+
+REFERENCE_BOOTSTRAP_S = 5.0
+
+
+def _scenario(r: dict[str, Any]) -> str:
+    interval = r["config"]["bootstrap_interval_s"]
+    tag = "" if interval == REFERENCE_BOOTSTRAP_S else f" (experiment: bootstrap every {interval:g} s)"
+    return f"{r['config']['scenario']}{tag}"
+
+
+def _f(value: Any, digits: int = 2, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}{unit}"
+    return f"{value}{unit}"
+
+
+def _pct(value: Any) -> str:
+    return (
+        "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * 100:.1f} %"
+    )
+
+
+def _stamp(section: dict[str, Any]) -> str:
+    m = section["machine"]
+    load = ", ".join(f"{x:.2f}" for x in m["load_average"])
+    return (
+        f"_Measured {section['measured']} with `{section['command']}` in {section['wall_s']:.0f} s wall;"
+        f" Python {m['python']} on {m['platform']}, {m['cpus']} CPUs, load average at the end {load}._"
+    )
+
+
+def _when(r: dict[str, Any], key: str) -> str:
+    """A convergence time; on a cold start, 0 means "already at the first sample"."""
+    value = r["convergence"][key]
+    if r["config"]["scenario"] == "cold" and value == 0.0 and r["timeline"]:
+        return f"≤ {r['timeline'][0]['t']:g} s"
+    return _f(value, 1, " s")
+
+
+def _sim(section: dict[str, Any]) -> list[str]:
+    runs = section["runs"]
+    out = ["## Simulator", "", _stamp(section), ""]
+    out += [
+        "All runs use the routing core unchanged on the in-memory mesh (virtual clock, per-link latency"
+        " drawn from the run's latency model). Times are simulated seconds after the run's event (after"
+        " the start for a cold start). Stretch counts delivered frames of rounds started once the"
+        " network had converged (under churn: throughout the churn). _tree_, _snake_, _converged_: when"
+        " every node first agrees on the tree, has the right descending neighbour, or both, once the"
+        " event has disturbed them (0 if it did not; sampled every second, probes every two); _first"
+        " full round_: the first probe round after the event in which every first frame arrived;"
+        " _delivery_: over all rounds after the event; _once converged_: first frames of rounds"
+        " started after convergence. Wall times are those of a machine shared with other work (the"
+        " stamp gives the load average); read them as upper bounds.",
+        "",
+        "| scenario | graph | nodes | signatures | tree | snake | converged | first full round |"
+        " delivery first / established | first, once converged | control B/node/s |"
+        " state KiB/node (mean / max) | wall s | wall s per sim s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        c, g, m = r["convergence"], r["graph"], r["memory"]
+        nodes = f"{g['nodes']}" + (
+            f" ({g['skipped_edges']} edges over capacity)" if g["skipped_edges"] else ""
+        )
+        out.append(
+            f"| {_scenario(r)} | {g['name']} | {nodes} |"
+            f" {'on' if r['signatures'] else '**off**'} |"
+            f" {_when(r, 'tree_at')} | {_when(r, 'snake_at')} |"
+            f" {_when(r, 'converged_at')} |"
+            f" {_f(c['first_full_delivery_at'], 1, ' s')} |"
+            f" {_pct(r['delivery']['first'])} / {_pct(r['delivery']['established'])} |"
+            f" {_pct(r['delivery']['first_after_convergence'])} |"
+            f" {_f(r['control']['bytes_per_node_s'], 0)} |"
+            f" {m['state_bytes_mean'] / 1024:.1f} / {m['state_bytes_max'] / 1024:.1f} |"
+            f" {r['wall_s']:.0f} | {r['wall_per_sim_s']:.3f} |"
+        )
+    out += ["", "### Path stretch (hops taken / shortest hops)", ""]
+    out += [
+        "| scenario | graph | first frame mean | p50 | p95 | max | established mean | p50 | p95 | max |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        f, e = r["stretch"]["first"], r["stretch"]["established"]
+        out.append(
+            f"| {_scenario(r)} | {r['graph']['name']} | {_f(f['mean'])} | {_f(f['p50'])} |"
+            f" {_f(f['p95'])} | {_f(f['max'])} | {_f(e['mean'])} | {_f(e['p50'])} | {_f(e['p95'])} |"
+            f" {_f(e['max'])} |"
+        )
+    out += ["", "### Routing tables at the end of each run (mean / max per node)", ""]
+    names = list(runs[0]["tables"]) if runs else []
+    out += ["| scenario | graph | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    for r in runs:
+        cells = " | ".join(f"{r['tables'][n]['mean']:.1f} / {r['tables'][n]['max']}" for n in names)
+        out.append(f"| {_scenario(r)} | {r['graph']['name']} | {cells} |")
+    out += ["", "### Router state per node by part (mean KiB over the sampled nodes, end of run)", ""]
+    parts = list(runs[0]["memory"].get("breakdown_bytes_mean", {})) if runs else []
+    out += [
+        "| scenario | graph | " + " | ".join(parts) + " | total |",
+        "|---|---|" + "---:|" * (len(parts) + 1),
+    ]
+    for r in runs:
+        mean = r["memory"].get("breakdown_bytes_mean", {})
+        cells = " | ".join(f"{mean.get(p, 0) / 1024:.1f}" for p in parts)
+        total = r["memory"]["state_bytes_mean"] / 1024
+        out.append(f"| {_scenario(r)} | {r['graph']['name']} | {cells} | {total:.1f} |")
+    out += [
+        "",
+        "Sizes are `sys.getsizeof` summed over every object a core holds, shared objects counted for"
+        " each core that holds them. Wakeup broadcasts go out every 60 s, so the seen-broadcasts table"
+        " is at its steady size only in runs longer than that.",
+        "",
+        "### Events",
+        "",
+    ]
+    for r in runs:
+        for event in r["events"][:3]:
+            out.append(
+                f"- {r['config']['scenario']} on {r['graph']['name']} at {event['t']:.1f} s: {event['what']}"
+            )
+        if len(r["events"]) > 3:
+            out.append(f"- … and {len(r['events']) - 3} more {r['config']['scenario']} events")
+    plots = section["plots"]
+    out += [
+        "",
+        "### Plots",
+        "",
+        f"![convergence over time]({plots['convergence']})",
+        "",
+        f"![stretch CDF]({plots['stretch']})",
+        "",
+        f"![control traffic over time]({plots['control']})",
+        "",
+        f"![memory against node count]({plots['memory']})",
+        "",
+    ]
+    if any(not r["signatures"] for r in runs):
+        out += [
+            "Runs marked **off** used `--no-signatures`: no ed25519 signing or verifying in the cores"
+            " (a switch of the simulator only; the daemon always signs and verifies).",
+            "",
+        ]
+    return out
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not evaluated" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def targets(section: dict[str, Any]) -> list[str]:
+    runs = section["runs"]
+
+    def find(graph: str, scenario: str, signatures: bool = True) -> dict[str, Any] | None:
+        for r in runs:
+            if (
+                r["graph"]["name"] == graph
+                and r["config"]["scenario"] == scenario
+                and r["signatures"] is signatures
+                and r["config"]["bootstrap_interval_s"] == REFERENCE_BOOTSTRAP_S
+            ):
+                found: dict[str, Any] = r
+                return found
+        return None
+
+    rows = ["| target | measured | verdict |", "|---|---|---|"]
+    cold = find("graph-250.txt", "cold")
+    if cold is not None:
+        c = cold["convergence"]
+        snake_ok = c["snake_at"] is not None and c["snake_at"] <= 10.0
+        full = c["first_full_delivery_at"]
+        later = cold["delivery"]["first_from_10s"]
+        deliver_ok = full is not None and full <= 10.0 and later == 1.0
+        rows.append(
+            f"| graph-250: snake correct within 10 s of a cold start | {_f(c['snake_at'], 1, ' s')} |"
+            f" {_verdict(snake_ok)} |"
+        )
+        rows.append(
+            "| graph-250: every sampled pair delivered within 10 s (reference: 99-100 % from about 5 s) |"
+            f" first round with every pair delivered at {_f(full, 1, ' s')}; first frames of rounds"
+            f" from 10 s on: {_pct(later)} |"
+            f" {_verdict(deliver_ok)} |"
+        )
+        f, e = cold["stretch"]["first"], cold["stretch"]["established"]
+        stretch_ok = (
+            f["mean"] <= REFERENCE["first_mean"] * TOLERANCE
+            and f["p95"] <= REFERENCE["first_p95"] * TOLERANCE
+            and e["mean"] <= REFERENCE["established_mean"] * TOLERANCE
+        )
+        rows.append(
+            "| graph-250: stretch no worse than the reference (first frame mean about 2.3, p95 about 5;"
+            " established mean about 1.5; within 5 %) |"
+            f" first mean {_f(f['mean'])}, p95 {_f(f['p95'])}; established mean {_f(e['mean'])} |"
+            f" {_verdict(stretch_ok)} |"
+        )
+    churn = find("graph-250.txt", "churn")
+    if churn is not None:
+        d = churn["delivery"]
+        ok = d["first"] >= 0.99 and d["established"] >= 0.99
+        rate = churn["config"]["churn_per_min"] * 100
+        rows.append(
+            f"| graph-250: delivery at or above 99 % under {rate:.0f} % churn per minute |"
+            f" first frame {_pct(d['first'])}, established {_pct(d['established'])} | {_verdict(ok)} |"
+        )
+    thousand = [
+        r
+        for r in runs
+        if r["signatures"] and r["graph"]["nodes"] >= 1000 and r["config"]["scenario"] == "cold"
+    ]
+    for r in thousand:
+        m = r["memory"]
+        rows.append(
+            f"| at most 50 KiB of router state per node at 1,000 nodes ({r['graph']['name']},"
+            f" {r['graph']['nodes']} nodes) | mean {m['state_bytes_mean'] / 1024:.1f} KiB,"
+            f" max {m['state_bytes_max'] / 1024:.1f} KiB |"
+            f" {_verdict(m['state_bytes_mean'] <= 50 * 1024)} (mean) |"
+        )
+    big = [r for r in runs if r["graph"]["nodes"] >= 500]
+    for r in big:
+        rows.append(
+            f"| {r['graph']['name']} ({r['graph']['nodes']} nodes, {r['config']['scenario']},"
+            f" signatures {'on' if r['signatures'] else 'off'}) completes within a few minutes of wall"
+            f" time | {r['wall_s']:.0f} s wall for {r['simulated_s']:.0f} s simulated |"
+            f" {_verdict(r['wall_s'] <= 300)} |"
+        )
+    if len(rows) == 2:
+        rows.append("| (quick run: the target graphs were not simulated) | - | not evaluated |")
+    return ["## Targets", "", *rows, ""]
+
+
+def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    tp = stored.get("throughput")
+    if tp is not None:
+        out += ["## Throughput: a chain of router processes", "", _stamp(tp), ""]
+        out += [
+            "| link | processes | bare forwarder frames/s | pinewood frames/s | MB/s | vs bare |"
+            " ping p50 / p99 under load (ms) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for link, entry in tp["links"].items():
+            if "error" in entry:
+                reason = entry["error"].splitlines()[-1] if entry["error"] else "?"
+                out.append(f"| {link} | - | failed: {reason} | | | | |")
+                continue
+            r = entry["result"]
+            out.append(
+                f"| {link} | {r['nodes']} | {r['baseline_frames_s']:,} | {r['router_frames_s']:,} |"
+                f" {r['router_mb_s']} | {r['router_vs_baseline']:.1%} |"
+                f" {r['ping_p50_ms_under_load']} / {r['ping_p99_ms_under_load']} |"
+            )
+        out.append("")
+    ss = stored.get("sessions")
+    if ss is not None:
+        out += ["## Sessions: QUIC over the overlay through the gateway", "", _stamp(ss), ""]
+        if "error" in ss:
+            out += [f"Failed: `{ss['error'].splitlines()[-1] if ss['error'] else '?'}`", ""]
+        else:
+            r = ss["result"]
+            out += [
+                "| session stream MB/s | bare aioquic stream MB/s | ratio | gateway requests/s |",
+                "|---:|---:|---:|---:|",
+                f"| {r['session_stream_mb_s']} | {r['bare_aioquic_stream_mb_s']} |"
+                f" {r['session_vs_bare_aioquic']:.1%} | {r['gateway_requests_s']:,} |",
+                "",
+            ]
+    relay = stored.get("relay")
+    if relay is not None:
+        out += ["## Relay", "", _stamp(relay), ""]
+        if "skipped" in relay:
+            out += [f"Skipped: {relay['skipped']}.", ""]
+        elif "error" in relay:
+            out += [f"Failed: `{relay['error'].splitlines()[-1] if relay['error'] else '?'}`", ""]
+        else:
+            out += ["```json", _short_json(relay.get("result")), "```", ""]
+    return out
+
+
+def _short_json(value: Any) -> str:
+    return json.dumps(value, indent=1)[:4000]
+
+
+FINDINGS = """\
+## Convergence compared with the reference: what was found
+
+The timers of the routing core are the reference's (PROTOCOL.md, "Timers of the
+reference"): bootstrap every 5 s, snake maintenance every 1 s, route entries and the
+descending path valid for 10 s, reparent wait 1 s, root announcement every 30 min.
+The difference in convergence therefore does not come from the constants. Two
+causes were found with the simulator:
+
+1. **The tree (fixed).** From a cold start where every node comes up at once, the
+   tree used to take about 5 s on graph-250 (every node agreeing from 5 s): within
+   the first 0.1 s, 209 of the 248 nodes were in the 1 s reparent wait, and about
+   590 waits happened in the first 5 s. The first ones came from announcements
+   crossing on a link: a node that receives a weaker root from a peer tells it its
+   stronger root (the reference's "inform peer of stronger root"), but that root
+   was already on its way to the peer, which in the meantime took the node as its
+   parent; to the peer the second copy is "the parent re-sent an old update",
+   which the reference's decision table treats as bad news (hold 1 s, become a
+   root meanwhile), and its whole subtree follows with "weaker root" holds. The
+   core now skips the second copy when the very same announcement is the last one
+   sent to that peer (links are reliable and ordered, so the peer gets it anyway;
+   Go nodes receive only fewer redundant frames). With that, no reparent wait
+   happens on a cold start of graph-250 and every node agrees on the tree within
+   the first quarter-second sample.
+2. **The snake (not changed).** The snake is built by bootstraps, one per node
+   every 5 s. A bootstrap is routed greedily towards the smallest key above the
+   node's own that the nodes on its way know of (tree ancestors, peers, route
+   entries); early on it ends at a node that only looks like the successor, and
+   later rounds correct it through the route entries that earlier bootstraps
+   left. Graph-250 needs several such rounds, so the snake takes tens of seconds
+   at the reference's 5 s interval. The experiment row "bootstrap every 1 s"
+   shows that the interval is what limits it: the snake then settles in about a
+   quarter of the time, at a few times the control traffic. Almost every
+   first frame lost before then is not dropped but delivered to the node that
+   believes it has the closest key (graph-250: 90 of 92 losses at 10 s). Daemons
+   keep the reference's 5 s. Re-bootstrapping as soon as a better successor
+   candidate is known shortened the snake by about a third in one trial and
+   barely changed delivery, so it was not adopted either.
+
+How the reference's simulator delivers 99-100 % of sampled pairs from about 5 s
+with the same interval cannot be settled without its source at hand. Its nodes
+are not all started in the same instant, so its tree forms incrementally; its
+ping frames may be counted as delivered by the node that answers for the key;
+and its sampled pairs and their timing are not known here.
+
+**Stretch and churn.** On graph-250 the first frame's stretch is somewhat above the
+reference's figures and the established flow's close to them (see the targets);
+the pairs sampled, the latency model (which decides parents through arrival
+order) and the reference's own sampling may account for part of it; it was not
+investigated further. Under churn the established flows kept every frame; the
+first frames (routed by key) are the ones lost, as the snake repairs itself
+after each departure or arrival in rounds of bootstraps.
+
+**Memory per node.** The breakdown table below shows where it goes. At a thousand
+nodes and more the largest part is the wakeup-broadcast duplicate filter: one
+entry (key, sequence, time; about 200 bytes in CPython) for every node whose
+broadcast reached us within the 5-hop horizon and the 180 s expiry of the
+reference, which on small-world graphs is most of the network, so it grows with
+the node count. The verified-signature cache (at most 4096 prefixes) grows with
+every new root sequence until it is full. The rest (peer announcements, snake
+routes, traffic caches) stays in the tens of KiB. The 10,000-node run is shorter
+than the first wakeup round (60 s), so its figure leaves the filter out.
+"""
+
+
+def render(stored: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "# Pinewood benchmark report",
+        "",
+        "Regenerate everything with `python -m bench report` (or `make bench`), a section alone with"
+        " `--only sim` (or `throughput`, `sessions`, `relay`); `--quick` runs a reduced set."
+        " Each section below states when and with which command it was measured.",
+        "",
+    ]
+    if "sim" in stored:
+        lines += targets(stored["sim"])
+        lines += [*FINDINGS.splitlines(), ""]
+        lines += _sim(stored["sim"])
+    lines += _processes(stored)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,20 @@
+"""``python -m bench`` and ``pinewood bench`` reach the simulator and the report."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.entry import main as bench_main
+from router.cli import main as pinewood
+
+
+def test_usage_without_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main([]) == 2
+    assert "report" in capsys.readouterr().out
+
+
+def test_pinewood_bench_sim(capsys: pytest.CaptureFixture[str]) -> None:
+    assert pinewood(["bench", "sim", "--graph", "line:4", "--duration", "12", "--pairs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "cold on line:4: 4 nodes, 3 edges" in out
+    assert "signed and verified" in out
