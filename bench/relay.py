@@ -280,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--postgres", help="postgresql:// URL of a database the benchmark may fill")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a short SQLite-only run (for the quick report)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.backend, args.deposits, args.runs, args.concurrency = "sqlite", 500, 1, 32
     if args.command == "load":
         asyncio.run(
             load(args.peer, bytes.fromhex(args.relay), Path(args.state), args.count, args.concurrency, True)
