@@ -28,7 +28,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest --benchmark-disable -q
 
-# The full report: simulator, throughput, sessions (and relay) into bench/results/REPORT.md.
+# The full report: simulator, throughput, sessions and relay into bench/results/REPORT.md.
 # One section alone: make bench BENCH_ARGS="--only sim"; reduced set: BENCH_ARGS=--quick.
 bench: $(STAMP)
 	$(PY) -m bench report --progress $(BENCH_ARGS)

@@ -34,7 +34,7 @@ from router import __version__
 from router.links.uri import URIError
 from router.node import Node
 from router.wire.errors import EncodeError
-from router.wire.keys import key_from_hex
+from router.wire.keys import PublicKey, key_from_hex
 
 MAX_HEAD_BYTES = 8192
 MAX_CONNECTIONS = 64
@@ -182,13 +182,18 @@ async def get_coords(node: Node, query: dict[str, list[str]], body: Any) -> tupl
     ]
 
 
-async def post_ping(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+def _key_argument(body: Any) -> PublicKey:
+    """The ``key`` of a JSON body, or a 400 that says what was expected."""
     if not isinstance(body, dict) or not isinstance(body.get("key"), str):
         raise HTTPError(400, 'expected {"key": "64 hex characters"}')
     try:
-        key = key_from_hex(body["key"])
+        return key_from_hex(body["key"])
     except EncodeError as exc:
         raise HTTPError(400, str(exc)) from None
+
+
+async def post_ping(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    key = _key_argument(body)
     timeout = body.get("timeout", 2.0)
     if not isinstance(timeout, int | float) or not 0 < timeout <= 60:
         raise HTTPError(400, "timeout must be a number of seconds from 0 to 60")
@@ -198,12 +203,7 @@ async def post_ping(node: Node, query: dict[str, list[str]], body: Any) -> tuple
 
 async def post_relay_lookup(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     """Find a node's relay record in key space, as a sender would ("fresh": skip our cache)."""
-    if not isinstance(body, dict) or not isinstance(body.get("key"), str):
-        raise HTTPError(400, 'expected {"key": "64 hex characters"}')
-    try:
-        key = key_from_hex(body["key"])
-    except EncodeError as exc:
-        raise HTTPError(400, str(exc)) from None
+    key = _key_argument(body)
     record = await node.relay_client.lookup(bytes(key), fresh=bool(body.get("fresh", False)))
     if record is None:
         return 200, {"key": key.hex(), "record": None}

@@ -20,107 +20,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
-import secrets
 import ssl
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from router.gateway.ca import LocalCA as GatewayCA
 
 _HEAD_LIMIT = 64 * 1024
 
 
-class LocalCA:
-    """A throw-away CA in ``directory`` that mints a server certificate per name."""
+class LocalCA(GatewayCA):
+    """The gateway's own CA (``router.gateway.ca``), safe to share between the
+    proxy's threads; ``pem_path`` is what a homeserver is told to trust."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name(
-            [x509.NameAttribute(NameOID.COMMON_NAME, f"pinewood test CA {secrets.token_hex(4)}")]
-        )
-        now = datetime.datetime.now(datetime.UTC)
-        self._name = name
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        self.pem_path = directory / "ca.pem"
-        self.pem_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        self._contexts: dict[str, ssl.SSLContext] = {}
+        super().__init__(directory, label="test")
+        self.pem_path = self.cert_path
         self._lock = threading.Lock()
 
     def server_context(self, name: str) -> ssl.SSLContext:
-        """A server-side TLS context whose certificate names ``name`` (cached)."""
         with self._lock:
-            ctx = self._contexts.get(name)
-            if ctx is None:
-                ctx = self._contexts[name] = self._mint(name)
-            return ctx
-
-    def _mint(self, name: str) -> ssl.SSLContext:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(self._name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(self._key, hashes.SHA256())
-        )
-        safe = "".join(c if c.isalnum() or c in "-." else "_" for c in name) or "_"
-        cert_path = self.directory / f"{safe}.crt"
-        key_path = self.directory / f"{safe}.key"
-        cert_path.write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-            + self._cert.public_bytes(serialization.Encoding.PEM)
-        )
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert_path, key_path)
-        return ctx
+            return super().server_context(name)
 
 
-@dataclass
 class Observed:
     """What a :class:`ConnectProxy` saw, in arrival order."""
 
