@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -285,12 +284,25 @@ def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
         elif "error" in relay:
             out += [f"Failed: `{relay['error'].splitlines()[-1] if relay['error'] else '?'}`", ""]
         else:
-            out += ["```json", _short_json(relay.get("result")), "```", ""]
+            result = relay.get("result") or {}
+            out += [
+                f"{result.get('deposits')} deposits of {result.get('envelope_bytes')} B envelopes,"
+                f" {result.get('concurrency')} at a time, median of {result.get('runs')} runs;"
+                " every deposit answered only once durable.",
+                "",
+                "| backend | store: durable deposits/s | store: fetches/s | over a session: deposits/s |",
+                "|---|---:|---:|---:|",
+            ]
+            for name, figures in (result.get("backends") or {}).items():
+                if "skipped" in figures:
+                    out.append(f"| {name} | skipped: {figures['skipped']} | | |")
+                else:
+                    out.append(
+                        f"| {name} | {figures['store_deposits_s']:,} | {figures['store_fetches_s']:,}"
+                        f" | {figures['service_deposits_s']:,} |"
+                    )
+            out.append("")
     return out
-
-
-def _short_json(value: Any) -> str:
-    return json.dumps(value, indent=1)[:4000]
 
 
 FINDINGS = """\
