@@ -23,7 +23,7 @@ import contextlib
 import json
 import ssl
 import threading
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -47,6 +47,7 @@ class LocalCA(GatewayCA):
             return super().server_context(name)
 
 
+@dataclass
 class Observed:
     """What a :class:`ConnectProxy` saw, in arrival order."""
 
