@@ -47,7 +47,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +57,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+from tests.integration.daemons import free_port as daemons_free_port
 
 SYNAPSE_VERSION = "1.163.2"
 VENV_ENV = "PINEWOOD_SYNAPSE_VENV"
@@ -156,11 +157,9 @@ def _install(venv: Path) -> None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1, from the same allocator as the router daemons'
+    (so a homeserver and a router of one test never get the same port)."""
+    return daemons_free_port()
 
 
 # Generous enough that no test is ever throttled.
