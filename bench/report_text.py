@@ -345,7 +345,8 @@ causes were found with the simulator:
    barely changed delivery, so it was not adopted either.
 
 How the reference's simulator delivers 99-100 % of sampled pairs from about 5 s
-with the same interval cannot be settled without its source at hand. Its nodes
+with the same interval is not settled yet: it has not been run side by side with
+this simulator on the same graph. Its nodes
 are not all started in the same instant, so its tree forms incrementally; its
 ping frames may be counted as delivered by the node that answers for the key;
 and its sampled pairs and their timing are not known here.
