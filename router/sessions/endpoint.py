@@ -32,7 +32,7 @@ from aioquic.quic.events import (
 )
 from aioquic.quic.packet import QuicErrorCode, QuicPacketType, pull_quic_header
 
-from router.sessions.connection import SessionConnection, configuration
+from router.sessions.connection import SessionConnection, check_aioquic, configuration
 from router.wire.keys import Identity
 
 CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs
@@ -107,6 +107,7 @@ class Endpoint:
     """All sessions of one node."""
 
     def __init__(self, identity: Identity, alpns: list[str], limits: Limits | None = None) -> None:
+        check_aioquic()
         self.identity = identity
         self.alpns = list(alpns)
         self.limits = limits or Limits()

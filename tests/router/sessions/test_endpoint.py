@@ -7,7 +7,7 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW
+from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW, check_aioquic
 from router.sessions.endpoint import Limits, SessionDown, SessionUp, StreamAborted, StreamData
 from tests.router.sessions.pair import Net
 
@@ -18,6 +18,10 @@ def received(net: Net, n: int, stream_id: int | None = None) -> bytes:
         for e in net.events[n]
         if isinstance(e, StreamData) and (stream_id is None or e.stream_id == stream_id)
     )
+
+
+def test_this_aioquic_has_the_hooks_sessions_adjust() -> None:
+    check_aioquic()  # raises RuntimeError naming the missing hook otherwise
 
 
 def test_session_comes_up_with_both_keys_proved() -> None:
