@@ -12,7 +12,6 @@ uvloop, whose clock moves in milliseconds, its pacing holds it back.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import os
 import ssl
 import sys
@@ -23,10 +22,8 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509 import load_pem_x509_certificate
 
-from router.links.tls import certificate_pem
+from router.links.tls import node_credentials
 from router.wire.keys import Identity
 
 ALPN = "bench"
@@ -47,10 +44,8 @@ class Counter(QuicConnectionProtocol):
 
 def config(client: bool) -> QuicConfiguration:
     identity = Identity.generate()
-    cert, _ = certificate_pem(identity, datetime.datetime.now(datetime.UTC))
     configuration = QuicConfiguration(is_client=client, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE)
-    configuration.certificate = load_pem_x509_certificate(cert)
-    configuration.private_key = Ed25519PrivateKey.from_private_bytes(identity.seed)
+    configuration.certificate, configuration.private_key = node_credentials(identity)
     return configuration
 
 

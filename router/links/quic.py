@@ -26,7 +26,6 @@ aioquic's connection is sans-I/O; how it is driven decides the throughput:
 from __future__ import annotations
 
 import asyncio
-import datetime
 import math
 import socket
 import ssl
@@ -37,12 +36,11 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamDataReceived
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509 import load_pem_x509_certificate
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from router.links.adapter import CarrierTransport
 from router.links.tcp import PeerLink
-from router.links.tls import certificate_pem
+from router.links.tls import node_credentials
 from router.wire.keys import Identity
 
 if TYPE_CHECKING:
@@ -55,15 +53,13 @@ clock = time.monotonic
 
 
 def configuration(identity: Identity, *, client: bool) -> QuicConfiguration:
-    cert_pem, _ = certificate_pem(identity, datetime.datetime.now(datetime.UTC))
     config = QuicConfiguration(
         is_client=client,
         alpn_protocols=[ALPN],
         idle_timeout=IDLE_TIMEOUT_S,
         verify_mode=ssl.CERT_NONE,  # no authorities: the key is checked by hand
     )
-    config.certificate = load_pem_x509_certificate(cert_pem)
-    config.private_key = Ed25519PrivateKey.from_private_bytes(identity.seed)
+    config.certificate, config.private_key = node_credentials(identity)
     return config
 
 

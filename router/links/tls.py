@@ -54,6 +54,13 @@ def certificate_pem(identity: Identity, now: datetime.datetime) -> tuple[bytes, 
     return certificate.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+def node_credentials(identity: Identity) -> tuple[x509.Certificate, Ed25519PrivateKey]:
+    """The node's certificate (as :func:`certificate_pem` makes it) and private key,
+    as objects, for aioquic's configurations."""
+    cert_pem, _ = certificate_pem(identity, datetime.datetime.now(datetime.UTC))
+    return x509.load_pem_x509_certificate(cert_pem), Ed25519PrivateKey.from_private_bytes(identity.seed)
+
+
 def certificate_files(identity: Identity, directory: Path) -> tuple[Path, Path]:
     """Write (each start, mode 0600) the certificate and key files ``ssl`` loads."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -17,7 +17,6 @@ release of aioquic no longer has them, rather than letting sessions misbehave.
 
 from __future__ import annotations
 
-import datetime
 import ssl
 from typing import Any
 
@@ -27,10 +26,9 @@ from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.stream import QuicStream
 from aioquic.tls import Context as TlsContext
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509 import load_pem_x509_certificate
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from router.links.tls import certificate_pem
+from router.links.tls import node_credentials
 from router.wire.keys import Identity
 
 STREAM_WINDOW = 1 << 20
@@ -52,7 +50,6 @@ def check_aioquic() -> None:
 
 
 def configuration(identity: Identity, alpns: list[str], *, client: bool) -> QuicConfiguration:
-    cert_pem, _ = certificate_pem(identity, datetime.datetime.now(datetime.UTC))
     config = QuicConfiguration(
         is_client=client,
         alpn_protocols=alpns,
@@ -62,8 +59,7 @@ def configuration(identity: Identity, alpns: list[str], *, client: bool) -> Quic
         max_stream_data=STREAM_WINDOW,
         verify_mode=ssl.CERT_NONE,  # no authorities: the key is checked by hand
     )
-    config.certificate = load_pem_x509_certificate(cert_pem)
-    config.private_key = Ed25519PrivateKey.from_private_bytes(identity.seed)
+    config.certificate, config.private_key = node_credentials(identity)
     return config
 
 
