@@ -21,6 +21,13 @@ aioquic's connection is sans-I/O; how it is driven decides the throughput:
   wakes its timer over and over for nothing;
 * the timer is re-armed only when aioquic wants waking earlier than it is armed
   for; waking early is harmless (nothing is due, the timer is armed again).
+
+The dialler waits for the handshake on a future of its own, created before the
+first Initial goes out.  aioquic's ``wait_connected`` notes a completed
+handshake only if somebody is already waiting for it, so a handshake that
+completes in the loop turn between sending the Initial and starting to wait (on a
+busy machine, the server's reply is read in that same turn) was never seen and
+the dial timed out.
 """
 
 from __future__ import annotations
@@ -118,6 +125,9 @@ class QuicPeerProtocol(QuicConnectionProtocol):
         self._transmit_pending = False
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
+        self.handshake: asyncio.Future[None] = self._loop.create_future()
+        # Only the dialler awaits this; an unawaited failure is not an error to report.
+        self.handshake.add_done_callback(_retrieve)
 
     @property
     def quic(self) -> QuicConnection:
@@ -186,6 +196,8 @@ class QuicPeerProtocol(QuicConnectionProtocol):
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, HandshakeCompleted):
+            if not self.handshake.done():
+                self.handshake.set_result(None)
             if self.link is not None:
                 self.link.certificate_key = self.certificate_key()
         elif isinstance(event, StreamDataReceived):
@@ -217,10 +229,17 @@ class QuicPeerProtocol(QuicConnectionProtocol):
         if self._lost:
             return
         self._lost = True
+        if not self.handshake.done():
+            self.handshake.set_exception(ConnectionError(reason))
         if self.link is not None:
             if not self.link.closed:
                 self.link.close_reason = reason
             self.link.connection_lost(None)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def dial(
@@ -240,7 +259,7 @@ async def dial(
     protocol.expected_key = expected_key
     protocol.connect(address)
     try:
-        await asyncio.wait_for(protocol.wait_connected(), timeout)
+        await asyncio.wait_for(asyncio.shield(protocol.handshake), timeout)
     except BaseException:
         protocol.close()
         transport.close()
