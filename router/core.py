@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from router.broadcasts import SeenBroadcasts
 from router.outputs import (
     BroadcastReceived,
     ClosePeer,
@@ -126,7 +127,9 @@ class RouterCore:
         self._announced: dict[int, tuple[RootAnnouncement, float]] = {}
         """The root announcement last sent to each peer (before our hop was added), and when."""
         self._last_received: dict[int, float] = {}
-        self._seen_broadcasts: dict[bytes, tuple[int, float]] = {}
+        self._seen_broadcasts = SeenBroadcasts(
+            now, filter_s=BROADCAST_FILTER_S, expiry_s=BROADCAST_EXPIRY_S, capacity=MAX_SEEN_BROADCASTS
+        )
         self._verified = VerifiedAnnouncements()
         self._self_announcement: RootAnnouncement | None = None
         self._out: list[Output] = []
@@ -299,7 +302,7 @@ class RouterCore:
         if now >= self._cache_sweep_at:
             self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
             self.traffic.sweep_coords_cache(now)
-            self._sweep_seen_broadcasts(now)
+            self._seen_broadcasts.sweep(now)
         if self.config.wakeup_broadcasts and now >= self._broadcast_at:
             self._broadcast_at = now + WAKEUP_INTERVAL_S
             self._maintain_broadcasts(now)
@@ -604,13 +607,8 @@ class RouterCore:
             body = SignedRootStamp.protected(sequence, root_key, root_sequence) + bytes(64)
         return encode_frame(WakeupBroadcastFrame(self.key, body, hop_limit=WAKEUP_HOP_LIMIT))
 
-    def _sweep_seen_broadcasts(self, now: float) -> None:
-        seen = self._seen_broadcasts
-        for key in [k for k, (_, at) in seen.items() if now - at >= BROADCAST_EXPIRY_S]:
-            del seen[key]
-
     def _maintain_broadcasts(self, now: float) -> None:
-        self._sweep_seen_broadcasts(now)
+        self._seen_broadcasts.sweep(now)
         self._flood(LOCAL_PORT, self._wakeup_frame(now), tree_only=False, now=now)
 
     def _handle_broadcast(self, port: int, frame: WakeupBroadcastFrame, now: float) -> None:
@@ -626,18 +624,12 @@ class RouterCore:
         if body.root_key != self.root()[0]:
             self.drops["broadcast for another root"] += 1
             return
-        seen = self._seen_broadcasts.get(frame.source_key)
-        if seen is not None and (now - seen[1] < BROADCAST_FILTER_S or body.sequence <= seen[0]):
+        if self._seen_broadcasts.is_duplicate(frame.source_key, body.sequence, now):
             self.drops["broadcast duplicate"] += 1
             return
         if self.config.verify_signatures:
             body.verify(frame.source_key)
-        if (
-            len(self._seen_broadcasts) >= MAX_SEEN_BROADCASTS
-            and frame.source_key not in self._seen_broadcasts
-        ):
-            del self._seen_broadcasts[next(iter(self._seen_broadcasts))]
-        self._seen_broadcasts[frame.source_key] = (body.sequence, now)
+        self._seen_broadcasts.accept(frame.source_key, body.sequence, now)
         self.emit(BroadcastReceived(frame.source_key))
         if frame.hop_limit <= 1:
             return
