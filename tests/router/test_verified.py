@@ -46,3 +46,18 @@ def test_bounded() -> None:
     for seq in range(10):
         cache.verify(RootAnnouncement.create(K4.public_key, seq).with_hop(K4, 1))
     assert len(cache) == 3
+
+
+def test_least_recently_used_is_forgotten_first() -> None:
+    cache = VerifiedAnnouncements(capacity=3)
+    first = RootAnnouncement.create(K4.public_key, 0).with_hop(K4, 1)
+    cache.verify(first)
+    for seq in range(1, 3):
+        cache.verify(RootAnnouncement.create(K4.public_key, seq).with_hop(K4, 1))
+    cache.verify(first)  # used again: now the most recent
+    cache.verify(RootAnnouncement.create(K4.public_key, 3).with_hop(K4, 1))  # evicts seq 1
+    checked = cache.signatures_checked
+    cache.verify(first)
+    assert cache.signatures_checked == checked  # still known
+    cache.verify(RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1))
+    assert cache.signatures_checked == checked + 1  # forgotten, checked again
