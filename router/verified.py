@@ -7,8 +7,15 @@ byte prefixes (at hop boundaries) whose signatures have been checked, so a new
 announcement costs only the signatures of the hops past its longest known
 prefix.  Matching is on the bytes, never on signatures alone: a prefix counts
 as verified only if its BLAKE2b digest (128 bits, computed incrementally in
-one pass) is that of one that was.  The LRU is a plain dictionary (insertion
-ordered; a hit moves its entry to the end), half the size of an ``OrderedDict``.
+one pass) is that of one that was.
+
+Prefixes are kept per root and sequence.  A root re-announces itself with a new
+sequence every 30 minutes, and every announcement then carries new bytes, so
+when a root's announcement with a newer sequence is verified, the prefixes of
+its older sequences are forgotten: without that, the memory would fill to its
+bound over a few hours with prefixes nobody sends any more.  Within the bound,
+the least recently used are forgotten first (plain dictionaries, insertion
+ordered: a hit moves its entry to the end).
 """
 
 from __future__ import annotations
@@ -23,11 +30,15 @@ DEFAULT_CAPACITY = 4096
 class VerifiedAnnouncements:
     """A bounded memory of verified announcement prefixes."""
 
-    __slots__ = ("_capacity", "_prefixes", "signatures_checked", "signatures_skipped")
+    __slots__ = ("_capacity", "_count", "_latest", "_roots", "signatures_checked", "signatures_skipped")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self._capacity = capacity
-        self._prefixes: dict[bytes, None] = {}
+        self._roots: dict[tuple[bytes, int], dict[bytes, None]] = {}
+        """Prefix digests by (root key, root sequence), least recently used first."""
+        self._latest: dict[bytes, int] = {}
+        """The newest sequence verified for each root key held."""
+        self._count = 0
         self.signatures_checked = 0
         self.signatures_skipped = 0
 
@@ -46,26 +57,53 @@ class VerifiedAnnouncements:
             running.update(raw[position:end])
             position = end
             digests.append(running.copy().digest())
+        root = (bytes(announcement.root_key), announcement.root_sequence)
+        prefixes = self._roots.get(root)
         start = 0
-        for k in range(count, 0, -1):
-            digest = digests[k - 1]
-            if digest in self._prefixes:
-                del self._prefixes[digest]
-                self._prefixes[digest] = None
-                start = k
-                break
+        if prefixes is not None:
+            for k in range(count, 0, -1):
+                digest = digests[k - 1]
+                if digest in prefixes:
+                    del prefixes[digest]
+                    prefixes[digest] = None
+                    start = k
+                    break
         announcement.verify_hops(start)
         self.signatures_checked += count - start
         self.signatures_skipped += start
-        for k in range(start + 1, count + 1):
-            self._remember(digests[k - 1])
+        if start < count:
+            self._remember(root, digests[start:])
 
-    def _remember(self, digest: bytes) -> None:
-        prefixes = self._prefixes
-        prefixes.pop(digest, None)
-        prefixes[digest] = None
-        while len(prefixes) > self._capacity:
-            del prefixes[next(iter(prefixes))]
+    def _remember(self, root: tuple[bytes, int], digests: list[bytes]) -> None:
+        key, sequence = root
+        latest = self._latest.get(key)
+        if latest is not None and sequence < latest:
+            return  # superseded already: not worth keeping
+        if latest is None or sequence > latest:
+            self._latest[key] = sequence
+            for old in [r for r in self._roots if r[0] == key]:
+                self._count -= len(self._roots.pop(old))
+        prefixes = self._roots.get(root)
+        if prefixes is None:
+            prefixes = self._roots[root] = {}
+        else:  # most recently used root last
+            del self._roots[root]
+            self._roots[root] = prefixes
+        for digest in digests:
+            if digest not in prefixes:
+                self._count += 1
+            else:
+                del prefixes[digest]
+            prefixes[digest] = None
+        while self._count > self._capacity:
+            oldest_root = next(iter(self._roots))
+            oldest = self._roots[oldest_root]
+            del oldest[next(iter(oldest))]
+            self._count -= 1
+            if not oldest:
+                del self._roots[oldest_root]
+                if self._latest.get(oldest_root[0]) == oldest_root[1]:
+                    del self._latest[oldest_root[0]]
 
     def __len__(self) -> int:
-        return len(self._prefixes)
+        return self._count

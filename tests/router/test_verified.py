@@ -43,21 +43,38 @@ def test_a_prefix_with_other_bytes_is_not_trusted() -> None:
 
 def test_bounded() -> None:
     cache = VerifiedAnnouncements(capacity=3)
-    for seq in range(10):
-        cache.verify(RootAnnouncement.create(K4.public_key, seq).with_hop(K4, 1))
+    for port in range(1, 11):
+        cache.verify(RootAnnouncement.create(K4.public_key, 1).with_hop(K4, port))
     assert len(cache) == 3
 
 
 def test_least_recently_used_is_forgotten_first() -> None:
     cache = VerifiedAnnouncements(capacity=3)
-    first = RootAnnouncement.create(K4.public_key, 0).with_hop(K4, 1)
+    first = RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1)
     cache.verify(first)
-    for seq in range(1, 3):
-        cache.verify(RootAnnouncement.create(K4.public_key, seq).with_hop(K4, 1))
+    for port in (2, 3):
+        cache.verify(RootAnnouncement.create(K4.public_key, 1).with_hop(K4, port))
     cache.verify(first)  # used again: now the most recent
-    cache.verify(RootAnnouncement.create(K4.public_key, 3).with_hop(K4, 1))  # evicts seq 1
+    cache.verify(RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 4))  # evicts port 2
     checked = cache.signatures_checked
     cache.verify(first)
     assert cache.signatures_checked == checked  # still known
-    cache.verify(RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1))
+    cache.verify(RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 2))
     assert cache.signatures_checked == checked + 1  # forgotten, checked again
+
+
+def test_a_newer_sequence_from_a_root_retires_its_older_prefixes() -> None:
+    cache = VerifiedAnnouncements()
+    old = RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1).with_hop(K1, 2)
+    other_root = RootAnnouncement.create(K3.public_key, 1).with_hop(K3, 1)
+    cache.verify(old)
+    cache.verify(other_root)
+    assert len(cache) == 3
+    cache.verify(RootAnnouncement.create(K4.public_key, 2).with_hop(K4, 1))
+    assert len(cache) == 2  # K4's sequence 2 and K3's sequence 1
+    checked = cache.signatures_checked
+    cache.verify(old)  # a late copy of the old sequence: checked whole, not kept
+    assert cache.signatures_checked == checked + 2
+    assert len(cache) == 2
+    cache.verify(other_root)
+    assert cache.signatures_checked == checked + 2  # another root's prefixes stay
