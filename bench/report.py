@@ -59,7 +59,7 @@ def sim_scenarios(quick: bool) -> list[SimConfig]:
         replace(g250, scenario="link-cuts", duration_s=90.0, cuts=10),
         replace(g250, scenario="mobility", duration_s=90.0),
         replace(g250, scenario="churn", duration_s=170.0),
-        replace(g250, bootstrap_interval_s=1.0),
+        replace(g250, settle_window_s=0.0),
         SimConfig(graph="ba:100:2", duration_s=75.0, pairs=50),
         SimConfig(graph="ba:300:2", duration_s=75.0, pairs=50),
         SimConfig(graph="ba:1000:2", duration_s=75.0, pairs=50, probe_every_s=4.0),

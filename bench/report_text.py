@@ -17,6 +17,8 @@ REFERENCE_BOOTSTRAP_S = 5.0
 def _scenario(r: dict[str, Any]) -> str:
     interval = r["config"]["bootstrap_interval_s"]
     tag = "" if interval == REFERENCE_BOOTSTRAP_S else f" (experiment: bootstrap every {interval:g} s)"
+    if r["config"].get("settle_window_s", 1.0) == 0:
+        tag += " (the reference's bootstrap schedule)"
     return f"{r['config']['scenario']}{tag}"
 
 
@@ -170,6 +172,7 @@ def targets(section: dict[str, Any]) -> list[str]:
                 and r["config"]["scenario"] == scenario
                 and r["signatures"] is signatures
                 and r["config"]["bootstrap_interval_s"] == REFERENCE_BOOTSTRAP_S
+                and r["config"].get("settle_window_s", 1.0) != 0
             ):
                 found: dict[str, Any] = r
                 return found

@@ -78,6 +78,16 @@ CROSSING_WINDOW_S = 1.0
 """An announcement sent to a peer this recently is taken to be crossing its own on the link."""
 
 
+SETTLE_WINDOW_S = 10.0
+SETTLE_BOOTSTRAP_INTERVAL_S = 1.0
+"""Not the reference's: while this node's place in the tree or the snake is changing,
+it bootstraps every second, for ten seconds after the last change, rather than every
+five.  A bootstrap sent while the routes around it are half built can end at the
+wrong node, and the reference only tries again five seconds later; settling sooner
+costs at most ten more bootstraps per change, and bootstraps are ordinary frames to
+every other node, so Go nodes are unaffected."""
+
+
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
     """Behaviour switches; the defaults are the reference's."""
@@ -93,6 +103,10 @@ class CoreConfig:
     bootstrap_interval_s: float = BOOTSTRAP_INTERVAL_S
     """How often the node bootstraps.  Only the simulator changes it (to study
     convergence); like ``sign`` and ``verify_signatures`` it is not a daemon setting."""
+    settle_window_s: float = SETTLE_WINDOW_S
+    """For this long after a change of our root, parent or descending node, bootstrap
+    every ``settle_bootstrap_interval_s`` instead (0 turns it off: the reference's schedule)."""
+    settle_bootstrap_interval_s: float = SETTLE_BOOTSTRAP_INTERVAL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +136,7 @@ class RouterCore:
         self._ordering = 0
         self._waiting_until: float | None = None
         self._last_bootstrap = now
+        self._settling_until = now + self.config.settle_window_s
         self._last_sequence_ms = 0
         self._last_sent: dict[int, float] = {}
         self._announced: dict[int, tuple[RootAnnouncement, float]] = {}
@@ -205,7 +220,7 @@ class RouterCore:
 
     def _reset(self, now: float) -> None:
         """The reference's ``_start``: forget everything learned from peers."""
-        self._set_parent(None)
+        self._set_parent(None, now)
         self._set_descending(None, now)
         self._ordering = 0
         self._waiting_until = None
@@ -398,8 +413,10 @@ class RouterCore:
         for port in self.peers:
             self._send_announcement_to(port, ann, now)
 
-    def _set_parent(self, port: int | None) -> None:
+    def _set_parent(self, port: int | None, now: float) -> None:
         old_root = self._root_announcement().root_key
+        if port != self.parent:
+            self._settling_until = now + self.config.settle_window_s
         self.parent = port
         if self._root_announcement().root_key != old_root:
             self.traffic.coords_cache.clear()
@@ -415,7 +432,7 @@ class RouterCore:
     def _become_root(self, now: float) -> None:
         if self.parent is None:
             return
-        self._set_parent(None)
+        self._set_parent(None, now)
         self._maintain_tree(now)
 
     def _handle_announcement(self, port: int, frame: TreeAnnouncementFrame, now: float) -> None:
@@ -458,7 +475,7 @@ class RouterCore:
         if action is AnnouncementAction.ACCEPT_UPDATE:
             self._send_tree_announcements(now)
         elif action is AnnouncementAction.ACCEPT_NEW_PARENT:
-            self._set_parent(port)
+            self._set_parent(port, now)
             self._send_tree_announcements(now)
         elif action is AnnouncementAction.SELECT_NEW_PARENT:
             if self._select_new_parent(now):
@@ -496,7 +513,7 @@ class RouterCore:
             return False
         if best_port == self.parent:
             return False
-        self._set_parent(best_port)
+        self._set_parent(best_port, now)
         self._send_tree_announcements(now)
         return True
 
@@ -511,6 +528,7 @@ class RouterCore:
 
     def _bootstrap_soon(self, now: float) -> None:
         self._last_bootstrap = now - self.config.bootstrap_interval_s
+        self._settling_until = now + self.config.settle_window_s
 
     def _maintain_snake(self, now: float) -> None:
         root = self.root()
@@ -522,7 +540,12 @@ class RouterCore:
             del self.routes[key]
         if expired:
             self._changed()
-        if now - self._last_bootstrap >= self.config.bootstrap_interval_s:
+        interval = (
+            self.config.settle_bootstrap_interval_s
+            if now < self._settling_until
+            else self.config.bootstrap_interval_s
+        )
+        if now - self._last_bootstrap >= interval:
             self._bootstrap_now(now)
 
     def snek(

@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS.bootstrap_interval_s,
         help="experiment: seconds between bootstraps (the reference's, and every daemon's, is 5)",
     )
+    add(
+        "--reference-bootstrap",
+        action="store_true",
+        help="bootstrap on the reference's schedule only, without settling bootstraps",
+    )
     add("--no-signatures", action="store_true", help="skip ed25519 signing and verifying (simulator only)")
     add("--progress", action="store_true", help="show a progress bar")
     add("--json", action="store_true", help="print the full result as JSON")
@@ -72,6 +77,7 @@ def config_from(args: argparse.Namespace) -> SimConfig:
         memory_sample=args.memory_sample,
         progress=args.progress,
         bootstrap_interval_s=args.bootstrap_interval,
+        settle_window_s=0.0 if args.reference_bootstrap else DEFAULTS.settle_window_s,
     )
 
 
@@ -83,9 +89,12 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 def _experiment(result: dict[str, Any]) -> list[str]:
     interval = result["config"]["bootstrap_interval_s"]
-    if interval == DEFAULTS.bootstrap_interval_s:
-        return []
-    return [f"EXPERIMENT: bootstrap every {interval:g} s (the reference and the daemon: every 5 s)"]
+    lines = []
+    if interval != DEFAULTS.bootstrap_interval_s:
+        lines.append(f"EXPERIMENT: bootstrap every {interval:g} s (the reference and the daemon: every 5 s)")
+    if result["config"].get("settle_window_s", DEFAULTS.settle_window_s) == 0:
+        lines.append("the reference's bootstrap schedule: no settling bootstraps")
+    return lines
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from router import topology
-from router.core import CoreConfig
+from router.core import SETTLE_WINDOW_S, CoreConfig
 from router.mesh import Mesh, MeshConfig
 from router.snek import BOOTSTRAP_INTERVAL_S
 from router.topology import Topology, TopologyError
@@ -61,6 +61,8 @@ class SimConfig:
     progress: bool = False
     bootstrap_interval_s: float = BOOTSTRAP_INTERVAL_S
     """An experiment only: the reference (and every daemon) bootstraps every 5 s."""
+    settle_window_s: float = SETTLE_WINDOW_S
+    """0: the reference's bootstrap schedule, without this router's settling bootstraps."""
 
 
 def graphs_dir() -> Path:
@@ -127,6 +129,7 @@ def build_mesh(config: SimConfig, rng: random.Random) -> Built:
         sign=config.signatures,
         verify_signatures=config.signatures,
         bootstrap_interval_s=config.bootstrap_interval_s,
+        settle_window_s=config.settle_window_s,
     )
     mesh = Mesh(config.seed, MeshConfig(traffic_loss=config.loss, core=core))
     latency = latency_model(config.latency)

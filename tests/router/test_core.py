@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from router.core import CoreConfig, RouterCore
@@ -314,3 +316,47 @@ def test_bytearray_input(core: RouterCore) -> None:
     port, _ = core.add_peer(HIGH.public_key, 3, T0)
     out = core.handle_frame(port, bytearray(announcement_frame(rooted_at(HIGH))), T0)
     assert ParentChanged(port) in out
+
+
+def _bootstrap_times(core: RouterCore, port: int, start: float, until: float) -> list[float]:
+    """Drive ``core``'s timers from ``start`` to ``until``, keeping its peer alive;
+    when it sent bootstraps (relative to ``start``)."""
+    times: list[float] = []
+    now = start
+    while now < until:
+        now = min(core.next_deadline(), until)
+        core.handle_frame(port, encode_frame(Keepalive()), now)
+        for out in core.handle_timer(now):
+            if isinstance(out, SendFrame) and isinstance(decode_frame(out.data), BootstrapFrame):
+                times.append(round(now - start, 3))
+    return times
+
+
+def _child_of_high(config: CoreConfig) -> tuple[RouterCore, int]:
+    core = RouterCore(MID, T0, config)
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    core.handle_frame(port, announcement_frame(rooted_at(HIGH, port=5)), T0)
+    assert core.parent == port
+    return core, port
+
+
+def test_bootstraps_come_every_second_while_settling_then_every_five() -> None:
+    core, port = _child_of_high(CoreConfig())
+    times = _bootstrap_times(core, port, T0, T0 + 30)
+    settling = [t for t in times if t < 10]
+    assert len(settling) >= 9 and all(0.9 <= b - a <= 1.1 for a, b in pairwise(settling))
+    after = [t for t in times if t >= 10]
+    assert after and all(4.9 <= b - a <= 5.1 for a, b in pairwise(after))
+    # A new parent (the old one gone, a new one found) starts another settling period.
+    low_port, _ = core.add_peer(LOW.public_key, 3, T0 + 30)
+    core.handle_frame(low_port, announcement_frame(rooted_at(HIGH, port=6).with_hop(LOW, 2)), T0 + 30)
+    core.remove_peer(port, T0 + 30)
+    assert core.parent == low_port
+    again = _bootstrap_times(core, low_port, T0 + 30, T0 + 36)
+    assert len(again) >= 5
+
+
+def test_without_settling_bootstraps_follow_the_reference_every_five_seconds() -> None:
+    core, port = _child_of_high(CoreConfig(settle_window_s=0.0))
+    times = _bootstrap_times(core, port, T0, T0 + 30)
+    assert len(times) >= 5 and all(4.9 <= b - a <= 5.1 for a, b in pairwise(times))
