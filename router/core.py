@@ -90,7 +90,8 @@ every other node, so Go nodes are unaffected."""
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:
-    """Behaviour switches; the defaults are the reference's."""
+    """Behaviour switches; the defaults are the reference's behaviour, except for the
+    settling bootstraps (``settle_window_s``)."""
 
     hop_limiting: bool = False
     wakeup_broadcasts: bool = True
