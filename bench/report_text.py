@@ -335,27 +335,33 @@ Two changes, both invisible to Go nodes on the wire, set the convergence apart:
    successor, and on the reference's schedule the node tries again only 5 s later,
    so graph-250 needs several rounds. A Pinewood node now bootstraps every second
    for ten seconds after its root, parent or descending node changes, then every
-   5 s as the reference does. On graph-250 the snake is then right at 10-11 s
-   instead of 30-50 s, for at most ten more bootstraps per change (the row "the
+   5 s as the reference does. On graph-250 the snake is then right after about
+   12 s on average instead of about 38 s (sixteen seeds; see below), for at most
+   ten more bootstraps per change (the row "the
    reference's bootstrap schedule", run with `--reference-bootstrap`, shows the
    schedule alone).
 
 **The reference, run side by side.** The reference's router package was run on
 graph-250 on this machine by a small Go program (not part of this repository:
 one process, 248 routers started at once, neighbours joined by in-memory pipes
-with the reference simulator's 1 ms read delay, 200 random pairs every second,
+with the reference simulator's 0-1 ms read delay, 200 random pairs every second,
 each sent one packet and counted if it arrived at the right node within 1 s).
-In twelve runs its snake was first right at 23.5-48.5 s, rounds first delivered
-99 % at 19-30 s and 100 % at 21-41 s, and after that rounds still lost up to
-2 % now and then (frames delivered to a node that believed it had the closest
-key). The "99-100 % from about 5 s" quoted for the reference was not reproduced
-here; with the reference's schedule this router's simulator gives figures of the
-same order as the Go routers (snake right at 30-50 s, 99 % from 20-40 s), and
-with settling bootstraps it is right at 10-11 s. Once right, both lose a frame
-in a hundred or so now and then: a bootstrap that takes a new path leaves route
-entries on the old one that expire a few milliseconds apart along it, and a
-frame that follows such an entry into a node whose copy has just expired is
-dropped by the watermark rule or delivered short.
+In fifteen runs of 60 s its snake was first right at 19.5-48.5 s (median 29.5),
+rounds first delivered 99 % at 15-30 s (median 22) and 100 % at 19-41 s (median
+27), and after that rounds still lost up to 2 % now and then. The "99-100 % from
+about 5 s" quoted for the reference was not reproduced here. The same probe
+(same pairs, timing and counting) run on this router's cores over sixteen seeds
+gave the snake right at 38.2 +/- 6.6 s on the reference's schedule and at
+12.5 +/- 5.1 s with settling bootstraps, 99 % delivery from 9.1 s on average.
+Part of the remaining gap on the reference's schedule is the simulator's link
+model: the Go routers, all busy at once on two cores, build a deeper tree
+(average depth 5.7-9.5 against 5.2 here), whose longer ancestor lists give
+bootstraps more keys to steer by; with heavy-tailed latencies (lognormal,
+median 5 ms) this simulator's tree is as deep and its snake takes 30 s. Once
+right, both lose a frame in a hundred or so now and then: a bootstrap that takes
+a new path leaves route entries on the old one that expire a few milliseconds
+apart along it, and a frame that follows such an entry into a node whose copy
+has just expired is dropped by the watermark rule or delivered short.
 
 **Stretch and churn.** On graph-250 the first frame's stretch is somewhat above the
 figures quoted for the reference and the established flow's close to them (see the
