@@ -12,6 +12,9 @@ A :class:`RootAnnouncement` keeps its exact wire bytes (``raw``): signatures are
 over bytes, so extending or forwarding an announcement never re-encodes what
 others signed.  Each hop records how many bytes its signature covers, which lets
 a router verify only the hops it has not seen before (:meth:`verify_hops`).
+Signatures are not copied out of ``raw``: a router holds every peer's
+announcement, and a separate bytes object for each 64-byte signature was about a
+third of that memory; :meth:`RootAnnouncement.signature` slices it when needed.
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ MAX_ANNOUNCEMENT_SIZE = 0xFFFF
 
 @dataclass(frozen=True, slots=True)
 class AnnouncementHop:
-    """One signed hop.  ``signed_length`` is how many announcement bytes it signs."""
+    """One signed hop.  ``signed_length`` is how many announcement bytes it signs
+    (where the hop starts); its signature is the last 64 bytes before the next hop."""
 
     port: int
     signer: PublicKey
-    signature: bytes
     signed_length: int
 
 
@@ -94,8 +97,14 @@ class RootAnnouncement:
         raw = self.raw + hop_bytes
         if len(raw) > MAX_ANNOUNCEMENT_SIZE:
             raise EncodeError("announcement too long for a frame")
-        hop = AnnouncementHop(port, identity.public_key, signature, len(self.raw))
+        hop = AnnouncementHop(port, identity.public_key, len(self.raw))
         return RootAnnouncement(self.root_key, self.root_sequence, (*self.hops, hop), raw)
+
+    def signature(self, index: int) -> bytes:
+        """The signature of ``hops[index]``."""
+        hops = self.hops
+        end = hops[index + 1].signed_length if index + 1 < len(hops) else len(self.raw)
+        return self.raw[end - SIGNATURE_SIZE : end]
 
     def verify_hops(self, start: int = 0) -> None:
         """Check the signatures of ``hops[start:]``; raise :class:`SignatureError`.
@@ -106,7 +115,7 @@ class RootAnnouncement:
         raw = self.raw
         for index in range(start, len(self.hops)):
             hop = self.hops[index]
-            if not verify_signature(hop.signer, raw[: hop.signed_length], hop.signature):
+            if not verify_signature(hop.signer, raw[: hop.signed_length], self.signature(index)):
                 raise SignatureError(f"announcement signature {index} (port {hop.port}) is invalid")
 
     def sanity_check(self, sender: bytes) -> None:
@@ -155,9 +164,8 @@ def decode_announcement(payload: bytes | memoryview, *, verify: bool = True) -> 
             raise DecodeError(f"announcement hop {len(hops)} truncated")
         signer = PublicKey(raw[offset : offset + PUBLIC_KEY_SIZE])
         offset += PUBLIC_KEY_SIZE
-        signature = raw[offset : offset + SIGNATURE_SIZE]
         offset += SIGNATURE_SIZE
-        hops.append(AnnouncementHop(port, signer, signature, start))
+        hops.append(AnnouncementHop(port, signer, start))
     announcement = RootAnnouncement(root_key, root_sequence, tuple(hops), raw)
     if verify:
         announcement.verify_hops()

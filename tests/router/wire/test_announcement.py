@@ -84,3 +84,12 @@ def test_truncated_hop() -> None:
             decode_announcement(ann.raw[:-cut])
     with pytest.raises(DecodeError, match="truncated"):
         decode_announcement(ann.raw[:32])
+
+
+def test_each_hops_signature_is_read_from_the_wire_bytes() -> None:
+    ann = chain((1, 4), (2, 300), (3, 1))
+    signers = (K1, K2, K3)
+    for index, hop in enumerate(ann.hops):
+        assert ann.signature(index) == signers[index].sign(ann.raw[: hop.signed_length])
+    decoded = decode_announcement(ann.raw)
+    assert [decoded.signature(i) for i in range(3)] == [ann.signature(i) for i in range(3)]
