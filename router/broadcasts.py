@@ -101,18 +101,20 @@ class SeenBroadcasts:
         if len(self._sources) < self.capacity:
             return
         current = self._ticks(now)
-        ages = sorted(((current - (e & _TIME_MASK)) & _TIME_MASK for e in self._entries), reverse=True)
-        self._keep_younger_than(ages[max(1, self.capacity // 8) - 1], now)
-        while len(self._sources) >= self.capacity:  # ties at the cut: drop from the front
-            del self._sources[0]
-            del self._entries[0]
+        entries = self._entries
+        ages = [(current - (e & _TIME_MASK)) & _TIME_MASK for e in entries]
+        oldest_first = sorted(range(len(entries)), key=ages.__getitem__, reverse=True)
+        dropped = set(oldest_first[: max(1, self.capacity // 8)])
+        self._keep([i for i in range(len(entries)) if i not in dropped])
 
     def _keep_younger_than(self, ticks: int, now: float) -> None:
         current = self._ticks(now)
         entries = self._entries
         keep = [i for i, e in enumerate(entries) if (current - (e & _TIME_MASK)) & _TIME_MASK < ticks]
-        if len(keep) == len(entries):
-            return
-        sources = self._sources
-        self._sources = array("Q", [sources[i] for i in keep])
-        self._entries = array("Q", [entries[i] for i in keep])
+        if len(keep) != len(entries):
+            self._keep(keep)
+
+    def _keep(self, indices: list[int]) -> None:
+        sources, entries = self._sources, self._entries
+        self._sources = array("Q", [sources[i] for i in indices])
+        self._entries = array("Q", [entries[i] for i in indices])

@@ -130,3 +130,12 @@ def test_matches_a_plain_model_of_the_rules(ops: list[tuple[str, int, int, float
             seen.sweep(now)
             model = {i: v for i, v in model.items() if ticks - v[1] < BROADCAST_EXPIRY_S * TICKS_PER_S}
         assert len(seen) == len(model)
+
+
+def test_at_capacity_with_every_entry_the_same_age_only_an_eighth_goes() -> None:
+    seen = table(capacity=64)
+    keys = [os.urandom(32) for _ in range(65)]
+    for key in keys:
+        seen.accept(key, 1, 1000.0)  # all in the same instant
+    assert len(seen) == 64 - 8 + 1
+    assert seen.is_duplicate(keys[-1], 1, 1000.0)
