@@ -59,7 +59,7 @@ class SeenBroadcasts:
 
     @staticmethod
     def _source(key: bytes) -> int:
-        return hash(bytes(key)) & _HASH_MASK
+        return hash(key) & _HASH_MASK
 
     def _find(self, source: int) -> int:
         """The index of ``source``, or -1 - where it would go."""

@@ -57,10 +57,11 @@ class VerifiedAnnouncements:
             running.update(raw[position:end])
             position = end
             digests.append(running.copy().digest())
-        root = (bytes(announcement.root_key), announcement.root_sequence)
-        prefixes = self._roots.get(root)
+        root = (announcement.root_key, announcement.root_sequence)
+        prefixes = self._roots.pop(root, None)
         start = 0
         if prefixes is not None:
+            self._roots[root] = prefixes  # most recently used root last
             for k in range(count, 0, -1):
                 digest = digests[k - 1]
                 if digest in prefixes:
@@ -83,12 +84,7 @@ class VerifiedAnnouncements:
             self._latest[key] = sequence
             for old in [r for r in self._roots if r[0] == key]:
                 self._count -= len(self._roots.pop(old))
-        prefixes = self._roots.get(root)
-        if prefixes is None:
-            prefixes = self._roots[root] = {}
-        else:  # most recently used root last
-            del self._roots[root]
-            self._roots[root] = prefixes
+        prefixes = self._roots.setdefault(root, {})  # already last if it was there
         for digest in digests:
             if digest not in prefixes:
                 self._count += 1
