@@ -5,7 +5,8 @@ through it (keyed by the bootstrapping node's key).  :func:`next_hop_snek` is
 the reference's ``getNextHopSNEK`` (``router/state_snek.go``): greedy routing in
 key space towards the smallest known key that is not below the destination,
 using the root, every peer's ancestors, direct peers and route entries, with the
-watermark keeping the path loop-free.
+watermark keeping the path loop-free.  One rule is our own: route entries in
+their last moments take no new frames (``ENTRY_BOARDING_MARGIN_S``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ from router.wire.snake import Watermark
 BOOTSTRAP_INTERVAL_S = 5.0  # reference: virtualSnakeBootstrapInterval
 MAINTAIN_INTERVAL_S = 1.0  # reference: virtualSnakeMaintainInterval
 ENTRY_EXPIRY_S = 10.0  # reference: virtualSnakeNeighExpiryPeriod
+ENTRY_BOARDING_MARGIN_S = 1.5
+"""A frame only takes a route entry with at least this long left to live, unless
+its watermark already names that entry (it is riding the entry's path).
+
+One bootstrap installs the entries along its path within milliseconds of each
+other, and they expire in the same order, nearest the originator first.  When
+the originator's next bootstrap takes another path, the old entries are left to
+expire; a frame that takes one in its last moments meets the expiry a few hops
+on and is dropped there.  An entry that has missed a refresh (they come every
+``BOOTSTRAP_INTERVAL_S``) is not offered to new frames for its last
+``ENTRY_BOARDING_MARGIN_S``, longer than any path takes to cross, so a frame on
+it reaches the end before any entry along the way expires.  Decisions stay per
+node and nothing changes on the wire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,10 @@ def next_hop_snek(
             key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence
         ):
             continue
+        if now - entry.last_seen > ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S and not (
+            key == watermark.key and entry.sequence == watermark.sequence
+        ):
+            continue  # about to expire: only a frame already riding it may go on
         if (traffic and key == destination and best_key != destination) or (destination < key < best_key):
             best_key, best_seq, best_port = key, entry.sequence, entry.source
             best_ann = announcements.get(entry.source)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from router.outputs import Deliver
-from router.snek import ENTRY_EXPIRY_S
+from router.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
 from router.tree import LOCAL_PORT, next_hop_tree
 from router.wire.coordinates import Coordinates, decode_coordinate_ports
 from router.wire.errors import DecodeError, EncodeError
@@ -220,8 +220,14 @@ class TrafficPath:
             reason = "watermark"
         # Route entries expire with time, not only with state changes: a decision
         # that rests on one holds only while that entry is valid.
+        # A frame that boarded an entry here (rather than riding it on) would be
+        # turned away from it for its last ``ENTRY_BOARDING_MARGIN_S``.
         entry = core.routes.get(watermark.key)
-        valid_until = entry.last_seen + ENTRY_EXPIRY_S if entry is not None else FOREVER
+        valid_until = FOREVER
+        if entry is not None:
+            valid_until = entry.last_seen + ENTRY_EXPIRY_S
+            if watermark != frame_watermark:
+                valid_until -= ENTRY_BOARDING_MARGIN_S
         # Only a watermark that changes is written; a converted frame gets one anyway.
         wire = b"" if converted or watermark == frame_watermark else watermark_bytes(watermark)
         return next_port, reason, valid_until, watermark if converted else None, wire

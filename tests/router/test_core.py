@@ -9,9 +9,11 @@ import pytest
 from router.core import CoreConfig, RouterCore
 from router.mesh import Mesh
 from router.outputs import ClosePeer, Deliver, Output, ParentChanged, RootChanged, SendFrame
+from router.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S, SnakeEntry
 from router.tree import LOCAL_PORT
 from router.wire import (
     BootstrapFrame,
+    FrameType,
     Identity,
     Keepalive,
     PublicKey,
@@ -262,6 +264,35 @@ def test_decision_cache_is_used_and_voided_by_state_changes() -> None:
     mesh.run_for(0.5)
     assert b.traffic.misses > misses
     assert LOCAL_PORT == 0
+
+
+def test_cached_decisions_end_when_their_route_entry_stops_taking_frames() -> None:
+    """A frame that boards a route entry is decided afresh once the entry is in its
+    last moments; one already riding the entry keeps it until the entry expires."""
+    ids = ordered_identities()
+    low, via, other = ids[1], ids[6], ids[5]
+    core = RouterCore(MID, T0, CoreConfig(verify_signatures=False))
+    entry_port, _ = core.add_peer(via.public_key, 3, T0)
+    in_port, _ = core.add_peer(other.public_key, 3, T0)
+    core.routes[low.public_key] = SnakeEntry(low.public_key, entry_port, None, 77, T0, core.root())
+    boarding_until = T0 + ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S
+
+    def sent_on(out: list[Output]) -> list[int]:
+        return [o.port for o in out if isinstance(o, SendFrame) and o.data[5] == FrameType.TRAFFIC]
+
+    def riding(now: float) -> list[Output]:
+        frame = TrafficFrame((), (), low.public_key, other.public_key, b"r", Watermark(low.public_key, 77))
+        return core.handle_frame(in_port, encode_frame(frame), now)
+
+    assert sent_on(core.send_traffic(low.public_key, b"a", T0)) == [entry_port]
+    assert sent_on(riding(T0)) == [entry_port]
+    # Both decisions are cached; past the boarding deadline only the rider keeps its way.
+    late = boarding_until + 0.1
+    out = core.send_traffic(low.public_key, b"b", late)
+    assert sent_on(out) == [] and [d.payload for d in out if isinstance(d, Deliver)] == [b"b"]
+    assert sent_on(riding(late)) == [entry_port]
+    # Once the entry has expired, nobody is sent its way.
+    assert sent_on(riding(T0 + ENTRY_EXPIRY_S)) == []
 
 
 def test_oversized_announcement_closes_without_breaking_the_core() -> None:

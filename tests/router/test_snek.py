@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.snek import ENTRY_EXPIRY_S, SnakeEntry, next_hop_snek
+from router.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S, SnakeEntry, next_hop_snek
 from router.tree import LOCAL_PORT, PeerAnnouncement
 from router.wire import FULL_MASK, FULL_WATERMARK, Watermark
 from tests.router.routing_helpers import ZERO, K, announcement
@@ -129,3 +129,33 @@ def test_direct_peer_and_faster_link_preferred() -> None:
     assert next_hop_snek(link_types={1: 3, 2: 3, 3: 3}, **common)[0] == 2  # type: ignore[arg-type]
     # port 3 is a faster link type to the same key
     assert next_hop_snek(link_types={1: 3, 2: 3, 3: 1}, **common)[0] == 3  # type: ignore[arg-type]
+
+
+def test_entry_in_its_last_moments_takes_no_new_frames() -> None:
+    def hop(entry: SnakeEntry, watermark: Watermark, bootstrap: bool = False) -> tuple[int | None, Watermark]:
+        return next_hop_snek(
+            bootstrap=bootstrap,
+            destination=K(2),
+            our_key=K(4),
+            watermark=watermark,
+            parent=1,
+            root_key=K(9),
+            announcements={1: PARENT_ANN},
+            peer_keys=PEERS,
+            link_types={},
+            routes={K(2): entry},
+            now=NOW,
+        )
+
+    # Refreshed 9 s ago: it has missed a refresh and has under the margin to live.
+    old = SnakeEntry(K(2), 3, None, 70, NOW - (ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S) - 0.5, ROOT)
+    # A new frame (or bootstrap) does not board it ...
+    assert hop(old, FULL_WATERMARK) == (LOCAL_PORT, Watermark(K(4), 0))
+    assert hop(old, FULL_WATERMARK, bootstrap=True) == (None, Watermark(K(4), 0))
+    # ... nor one that follows an older entry of the same key ...
+    assert hop(old, Watermark(K(2), 60))[0] == LOCAL_PORT
+    # ... but a frame already riding it goes on to the end of its path.
+    assert hop(old, Watermark(K(2), 70)) == (3, Watermark(K(2), 70))
+    # At the margin's edge it still takes new frames.
+    edge = SnakeEntry(K(2), 3, None, 70, NOW - (ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S), ROOT)
+    assert hop(edge, FULL_WATERMARK) == (3, Watermark(K(2), 70))
