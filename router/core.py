@@ -27,7 +27,7 @@ from router.outputs import (
     RootChanged,
     SendFrame,
 )
-from router.snek import BOOTSTRAP_INTERVAL_S, MAINTAIN_INTERVAL_S, SnakeEntry, next_hop_snek
+from router.snek import BOOTSTRAP_INTERVAL_S, MAINTAIN_INTERVAL_S, RouteTable, SnakeEntry, next_hop_snek
 from router.traffic import TrafficPath
 from router.tree import (
     LOCAL_PORT,
@@ -130,7 +130,7 @@ class RouterCore:
         self.peer_keys: dict[int, PublicKey] = {}
         self.link_types: dict[int, int] = {}
         self.announcements: dict[int, PeerAnnouncement] = {}
-        self.routes: dict[bytes, SnakeEntry] = {}
+        self.routes = RouteTable()
         self.parent: int | None = None
         self.descending: SnakeEntry | None = None
         self.sequence = 0
@@ -564,6 +564,7 @@ class RouterCore:
             peer_keys=self.peer_keys,
             link_types=self.link_types,
             routes=self.routes,
+            route_keys=self.routes.ordered_keys,
             now=now,
         )
 

@@ -11,7 +11,8 @@ their last moments take no new frames (``ENTRY_BOARDING_MARGIN_S``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from bisect import bisect_left, insort
+from collections.abc import ItemsView, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass
 
 from router.tree import LOCAL_PORT, PeerAnnouncement, Root
@@ -56,6 +57,57 @@ class SnakeEntry:
         return now - self.last_seen < ENTRY_EXPIRY_S
 
 
+class RouteTable(Mapping[bytes, SnakeEntry]):
+    """A node's route entries by key, with the keys also kept in order.
+
+    :func:`next_hop_snek` looks for the lowest usable key at or above a
+    destination; with the keys in order that is a search and a short walk,
+    where a plain dict would make every routing decision scan the whole table.
+    """
+
+    __slots__ = ("_entries", "_keys")
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, SnakeEntry] = {}
+        self._keys: list[bytes] = []
+
+    def __getitem__(self, key: bytes) -> SnakeEntry:
+        return self._entries[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self) -> ItemsView[bytes, SnakeEntry]:
+        return self._entries.items()
+
+    def values(self) -> ValuesView[SnakeEntry]:
+        return self._entries.values()
+
+    @property
+    def ordered_keys(self) -> Sequence[bytes]:
+        """Every key, lowest first (a live view: do not change the table while walking it)."""
+        return self._keys
+
+    def __setitem__(self, key: bytes, entry: SnakeEntry) -> None:
+        if key not in self._entries:
+            insort(self._keys, key)
+        self._entries[key] = entry
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._entries[key]
+        del self._keys[bisect_left(self._keys, key)]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._keys.clear()
+
+
 def next_hop_snek(
     *,
     bootstrap: bool,
@@ -69,6 +121,7 @@ def next_hop_snek(
     link_types: Mapping[int, int],
     routes: Mapping[bytes, SnakeEntry],
     now: float,
+    route_keys: Sequence[bytes] | None = None,
 ) -> tuple[int | None, Watermark]:
     """The next hop for a frame routed by key, and the watermark it leaves with.
 
@@ -76,6 +129,8 @@ def next_hop_snek(
     ``None`` when a bootstrap has reached its end here.  The watermark returned
     is always the chosen key and its entry sequence (0 unless a route entry won),
     except for traffic addressed to our own key, which keeps its watermark.
+    ``route_keys`` are the keys of ``routes`` in order (a :class:`RouteTable`
+    keeps them); without them they are sorted here.
     """
     if not bootstrap and destination == our_key:
         return LOCAL_PORT, watermark
@@ -111,21 +166,35 @@ def next_hop_snek(
             best_seq, best_port, best_ann = 0, port, ann
 
     # 4. Route entries from bootstraps, unless their watermark is worse than the frame's.
-    for entry in routes.values():
+    # The reference tries every entry in turn; what wins is the destination's own
+    # entry (traffic only, if the key is not already the best), else the lowest
+    # key above the destination and below the best so far.  With the keys in
+    # order that is the first usable one from the destination up.
+    keys = sorted(routes) if route_keys is None else route_keys
+    index = bisect_left(keys, destination)
+    while index < len(keys):
+        route_key = keys[index]
+        index += 1
+        exact = route_key == destination
+        if exact:
+            if not traffic or best_key == destination:
+                continue
+        elif route_key >= best_key:
+            break
+        if route_key > watermark.key:
+            break  # so is every key after it
+        entry = routes[route_key]
         if entry.source not in peer_keys or not entry.valid(now):
             continue
-        key = entry.key
-        if key > watermark.key or (
-            key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence
-        ):
+        if route_key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence:
             continue
         if now - entry.last_seen > ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S and not (
-            key == watermark.key and entry.sequence == watermark.sequence
+            route_key == watermark.key and entry.sequence == watermark.sequence
         ):
             continue  # about to expire: only a frame already riding it may go on
-        if (traffic and key == destination and best_key != destination) or (destination < key < best_key):
-            best_key, best_seq, best_port = key, entry.sequence, entry.source
-            best_ann = announcements.get(entry.source)
+        best_key, best_seq, best_port = route_key, entry.sequence, entry.source
+        best_ann = announcements.get(entry.source)
+        break
 
     # 5. Among several links to the best key, the faster type, then the earlier announcement.
     if best_port is not None and best_ann is not None:
