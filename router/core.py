@@ -203,7 +203,7 @@ class RouterCore:
             self._reset(now)
             return
         self.announcements.pop(port, None)
-        for key in [k for k, e in self.routes.items() if port in (e.source, e.destination)]:
+        for key in [e.key for e in self.routes.ordered if port in (e.source, e.destination)]:
             del self.routes[key]
         if self.descending is not None and self.descending.source == port:
             self._set_descending(None, now)
@@ -540,7 +540,7 @@ class RouterCore:
         desc = self.descending
         if desc is not None and (not desc.valid(now) or desc.root != root):
             self._set_descending(None, now)
-        expired = [k for k, e in self.routes.items() if not e.valid(now)]
+        expired = [e.key for e in self.routes.ordered if not e.valid(now)]
         for key in expired:
             del self.routes[key]
         if expired:
@@ -568,7 +568,7 @@ class RouterCore:
             peer_keys=self.peer_keys,
             link_types=self.link_types,
             routes=self.routes,
-            route_keys=self.routes.ordered_keys,
+            ordered_routes=self.routes.ordered,
             now=now,
         )
 

@@ -11,8 +11,8 @@ their last moments take no new frames (``ENTRY_BOARDING_MARGIN_S``).
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from collections.abc import ItemsView, Iterator, Mapping, Sequence, ValuesView
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from router.tree import LOCAL_PORT, PeerAnnouncement, Root
@@ -57,55 +57,69 @@ class SnakeEntry:
         return now - self.last_seen < ENTRY_EXPIRY_S
 
 
+def _entry_key(entry: SnakeEntry) -> bytes:
+    return entry.key
+
+
 class RouteTable(Mapping[bytes, SnakeEntry]):
-    """A node's route entries by key, with the keys also kept in order.
+    """A node's route entries, in one list kept in key order.
 
     :func:`next_hop_snek` looks for the lowest usable key at or above a
-    destination; with the keys in order that is a search and a short walk,
-    where a plain dict would make every routing decision scan the whole table.
+    destination; with the entries in key order that is a search and a short
+    walk, where a plain dict would make every routing decision scan the whole
+    table.  One list of references is also smaller than a dict, so a lookup by
+    key is a binary search rather than a hash.
     """
 
-    __slots__ = ("_entries", "_keys")
+    __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._entries: dict[bytes, SnakeEntry] = {}
-        self._keys: list[bytes] = []
+        self._entries: list[SnakeEntry] = []
+
+    def _find(self, key: bytes) -> int:
+        """The index of ``key``'s entry, or ``-1``."""
+        entries = self._entries
+        index = bisect_left(entries, key, key=_entry_key)
+        return index if index < len(entries) and entries[index].key == key else -1
 
     def __getitem__(self, key: bytes) -> SnakeEntry:
-        return self._entries[key]
+        index = self._find(key)
+        if index < 0:
+            raise KeyError(key)
+        return self._entries[index]
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        return isinstance(key, bytes) and self._find(key) >= 0
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._entries)
+        return (entry.key for entry in self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def items(self) -> ItemsView[bytes, SnakeEntry]:
-        return self._entries.items()
-
-    def values(self) -> ValuesView[SnakeEntry]:
-        return self._entries.values()
-
     @property
-    def ordered_keys(self) -> Sequence[bytes]:
-        """Every key, lowest first (a live view: do not change the table while walking it)."""
-        return self._keys
+    def ordered(self) -> Sequence[SnakeEntry]:
+        """Every entry, lowest key first (a live view: do not change the table while walking it)."""
+        return self._entries
 
     def __setitem__(self, key: bytes, entry: SnakeEntry) -> None:
-        if key not in self._entries:
-            insort(self._keys, key)
-        self._entries[key] = entry
+        if entry.key != key:
+            raise ValueError("a route entry is filed under its own key")
+        entries = self._entries
+        index = bisect_left(entries, key, key=_entry_key)
+        if index < len(entries) and entries[index].key == key:
+            entries[index] = entry
+        else:
+            entries.insert(index, entry)
 
     def __delitem__(self, key: bytes) -> None:
-        del self._entries[key]
-        del self._keys[bisect_left(self._keys, key)]
+        index = self._find(key)
+        if index < 0:
+            raise KeyError(key)
+        del self._entries[index]
 
     def clear(self) -> None:
         self._entries.clear()
-        self._keys.clear()
 
 
 def next_hop_snek(
@@ -121,7 +135,7 @@ def next_hop_snek(
     link_types: Mapping[int, int],
     routes: Mapping[bytes, SnakeEntry],
     now: float,
-    route_keys: Sequence[bytes] | None = None,
+    ordered_routes: Sequence[SnakeEntry] | None = None,
 ) -> tuple[int | None, Watermark]:
     """The next hop for a frame routed by key, and the watermark it leaves with.
 
@@ -129,8 +143,8 @@ def next_hop_snek(
     ``None`` when a bootstrap has reached its end here.  The watermark returned
     is always the chosen key and its entry sequence (0 unless a route entry won),
     except for traffic addressed to our own key, which keeps its watermark.
-    ``route_keys`` are the keys of ``routes`` in order (a :class:`RouteTable`
-    keeps them); without them they are sorted here.
+    ``ordered_routes`` are the entries of ``routes`` in key order (a
+    :class:`RouteTable` keeps them so); without them they are sorted here.
     """
     if not bootstrap and destination == our_key:
         return LOCAL_PORT, watermark
@@ -170,20 +184,19 @@ def next_hop_snek(
     # entry (traffic only, if the key is not already the best), else the lowest
     # key above the destination and below the best so far.  With the keys in
     # order that is the first usable one from the destination up.
-    keys = sorted(routes) if route_keys is None else route_keys
-    index = bisect_left(keys, destination)
-    while index < len(keys):
-        route_key = keys[index]
+    ordered = sorted(routes.values(), key=_entry_key) if ordered_routes is None else ordered_routes
+    index = bisect_left(ordered, destination, key=_entry_key)
+    while index < len(ordered):
+        entry = ordered[index]
         index += 1
-        exact = route_key == destination
-        if exact:
+        route_key = entry.key
+        if route_key == destination:
             if not traffic or best_key == destination:
                 continue
         elif route_key >= best_key:
             break
         if route_key > watermark.key:
             break  # so is every key after it
-        entry = routes[route_key]
         if entry.source not in peer_keys or not entry.valid(now):
             continue
         if route_key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -150,7 +151,7 @@ def test_ordered_walk_matches_the_scan(
         now=NOW,
     )
     expected = scan_next_hop(routes=dict(table.items()), **common)  # type: ignore[arg-type]
-    assert next_hop_snek(routes=table, route_keys=table.ordered_keys, **common) == expected  # type: ignore[arg-type]
+    assert next_hop_snek(routes=table, ordered_routes=table.ordered, **common) == expected  # type: ignore[arg-type]
     assert next_hop_snek(routes=dict(table.items()), **common) == expected  # type: ignore[arg-type]
 
 
@@ -163,7 +164,11 @@ def test_route_table_keeps_its_keys_in_order(operations: list[tuple[bool, Public
             table[key] = model[key] = SnakeEntry(key, 1, None, 0, NOW, ROOT)
         elif key in model:
             del table[key], model[key]
-        assert list(table.ordered_keys) == sorted(model)
+        assert [e.key for e in table.ordered] == list(table) == sorted(model)
         assert dict(table.items()) == model and len(table) == len(model)
+        assert all((k in table) == (k in model) for k in (K(n) for n in range(1, 7)))
+        assert all(table.get(k) == model.get(k) for k in (K(n) for n in range(1, 7)))
+    with pytest.raises(ValueError, match="its own key"):
+        table[K(1)] = SnakeEntry(K(2), 1, None, 0, NOW, ROOT)
     table.clear()
-    assert not table and not table.ordered_keys
+    assert not table and not table.ordered
