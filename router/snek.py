@@ -122,6 +122,52 @@ class RouteTable(Mapping[bytes, SnakeEntry]):
         self._entries.clear()
 
 
+def entry_usable(entry: SnakeEntry, watermark: Watermark, peer_keys: Mapping[int, bytes], now: float) -> bool:
+    """Whether a frame with ``watermark`` may take ``entry`` (its key aside)."""
+    if entry.source not in peer_keys or not entry.valid(now):
+        return False
+    key = entry.key
+    if key > watermark.key:
+        return False
+    riding = key == watermark.key and entry.sequence == watermark.sequence
+    if key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence:
+        return False
+    # About to expire: only a frame already riding it may go on.
+    return riding or now - entry.last_seen <= ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S
+
+
+def lowest_usable_entry(
+    ordered: Sequence[SnakeEntry],
+    *,
+    destination: bytes,
+    best_key: bytes,
+    traffic: bool,
+    watermark: Watermark,
+    peer_keys: Mapping[int, bytes],
+    now: float,
+) -> SnakeEntry | None:
+    """The route entry that beats ``best_key`` for ``destination``, if any.
+
+    The reference tries every entry in turn; what wins is the destination's own
+    entry (traffic only, unless the destination is already the best key), else
+    the lowest key above the destination and below the best so far.  With the
+    entries in key order that is the first usable one from the destination up.
+    """
+    index = bisect_left(ordered, destination, key=_entry_key)
+    while index < len(ordered):
+        entry = ordered[index]
+        index += 1
+        key = entry.key
+        if key == destination:
+            if not traffic or best_key == destination:
+                continue
+        elif key >= best_key or key > watermark.key:
+            return None  # and so is every key after it
+        if entry_usable(entry, watermark, peer_keys, now):
+            return entry
+    return None
+
+
 def next_hop_snek(
     *,
     bootstrap: bool,
@@ -180,34 +226,19 @@ def next_hop_snek(
             best_seq, best_port, best_ann = 0, port, ann
 
     # 4. Route entries from bootstraps, unless their watermark is worse than the frame's.
-    # The reference tries every entry in turn; what wins is the destination's own
-    # entry (traffic only, if the key is not already the best), else the lowest
-    # key above the destination and below the best so far.  With the keys in
-    # order that is the first usable one from the destination up.
     ordered = sorted(routes.values(), key=_entry_key) if ordered_routes is None else ordered_routes
-    index = bisect_left(ordered, destination, key=_entry_key)
-    while index < len(ordered):
-        entry = ordered[index]
-        index += 1
-        route_key = entry.key
-        if route_key == destination:
-            if not traffic or best_key == destination:
-                continue
-        elif route_key >= best_key:
-            break
-        if route_key > watermark.key:
-            break  # so is every key after it
-        if entry.source not in peer_keys or not entry.valid(now):
-            continue
-        if route_key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence:
-            continue
-        if now - entry.last_seen > ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S and not (
-            route_key == watermark.key and entry.sequence == watermark.sequence
-        ):
-            continue  # about to expire: only a frame already riding it may go on
-        best_key, best_seq, best_port = route_key, entry.sequence, entry.source
+    entry = lowest_usable_entry(
+        ordered,
+        destination=destination,
+        best_key=best_key,
+        traffic=traffic,
+        watermark=watermark,
+        peer_keys=peer_keys,
+        now=now,
+    )
+    if entry is not None:
+        best_key, best_seq, best_port = entry.key, entry.sequence, entry.source
         best_ann = announcements.get(entry.source)
-        break
 
     # 5. Among several links to the best key, the faster type, then the earlier announcement.
     if best_port is not None and best_ann is not None:
