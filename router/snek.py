@@ -67,8 +67,8 @@ class RouteTable(Mapping[bytes, SnakeEntry]):
     :func:`next_hop_snek` looks for the lowest usable key at or above a
     destination; with the entries in key order that is a search and a short
     walk, where a plain dict would make every routing decision scan the whole
-    table.  One list of references is also smaller than a dict, so a lookup by
-    key is a binary search rather than a hash.
+    table.  One list of references is also smaller than a dict; the price is
+    that a lookup by key is a binary search rather than a hash.
     """
 
     __slots__ = ("_entries",)
