@@ -568,7 +568,6 @@ class RouterCore:
             peer_keys=self.peer_keys,
             link_types=self.link_types,
             routes=self.routes,
-            ordered_routes=self.routes.ordered,
             now=now,
         )
 

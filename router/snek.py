@@ -181,7 +181,6 @@ def next_hop_snek(
     link_types: Mapping[int, int],
     routes: Mapping[bytes, SnakeEntry],
     now: float,
-    ordered_routes: Sequence[SnakeEntry] | None = None,
 ) -> tuple[int | None, Watermark]:
     """The next hop for a frame routed by key, and the watermark it leaves with.
 
@@ -189,8 +188,8 @@ def next_hop_snek(
     ``None`` when a bootstrap has reached its end here.  The watermark returned
     is always the chosen key and its entry sequence (0 unless a route entry won),
     except for traffic addressed to our own key, which keeps its watermark.
-    ``ordered_routes`` are the entries of ``routes`` in key order (a
-    :class:`RouteTable` keeps them so); without them they are sorted here.
+    A :class:`RouteTable` brings its entries in key order; other mappings are
+    sorted here.
     """
     if not bootstrap and destination == our_key:
         return LOCAL_PORT, watermark
@@ -226,7 +225,7 @@ def next_hop_snek(
             best_seq, best_port, best_ann = 0, port, ann
 
     # 4. Route entries from bootstraps, unless their watermark is worse than the frame's.
-    ordered = sorted(routes.values(), key=_entry_key) if ordered_routes is None else ordered_routes
+    ordered = routes.ordered if isinstance(routes, RouteTable) else sorted(routes.values(), key=_entry_key)
     entry = lowest_usable_entry(
         ordered,
         destination=destination,

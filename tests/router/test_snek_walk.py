@@ -140,7 +140,6 @@ def test_a_route_table_and_a_plain_dict_route_alike(
             link_types={},
             routes=routes,
             now=NOW,
-            ordered_routes=table.ordered if isinstance(routes, RouteTable) else None,
         )
 
     assert hop(table) == hop(dict(table.items()))
