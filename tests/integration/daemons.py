@@ -41,6 +41,8 @@ class Daemon:
     key: str = ""
     extra_args: list[str] = field(default_factory=list)
     scheme: str = "tcp"
+    seed: str = ""
+    """Hex ed25519 seed (``PINEWOOD_SEED``); empty: a key file made on first start."""
 
     @property
     def admin(self) -> str:
@@ -78,9 +80,15 @@ class DaemonNet:
         edges: Iterable[tuple[str, str]],
         extra: list[str] | None = None,
         scheme: str = "tcp",
+        seeds: dict[str, str] | None = None,
     ) -> None:
-        """Start daemons ``names`` (listening on ``scheme``); each edge (a, b) has a dial b."""
-        new = [Daemon(name, free_port(), free_port(), self.root / name, scheme=scheme) for name in names]
+        """Start daemons ``names`` (listening on ``scheme``); each edge (a, b) has a dial b.
+        ``seeds`` gives some of them a fixed key (hex seeds by name)."""
+        seeds = seeds or {}
+        new = [
+            Daemon(name, free_port(), free_port(), self.root / name, scheme=scheme, seed=seeds.get(name, ""))
+            for name in names
+        ]
         for daemon in new:
             self.daemons[daemon.name] = daemon
         peers: dict[str, list[str]] = {daemon.name: [] for daemon in new}
@@ -94,7 +102,7 @@ class DaemonNet:
 
     def launch(self, daemon: Daemon, args: list[str]) -> None:
         daemon.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PINEWOOD_SEED": ""}
+        env = {**os.environ, "PINEWOOD_SEED": daemon.seed}
         with (daemon.data_dir / "log").open("ab") as log:
             daemon.process = subprocess.Popen(
                 [

@@ -1,0 +1,178 @@
+"""A line of four Go reference routers and four Pinewood routers, alternating.
+
+Once with the highest key on a Go node and once on a Pinewood node, the eight
+processes must agree on one tree and one snake as the reference defines them,
+and traffic must cross the line both ways: ``pinewood ping`` to Go nodes, Go
+packets delivered to Pinewood nodes, and Go to Go through Pinewood transit.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.interop.gopeer import wait_until
+from tests.interop.mixed import MixedNet, key_of
+
+LENGTH = 8
+CONVERGE_WITHIN_S = 10.0
+BURST = 10
+"""Packets sent at once: the reference's per-flow queue holds 16 and drops the oldest
+when full, so a Go sender's larger bursts lose packets by design."""
+
+
+def kind_at(position: int) -> str:
+    return "go" if position % 2 == 0 else "pinewood"
+
+
+def line_seeds(root_on: str) -> list[str]:
+    """Eight seeds in line order, the highest key near the middle on a ``root_on`` node,
+    the others in a fixed shuffled order (so keys do not follow the line)."""
+    rng = random.Random(f"mixed-line-{root_on}")
+    seeds = sorted((rng.randbytes(32).hex() for _ in range(LENGTH)), key=key_of)
+    highest = seeds.pop()
+    rng.shuffle(seeds)
+    root_at = 4 if root_on == "go" else 3
+    assert kind_at(root_at) == root_on
+    seeds.insert(root_at, highest)
+    return seeds
+
+
+@dataclass
+class Line:
+    net: MixedNet
+    names: list[str]
+    converged_s: float
+
+    def of_kind(self, kind: str) -> list[str]:
+        return [name for name in self.names if name.startswith(kind[0])]
+
+
+@pytest.fixture(scope="module", params=["go", "pinewood"], ids=["go-root", "pinewood-root"])
+def line(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, gopeer_binary: Path
+) -> Iterator[Line]:
+    root_on: str = request.param
+    seeds = line_seeds(root_on)
+    names = [f"{kind_at(i)[0]}{i}" for i in range(LENGTH)]
+    net = MixedNet(tmp_path_factory.mktemp(f"line-{root_on}"), gopeer_binary)
+    try:
+        # Each node dials the next one along the line.
+        for i, name in enumerate(names):
+            if kind_at(i) == "pinewood":
+                net.plan_pinewood(name, seeds[i])
+        for i, name in enumerate(names):
+            if kind_at(i) == "go":
+                nxt = [net.pinewood_uri(names[i + 1])] if i + 1 < LENGTH else []
+                net.start_go(name, seeds[i], peers=nxt)
+        for i, name in enumerate(names):
+            if kind_at(i) == "pinewood":
+                nxt = [net.go[names[i + 1]].tcp_uri] if i + 1 < LENGTH else []
+                net.start_pinewood(name, peers=nxt)
+        net.order = names
+        converged = net.wait_converged(timeout=60)
+        yield Line(net, names, converged)
+    finally:
+        net.stop_all()
+
+
+def test_one_tree_and_one_snake_within_ten_seconds(line: Line) -> None:
+    views = {v.name: v for v in line.net.views()}
+    keys = sorted(v.key for v in views.values())
+    root = next(v for v in views.values() if v.key == keys[-1])
+    assert line.converged_s <= CONVERGE_WITHIN_S, f"converged after {line.converged_s:.1f} s"
+    # The checks of MixedNet.problems(), spelled out on the result for the record:
+    assert {v.root for v in views.values()} == {root.key}
+    assert root.coordinates == () and root.parent is None
+    for view in views.values():
+        if view is root:
+            continue
+        parent = next(v for v in views.values() if v.key == view.parent)
+        port = next(p for p, key in parent.peer_ports.items() if key == view.key)
+        assert view.coordinates == (*parent.coordinates, port), view
+        rank = keys.index(view.key)
+        assert view.descending == (keys[rank - 1] if rank else None), view
+    # In a line, the parent is a neighbour along it, and the depth grows by one a hop.
+    at = line.names.index(root.name)
+    for i, name in enumerate(line.names):
+        assert len(views[name].coordinates) == abs(i - at), (name, views[name].coordinates)
+
+
+def ping_counts(output: str) -> tuple[int, int]:
+    match = re.search(r"(\d+) sent, (\d+) received", output)
+    assert match, output
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_pinewood_pings_every_go_node(line: Line) -> None:
+    net = line.net
+    pairs = [(p, g) for p in line.of_kind("pinewood") for g in line.of_kind("go")]
+    with ThreadPoolExecutor(max_workers=len(pairs)) as pool:
+        results = list(pool.map(lambda pair: net.pinewood_ping(pair[0], net.key(pair[1]), count=3), pairs))
+    lost = [
+        (pair, result.stdout)
+        for pair, result in zip(pairs, results, strict=True)
+        if ping_counts(result.stdout) != (3, 3)
+    ]
+    assert not lost, lost
+    # Go nodes answered them: each counted three pings from each Pinewood node.
+    for g in line.of_kind("go"):
+        echoed = net.go[g].received()["echoed"]
+        for p in line.of_kind("pinewood"):
+            assert echoed.get(net.key(p), 0) >= 3, (g, p, echoed)
+
+
+def test_go_packets_are_delivered_to_pinewood_nodes(line: Line) -> None:
+    net = line.net
+    for g in line.of_kind("go"):
+        for p in line.of_kind("pinewood"):
+            answer = net.go[g].ping(net.key(p), count=2)
+            assert answer["answered"] == 2, (g, p, answer)
+    # Plain packets, counted by the Pinewood node as payloads for no application.
+    source, target = line.of_kind("go")[0], line.of_kind("pinewood")[-1]
+
+    def counts() -> tuple[int, int]:
+        counters = net.pinewood_status(target)["counters"]
+        return (
+            int(counters.get("frames delivered to the application", 0)),
+            int(counters.get("overlay payloads for no application", 0)),
+        )
+
+    before = counts()
+    for burst in range(1, 11):
+        net.go[source].send(net.key(target), count=BURST, size=200)
+        wait_until(
+            lambda b=burst: counts()[1] - before[1] >= b * BURST,
+            10,
+            f"{burst * BURST} packets {source} -> {target}",
+        )
+    time.sleep(0.5)  # and no more than that arrives
+    after = counts()
+    assert (after[0] - before[0], after[1] - before[1]) == (100, 100)
+
+
+def test_go_to_go_across_pinewood_transit(line: Line) -> None:
+    net = line.net
+    first, last = line.of_kind("go")[0], line.of_kind("go")[-1]
+    transit = line.of_kind("pinewood")[:-1]  # every Pinewood node between g0 and g6
+    forwarded = {p: net.pinewood_status(p)["traffic"]["forwarded"] for p in transit}
+    answer = net.go[first].ping(net.key(last), count=3)
+    assert answer["answered"] == 3, answer
+    for burst in range(1, 21):
+        net.go[first].send(net.key(last), count=BURST, size=500)
+        wait_until(
+            lambda b=burst: net.go[last].received()["received"].get(net.key(first), 0) >= b * BURST,
+            10,
+            f"{burst * BURST} packets {first} -> {last}",
+        )
+    time.sleep(0.5)
+    assert net.go[last].received()["received"][net.key(first)] == 200
+    for p in transit:
+        assert net.pinewood_status(p)["traffic"]["forwarded"] - forwarded[p] >= 206, p
