@@ -25,6 +25,7 @@ from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnecti
 from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.stream import QuicStream
+from aioquic.tls import CipherSuite
 from aioquic.tls import Context as TlsContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -37,6 +38,17 @@ STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
 IDLE_TIMEOUT_S = 15.0  # as the reference's sessions
 MAX_DATAGRAM_BYTES = 1200  # QUIC's smallest; what quic-go on the reference's router takes
+
+CIPHER_SUITES = [
+    CipherSuite.AES_128_GCM_SHA256,
+    CipherSuite.AES_256_GCM_SHA384,
+    CipherSuite.CHACHA20_POLY1305_SHA256,
+]
+"""TLS 1.3 suites in the order a session's server picks them: AES-128-GCM first, as
+Go's TLS prefers it.  aioquic would pick AES-256-GCM, and the quic-go release that
+the reference's go.mod names (v0.37.4) derives wrong handshake keys for that suite
+when built with a current Go (it reads crypto/tls internals through linkname), so
+its nodes could not open sessions to ours."""
 
 
 def check_aioquic() -> None:
@@ -58,6 +70,7 @@ def configuration(identity: Identity, alpns: list[str], *, client: bool) -> Quic
         max_data=CONNECTION_WINDOW,
         max_stream_data=STREAM_WINDOW,
         verify_mode=ssl.CERT_NONE,  # no authorities: the key is checked by hand
+        cipher_suites=list(CIPHER_SUITES),
     )
     config.certificate, config.private_key = node_credentials(identity)
     return config

@@ -19,14 +19,18 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def gopeer_binary() -> Path:
-    """The built ``gopeer`` (the Go reference router), built on first use."""
+def gopeer_or_skip(build: str = "quic-go-v0.37.4") -> Path:
+    """A built ``gopeer`` (the Go reference router), built on first use."""
     try:
-        return ensure_gopeer()
+        return ensure_gopeer(build)
     except GoUnavailable as exc:
         unavailable(f"the Go reference peer cannot be built: {exc}")
         raise
+
+
+@pytest.fixture(scope="session")
+def gopeer_binary() -> Path:
+    return gopeer_or_skip()
 
 
 @pytest.fixture

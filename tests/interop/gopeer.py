@@ -59,16 +59,17 @@ def go_version(go: str) -> str:
     return result.stdout.strip()
 
 
-def build_go_program(source: Path, name: str, package: str = ".") -> Path:
-    """Build the Go module at ``source`` (its ``package``) once per source and Go version.
+def build_go_program(source: Path, name: str, modfile: str = "go.mod") -> Path:
+    """Build the Go module at ``source`` (with ``modfile`` as its go.mod) once per
+    source and Go version.
 
-    Modules come from the module proxy on the first build (``go.sum`` pins them);
-    the build is serialised across test processes with a lock file.
+    Modules come from the module proxy on the first build (the go.sum beside the
+    modfile pins them); the build is serialised across test processes with a lock file.
     """
     go = go_command()
-    digest = hashlib.sha256(go_version(go).encode())
+    digest = hashlib.sha256(go_version(go).encode() + b"\0" + modfile.encode())
     for path in sorted(source.rglob("*")):
-        if path.is_file() and (path.suffix == ".go" or path.name in ("go.mod", "go.sum")):
+        if path.is_file() and path.suffix in (".go", ".mod", ".sum"):
             digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
     out_dir = cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,16 +78,15 @@ def build_go_program(source: Path, name: str, package: str = ".") -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if binary.exists():
             return binary
-        partial = binary.with_suffix(".partial")
+        partial = out_dir / f"{binary.name}.partial"
         try:
             result = subprocess.run(
-                [go, "build", "-trimpath", "-o", str(partial), package],
+                [go, "build", "-trimpath", f"-modfile={modfile}", "-o", str(partial), "."],
                 cwd=source,
                 check=False,
                 capture_output=True,
                 text=True,
                 timeout=BUILD_TIMEOUT_S,
-                env={**os.environ, "CGO_ENABLED": os.environ.get("CGO_ENABLED", "1")},
             )
         except subprocess.TimeoutExpired:
             raise GoUnavailable(f"building {name} took over {BUILD_TIMEOUT_S:.0f} s") from None
@@ -96,8 +96,16 @@ def build_go_program(source: Path, name: str, package: str = ".") -> Path:
     return binary
 
 
-def ensure_gopeer() -> Path:
-    return build_go_program(SOURCE_DIR, "gopeer")
+GOPEER_BUILDS = {
+    "quic-go-v0.37.4": "go.mod",
+    "quic-go-v0.45.2": "quicgo-v0.45.2.mod",
+}
+"""The reference with the quic-go its own go.mod names, and with the one Dendrite
+v0.13.8 ships it with (see the comments at the top of each file)."""
+
+
+def ensure_gopeer(build: str = "quic-go-v0.37.4") -> Path:
+    return build_go_program(SOURCE_DIR, f"gopeer-{build}", GOPEER_BUILDS[build])
 
 
 class GoPeer:

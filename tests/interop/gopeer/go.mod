@@ -1,3 +1,9 @@
+// gopeer: one Go reference router (matrix-org/pinecone) per process, for the
+// interoperability tests. The reference is pinned at ea4c337 (2023-08-10): its
+// router, sessions and types are those of b35aec6, the newest commit, whose
+// later changes touch only the simulator's web page; the module proxy serves
+// ea4c337 (the commit Dendrite v0.13.8 builds with) but not b35aec6.
+// quic-go comes from the reference's own go.mod (v0.37.4).
 module pinewood.test/interop/gopeer
 
 go 1.22

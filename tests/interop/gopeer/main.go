@@ -46,7 +46,11 @@ var (
 	pongPrefix = []byte("\x00pinewood-pong\x00")
 )
 
-const redialInterval = time.Second
+const (
+	redialInterval = time.Second
+	// wsReadLimit bounds one WebSocket message; a Pinecone frame is at most 64 KiB.
+	wsReadLimit = 1 << 20
+)
 
 type stringList []string
 
@@ -166,7 +170,7 @@ func serveWS(logger *log.Logger, r *router.Router, ln net.Listener) {
 			logger.Printf("ws accept: %v", err)
 			return
 		}
-		c.SetReadLimit(-1)
+		c.SetReadLimit(wsReadLimit)
 		conn := websocket.NetConn(context.Background(), c, websocket.MessageBinary)
 		if _, err := r.Connect(conn,
 			router.ConnectionURI(req.RemoteAddr),
@@ -218,7 +222,7 @@ func dial(r *router.Router, uri string) error {
 		if err != nil {
 			return err
 		}
-		c.SetReadLimit(-1)
+		c.SetReadLimit(wsReadLimit)
 		conn = websocket.NetConn(context.Background(), c, websocket.MessageBinary)
 	default:
 		return fmt.Errorf("unsupported peer URI %q", uri)
