@@ -20,6 +20,10 @@ test: lint typecheck unit
 lint: $(STAMP)
 	$(PY) -m ruff check router relay bench tests
 	$(PY) -m ruff format --check router relay bench tests
+	@if command -v gofmt >/dev/null; then \
+		out="$$(gofmt -l tests/interop/gopeer)"; \
+		if [ -n "$$out" ]; then echo "gofmt: not formatted: $$out"; exit 1; fi; \
+	fi
 
 typecheck: $(STAMP)
 	$(PY) -m mypy router relay bench tests
