@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from router.broadcasts import SeenBroadcasts
 from router.outputs import (
     BroadcastReceived,
+    CloseCause,
     ClosePeer,
     DescendingChanged,
     Output,
@@ -43,7 +44,7 @@ from router.verified import VerifiedAnnouncements
 from router.wire.announcement import RootAnnouncement, decode_announcement
 from router.wire.broadcast import decode_wakeup, sign_wakeup
 from router.wire.coordinates import tree_distance
-from router.wire.errors import DecodeError, EncodeError
+from router.wire.errors import DecodeError, EncodeError, SignatureError
 from router.wire.frames import (
     BootstrapFrame,
     FrameType,
@@ -54,7 +55,14 @@ from router.wire.frames import (
     encode_frame,
 )
 from router.wire.keys import Identity, PublicKey
-from router.wire.snake import FULL_WATERMARK, SignedRootStamp, Watermark, decode_bootstrap, sign_bootstrap
+from router.wire.snake import (
+    FULL_WATERMARK,
+    BootstrapBody,
+    SignedRootStamp,
+    Watermark,
+    decode_bootstrap,
+    sign_bootstrap,
+)
 
 KEEPALIVE_INTERVAL_S = 3.0  # reference: peerKeepaliveInterval
 PEER_TIMEOUT_S = 5.0  # reference: peerKeepaliveTimeout
@@ -210,14 +218,21 @@ class RouterCore:
         if self.parent == port and self._select_new_parent(now):
             self._bootstrap_soon(now)
 
-    def close_peer(self, port: int, category: str, now: float, detail: str = "") -> None:
+    def close_peer(
+        self,
+        port: int,
+        category: str,
+        now: float,
+        detail: str = "",
+        cause: CloseCause = CloseCause.MALFORMED,
+    ) -> None:
         """Forget the peer on ``port`` and ask the runtime to close its link.
 
         ``category`` is a fixed string (it keys the drop counters, which must
         not grow with what peers send); ``detail`` goes only into the event.
         """
         self.drops[f"closed: {category}"] += 1
-        self._out.append(ClosePeer(port, f"{category}: {detail}" if detail else category))
+        self._out.append(ClosePeer(port, f"{category}: {detail}" if detail else category, cause))
         self._disconnect(port, now)
 
     def _reset(self, now: float) -> None:
@@ -272,6 +287,8 @@ class RouterCore:
                 self._handle_bootstrap_frame(port, frame, now)
             elif isinstance(frame, WakeupBroadcastFrame):
                 self._handle_broadcast(port, frame, now)
+        except SignatureError as exc:
+            self.close_peer(port, "bad signature", now, str(exc), CloseCause.BAD_SIGNATURE)
         except DecodeError as exc:
             self.close_peer(port, "malformed frame", now, str(exc))
         return self._flush()
@@ -330,7 +347,7 @@ class RouterCore:
     def _maintain_peers(self, now: float) -> None:
         for port in list(self.peers):
             if self.config.peer_timeouts and now - self._last_received.get(port, now) >= PEER_TIMEOUT_S:
-                self.close_peer(port, "no frames for 5 s", now)
+                self.close_peer(port, "no frames for 5 s", now, cause=CloseCause.SILENT)
             elif now - self._last_sent.get(port, -1e18) >= KEEPALIVE_INTERVAL_S:
                 self.send(port, KEEPALIVE_FRAME, now)
 
@@ -445,12 +462,13 @@ class RouterCore:
             # We could not add our own hop and still fit a frame.
             raise DecodeError(f"announcement of {len(frame.payload)} bytes is too long to extend")
         ann = decode_announcement(frame.payload, verify=False)
-        if self.config.verify_signatures:
-            self._verified.verify(ann)
+        # The cheap checks first; each failure closes the peer, as a bad signature does.
         ann.sanity_check(self.peer_keys[port])
         stored = self.announcements.get(port)
         if stored is not None and stored.root[0] == ann.root_key and ann.root_sequence < stored.root[1]:
             raise DecodeError("announcement sequence went backwards for the same root")
+        if self.config.verify_signatures:
+            self._verified.verify(ann)
         first = stored is None
         peer_key = self.peer_keys[port]
         send_broadcast = first and not any(
@@ -587,9 +605,15 @@ class RouterCore:
         self._last_bootstrap = now
 
     def _handle_bootstrap_frame(self, port: int, frame: BootstrapFrame, now: float) -> None:
-        next_port, watermark = self.snek(frame.destination_key, frame.watermark, bootstrap=True, now=now)
-        if not self._accept_bootstrap(port, next_port, frame, now):
+        """A bootstrap, checked and installed at every hop, then passed on (reference
+        ``_handleBootstrap``).  The cheap checks come first, then the signature
+        (a failure closes the peer: honest nodes never pass a bad one on), and
+        only then the SNEK decision and the route install."""
+        body = self._checked_bootstrap(frame)
+        if body is None:
             return
+        next_port, watermark = self.snek(frame.destination_key, frame.watermark, bootstrap=True, now=now)
+        self._install_route(port, next_port, frame.destination_key, body, now)
         if next_port is None or next_port == LOCAL_PORT:
             self.stats["bootstraps ended here"] += 1
         elif next_port == port:
@@ -599,30 +623,37 @@ class RouterCore:
         else:
             self.send(next_port, encode_frame(replace(frame, watermark=watermark)), now)
 
-    def _accept_bootstrap(self, port: int, next_port: int | None, frame: BootstrapFrame, now: float) -> bool:
-        """Install the route a bootstrap sets up (reference ``_handleBootstrap``)."""
+    def _checked_bootstrap(self, frame: BootstrapFrame) -> BootstrapBody | None:
+        """The bootstrap's body if it is for our root and newer than the route we
+        have from its origin; raises :class:`SignatureError` if it is forged."""
         origin = frame.destination_key
         try:
-            body = decode_bootstrap(frame.payload, signer=origin if self.config.verify_signatures else None)
+            body = decode_bootstrap(frame.payload)
         except DecodeError:
             self.drops["bootstrap invalid"] += 1
-            return False
+            return None
         root = self.root()
         if (body.root_key, body.root_sequence) != root:
             self.drops["bootstrap for another root"] += 1
-            return False
+            return None
         existing = self.routes.get(origin)
         if existing is not None and existing.root == root and body.sequence <= existing.sequence:
             self.drops["bootstrap replayed"] += 1
-            return False
-        entry = SnakeEntry(origin, port, next_port, body.sequence, now, root)
+            return None
+        if self.config.verify_signatures:
+            body.verify(origin)
+        return body
+
+    def _install_route(
+        self, port: int, next_port: int | None, origin: PublicKey, body: BootstrapBody, now: float
+    ) -> None:
+        entry = SnakeEntry(origin, port, next_port, body.sequence, now, self.root())
         self.routes[origin] = entry
         self._changed()
         if origin < self.key:
             desc = self.descending
             if desc is None or not desc.valid(now) or desc.key == origin or desc.key < origin:
                 self._set_descending(entry, now)
-        return True
 
     # ------------------------------------------------------------ wakeup broadcasts
 

@@ -34,6 +34,7 @@ from relay.store import Store, open_store
 from router.config import NodeConfig
 from router.core import LINK_TYPE_MULTICAST, CoreConfig, RouterCore
 from router.gateway import Gateway
+from router.holdoff import HoldOffs
 from router.links.multicast import Discovery
 from router.links.quic import QuicPeerProtocol
 from router.links.quic import configuration as quic_configuration
@@ -51,6 +52,7 @@ from router.links.uri import WEBSOCKET_SCHEMES, PeerURI, parse_peer_uri
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
 from router.outputs import (
     BroadcastReceived,
+    CloseCause,
     ClosePeer,
     Deliver,
     DescendingChanged,
@@ -87,6 +89,11 @@ def address_bucket(host: str) -> str:
         return host
     prefix = 24 if address.version == 4 else 64
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def remote_host(remote: str) -> str:
+    """The host part of a ``host:port`` remote address (brackets and zone dropped)."""
+    return remote.rpartition(":")[0].strip("[]").split("%")[0]
 
 
 @dataclass(slots=True)
@@ -126,6 +133,8 @@ class Node:
         self.counters: Counter[str] = Counter()
         self._ping_waiters: dict[bytes, tuple[bytes, asyncio.Future[float]]] = {}
         self._handshake_times: dict[str, deque[float]] = {}
+        self.held_keys = HoldOffs()
+        self.held_addresses = HoldOffs()
         self._source_link: PeerLink | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -427,8 +436,13 @@ class Node:
             link.close("too many handshakes in progress")
             return False
         if link.outbound is None:
-            bucket = address_bucket(link.remote.rpartition(":")[0].strip("[]").split("%")[0])
+            host = remote_host(link.remote)
             now = self.loop.time()
+            if self.held_addresses.remaining(host, now):
+                self.counters["handshakes refused: address held off"] += 1
+                link.close("address held off after a bad signature")
+                return False
+            bucket = address_bucket(host)
             times = self._handshake_times.get(bucket)
             if times is None:
                 if len(self._handshake_times) >= MAX_RATE_BUCKETS:
@@ -446,8 +460,20 @@ class Node:
         self.pending.add(link)
         return True
 
+    def _hold_off(self, link: PeerLink) -> None:
+        """Refuse a peer that sent a forged frame, by key and by address, for a while."""
+        now = self.loop.time()
+        host = remote_host(link.remote)
+        key = link.handshake.public_key.hex() if link.handshake is not None else ""
+        seconds = self.held_keys.strike(key, now) if key else 0.0
+        self.held_addresses.strike(host, now)
+        self.counters["peers held off: bad signature"] += 1
+        log.warning("peer held off after a bad signature", key=key, address=host, seconds=seconds)
+
     def _sweep_rate_table(self) -> None:
         now = self.loop.time()
+        self.held_keys.sweep(now)
+        self.held_addresses.sweep(now)
         for bucket in [b for b, t in self._handshake_times.items() if not t or now - t[-1] > 60.0]:
             del self._handshake_times[bucket]
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
@@ -458,6 +484,8 @@ class Node:
         expected = link.expected_key
         if key == self.identity.public_key:
             return "connected to ourselves", ""
+        if held := self.held_keys.remaining(key.hex(), self.loop.time()):
+            return "key held off", f"after a bad signature, {held:.0f} s more"
         if expected is not None and key != expected:
             log.warning("pinned key mismatch", uri=link.outbound, got=key.hex())
             return "pinned key mismatch", f"peer proved key {key.hex()}, expected {expected.hex()}"
@@ -564,6 +592,8 @@ class Node:
                 if link is not None:
                     log.warning("closing peer", port=out.port, reason=out.reason)
                     link.close(out.reason)
+                    if out.cause is CloseCause.BAD_SIGNATURE:
+                        self._hold_off(link)
             elif isinstance(out, ParentChanged):
                 log.info("parent changed", port=out.port)
             elif isinstance(out, RootChanged):

@@ -7,6 +7,7 @@ order, and the runtime (or the in-memory mesh) carries them out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import NamedTuple
 
 from router.wire.coordinates import Coordinates
@@ -42,12 +43,26 @@ class Deliver(NamedTuple):
     payload: bytes
 
 
+class CloseCause(Enum):
+    """Why the core closed a peering, for the runtime's policy (counters and logs
+    take the reason's text)."""
+
+    MALFORMED = "malformed"
+    """The peer sent bytes that break the protocol."""
+    BAD_SIGNATURE = "bad signature"
+    """A frame whose signature fails: only a hostile peer sends or passes one on,
+    since every honest node verifies before it installs or forwards."""
+    SILENT = "silent"
+    """Nothing received within the reference's peer timeout."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClosePeer:
     """The core has already forgotten this peer; close its link.  ``reason`` says why."""
 
     port: int
     reason: str
+    cause: CloseCause = CloseCause.MALFORMED
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,3 +231,12 @@ def test_the_root_restarts_and_the_line_agrees_again(line: Line) -> None:
     took = net.wait_converged(timeout=60)
     assert {v.root for v in net.views()} == {net.key(root)}
     print(f"agreed again {took:.1f} s after the root restarted")
+
+
+def test_no_go_peer_was_ever_closed_for_a_bad_signature(line: Line) -> None:
+    """Pinewood closes and holds off peers that send frames whose signatures fail;
+    after everything above, no Go node may have been taken for one."""
+    for name in line.of_kind("pinewood"):
+        status = line.net.pinewood_status(name)
+        assert "closed: bad signature" not in status["drops"], (name, status["drops"])
+        assert "peers held off: bad signature" not in status["counters"], (name, status["counters"])

@@ -8,7 +8,7 @@ import pytest
 
 from router.core import SETTLE_BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S, CoreConfig, RouterCore
 from router.mesh import Mesh
-from router.outputs import ClosePeer, Deliver, Output, ParentChanged, RootChanged, SendFrame
+from router.outputs import CloseCause, ClosePeer, Deliver, Output, ParentChanged, RootChanged, SendFrame
 from router.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S, SnakeEntry
 from router.tree import LOCAL_PORT
 from router.wire import (
@@ -132,6 +132,8 @@ def test_forged_announcements_close_the_peering(core: RouterCore, reason: str, p
     (closed,) = closes(out)
     assert closed.port == port
     assert reason.split(maxsplit=1)[0] in closed.reason or reason == "truncated"
+    bad_signature = reason == "announcement signature"
+    assert (closed.cause is CloseCause.BAD_SIGNATURE) == bad_signature, closed
     assert sum(v for k, v in core.drops.items() if k.startswith("closed")) == 1
     assert core.handle_frame(port, encode_frame(Keepalive()), T0) == []
     assert core.drops["unknown port"] == 1
@@ -167,31 +169,48 @@ def test_bootstrap_for_another_root_is_dropped_and_counted(core: RouterCore) -> 
     assert LOW.public_key not in core.routes
 
 
-def test_bootstrap_with_a_bad_signature_is_dropped(core: RouterCore) -> None:
+def bootstrap_frame(origin: Identity, body: bytes) -> bytes:
+    return encode_frame(BootstrapFrame(origin.public_key, Watermark(origin.public_key, 0), body))
+
+
+def test_bootstrap_with_a_bad_signature_closes_the_peer(core: RouterCore) -> None:
     port, _ = core.add_peer(LOW.public_key, 3, T0)
-    body = sign_bootstrap(HIGH, 42, *core.root())  # signed by someone else
-    frame = BootstrapFrame(LOW.public_key, Watermark(LOW.public_key, 0), body.encode())
-    core.handle_frame(port, encode_frame(frame), T0)
-    assert core.drops["bootstrap invalid"] == 1
-    # a genuine one installs a route and makes LOW our descending neighbour
+    forged = sign_bootstrap(HIGH, 42, *core.root())  # signed by someone else
+    (closed,) = closes(core.handle_frame(port, bootstrap_frame(LOW, forged.encode()), T0))
+    assert closed.cause is CloseCause.BAD_SIGNATURE and "signature" in closed.reason
+    assert core.drops["closed: bad signature"] == 1
+    assert LOW.public_key not in core.routes
+
+
+def test_bootstrap_cheap_checks_come_before_the_signature(core: RouterCore) -> None:
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+    # Forged, but for another root: dropped by the root check, never verified.
+    other_root = sign_bootstrap(HIGH, 42, HIGH.public_key, 9)
+    assert not closes(core.handle_frame(port, bootstrap_frame(LOW, other_root.encode()), T0))
+    assert core.drops["bootstrap for another root"] == 1
+    # A genuine one installs a route and makes LOW our descending neighbour.
     good = sign_bootstrap(LOW, 43, *core.root())
-    core.handle_frame(
-        port, encode_frame(BootstrapFrame(LOW.public_key, Watermark(LOW.public_key, 0), good.encode())), T0
-    )
+    core.handle_frame(port, bootstrap_frame(LOW, good.encode()), T0)
     assert core.routes[LOW.public_key].source == port
     assert core.descending is not None and core.descending.key == LOW.public_key
-    # a replay of the same sequence is refused
-    core.handle_frame(
-        port, encode_frame(BootstrapFrame(LOW.public_key, Watermark(LOW.public_key, 0), good.encode())), T0
-    )
-    assert core.drops["bootstrap replayed"] == 1
+    # A replay of the same sequence is refused, and so is a forged older one,
+    # both before any signature check.
+    core.handle_frame(port, bootstrap_frame(LOW, good.encode()), T0)
+    forged_old = sign_bootstrap(HIGH, 40, *core.root())
+    assert not closes(core.handle_frame(port, bootstrap_frame(LOW, forged_old.encode()), T0))
+    assert core.drops["bootstrap replayed"] == 2
+    # Malformed bodies are dropped as before.
+    assert not closes(core.handle_frame(port, bootstrap_frame(LOW, b"\x01\x02"), T0))
+    assert core.drops["bootstrap invalid"] == 1
+    assert "closed: bad signature" not in core.drops
 
 
 def test_wakeup_with_a_bad_signature_closes(core: RouterCore) -> None:
     port, _ = core.add_peer(LOW.public_key, 3, T0)
     body = sign_wakeup(HIGH, 1, *core.root())
     frame = WakeupBroadcastFrame(LOW.public_key, body.encode(), hop_limit=5)
-    assert closes(core.handle_frame(port, encode_frame(frame), T0))
+    (closed,) = closes(core.handle_frame(port, encode_frame(frame), T0))
+    assert closed.cause is CloseCause.BAD_SIGNATURE
 
 
 def test_keepalives_and_dead_peers(core: RouterCore) -> None:
