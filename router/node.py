@@ -12,7 +12,7 @@ import os
 import socket
 import ssl
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -71,6 +71,12 @@ SESSION_PROTOCOLS = ["matrix", RELAY_ALPN]
 """Application protocols (ALPN) that sessions with this node may speak."""
 MAX_DISCOVERY_DIALS = 16
 MAX_RATE_BUCKETS = 65536
+MAX_PENDING_PER_NETWORK = 16
+"""Handshakes in progress from one source network (/24 or /64) at once."""
+HANDSHAKE_BUDGET_WINDOW_S = 60.0
+HANDSHAKE_LOG_INTERVAL_S = 60.0
+"""At most one log line per source address and reason in this time."""
+MAX_KNOWN_KEYS = 1024
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
 RECONNECT_MAX_S = 3600.0  # and the longest wait
 CONNECT_TIMEOUT_S = 10.0
@@ -134,6 +140,10 @@ class Node:
         self._ping_waiters: dict[bytes, tuple[bytes, asyncio.Future[float]]] = {}
         self._handshake_times: dict[str, deque[float]] = {}
         self.held_keys = HoldOffs()
+        self._known_keys: OrderedDict[bytes, None] = OrderedDict()
+        """Keys that have held a peering with us (most recent last): a restricted
+        network's links may still bring them in."""
+        self._problem_logged: dict[tuple[str, str], float] = {}
         self.held_addresses = HoldOffs()
         self._source_link: PeerLink | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -429,36 +439,90 @@ class Node:
     # ------------------------------------------------------------ links
 
     def admit_handshake(self, link: PeerLink) -> bool:
-        """Limit handshakes in progress, and inbound ones per source network,
-        before doing any cryptography."""
+        """Limit handshakes in progress, in total and per source network, before
+        doing any cryptography.  A network that has caused too many failed,
+        timed-out or refused handshakes in the last minute is not refused: its
+        links are restricted to keys this node knows (:meth:`key_admissible`)."""
         if len(self.pending) >= self.max_pending:
-            self.counters["handshakes refused: too many pending"] += 1
-            link.close("too many handshakes in progress")
+            self._refuse_handshake(link, "too many pending", "too many handshakes in progress")
             return False
         if link.outbound is None:
             host = remote_host(link.remote)
             now = self.loop.time()
             if self.held_addresses.remaining(host, now):
-                self.counters["handshakes refused: address held off"] += 1
-                link.close("address held off after a bad signature")
+                self._refuse_handshake(link, "address held off", "address held off after a bad signature")
                 return False
             bucket = address_bucket(host)
-            times = self._handshake_times.get(bucket)
-            if times is None:
-                if len(self._handshake_times) >= MAX_RATE_BUCKETS:
-                    self.counters["handshakes refused: rate table full"] += 1
-                    link.close("too many sources")
-                    return False
-                times = self._handshake_times[bucket] = deque()
-            while times and now - times[0] > 60.0:
-                times.popleft()
-            if len(times) >= self.config.handshakes_per_minute:
-                self.counters["handshakes refused: rate"] += 1
-                link.close("too many handshakes from this network")
+            if sum(1 for p in self.pending if p.network == bucket) >= MAX_PENDING_PER_NETWORK:
+                self._refuse_handshake(link, "too many pending from one network", "")
                 return False
-            times.append(now)
+            link.network = bucket
+            failures = self._handshake_times.get(bucket)
+            if failures is not None:
+                while failures and now - failures[0] > HANDSHAKE_BUDGET_WINDOW_S:
+                    failures.popleft()
+                if len(failures) >= self.config.handshakes_per_minute:
+                    link.restricted = True
+                    self.counters["handshakes restricted to known keys"] += 1
         self.pending.add(link)
         return True
+
+    def key_admissible(self, link: PeerLink, key: PublicKey) -> bool:
+        """Whether a restricted link's handshake, claiming ``key``, is worth
+        verifying: only for the operator's keys (``allow_keys``, pinned static
+        peers) and keys that have held a peering with this node before."""
+        if not link.restricted or key in self._allowed or key in self._known_keys:
+            return True
+        if any(peer.uri.key == key for peer in self.static_peers.values()):
+            return True
+        self._refuse_handshake(link, "network over its failure budget", "")
+        return False
+
+    def _refuse_handshake(self, link: PeerLink, category: str, detail: str) -> None:
+        """Count, log (bounded) and charge a refusal, and close the link."""
+        self.counters[f"handshakes refused: {category}"] += 1
+        self._log_handshake_problem(link, "handshake refused", category)
+        self._charge(link)
+        link.close(f"{category}: {detail}" if detail else category)
+
+    def _charge(self, link: PeerLink) -> None:
+        """An inbound handshake cost us and came to nothing: charge its network."""
+        if link.outbound is not None or link.charged:
+            return
+        link.charged = True
+        bucket = link.network or address_bucket(remote_host(link.remote))
+        failures = self._handshake_times.get(bucket)
+        if failures is None:
+            if len(self._handshake_times) >= MAX_RATE_BUCKETS:
+                self.counters["handshake failures not charged: rate table full"] += 1
+                return
+            failures = self._handshake_times[bucket] = deque(maxlen=self.config.handshakes_per_minute)
+        failures.append(self.loop.time())
+
+    def _log_handshake_problem(self, link: PeerLink, event: str, category: str) -> None:
+        """One log line per source address and category a minute, however many there are."""
+        host = remote_host(link.remote)
+        now = self.loop.time()
+        last = self._problem_logged.get((host, category))
+        if last is not None and now - last < HANDSHAKE_LOG_INTERVAL_S:
+            return
+        if last is None and len(self._problem_logged) >= MAX_RATE_BUCKETS:
+            return
+        self._problem_logged[(host, category)] = now
+        log.warning(event, address=host, reason=category, uri=link.outbound)
+
+    def _handshake_failed(self, link: PeerLink) -> None:
+        """A link closed before its handshake made it a peering."""
+        reason = link.close_reason or ""
+        if reason.startswith("bad handshake"):
+            category = "bad handshake"
+        elif reason.startswith("no handshake"):
+            category = "timed out"
+        else:
+            category = "closed before the handshake"
+        self.counters[f"handshakes failed: {category}"] += 1
+        self._log_handshake_problem(link, "handshake failed", category)
+        self._charge(link)
 
     def _hold_off(self, link: PeerLink) -> None:
         """Refuse a peer that sent a forged frame, by key and by address, for a while."""
@@ -474,8 +538,12 @@ class Node:
         now = self.loop.time()
         self.held_keys.sweep(now)
         self.held_addresses.sweep(now)
-        for bucket in [b for b, t in self._handshake_times.items() if not t or now - t[-1] > 60.0]:
+        for bucket in [
+            b for b, t in self._handshake_times.items() if not t or now - t[-1] > HANDSHAKE_BUDGET_WINDOW_S
+        ]:
             del self._handshake_times[bucket]
+        for source in [s for s, t in self._problem_logged.items() if now - t > HANDSHAKE_LOG_INTERVAL_S]:
+            del self._problem_logged[source]
         self._sweeper = self.loop.call_later(60.0, self._sweep_rate_table)
 
     def _refusal(self, link: PeerLink, key: PublicKey) -> tuple[str, str] | None:
@@ -517,13 +585,16 @@ class Node:
             else:
                 link.port = port
                 self.links[port] = link
+                self._known_keys[key] = None
+                self._known_keys.move_to_end(key)
+                if len(self._known_keys) > MAX_KNOWN_KEYS:
+                    self._known_keys.popitem(last=False)
                 link.established.set_result(True)
                 log.info("peer connected", port=port, key=key.hex(), remote=link.remote, uri=link.outbound)
                 self._apply(outputs)
                 return True
         category, detail = refusal
-        self.counters[f"handshakes refused: {category}"] += 1
-        link.close(f"{category}: {detail}" if detail else category)
+        self._refuse_handshake(link, category, detail)
         return False
 
     def _inbound_count(self) -> int:
@@ -547,7 +618,10 @@ class Node:
         self._arm_timer()
 
     def link_lost(self, link: PeerLink) -> None:
-        self.pending.discard(link)
+        if link in self.pending:
+            self.pending.discard(link)
+            if not self._stopping:
+                self._handshake_failed(link)
         if link.port and self.links.get(link.port) is link:
             del self.links[link.port]
             log.info("peer disconnected", port=link.port, reason=link.close_reason)

@@ -24,7 +24,7 @@ from router.links.queues import FairQueue
 from router.links.tls import peer_certificate_key
 from router.wire.errors import DecodeError
 from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC
-from router.wire.handshake import HANDSHAKE_SIZE, Handshake, parse_handshake
+from router.wire.handshake import HANDSHAKE_SIZE, Handshake, handshake_key, parse_handshake
 
 if TYPE_CHECKING:
     from router.node import Node
@@ -62,6 +62,9 @@ class PeerLink(asyncio.Protocol):
         self.remote = ""
         self.port = 0
         self.handshake: Handshake | None = None
+        self.network = ""  # the source network (/24, /64) of an inbound link
+        self.restricted = False  # its network is over budget: only known keys get in
+        self.charged = False  # its failure has been charged to its network
         self.closed = False
         self.close_reason = ""
         self._buffer = bytearray()
@@ -107,8 +110,11 @@ class PeerLink(asyncio.Protocol):
         if self.handshake is None:
             if len(buf) < HANDSHAKE_SIZE:
                 return
+            head = bytes(buf[:HANDSHAKE_SIZE])
+            if not self.node.key_admissible(self, handshake_key(head)):
+                return
             try:
-                self.handshake = parse_handshake(bytes(buf[:HANDSHAKE_SIZE]))
+                self.handshake = parse_handshake(head)
             except DecodeError as exc:
                 self.close(f"bad handshake: {exc}")
                 return

@@ -42,6 +42,12 @@ def build_handshake(identity: Identity) -> bytes:
     return head + identity.sign(head)
 
 
+def handshake_key(data: bytes) -> PublicKey:
+    """The key a handshake claims, unchecked: for admission decisions that come
+    before the signature is worth verifying."""
+    return PublicKey(data[8:HANDSHAKE_SIGNED_SIZE])
+
+
 def parse_handshake(data: bytes | bytearray | memoryview) -> Handshake:
     """Parse and verify a peer's handshake; raise :class:`DecodeError` to refuse it."""
     data = bytes(data)
