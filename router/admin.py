@@ -31,6 +31,7 @@ import structlog
 
 from relay.store import StoreStats
 from router import __version__
+from router.connection_table import ConnectionTable
 from router.links.uri import URIError
 from router.node import Node
 from router.wire.errors import EncodeError
@@ -42,15 +43,6 @@ MAX_BODY_BYTES = 65536
 REQUEST_TIMEOUT_S = 10.0
 
 log = structlog.get_logger("pinewood.admin")
-
-
-class ConnectionLimit:
-    """Admin connections in progress, per server."""
-
-    __slots__ = ("active",)
-
-    def __init__(self) -> None:
-        self.active = 0
 
 
 Handler = Callable[[Node, dict[str, list[str]], Any], Awaitable[tuple[int, Any]]]
@@ -410,29 +402,33 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
 
 
 async def handle_connection(
-    node: Node, limit: ConnectionLimit, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    node: Node, table: ConnectionTable, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """One request, one response, all within ``REQUEST_TIMEOUT_S`` plus the
-    longest ping; at most ``MAX_CONNECTIONS`` at once."""
-    if limit.active >= MAX_CONNECTIONS:
+    longest ping; at most ``MAX_CONNECTIONS`` at once, the oldest idle one
+    making way for a new one."""
+    transport = writer.transport
+    if not table.admit(transport):
         writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         writer.close()
         return
-    limit.active += 1
     try:
-        await asyncio.wait_for(_respond(node, reader, writer), REQUEST_TIMEOUT_S + 60)
+        await asyncio.wait_for(_respond(node, reader, writer, table), REQUEST_TIMEOUT_S + 60)
     except (TimeoutError, ConnectionError, asyncio.CancelledError):
         pass
     finally:
-        limit.active -= 1
+        table.release(transport)
         writer.close()
 
 
-async def _respond(node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _respond(
+    node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, table: ConnectionTable
+) -> None:
     status, content_type = 500, "application/json"
     payload: Any = {"error": "internal error"}
     try:
         method, target, _, raw = await asyncio.wait_for(_read_request(reader), REQUEST_TIMEOUT_S)
+        table.busy(writer.transport)
         split = urlsplit(target)
         handler = ROUTES.get((method, split.path))
         if handler is None:
@@ -474,9 +470,9 @@ async def _respond(node: Node, reader: asyncio.StreamReader, writer: asyncio.Str
 
 
 async def start_admin(node: Node, host: str, port: int) -> asyncio.Server:
-    limit = ConnectionLimit()
+    table = ConnectionTable(MAX_CONNECTIONS)
     server = await asyncio.start_server(
-        lambda r, w: handle_connection(node, limit, r, w), host, port, limit=MAX_HEAD_BYTES
+        lambda r, w: handle_connection(node, table, r, w), host, port, limit=MAX_HEAD_BYTES
     )
     bound = server.sockets[0].getsockname() if server.sockets else (host, port)
     log.info("admin API listening", address=f"http://{bound[0]}:{bound[1]}")

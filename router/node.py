@@ -15,6 +15,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 
 import structlog
@@ -25,6 +26,7 @@ from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import WebSocketException
+from websockets.http11 import Request, Response
 
 from relay.client import RelayClient, RelayClientSettings
 from relay.protocol import ALPN as RELAY_ALPN
@@ -217,6 +219,7 @@ class Node:
                     partial(self._serve_websocket, scheme=scheme),
                     uri.host,
                     uri.port,
+                    process_request=partial(self._websocket_path, path=uri.path),
                     max_size=MAX_MESSAGE_BYTES,
                     compression=None,
                     ssl=self._tls(server=True, alpn=WEBSOCKET_ALPN) if scheme == "wss" else None,
@@ -402,6 +405,14 @@ class Node:
             CONNECT_TIMEOUT_S + (self.config.handshake_timeout if tls else 0.0),
         )
         return link
+
+    def _websocket_path(self, connection: ServerConnection, request: Request, path: str) -> Response | None:
+        """Upgrade only on the listener's own path, if it names one (without a
+        path, any path, as the reference's daemon does)."""
+        if not path or request.path.partition("?")[0] == path:
+            return None
+        self.counters["websocket upgrades refused: wrong path"] += 1
+        return connection.respond(HTTPStatus.NOT_FOUND, "no peering on this path\n")
 
     async def _serve_websocket(self, connection: ServerConnection, scheme: str) -> None:
         await WebSocketTransport(connection, PeerLink(self, None, scheme=scheme)).run()

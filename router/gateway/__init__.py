@@ -57,7 +57,8 @@ class Gateway:
             address = self.outbound.address
             out["proxy"] = f"{address[0]}:{address[1]}" if address else None
             out["ca_certificate"] = str(self.ca.cert_path)
-            out["proxy_connections"] = self.outbound.active
+            out["proxy_connections"] = self.outbound.clients.active
+            out["proxy_idle_connections_closed"] = self.outbound.clients.evicted
             out["proxy_counters"] = dict(self.outbound.counters)
         if self.inbound is not None:
             out["homeserver"] = self.node.config.homeserver

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import structlog
 
 from relay.client import RelayClient
+from router.connection_table import ConnectionTable
 from router.gateway.ca import LocalCA
 from router.gateway.names import key_for_name
 from router.gateway.offline import serve_away
@@ -48,6 +49,8 @@ log = structlog.get_logger("router.gateway")
 MATRIX_ALPN = "matrix"
 MAX_REQUEST_HEAD = 16 * 1024
 HEAD_TIMEOUT_S = 30.0
+FIRST_BYTE_TIMEOUT_S = 10.0
+"""A client that has sent nothing this long after connecting is closed."""
 MAX_CLIENTS = 1024
 WELL_KNOWN_PORT = 443
 AWAY_MEMORY_S = 30.0
@@ -110,7 +113,7 @@ class OutboundProxy:
         self.ca = ca
         self.settings = settings
         self.counters: Counter[str] = Counter()
-        self.active = 0
+        self.clients = ConnectionTable(MAX_CLIENTS)
         self.server: asyncio.Server | None = None
         self.address: tuple[str, int] | None = None
 
@@ -124,18 +127,19 @@ class OutboundProxy:
             self.server.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.active >= MAX_CLIENTS:
+        transport = writer.transport
+        if not self.clients.admit(transport):
             self.counters["refused: too many clients"] += 1
-            writer.transport.abort()
+            writer.write(_http_response(503, b"pinewood gateway: too many connections in use\n"))
+            writer.close()
             return
-        self.active += 1
         try:
             await self._serve(reader, writer)
         except asyncio.CancelledError:
-            writer.transport.abort()  # the node is stopping
+            transport.abort()  # the node is stopping
             return
         finally:
-            self.active -= 1
+            self.clients.release(transport)
         # Close gracefully: what is still buffered for the client goes out first.
         writer.close()
         with contextlib.suppress(Exception):
@@ -143,7 +147,7 @@ class OutboundProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            first = await asyncio.wait_for(reader.read(1), HEAD_TIMEOUT_S)
+            first = await asyncio.wait_for(reader.read(1), FIRST_BYTE_TIMEOUT_S)
             if not first:
                 return
             if first == b"\x05":
@@ -197,6 +201,7 @@ class OutboundProxy:
 
     async def _tunnel(self, client: PlainSide, host: str, port: int) -> None:
         """Carry a CONNECT or SOCKS5 tunnel that the client may now use."""
+        self.clients.busy(client.writer.transport)
         key = self._key(host)
         stream: SessionStream | None = None
         away = False
@@ -283,6 +288,7 @@ class OutboundProxy:
                 raise ProxyError(400, "only CONNECT and absolute http:// requests are proxied")
             authority, _, path = target.removeprefix("http://").partition("/")
             host = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+            self.clients.busy(writer.transport)
             stream = await self._open(self._key(host), host)
         except ProxyError as exc:
             await self._answer(writer, exc.status, str(exc))
