@@ -303,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-peers", type=int)
     run.add_argument("--traffic-queue-frames", type=int)
     run.add_argument("--handshake-timeout", type=float)
-    run.add_argument("--handshakes-per-minute", type=int)
+    run.add_argument(
+        "--handshakes-per-minute",
+        type=int,
+        help="failed inbound handshakes a source network may cause a minute before only known keys get in",
+    )
     run.add_argument("--allow-keys", help="comma-separated hex keys: the only ones allowed to peer inbound")
     run.add_argument("--lan-interfaces", help="comma-separated interfaces for LAN discovery (default: none)")
     run.add_argument("--session-timeout", type=float, help="seconds to wait for a session with a node")

@@ -44,7 +44,8 @@ class NodeConfig:
     wakeup_broadcasts: bool = True
     handshake_timeout: float = 10.0
     handshakes_per_minute: int = 120
-    """Per source network (/24 or /64); more are refused before any cryptography."""
+    """Failed, timed-out or refused inbound handshakes a source network (/24 or /64)
+    may cause in a minute; past that, only keys the node knows get in from it."""
     lan_discovery: bool = True
     lan_interfaces: tuple[str, ...] = ()
     """LAN discovery runs only on these interfaces (none unless the operator names them)."""
