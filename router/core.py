@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from router.broadcasts import SeenBroadcasts
+from router.budget import SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S, Budget
 from router.outputs import (
     BroadcastReceived,
     CloseCause,
@@ -117,6 +118,9 @@ class CoreConfig:
     """For this long after a change of our root, parent or descending node, bootstrap
     every ``settle_bootstrap_interval_s`` instead (0 turns it off: the reference's schedule)."""
     settle_bootstrap_interval_s: float = SETTLE_BOOTSTRAP_INTERVAL_S
+    signature_checks_per_s: float = SIGNATURE_CHECKS_PER_S
+    """Each peer's budget of signature checks (:mod:`router.budget`)."""
+    signature_checks_burst: float = SIGNATURE_CHECKS_BURST
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,7 @@ class RouterCore:
         self._announced: dict[int, tuple[RootAnnouncement, float]] = {}
         """The root announcement last sent to each peer (before our hop was added), and when."""
         self._last_received: dict[int, float] = {}
+        self._budgets: dict[int, Budget] = {}
         self._seen_broadcasts = SeenBroadcasts(
             now, filter_s=BROADCAST_FILTER_S, expiry_s=BROADCAST_EXPIRY_S, capacity=MAX_SEEN_BROADCASTS
         )
@@ -190,6 +195,9 @@ class RouterCore:
         self.peer_keys[port] = PublicKey(bytes(key))
         self.link_types[port] = link_type
         self._last_received[port] = now
+        self._budgets[port] = Budget.full(
+            now, self.config.signature_checks_per_s, self.config.signature_checks_burst
+        )
         self._changed()
         self._send_announcement_to(port, self._root_announcement(), now)
         return port, self._flush()
@@ -203,6 +211,7 @@ class RouterCore:
         if port not in self.peers:
             return
         del self.peers[port], self.peer_keys[port], self.link_types[port]
+        self._budgets.pop(port, None)
         self._last_sent.pop(port, None)
         self._announced.pop(port, None)
         self._last_received.pop(port, None)
@@ -468,6 +477,8 @@ class RouterCore:
         if stored is not None and stored.root[0] == ann.root_key and ann.root_sequence < stored.root[1]:
             raise DecodeError("announcement sequence went backwards for the same root")
         if self.config.verify_signatures:
+            if not self._afford(port, "announcement", now):
+                return
             self._verified.verify(ann)
         first = stored is None
         peer_key = self.peer_keys[port]
@@ -609,7 +620,7 @@ class RouterCore:
         ``_handleBootstrap``).  The cheap checks come first, then the signature
         (a failure closes the peer: honest nodes never pass a bad one on), and
         only then the SNEK decision and the route install."""
-        body = self._checked_bootstrap(frame)
+        body = self._checked_bootstrap(port, frame, now)
         if body is None:
             return
         next_port, watermark = self.snek(frame.destination_key, frame.watermark, bootstrap=True, now=now)
@@ -623,7 +634,7 @@ class RouterCore:
         else:
             self.send(next_port, encode_frame(replace(frame, watermark=watermark)), now)
 
-    def _checked_bootstrap(self, frame: BootstrapFrame) -> BootstrapBody | None:
+    def _checked_bootstrap(self, port: int, frame: BootstrapFrame, now: float) -> BootstrapBody | None:
         """The bootstrap's body if it is for our root and newer than the route we
         have from its origin; raises :class:`SignatureError` if it is forged."""
         origin = frame.destination_key
@@ -641,8 +652,18 @@ class RouterCore:
             self.drops["bootstrap replayed"] += 1
             return None
         if self.config.verify_signatures:
+            if not self._afford(port, "bootstrap", now):
+                return None
             body.verify(origin)
         return body
+
+    def _afford(self, port: int, kind: str, now: float) -> bool:
+        """Take one signature check from ``port``'s budget; drop and count if it is spent."""
+        budget = self._budgets.get(port)
+        if budget is None or budget.spend(now):
+            return True
+        self.drops[f"over budget: {kind}"] += 1
+        return False
 
     def _install_route(
         self, port: int, next_port: int | None, origin: PublicKey, body: BootstrapBody, now: float
@@ -687,6 +708,8 @@ class RouterCore:
             self.drops["broadcast duplicate"] += 1
             return
         if self.config.verify_signatures:
+            if not self._afford(port, "broadcast", now):
+                return
             body.verify(frame.source_key)
         self._seen_broadcasts.accept(frame.source_key, body.sequence, now)
         self.emit(BroadcastReceived(frame.source_key))

@@ -79,6 +79,8 @@ HANDSHAKE_BUDGET_WINDOW_S = 60.0
 HANDSHAKE_LOG_INTERVAL_S = 60.0
 """At most one log line per source address and reason in this time."""
 MAX_KNOWN_KEYS = 1024
+SLICE_S = 0.005
+"""The most time one peer's frames get before the other peers' input is read."""
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
 RECONNECT_MAX_S = 3600.0  # and the longest wait
 CONNECT_TIMEOUT_S = 10.0
@@ -612,21 +614,52 @@ class Node:
         return sum(1 for link in self.links.values() if link.outbound is None)
 
     def frames_received(self, link: PeerLink, frames: list[bytes]) -> None:
+        """Handle a peer's frames in slices of at most :data:`SLICE_S` of work: the
+        rest waits, with reading from that peer paused, behind the other peers'
+        input (so that no peer's flood holds back another's keepalives or traffic)."""
         if link.port == 0 or self.links.get(link.port) is not link:
             return
+        if link.backlog:  # still working through earlier frames: keep their order
+            link.backlog.extend(frames)
+            return
+        rest = self._handle_slice(link, frames)
+        if rest:
+            link.backlog.extend(rest)
+            link.pause_for_backlog()
+            self.loop.call_soon(self._work_backlog, link)
+
+    def _work_backlog(self, link: PeerLink) -> None:
+        if link.closed or self.links.get(link.port) is not link:
+            link.backlog.clear()
+            return
+        frames = list(link.backlog)
+        link.backlog.clear()
+        rest = self._handle_slice(link, frames)
+        if rest:
+            link.backlog.extend(rest)
+            self.loop.call_soon(self._work_backlog, link)
+        else:
+            link.resume_after_backlog()
+
+    def _handle_slice(self, link: PeerLink, frames: list[bytes]) -> list[bytes]:
+        """Handle frames until the slice's time is up; those left over."""
         now = self.loop.time()
         core = self.core
         self._source_link = link
         port = link.port
         apply = self._apply_outputs
+        deadline = time.perf_counter() + SLICE_S
         try:
-            for frame in frames:
+            for i, frame in enumerate(frames):
                 apply(core.handle_frame(port, frame, now))
                 if link.closed:
-                    break
+                    return []
+                if i & 15 == 15 and time.perf_counter() >= deadline:
+                    return frames[i + 1 :]
         finally:
             self._source_link = None
-        self._arm_timer()
+            self._arm_timer()
+        return []
 
     def link_lost(self, link: PeerLink) -> None:
         if link in self.pending:

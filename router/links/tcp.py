@@ -74,7 +74,9 @@ class PeerLink(asyncio.Protocol):
         self.pause_depth = max(1, node.config.traffic_queue_frames // 2)
         self._flush_scheduled = False
         self.writing_paused = False
-        self.reading_paused = False
+        self.reading_paused = False  # paused for backpressure
+        self.backlog: deque[bytes] = deque()  # frames read but not yet handled
+        self.backlog_paused = False  # paused until the backlog is worked off
         self.waiting_sources: set[int] = set()
         self._deadline: asyncio.TimerHandle | None = None
         self._proto_bytes = 0
@@ -230,7 +232,8 @@ class PeerLink(asyncio.Protocol):
     def pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = True
-            self.transport.pause_reading()
+            if not self.backlog_paused:
+                self.transport.pause_reading()
             self._resume_handle = asyncio.get_running_loop().call_later(MAX_READ_PAUSE_S, self.resume_reading)
 
     def resume_reading(self) -> None:
@@ -239,7 +242,21 @@ class PeerLink(asyncio.Protocol):
             self._resume_handle = None
         if self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = False
-            self.transport.resume_reading()
+            if not self.backlog_paused:
+                self.transport.resume_reading()
+
+    def pause_for_backlog(self) -> None:
+        """Read no more until the frames already read have been handled."""
+        if not self.backlog_paused and self.transport is not None and not self.closed:
+            self.backlog_paused = True
+            if not self.reading_paused:
+                self.transport.pause_reading()
+
+    def resume_after_backlog(self) -> None:
+        if self.backlog_paused and self.transport is not None and not self.closed:
+            self.backlog_paused = False
+            if not self.reading_paused:
+                self.transport.resume_reading()
 
     # ------------------------------------------------------------ closing
 

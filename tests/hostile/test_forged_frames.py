@@ -11,11 +11,13 @@ it all along.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,25 +94,32 @@ def pinger(net: DaemonNet, source: str, target: str, count: int) -> subprocess.P
 def flood_until_closed(
     sock: socket.socket, make: Callable[[int], bytes], seconds: float
 ) -> tuple[int, float | None]:
-    """Send forged frames until T closes the connection; how many were sent, and when."""
+    """Send frames, whole, for ``seconds`` or until T closes the connection, reading
+    all T sends meanwhile; how many were sent, and when T closed it (None: never)."""
     started = time.monotonic()
+    closed = threading.Event()
+    closed_at: list[float] = []
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(65536):
+                pass
+        closed_at.append(time.monotonic() - started)
+        closed.set()
+
+    sock.settimeout(10.0)  # a send cut short by a timeout would split a frame: never time out
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     sent = 0
-    sock.setblocking(False)
-    while time.monotonic() - started < seconds:
+    while time.monotonic() - started < seconds and not closed.is_set():
         try:
-            sock.sendall(make(sent))
-            sent += 1
-        except BlockingIOError:
-            time.sleep(0.001)
+            sock.sendall(b"".join(make(sent + i) for i in range(32)))
         except (BrokenPipeError, ConnectionResetError):
-            return sent, time.monotonic() - started
-        try:
-            if sock.recv(65536) == b"":
-                return sent, time.monotonic() - started
-        except BlockingIOError:
-            pass
-        except ConnectionResetError:
-            return sent, time.monotonic() - started
+            break
+        sent += 32
+    stopped_early = time.monotonic() - started < seconds
+    if closed.wait(0.5 if stopped_early else 0.0):
+        return sent, closed_at[0]
     return sent, None
 
 
@@ -150,3 +159,32 @@ def test_a_peer_sending_forged_frames_is_closed_and_held_off(triangle: DaemonNet
     for name in ("g1", "g2"):
         assert triangle.daemons[name].api("GET", "/status")["peers"] == 1
     assert t.api("GET", "/status")["peers"] == 2
+
+
+def test_a_flood_of_validly_signed_bootstraps_is_held_to_the_peers_budget(triangle: DaemonNet) -> None:
+    """Bootstraps from many fresh keys, every one genuine: nothing to close the
+    attacker for, but past its budget they are dropped before any signature
+    check, and the good peers' traffic goes on."""
+    t = triangle.daemons["t"]
+    status = t.api("GET", "/status")
+    root_key, root_sequence = bytes.fromhex(status["root"]["key"]), status["root"]["sequence"]
+    frames = []
+    # More distinct bootstraps than the budget's burst and a few seconds of its
+    # rate (repeats would be dropped as replays, before the budget).
+    for n in range(20000):
+        origin = Identity.generate()
+        body = sign_bootstrap(origin, 10**12 + n, root_key, root_sequence)
+        frames.append(encode_frame(BootstrapFrame(origin.public_key, FULL_WATERMARK, body.encode())))
+    attacker = Identity.generate()
+    ping = pinger(triangle, "g1", "g2", 30)
+    with connect(t) as sock:
+        handshake_as(sock, attacker)
+        sent, closed_after = flood_until_closed(sock, lambda n: frames[n % len(frames)], 2 * FLOOD_S)
+        assert closed_after is None, f"closed after {closed_after} s"
+    out, _ = ping.communicate(timeout=60)
+    assert re.search(r"30 sent, 30 received", out), out
+    drops = counters(t)[1]
+    assert drops.get("over budget: bootstrap", 0) > 0, (sent, drops)
+    assert "closed: bad signature" not in drops
+    for name in ("g1", "g2"):
+        assert triangle.daemons[name].api("GET", "/status")["peers"] == 1
