@@ -81,6 +81,7 @@ HANDSHAKE_LOG_INTERVAL_S = 60.0
 MAX_KNOWN_KEYS = 1024
 SLICE_S = 0.005
 """The most time one peer's frames get before the other peers' input is read."""
+BACKLOG_CHUNK = 1024
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
 RECONNECT_MAX_S = 3600.0  # and the longest wait
 CONNECT_TIMEOUT_S = 10.0
@@ -632,11 +633,11 @@ class Node:
         if link.closed or self.links.get(link.port) is not link:
             link.backlog.clear()
             return
-        frames = list(link.backlog)
-        link.backlog.clear()
+        backlog = link.backlog
+        frames = [backlog.popleft() for _ in range(min(len(backlog), BACKLOG_CHUNK))]
         rest = self._handle_slice(link, frames)
-        if rest:
-            link.backlog.extend(rest)
+        backlog.extendleft(reversed(rest))
+        if backlog:
             self.loop.call_soon(self._work_backlog, link)
         else:
             link.resume_after_backlog()

@@ -68,7 +68,12 @@ def test_idle_connections_to_the_gateway_make_way_for_real_requests(
             status, took = refusal(proxy, "matrix.org")
             assert status == 403 and took < 2.0, (status, took)
     gateway = a.api("GET", "/gateway")
-    assert gateway["proxy_idle_connections_closed"] >= 100
+    # Made way for newcomers, or closed for sending nothing for 10 s (on a slow
+    # machine, opening them all takes that long): either way, never refused.
+    closed = gateway["proxy_idle_connections_closed"] + gateway["proxy_counters"].get(
+        "clients gone before a request", 0
+    )
+    assert closed >= 100, gateway
     assert gateway["proxy_counters"].get("refused: too many clients", 0) == 0
 
 
