@@ -32,6 +32,7 @@ from relay.protocol import (
     error,
 )
 from relay.store import Quota, Store, StoreError, secret_hash
+from router.budget import TokenBucket
 from router.sessions.runtime import SessionError, Sessions, SessionStream
 from router.wire.keys import Identity
 
@@ -51,19 +52,6 @@ class RelayLimits:
     mailboxes_per_node: int = 16
     requests_per_second: float = 2000.0
     burst: float = 4000.0
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
 
 
 async def read_message(

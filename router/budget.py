@@ -18,8 +18,6 @@ Sans-I/O: every call takes ``now``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 SIGNATURE_CHECKS_PER_S = 1600.0
 """Sustained signature checks a second that one peer may ask for: ten times the
 busiest honest link's rate over ten seconds (1,576 frames)."""
@@ -27,22 +25,15 @@ SIGNATURE_CHECKS_BURST = 8000.0
 """And at once, after a quiet spell: five times the busiest honest second (1,527)."""
 
 
-@dataclass(slots=True)
-class Budget:
-    """One peer's token bucket."""
+class TokenBucket:
+    """Tokens that come back at ``rate`` a second, up to ``burst``; one per piece of work."""
 
-    tokens: float
-    at: float
-    rate: float = SIGNATURE_CHECKS_PER_S
-    burst: float = SIGNATURE_CHECKS_BURST
+    __slots__ = ("at", "burst", "rate", "tokens")
 
-    @classmethod
-    def full(
-        cls, now: float, rate: float = SIGNATURE_CHECKS_PER_S, burst: float = SIGNATURE_CHECKS_BURST
-    ) -> Budget:
-        return cls(burst, now, rate, burst)
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, now
 
-    def spend(self, now: float) -> bool:
+    def take(self, now: float) -> bool:
         """Take one token if there is one."""
         if now > self.at:
             self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from router.broadcasts import SeenBroadcasts
-from router.budget import SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S, Budget
+from router.budget import SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S, TokenBucket
 from router.outputs import (
     BroadcastReceived,
     CloseCause,
@@ -156,7 +156,7 @@ class RouterCore:
         self._announced: dict[int, tuple[RootAnnouncement, float]] = {}
         """The root announcement last sent to each peer (before our hop was added), and when."""
         self._last_received: dict[int, float] = {}
-        self._budgets: dict[int, Budget] = {}
+        self._budgets: dict[int, TokenBucket] = {}
         self._seen_broadcasts = SeenBroadcasts(
             now, filter_s=BROADCAST_FILTER_S, expiry_s=BROADCAST_EXPIRY_S, capacity=MAX_SEEN_BROADCASTS
         )
@@ -195,8 +195,8 @@ class RouterCore:
         self.peer_keys[port] = PublicKey(bytes(key))
         self.link_types[port] = link_type
         self._last_received[port] = now
-        self._budgets[port] = Budget.full(
-            now, self.config.signature_checks_per_s, self.config.signature_checks_burst
+        self._budgets[port] = TokenBucket(
+            self.config.signature_checks_per_s, self.config.signature_checks_burst, now
         )
         self._changed()
         self._send_announcement_to(port, self._root_announcement(), now)
@@ -660,7 +660,7 @@ class RouterCore:
     def _afford(self, port: int, kind: str, now: float) -> bool:
         """Take one signature check from ``port``'s budget; drop and count if it is spent."""
         budget = self._budgets.get(port)
-        if budget is None or budget.spend(now):
+        if budget is None or budget.take(now):
             return True
         self.drops[f"over budget: {kind}"] += 1
         return False

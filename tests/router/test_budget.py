@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.budget import Budget
+from router.budget import TokenBucket
 from router.core import CoreConfig, RouterCore
 from router.outputs import ClosePeer
 from router.wire import BootstrapFrame, Watermark, encode_frame, sign_bootstrap
@@ -10,10 +10,11 @@ from tests.router.test_core import LOW, MID, T0
 
 
 def test_a_budget_refills_at_its_rate_up_to_its_burst() -> None:
-    budget = Budget.full(0.0, rate=10.0, burst=3.0)
-    assert [budget.spend(0.0) for _ in range(4)] == [True, True, True, False]
-    assert budget.spend(0.1) and not budget.spend(0.1)  # one token back in 0.1 s
-    assert [budget.spend(100.0) for _ in range(4)] == [True, True, True, False]  # never past the burst
+    budget = TokenBucket(rate=10.0, burst=3.0, now=0.0)
+    assert [budget.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert budget.take(0.1) and not budget.take(0.1)  # one token back in 0.1 s
+    assert [budget.take(100.0) for _ in range(4)] == [True, True, True, False]  # never past the burst
+    assert budget.take(99.0) is False  # time going backwards gives nothing back
 
 
 def test_bootstraps_past_the_budget_are_dropped_unverified_and_the_peer_kept() -> None:
