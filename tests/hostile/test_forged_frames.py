@@ -39,6 +39,8 @@ from tests.integration.daemons import Daemon, DaemonNet
 from tests.integration.test_hostile_peers import closed_within, connect, handshake_as
 
 FLOOD_S = 3.0
+RSS_GROWTH_KIB = 20 * 1024
+"""The most T's memory may grow by under one attack."""
 
 
 @pytest.fixture
@@ -134,6 +136,7 @@ def test_a_peer_sending_forged_frames_is_closed_and_held_off(triangle: DaemonNet
     status = t.api("GET", "/status")
     root = (bytes.fromhex(status["root"]["key"]), status["root"]["sequence"])
     attacker = Identity.generate()
+    rss_before = t.rss_kib()
     ping = pinger(triangle, "g1", "g2", 30)
     with connect(t) as sock:
         handshake_as(sock, attacker)
@@ -155,6 +158,7 @@ def test_a_peer_sending_forged_frames_is_closed_and_held_off(triangle: DaemonNet
 
     out, _ = ping.communicate(timeout=60)
     assert re.search(r"30 sent, 30 received", out), out
+    assert t.rss_kib() - rss_before < RSS_GROWTH_KIB
     # The good peerings were never touched.
     for name in ("g1", "g2"):
         assert triangle.daemons[name].api("GET", "/status")["peers"] == 1
@@ -176,6 +180,7 @@ def test_a_flood_of_validly_signed_bootstraps_is_held_to_the_peers_budget(triang
         body = sign_bootstrap(origin, 10**12 + n, root_key, root_sequence)
         frames.append(encode_frame(BootstrapFrame(origin.public_key, FULL_WATERMARK, body.encode())))
     attacker = Identity.generate()
+    rss_before = t.rss_kib()
     ping = pinger(triangle, "g1", "g2", 30)
     with connect(t) as sock:
         handshake_as(sock, attacker)
@@ -185,6 +190,8 @@ def test_a_flood_of_validly_signed_bootstraps_is_held_to_the_peers_budget(triang
     assert re.search(r"30 sent, 30 received", out), out
     drops = counters(t)[1]
     assert drops.get("over budget: bootstrap", 0) > 0, (sent, drops)
+    grew = t.rss_kib() - rss_before
+    assert grew < RSS_GROWTH_KIB, f"RSS grew by {grew} KiB"
     assert "closed: bad signature" not in drops
     for name in ("g1", "g2"):
         assert triangle.daemons[name].api("GET", "/status")["peers"] == 1

@@ -12,6 +12,7 @@ problem is logged once a minute per source, however many there are.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from router.wire import Identity, build_handshake
+from tests.hostile.test_forged_frames import pinger
 from tests.integration.daemons import DaemonNet
 from tests.integration.test_hostile_peers import closed_within, connect
 
@@ -85,3 +87,30 @@ def test_bare_connect_flood_does_not_lock_out_a_returning_peer(triangle: DaemonN
     assert len(failed) == 1 and failed[0]["reason"] == "closed before the handshake", failed
     refused = [e for e in log_events(triangle, "t") if e.get("event") == "handshake refused"]
     assert [e["reason"] for e in refused] == ["network over its failure budget"]
+
+
+def test_a_flood_of_silent_connections_is_refused_and_the_good_peers_carry_on(triangle: DaemonNet) -> None:
+    """300 connections at once that never send their handshake: at most 16 from one
+    network wait for it, the others are refused at once, pings between the good
+    peers go on, and a good peer still gets back in afterwards."""
+    t = triangle.daemons["t"]
+    rss_before = t.rss_kib()
+    ping = pinger(triangle, "g1", "g2", 30)
+    held = []
+    try:
+        for _ in range(300):
+            held.append(socket.create_connection(("127.0.0.1", t.port), timeout=5))
+        out, _ = ping.communicate(timeout=60)
+        counters = t.api("GET", "/status")["counters"]
+    finally:
+        for sock in held:
+            sock.close()
+    assert re.search(r"30 sent, 30 received", out), out
+    assert counters["handshakes refused: too many pending from one network"] >= 300 - 16
+    assert t.rss_kib() - rss_before < 20 * 1024
+    triangle.kill("g1")
+    g1 = triangle.daemons["g1"]
+    triangle.launch(g1, [f"--peer={t.uri}"])
+    triangle.wait_up(g1)
+    triangle.wait_converged(timeout=30)
+    triangle.ping_all_pairs()
