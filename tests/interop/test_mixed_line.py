@@ -28,9 +28,9 @@ CONVERGE_WITHIN_S = 15.0
 neighbour is set only by a bootstrap from the node below it, and a bootstrap
 finds its way only along route entries that earlier bootstraps left, so where
 Go nodes wait on each other's rounds the snake takes several.  With the keys of
-the Pinewood-root line it is right 11.1 s after the line forms (the last fix is
+the Pinewood-root line it is right 11.1-11.2 s after the line forms (the last fix is
 a Pinewood node's descending neighbour, set by a Go node's third bootstrap); a
-line of eight Go nodes with the same keys takes 7-8 s, the Go-root line 1.4-2.1 s."""
+line of eight Go nodes with the same keys takes 7-8 s, the Go-root line 1.3-2.1 s."""
 BURST = 10
 """Packets sent at once: the reference's per-flow queue holds 16 and drops the oldest
 when full, so a Go sender's larger bursts lose packets by design."""
