@@ -9,8 +9,9 @@ Two parts:
   directory, one loopback plain-HTTP listener, outbound federation through an
   HTTPS ``CONNECT`` proxy whose TLS is checked against a local CA, no rate
   limits, shared-secret registration), starts the monolith, waits for its client
-  API and stops it again.  Users are made with :func:`tests.e2e.synapse.register_user`,
-  which Dendrite serves at the same path as Synapse.
+  API and stops it again.  Starting, stopping and shared-secret registration
+  (which Dendrite serves at the same path as Synapse) come from
+  :class:`tests.e2e.process.HomeserverProcess`, as for the Synapse harness.
 
 How the pinned Dendrite federates through a proxy (read in its source and in
 ``gomatrixserverlib/fclient``, and measured with server names of 52 base32
@@ -49,19 +50,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import secrets
 import shutil
-import signal
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from tests.e2e.synapse import MatrixClient, register_user
+from tests.e2e.process import HomeserverFailed, HomeserverProcess
 
 DENDRITE_VERSION = "v0.13.8"
 DENDRITE_MODULE = "github.com/matrix-org/dendrite"
@@ -76,7 +71,7 @@ class DendriteUnavailable(RuntimeError):
     """Dendrite could not be built here; the message says why."""
 
 
-class DendriteFailed(RuntimeError):
+class DendriteFailed(HomeserverFailed):
     """A Dendrite process did not start, or died; the message carries its log's tail."""
 
 
@@ -156,7 +151,7 @@ def _build(directory: Path) -> None:
     (directory / _STAMP_NAME).write_text(DENDRITE_VERSION + "\n")
 
 
-class Dendrite:
+class Dendrite(HomeserverProcess):
     """One Dendrite monolith with a test configuration, as a context manager.
 
     ``http_port`` gets its only listener, plain HTTP on 127.0.0.1, serving every
@@ -167,6 +162,8 @@ class Dendrite:
     ``extra_config`` entries are merged into the generated configuration's
     sections (``{"federation_api": {...}}`` updates that section).
     """
+
+    failure = DendriteFailed
 
     def __init__(
         self,
@@ -180,16 +177,13 @@ class Dendrite:
         log_level: str = "info",
         extra_config: Mapping[str, Any] | None = None,
     ) -> None:
+        super().__init__(server_name, data_dir)
         self.binaries = binaries
-        self.server_name = server_name
-        self.data_dir = data_dir.resolve()
         self.http_port = http_port
         self.proxy_url = proxy_url
         self.ca_pem = ca_pem
         self.log_level = log_level
         self.extra_config = dict(extra_config or {})
-        self.registration_shared_secret = secrets.token_hex(16)
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def config_path(self) -> Path:
@@ -315,94 +309,10 @@ class Dendrite:
             env["SSL_CERT_DIR"] = str(self.data_dir / "no-extra-ca")
         return env
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Write the configuration, start Dendrite and wait until its client API answers."""
-        self.write_config()
-        with self.stdio_path.open("ab") as stdio:
-            self._process = subprocess.Popen(
-                [
-                    str(self.binaries / "dendrite"),
-                    "-config",
-                    str(self.config_path),
-                    f"-http-bind-address=127.0.0.1:{self.http_port}",
-                ],
-                cwd=self.data_dir,
-                env=self.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=stdio,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._process.poll() is not None:
-                raise DendriteFailed(
-                    f"{self.server_name} exited with {self._process.returncode} during start-up\n"
-                    + self.diagnostics()
-                )
-            try:
-                with urllib.request.urlopen(f"{self.client_url}/_matrix/client/versions", timeout=2):
-                    return
-            except (OSError, urllib.error.URLError):
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise DendriteFailed(
-                    f"{self.server_name} did not answer within {timeout:.0f}s\n" + self.diagnostics()
-                )
-            time.sleep(0.25)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def diagnostics(self, lines: int = 60) -> str:
-        """Tails of the process output and of the log, labelled with their paths."""
-        try:
-            stdio = "\n".join(self.stdio_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            stdio = ""
-        log = "\n".join(self.log_text().splitlines()[-lines:])
-        return f"--- {self.stdio_path}\n{stdio}\n--- {self.log_path}\n{log}"
-
-    def register_user(
-        self, username: str, password: str | None = None, *, admin: bool = False
-    ) -> MatrixClient:
-        """Create a user through ``/_synapse/admin/v1/register``; returns a logged-in client."""
-        return register_user(
-            self.client_url,
-            self.registration_shared_secret,
-            username,
-            password or secrets.token_hex(8),
-            admin=admin,
-        )
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def command(self) -> list[str]:
+        return [
+            str(self.binaries / "dendrite"),
+            "-config",
+            str(self.config_path),
+            f"-http-bind-address=127.0.0.1:{self.http_port}",
+        ]
