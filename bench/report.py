@@ -6,6 +6,8 @@ Sections, each runnable alone with ``--only`` (a comma-separated list):
 ``throughput``  the process chain for every link type (:mod:`bench.throughput`)
 ``sessions``    QUIC sessions through the gateway (:mod:`bench.sessions`)
 ``relay``       relay load, if a ``bench.relay`` module exists (skipped with a note if not)
+``hostile``     attacks on a node while its good peers ping through it (:mod:`bench.hostile`)
+``fuzz``        coverage-guided fuzzing of the wire decoders (:mod:`bench.fuzz`)
 
 Every section keeps its figures in ``<out>/<section>.json``; the report is
 written from all of them, so a section that is not re-run keeps its last
@@ -34,7 +36,7 @@ from bench.sim import plots
 from bench.sim.runner import simulate
 from bench.sim.setup import SimConfig
 
-SECTIONS = ("sim", "throughput", "sessions", "relay")
+SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz")
 LINKS = ("tcp", "tls", "quic", "ws")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 Progress = Callable[[str], None]
@@ -150,6 +152,14 @@ def run_relay(quick: bool, say: Progress) -> dict[str, Any]:
     return _module_json("bench.relay", ["--quick"] if quick else [], say)
 
 
+def run_hostile(quick: bool, say: Progress) -> dict[str, Any]:
+    return _module_json("bench.hostile", ["--quick"] if quick else [], say)
+
+
+def run_fuzz(quick: bool, say: Progress) -> dict[str, Any]:
+    return _module_json("bench.fuzz", ["--runs", "20000"] if quick else [], say)
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -186,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput": lambda: run_throughput(args.quick, say),
         "sessions": lambda: run_sessions(args.quick, say),
         "relay": lambda: run_relay(args.quick, say),
+        "hostile": lambda: run_hostile(args.quick, say),
+        "fuzz": lambda: run_fuzz(args.quick, say),
     }
     for section in [] if args.render else only:
         started = time.perf_counter()

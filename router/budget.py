@@ -1,7 +1,8 @@
 """A budget per peer for the expensive work its frames ask of us.
 
-Signature checks are what a peer's frames cost a node most: every bootstrap,
-tree announcement and wakeup broadcast carries one.  Each peer gets a token
+Signature checks are what a peer's frames cost a node most: every bootstrap
+and wakeup broadcast carries one, a tree announcement one per hop (only those
+not verified before are checked, and charged).  Each peer gets a token
 bucket; each check takes a token, tokens come back at a steady rate up to a
 burst, and a frame that finds the bucket empty is dropped and counted before
 its signature is looked at.  The sizes leave a wide margin over what the
@@ -33,12 +34,20 @@ class TokenBucket:
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst, self.tokens, self.at = rate, burst, burst, now
 
-    def take(self, now: float) -> bool:
-        """Take one token if there is one."""
+    def spent(self, now: float) -> bool:
+        """Whether not even one token is left."""
+        self._refill(now)
+        return self.tokens < 1.0
+
+    def take(self, now: float, count: int = 1) -> bool:
+        """Take ``count`` tokens if there are that many."""
+        self._refill(now)
+        if self.tokens < count:
+            return False
+        self.tokens -= count
+        return True
+
+    def _refill(self, now: float) -> None:
         if now > self.at:
             self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
             self.at = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True

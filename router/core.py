@@ -470,16 +470,23 @@ class RouterCore:
         if len(frame.payload) > MAX_ACCEPTED_ANNOUNCEMENT_SIZE:
             # We could not add our own hop and still fit a frame.
             raise DecodeError(f"announcement of {len(frame.payload)} bytes is too long to extend")
+        budget = self._budgets.get(port)
+        if self.config.verify_signatures and budget is not None and budget.spent(now):
+            # Not even parsed: a deep one would cost a millisecond before its signatures.
+            self.drops["over budget: announcement"] += 1
+            return
         ann = decode_announcement(frame.payload, verify=False)
         # The cheap checks first; each failure closes the peer, as a bad signature does.
         ann.sanity_check(self.peer_keys[port])
         stored = self.announcements.get(port)
         if stored is not None and stored.root[0] == ann.root_key and ann.root_sequence < stored.root[1]:
             raise DecodeError("announcement sequence went backwards for the same root")
-        if self.config.verify_signatures:
-            if not self._afford(port, "announcement", now):
-                return
-            self._verified.verify(ann)
+        # Charged a check for each signature not verified before: a deep
+        # announcement of fresh hops costs hundreds.
+        if self.config.verify_signatures and not self._verified.verify(
+            ann, lambda checks: self._afford(port, "announcement", now, checks)
+        ):
+            return
         first = stored is None
         peer_key = self.peer_keys[port]
         send_broadcast = first and not any(
@@ -657,10 +664,11 @@ class RouterCore:
             body.verify(origin)
         return body
 
-    def _afford(self, port: int, kind: str, now: float) -> bool:
-        """Take one signature check from ``port``'s budget; drop and count if it is spent."""
+    def _afford(self, port: int, kind: str, now: float, checks: int = 1) -> bool:
+        """Take ``checks`` signature checks from ``port``'s budget; drop and count if
+        there are not that many left."""
         budget = self._budgets.get(port)
-        if budget is None or budget.take(now):
+        if budget is None or budget.take(now, checks):
             return True
         self.drops[f"over budget: {kind}"] += 1
         return False

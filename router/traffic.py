@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING
 from router.outputs import Deliver
 from router.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
 from router.tree import LOCAL_PORT, next_hop_tree
-from router.wire.coordinates import Coordinates, decode_coordinate_ports
+from router.wire.coordinates import (
+    Coordinates,
+    coordinate_depth,
+    decode_coordinate_ports,
+    decode_coordinate_prefix,
+)
 from router.wire.errors import DecodeError, EncodeError
 from router.wire.fastpath import (
     TrafficRoute,
@@ -194,9 +199,17 @@ class TrafficPath:
         core = self.core
         converted = False
         if route.destination:
-            destination = decode_coordinate_ports(route.destination)
+            ours = core.coordinates()
+            # Only as many ports as the deepest coordinates they are compared with,
+            # and one more: the rest of a deep destination matters only by its length.
+            needed = 1 + max([len(ours)] + [len(a.peer_coordinates) for a in core.announcements.values()])
+            depth = coordinate_depth(route.destination)
+            if depth > needed:
+                destination = decode_coordinate_prefix(route.destination, needed)
+            else:
+                destination = decode_coordinate_ports(route.destination)
             tree_port = next_hop_tree(
-                destination, core.coordinates(), port, core.root(), core.announcements, core.link_types
+                destination, ours, port, core.root(), core.announcements, core.link_types, depth
             )
             # Where the coordinates lead here but the key is not ours, they were
             # stale (the destination moved, or the tree changed under a cached

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from router.wire.announcement import RootAnnouncement
-from router.wire.coordinates import Coordinates, tree_distance
+from router.wire.coordinates import Coordinates, common_prefix_length
 from router.wire.keys import PublicKey
 
 ROOT_ANNOUNCEMENT_INTERVAL_S = 30 * 60.0  # reference: announcementInterval
@@ -117,8 +117,14 @@ def next_hop_tree(
     our_root: Root,
     announcements: Mapping[int, PeerAnnouncement],
     link_types: Mapping[int, int],
+    depth: int | None = None,
 ) -> int | None:
     """The port one tree hop closer to ``destination``; ``LOCAL_PORT`` if it is us.
+
+    ``depth``, when given, is how many ports the destination really has, of which
+    ``destination`` holds only the first ones: enough when it is longer than our
+    coordinates and every peer's, since distances depend only on the common
+    prefix and the lengths.
 
     Only peers on our root (key and sequence) count, never the port the frame
     came from, and a peer must be strictly closer than we are.  ``None`` means
@@ -127,15 +133,22 @@ def next_hop_tree(
     reference documents this tie-break; its code keeps the first peer it
     happens to iterate, so any choice among equals interoperates).
     """
-    if destination == our_coordinates:
+    if depth is None:
+        depth = len(destination)
+    elif depth != len(destination) and depth <= max(
+        [len(our_coordinates)] + [len(a.peer_coordinates) for a in announcements.values()]
+    ):
+        raise ValueError("a destination prefix must be longer than every coordinate it is compared with")
+    if depth == len(our_coordinates) and destination == our_coordinates:
         return LOCAL_PORT
     best_port: int | None = None
-    best_distance = tree_distance(our_coordinates, destination)
+    best_distance = len(our_coordinates) + depth - 2 * common_prefix_length(our_coordinates, destination)
     best_rank = (0, 0)
     for port, ann in announcements.items():
         if port == from_port or ann.root != our_root:
             continue
-        distance = tree_distance(ann.peer_coordinates, destination)
+        peer = ann.peer_coordinates
+        distance = len(peer) + depth - 2 * common_prefix_length(peer, destination)
         if distance > best_distance:
             continue
         rank = (link_types.get(port, 0), ann.order)

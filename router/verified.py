@@ -21,6 +21,7 @@ ordered: a hit moves its entry to the end).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from router.wire.announcement import RootAnnouncement
 
@@ -42,8 +43,12 @@ class VerifiedAnnouncements:
         self.signatures_checked = 0
         self.signatures_skipped = 0
 
-    def verify(self, announcement: RootAnnouncement) -> None:
-        """Raise :class:`~router.wire.SignatureError` unless every hop verifies."""
+    def verify(self, announcement: RootAnnouncement, afford: Callable[[int], bool] | None = None) -> bool:
+        """Raise :class:`~router.wire.SignatureError` unless every hop verifies.
+
+        ``afford`` is asked first whether the signatures still to check (those past
+        the longest known prefix) may be checked now; if not, nothing is checked
+        and the result is False."""
         hops = announcement.hops
         raw = announcement.raw
         count = len(hops)
@@ -69,11 +74,14 @@ class VerifiedAnnouncements:
                     prefixes[digest] = None
                     start = k
                     break
+        if afford is not None and start < count and not afford(count - start):
+            return False
         announcement.verify_hops(start)
         self.signatures_checked += count - start
         self.signatures_skipped += start
         if start < count:
             self._remember(root, digests[start:])
+        return True
 
     def _remember(self, root: tuple[bytes, int], digests: list[bytes]) -> None:
         key, sequence = root

@@ -1,14 +1,18 @@
-"""Shared test configuration: hypothesis profiles and the reference vectors."""
+"""Shared test configuration: hypothesis profiles, the reference vectors, and a
+network of daemon processes cleaned up after each test."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from bench.daemons import DaemonNet
 
 # "ci" is the default: deterministic (derandomized) so a failure reproduces from the
 # log, and no per-example deadline, since CI machines are shared and slow.
@@ -39,3 +43,12 @@ def vectors() -> dict[str, Any]:
         )
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[DaemonNet]:
+    network = DaemonNet(tmp_path)
+    try:
+        yield network
+    finally:
+        network.stop_all()

@@ -36,6 +36,26 @@ def decode_coordinate_ports(body: bytes | memoryview) -> Coordinates:
     return tuple(ports)
 
 
+_CONTINUATION_BYTES = bytes(range(0x80, 0x100))
+
+
+def coordinate_depth(body: bytes) -> int:
+    """How many ports a coordinates body holds, without decoding it: every varu64
+    ends in exactly one byte below 0x80."""
+    return len(body.translate(None, _CONTINUATION_BYTES))
+
+
+def decode_coordinate_prefix(body: bytes | memoryview, count: int) -> Coordinates:
+    """The first ``count`` ports of a coordinates body (all of them if it has fewer)."""
+    ports: list[int] = []
+    offset = 0
+    end = len(body)
+    while offset < end and len(ports) < count:
+        port, offset = decode_varu64(body, offset)
+        ports.append(port)
+    return tuple(ports)
+
+
 def decode_coordinates(data: bytes | memoryview, offset: int = 0) -> tuple[Coordinates, int]:
     """Decode length-prefixed coordinates at ``data[offset:]``.
 

@@ -50,9 +50,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.daemons import free_port as daemons_free_port
 from tests.e2e.client import MatrixClient, MatrixError, login, register_user
 from tests.e2e.process import HomeserverFailed, HomeserverProcess
-from tests.integration.daemons import free_port as daemons_free_port
 
 __all__ = [
     "SYNAPSE_VERSION",

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.daemons import DaemonNet
 from tests.e2e.synapse import Homeserver, free_port
-from tests.integration.daemons import DaemonNet
 
 
 def test_synapse_homeservers_federate_over_the_overlay(synapse_python: Path, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import signal
 import time
 from pathlib import Path
 
+from bench.daemons import DaemonNet
 from tests.e2e.synapse import Homeserver, free_port
-from tests.integration.daemons import DaemonNet
 
 
 def test_message_to_an_away_homeserver_arrives_through_a_relay(synapse_python: Path, tmp_path: Path) -> None:

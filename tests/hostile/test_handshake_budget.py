@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.daemons import DaemonNet
+from bench.hostile_peer import closed_within, connect
 from router.wire import Identity, build_handshake
-from tests.hostile.test_forged_frames import pinger
-from tests.integration.daemons import DaemonNet
-from tests.integration.test_hostile_peers import closed_within, connect
 
 BUDGET = 20
 """Failed handshakes per minute from one network (``--handshakes-per-minute``)."""
@@ -64,7 +65,7 @@ def test_bare_connect_flood_does_not_lock_out_a_returning_peer(triangle: DaemonN
         time.sleep(0.1)
 
     # A stranger from the flooded network is turned away before its signature is checked.
-    with connect(t) as sock:
+    with connect(t.port) as sock:
         sock.sendall(build_handshake(Identity.generate()))
         assert closed_within(sock, 5) is not None
     counters = t.api("GET", "/status")["counters"]
@@ -95,7 +96,13 @@ def test_a_flood_of_silent_connections_is_refused_and_the_good_peers_carry_on(tr
     peers go on, and a good peer still gets back in afterwards."""
     t = triangle.daemons["t"]
     rss_before = t.rss_kib()
-    ping = pinger(triangle, "g1", "g2", 30)
+    ping = subprocess.Popen(
+        [sys.executable, "-m", "router", "ping", triangle.daemons["g2"].key, "--count=30", "--interval=0.1",
+         "--timeout=2", f"--admin={triangle.daemons['g1'].admin}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
     held = []
     try:
         for _ in range(300):

@@ -1,8 +1,8 @@
-"""Local floods of the gateway and the admin API, and WebSocket upgrades off the path.
+"""A local flood of the admin API, and WebSocket upgrades off the path.
 
-Any local process can open connections to the gateway and the admin API and
-send nothing.  The oldest idle ones must make way, so that the homeserver's
-requests and the operator's CLI are served at once, however many are held.
+Any local process can open connections to the admin API and send nothing.  The
+oldest idle ones must make way, so that the operator's CLI is served at once,
+however many are held.  (The gateway under the same flood: ``test_attacks.py``.)
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from router.gateway.outbound import MAX_CLIENTS
-from tests.integration.daemons import Daemon, DaemonNet, free_port
+from bench.daemons import Daemon, DaemonNet, free_port
 
 
 @pytest.fixture
@@ -46,35 +45,6 @@ def idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
     finally:
         for sock in held:
             sock.close()
-
-
-def refusal(port: int, name: str) -> tuple[int, float]:
-    """A CONNECT for a name that is not a key: the gateway's status, and how long it took."""
-    started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"CONNECT {name}:443 HTTP/1.1\r\nHost: {name}:443\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return int(data.split()[1]), time.monotonic() - started
-
-
-def test_idle_connections_to_the_gateway_make_way_for_real_requests(
-    node: tuple[DaemonNet, Daemon, int, int],
-) -> None:
-    _, a, proxy, _ = node
-    with idle_connections(proxy, MAX_CLIENTS + 100):
-        for _ in range(5):
-            status, took = refusal(proxy, "matrix.org")
-            assert status == 403 and took < 2.0, (status, took)
-    gateway = a.api("GET", "/gateway")
-    # Made way for newcomers, or closed for sending nothing for 10 s (on a slow
-    # machine, opening them all takes that long): either way, never refused.
-    closed = gateway["proxy_idle_connections_closed"] + gateway["proxy_counters"].get(
-        "clients gone before a request", 0
-    )
-    assert closed >= 100, gateway
-    assert gateway["proxy_counters"].get("refused: too many clients", 0) == 0
 
 
 def test_idle_connections_to_the_admin_api_do_not_stop_the_cli(

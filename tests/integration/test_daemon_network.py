@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.daemons import Daemon, DaemonNet
+from bench.daemons import Daemon, DaemonNet
 
 LINE = ([f"n{i}" for i in range(5)], [(f"n{i + 1}", f"n{i}") for i in range(4)])
 RING = ([f"n{i}" for i in range(6)], [(f"n{(i + 1) % 6}", f"n{i}") for i in range(6)])

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.daemons import DaemonNet, free_port
 from router.gateway.names import server_name
-from tests.integration.daemons import DaemonNet, free_port
 
 MB = 1 << 20
 

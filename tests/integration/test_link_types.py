@@ -11,8 +11,8 @@ import time
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from bench.daemons import DaemonNet
 from router.links.tls import peer_certificate_key
-from tests.integration.daemons import DaemonNet
 
 
 def test_websocket_network_converges_and_pings(net: DaemonNet) -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tests.integration.daemons import DaemonNet
+from bench.daemons import DaemonNet
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -32,9 +32,9 @@ from typing import Any, ClassVar
 import asyncpg
 import pytest
 
+from bench.daemons import Daemon, DaemonNet, free_port
 from relay.envelope import BUCKETS
 from router.gateway.names import server_name
-from tests.integration.daemons import Daemon, DaemonNet, free_port
 from tests.relay.postgres import postgres_dump, postgres_url
 
 

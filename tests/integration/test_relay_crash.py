@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemons import DaemonNet
+from bench.daemons import DaemonNet
 from tests.relay.postgres import postgres_url
 
 

@@ -6,8 +6,8 @@ import socket
 import ssl
 import time
 
+from bench.daemons import DaemonNet
 from router.links.tls import peer_certificate_key
-from tests.integration.daemons import DaemonNet
 
 
 def test_tls_network_converges_and_pings(net: DaemonNet) -> None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.daemons import Daemon, DaemonNet, free_port
 from router.wire.keys import Identity
-from tests.integration.daemons import Daemon, DaemonNet, free_port
 from tests.interop.gopeer import GoPeer
 
 

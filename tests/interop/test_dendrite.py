@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.daemons import DaemonNet
 from tests.e2e.synapse import (
     SYNAPSE_VERSION,
     Homeserver,
@@ -29,7 +30,6 @@ from tests.e2e.synapse import (
     ensure_synapse,
     free_port,
 )
-from tests.integration.daemons import DaemonNet
 from tests.interop.conftest import unavailable
 from tests.interop.dendrite import DENDRITE_VERSION, Dendrite, DendriteUnavailable, ensure_dendrite
 

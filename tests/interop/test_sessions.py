@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
+from bench.daemons import free_port
 from router.gateway.names import server_name
-from tests.integration.daemons import free_port
 from tests.integration.test_gateway import (
     FakeHomeserver,
     Overlay,

@@ -5,7 +5,15 @@ from __future__ import annotations
 from router.budget import TokenBucket
 from router.core import CoreConfig, RouterCore
 from router.outputs import ClosePeer
-from router.wire import BootstrapFrame, Watermark, encode_frame, sign_bootstrap
+from router.wire import (
+    BootstrapFrame,
+    Identity,
+    RootAnnouncement,
+    TreeAnnouncementFrame,
+    Watermark,
+    encode_frame,
+    sign_bootstrap,
+)
 from tests.router.test_core import LOW, MID, T0
 
 
@@ -34,3 +42,33 @@ def test_bootstraps_past_the_budget_are_dropped_unverified_and_the_peer_kept() -
         core.handle_frame(port, bootstrap(200 + n), T0 + 1.0)
     assert core.drops["over budget: bootstrap"] == 16
     assert core.routes[LOW.public_key].sequence == 204
+
+
+def test_an_announcement_is_charged_a_check_for_each_hop_not_verified_before() -> None:
+    """A deep announcement of fresh hops costs as many checks as it has new hops,
+    so the budget holds however deep a peer makes its announcements."""
+    core = RouterCore(MID, T0, CoreConfig(signature_checks_per_s=1.0, signature_checks_burst=10.0))
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+
+    def deep(hops: int, sequence: int) -> bytes:
+        root = Identity.generate()
+        ann = RootAnnouncement.create(root.public_key, sequence).with_hop(root, 1)
+        for _ in range(hops - 2):
+            ann = ann.with_hop(Identity.generate(), 1)
+        return encode_frame(TreeAnnouncementFrame(ann.with_hop(LOW, 1).raw))
+
+    core.handle_frame(port, deep(12, 1), T0)  # twelve checks: more than the burst
+    assert core.drops["over budget: announcement"] == 1
+    assert port not in core.announcements
+    core.handle_frame(port, deep(6, 2), T0)  # six: within it
+    assert core.drops["over budget: announcement"] == 1
+    assert port in core.announcements
+    core.handle_frame(port, deep(6, 3), T0)  # six more: four are left
+    assert core.drops["over budget: announcement"] == 2
+    # With the budget spent, an announcement is dropped before it is even parsed.
+    core.handle_frame(port, deep(4, 4), T0)  # four: the last of it
+    garbage = encode_frame(TreeAnnouncementFrame(b"not an announcement"))
+    assert not any(isinstance(o, ClosePeer) for o in core.handle_frame(port, garbage, T0))
+    assert core.drops["over budget: announcement"] == 3
+    # Once the budget is back, the same bytes close the peer.
+    assert any(isinstance(o, ClosePeer) for o in core.handle_frame(port, garbage, T0 + 5.0))

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from router.tree import (
     ANNOUNCEMENT_TIMEOUT_S,
@@ -134,3 +136,21 @@ def test_next_hop_tree_ties_prefer_faster_link_then_earlier_announcement() -> No
     late = announcement(SELF_ROOT, (1, 1), order=2)
     assert next_hop_tree((1, 1, 1), (2,), FROM, SELF_ROOT, {2: late, 3: early}, {}) == 3
     assert next_hop_tree((1, 1, 1), (2,), FROM, SELF_ROOT, {2: late, 3: early}, {2: 0, 3: 3}) == 2
+
+
+@given(
+    st.lists(st.integers(1, 300), max_size=6),
+    st.dictionaries(st.integers(2, 5), st.lists(st.integers(1, 300), min_size=1, max_size=6), max_size=4),
+    st.lists(st.integers(1, 300), min_size=1, max_size=40),
+)
+def test_a_deep_destination_routes_the_same_from_its_prefix(
+    ours: list[int], peers: dict[int, list[int]], destination: list[int]
+) -> None:
+    """Routing on the first ports of a destination and its depth agrees with
+    routing on all of it, whenever the prefix is longer than every coordinate."""
+    anns = {port: announcement(SELF_ROOT, (*coords, 1)) for port, coords in peers.items()}
+    needed = 1 + max([len(ours)] + [len(a.peer_coordinates) for a in anns.values()])
+    whole = next_hop_tree(tuple(destination), tuple(ours), FROM, SELF_ROOT, anns, {})
+    depth = len(destination)
+    prefix = tuple(destination[:needed])
+    assert next_hop_tree(prefix, tuple(ours), FROM, SELF_ROOT, anns, {}, depth) == whole

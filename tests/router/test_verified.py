@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from router.verified import VerifiedAnnouncements
@@ -78,3 +80,25 @@ def test_a_newer_sequence_from_a_root_retires_its_older_prefixes() -> None:
     assert len(cache) == 2
     cache.verify(other_root)
     assert cache.signatures_checked == checked + 2  # another root's prefixes stay
+
+
+def test_the_caller_is_asked_for_the_unverified_hops_only() -> None:
+    cache = VerifiedAnnouncements()
+    base = RootAnnouncement.create(K4.public_key, 1).with_hop(K4, 1).with_hop(K1, 2)
+    asked: list[int] = []
+
+    def answer(allowed: bool) -> Callable[[int], bool]:
+        def afford(checks: int) -> bool:
+            asked.append(checks)
+            return allowed
+
+        return afford
+
+    assert not cache.verify(base, answer(False))
+    assert asked == [2] and cache.signatures_checked == 0  # refused: nothing checked
+    assert cache.verify(base, answer(True))
+    longer = base.with_hop(K2, 3).with_hop(K3, 4)
+    assert cache.verify(longer, answer(True))
+    assert cache.verify(longer, answer(True))  # nothing new: not asked
+    assert asked == [2, 2, 2]
+    assert cache.signatures_checked == 4

@@ -8,84 +8,16 @@ only canonical encodings), and the forwarding fast path must agree with it.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.wire import (
-    DecodeError,
-    TrafficFrame,
-    decode_announcement,
-    decode_bootstrap,
-    decode_coordinates,
-    decode_frame,
-    decode_varu64,
-    decode_wakeup,
-    encode_frame,
-    parse_handshake,
-    traffic_route,
-)
+from bench.fuzz import check, seed_corpus
 from tests.conftest import vectors_path
-from tests.router.wire.keys import K1
 
-Decoder = Callable[[bytes], object]
-
-DECODERS: dict[str, Decoder] = {
-    "frame": decode_frame,
-    "traffic_route": traffic_route,
-    "announcement": decode_announcement,
-    "announcement_unverified": lambda b: decode_announcement(b, verify=False),
-    "bootstrap": lambda b: decode_bootstrap(b, signer=K1.public_key),
-    "wakeup": decode_wakeup,
-    "handshake": parse_handshake,
-    "coordinates": decode_coordinates,
-    "varu64": decode_varu64,
-}
-
-
-def check(data: bytes) -> None:
-    for name, decoder in DECODERS.items():
-        try:
-            decoder(data)
-        except DecodeError:
-            pass
-        except Exception as exc:  # pragma: no cover - the failure we are hunting
-            raise AssertionError(f"{name} raised {type(exc).__name__} on {data.hex()}") from exc
-    try:
-        frame = decode_frame(data)
-    except DecodeError:
-        return
-    assert encode_frame(frame) == data
-    if isinstance(frame, TrafficFrame):
-        assert traffic_route(data).destination_key == frame.destination_key
-
-
-def seed_corpus() -> list[bytes]:
-    path = vectors_path()
-    if not path.is_file():
-        return []
-    found: list[bytes] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key.endswith("hex") and isinstance(value, str):
-                    found.append(bytes.fromhex(value))
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(json.loads(path.read_text()))
-    return found
-
-
-CORPUS = seed_corpus()
+# The probes and their invariants live in bench/fuzz.py, shared with the
+# coverage-guided (atheris) fuzz target.
+CORPUS = seed_corpus(vectors_path())
 
 
 @given(st.binary(max_size=400))

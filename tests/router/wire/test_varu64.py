@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.wire import DecodeError, EncodeError, decode_varu64, encode_varu64, varu64_length
+from router.wire import (
+    DecodeError,
+    EncodeError,
+    decode_varu64,
+    encode_coordinates,
+    encode_varu64,
+    varu64_length,
+)
+from router.wire.coordinates import coordinate_depth, decode_coordinate_prefix
 
 
 @pytest.mark.parametrize(
@@ -53,3 +61,10 @@ def test_malformed(data: str, message: str) -> None:
 def test_unencodable(value: int) -> None:
     with pytest.raises(EncodeError):
         encode_varu64(value)
+
+
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=50), st.integers(0, 60))
+def test_coordinate_depth_and_prefix_agree_with_a_full_decode(ports: list[int], count: int) -> None:
+    body = encode_coordinates(ports)[2:]
+    assert coordinate_depth(body) == len(ports)
+    assert decode_coordinate_prefix(body, count) == tuple(ports[:count])
