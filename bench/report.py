@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench.report_hostile import render_hostile
 from bench.report_text import render
 from bench.sim import plots
 from bench.sim.runner import simulate
@@ -215,6 +216,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in SECTIONS
         if (out / f"{s}.json").is_file()
     }
-    (out / "REPORT.md").write_text(render(stored), encoding="utf-8")
+    text = render(stored)
+    hostile = render_hostile(stored)
+    if hostile:
+        text += "\n" + "\n".join(hostile).rstrip() + "\n"
+    (out / "REPORT.md").write_text(text, encoding="utf-8")
     say(f"wrote {out / 'REPORT.md'}")
     return 0

@@ -11,6 +11,7 @@ that the slow ones show within the attack.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ CLOSED_WITHIN_S = {"slowloris": 2.0 + 1.5, "never-reads": 12.0}
 """How soon T must close the attacker (forged frames and bad handshakes: at once)."""
 
 
-def checks(attack: str, row: Row, t_status: dict[str, Any], gateway: dict[str, Any]) -> None:
+def checks(attack: str, row: Row, t_status: dict[str, Any], gateway: dict[str, Any], t_log: str) -> None:
     """What each attack must leave behind, beyond the common checks."""
     if attack == "valid-bootstraps":
         assert t_status["drops"].get("over budget: bootstrap", 0) > 0, t_status["drops"]
@@ -35,6 +36,9 @@ def checks(attack: str, row: Row, t_status: dict[str, Any], gateway: dict[str, A
         assert t_status["counters"]["peers held off: bad signature"] == 1
         assert row.refused > 0, "the attacker never came back"
         assert t_status["counters"]["handshakes refused: address held off"] >= row.refused
+        events = [json.loads(line) for line in t_log.splitlines() if line.startswith("{")]
+        held = [e for e in events if e["event"] == "peer held off after a bad signature"]
+        assert len(held) == 1 and held[0]["address"] == "127.0.1.1" and held[0]["seconds"] == 30.0, held
     if attack == "never-reads":
         assert row.refused == 0, "the peer feeding the stalled one was closed"
     if attack == "silent-connections":
@@ -51,6 +55,7 @@ def test_an_attack_leaves_the_good_peers_untouched(attack: str) -> None:
         row = measure(tri, attack, max(ATTACK_S, MIN_SECONDS.get(attack, 0.0)))
         t = tri["t"]
         status, gateway = t.api("GET", "/status"), t.api("GET", "/gateway")
+        t_log = (t.data_dir / "log").read_text()
         for name in ("g1", "g2"):
             assert tri[name].api("GET", "/status")["peers"] == 1, tri.net.log(tri[name])
     print(row)
@@ -66,4 +71,4 @@ def test_an_attack_leaves_the_good_peers_untouched(attack: str) -> None:
         assert row.closed_after_s < CLOSED_WITHIN_S.get(attack, 1.0), row
     elif expected is False:
         assert row.closed_after_s is None, f"{attack}: a peer sending genuine frames was closed"
-    checks(attack, row, status, gateway)
+    checks(attack, row, status, gateway, t_log)
