@@ -20,6 +20,7 @@ test: lint typecheck unit
 lint: $(STAMP)
 	$(PY) -m ruff check router relay bench tests
 	$(PY) -m ruff format --check router relay bench tests
+	$(VENV)/bin/lint-imports
 	@if command -v gofmt >/dev/null; then \
 		out="$$(gofmt -l tests/interop/gopeer)"; \
 		if [ -n "$$out" ]; then echo "gofmt: not formatted: $$out"; exit 1; fi; \

@@ -15,12 +15,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-from router import topology
-from router.core import RouterCore
-from router.mesh import Mesh
-from router.outputs import SendFrame
-from router.snek import SnakeEntry, next_hop_snek
-from router.tree import PeerAnnouncement
+from router.routing.core import RouterCore
+from router.routing.outputs import SendFrame
+from router.routing.snek import SnakeEntry, next_hop_snek
+from router.routing.tree import PeerAnnouncement
+from router.sim import topology
+from router.sim.mesh import Mesh
 from router.wire import (
     FULL_WATERMARK,
     BootstrapFrame,

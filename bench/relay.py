@@ -11,7 +11,7 @@ Two figures for each backend:
   as the relay protocol's ``deposit`` requests, ``--concurrency`` streams at a time.
 
 For PostgreSQL it needs ``--postgres URL`` (a database it may fill) or a local
-server that the test helpers can start (``tests.relay.postgres``).
+server that :mod:`bench.postgres` can start.
 
 Also two subcommands used by the crash-safety test:
 
@@ -36,13 +36,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.postgres import postgres_url
 from bench.throughput import api, free_port
 from relay.protocol import ProtocolError
 from relay.service import call
-from relay.store import Quota, open_store, secret_hash
-from router.config import NodeConfig
-from router.logs import configure_logging
-from router.node import Node
+from relay.stores import open_store
+from relay.stores.base import Quota, secret_hash
+from router.daemon.config import NodeConfig
+from router.daemon.logs import configure_logging
+from router.daemon.node import Node
 from router.sessions.runtime import SessionError
 from router.wire.keys import Identity
 
@@ -254,10 +256,6 @@ def service_run(store_url: str, count: int, concurrency: int) -> dict[str, float
 def postgres_for_bench(url: str | None) -> str | None:
     if url:
         return url
-    try:
-        from tests.relay.postgres import postgres_url  # noqa: PLC0415 - the test helpers are optional here
-    except ImportError:
-        return None
     try:
         return postgres_url(f"bench{os.getpid()}")
     except BaseException:  # pytest.skip raises a BaseException subclass

@@ -25,7 +25,12 @@ def _closed(row: dict[str, Any]) -> str:
 
 
 def _attacks(section: dict[str, Any]) -> list[str]:
-    out = ["## Hostile peers: attacks on a node while its good peers ping through it", "", _stamp(section), ""]
+    out = [
+        "## Hostile peers: attacks on a node while its good peers ping through it",
+        "",
+        _stamp(section),
+        "",
+    ]
     if "error" in section:
         return [*out, f"Failed: `{section['error'].splitlines()[-1] if section['error'] else '?'}`", ""]
     out += [*ABOUT_ATTACKS.splitlines(), ""]

@@ -31,8 +31,8 @@ from relay.protocol import (
     encode,
     error,
 )
-from relay.store import Quota, Store, StoreError, secret_hash
-from router.budget import TokenBucket
+from relay.stores.base import Quota, Store, StoreError, secret_hash
+from router.routing.budget import TokenBucket
 from router.sessions.runtime import SessionError, Sessions, SessionStream
 from router.wire.keys import Identity
 

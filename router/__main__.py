@@ -1,3 +1,3 @@
-from router.cli import main
+from router.daemon.cli import main
 
 raise SystemExit(main())

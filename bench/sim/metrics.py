@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
 
-from router.core import RouterCore
-from router.mesh import Mesh
+from router.routing.core import RouterCore
+from router.sim.mesh import Mesh
 
 
 def neighbours(mesh: Mesh) -> dict[str, set[str]]:

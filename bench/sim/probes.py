@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.sim.metrics import hop_distances, neighbours
-from router.mesh import Mesh
-from router.outputs import Deliver
+from router.routing.outputs import Deliver
+from router.sim.mesh import Mesh
 from router.wire.frames import FrameType
 
 TRAFFIC = FrameType.TRAFFIC

@@ -30,7 +30,7 @@ from bench.sim.metrics import (
 from bench.sim.probes import KINDS, Prober, round_summary
 from bench.sim.scenarios import plan
 from bench.sim.setup import SimConfig, build_mesh
-from router.outputs import Deliver
+from router.routing.outputs import Deliver
 from router.wire.frames import FrameType
 
 STEP_S = 0.25

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from router import topology
-from router.core import SETTLE_WINDOW_S, CoreConfig
-from router.mesh import Mesh, MeshConfig
-from router.snek import BOOTSTRAP_INTERVAL_S
-from router.topology import Topology, TopologyError
+from router.routing.core import SETTLE_WINDOW_S, CoreConfig
+from router.routing.snek import BOOTSTRAP_INTERVAL_S
+from router.sim import topology
+from router.sim.mesh import Mesh, MeshConfig
+from router.sim.topology import Topology, TopologyError
 
 GRAPHS_ENV = "PINEWOOD_GRAPHS"
 REPO_ROOT = Path(__file__).resolve().parents[2]

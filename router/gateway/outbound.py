@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import structlog
 
 from relay.client import RelayClient
-from router.connection_table import ConnectionTable
 from router.gateway.ca import LocalCA
 from router.gateway.names import key_for_name
 from router.gateway.offline import serve_away
@@ -42,6 +41,7 @@ from router.gateway.tunnel import (
     TunnelError,
     pipe,
 )
+from router.http.connection_table import ConnectionTable
 from router.sessions.runtime import SessionError, Sessions, SessionStream, SessionTimeout
 
 log = structlog.get_logger("router.gateway")

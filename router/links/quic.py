@@ -51,7 +51,7 @@ from router.links.tls import node_credentials
 from router.wire.keys import Identity
 
 if TYPE_CHECKING:
-    from router.node import Node
+    from router.links.owner import LinkOwner
 
 ALPN = "pinewood-peering-quic/1"
 IDLE_TIMEOUT_S = 10.0
@@ -113,7 +113,7 @@ class QuicStreamTransport(CarrierTransport):
 class QuicPeerProtocol(QuicConnectionProtocol):
     """A QUIC connection that carries one peering."""
 
-    def __init__(self, quic: QuicConnection, node: Node, outbound: str | None, **_: Any) -> None:
+    def __init__(self, quic: QuicConnection, node: LinkOwner, outbound: str | None, **_: Any) -> None:
         super().__init__(quic)
         self.node = node
         self.outbound = outbound
@@ -243,7 +243,7 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 
 async def dial(
-    node: Node, host: str, port: int, outbound: str, timeout: float, expected_key: bytes | None = None
+    node: LinkOwner, host: str, port: int, outbound: str, timeout: float, expected_key: bytes | None = None
 ) -> PeerLink:
     """Open a QUIC peering to ``host:port``; returns its link, handshake pending."""
     loop = asyncio.get_running_loop()

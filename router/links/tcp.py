@@ -19,15 +19,15 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from router.core import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.links.queues import FairQueue
 from router.links.tls import peer_certificate_key
+from router.routing.core import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
 from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC
 from router.wire.handshake import HANDSHAKE_SIZE, Handshake, handshake_key, parse_handshake
 
 if TYPE_CHECKING:
-    from router.node import Node
+    from router.links.owner import LinkOwner
 
 WRITE_BATCH_BYTES = 256 * 1024
 PROTO_QUEUE_MAX_BYTES = 4 * 1024 * 1024
@@ -46,7 +46,7 @@ class PeerLink(asyncio.Protocol):
 
     def __init__(
         self,
-        node: Node,
+        node: LinkOwner,
         outbound: str | None,
         scheme: str = "tcp",
         link_type: int = LINK_TYPE_REMOTE,
@@ -69,9 +69,9 @@ class PeerLink(asyncio.Protocol):
         self.close_reason = ""
         self._buffer = bytearray()
         self._proto: deque[bytes] = deque()
-        self.traffic = FairQueue(node.config.traffic_queue_frames, TRAFFIC_BYTES_PER_SOURCE)
+        self.traffic = FairQueue(node.link_settings.traffic_queue_frames, TRAFFIC_BYTES_PER_SOURCE)
         # Sources feeding this link are paused once this many frames wait.
-        self.pause_depth = max(1, node.config.traffic_queue_frames // 2)
+        self.pause_depth = max(1, node.link_settings.traffic_queue_frames // 2)
         self._flush_scheduled = False
         self.writing_paused = False
         self.reading_paused = False  # paused for backpressure
@@ -103,7 +103,7 @@ class PeerLink(asyncio.Protocol):
             return
         self.transport.write(self.node.handshake_bytes)
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(self.node.config.handshake_timeout, self._handshake_expired)
+        self._deadline = loop.call_later(self.node.link_settings.handshake_timeout, self._handshake_expired)
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)

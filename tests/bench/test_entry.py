@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.entry import main as bench_main
-from router.cli import main as pinewood
+from router.daemon.cli import main as pinewood
 
 
 def test_usage_without_a_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ def test_quick_rows_as_json() -> None:
     rows = json.loads(out)
     assert [r["attack"] for r in rows] == ["none", "forged-wakeup"]
     for row in rows:
-        assert KEYS <= row.keys()
+        assert row.keys() >= KEYS
         assert 0.0 <= row["ping_loss"] <= 1.0 and row["pings"] > 0
     none, forged = rows
     assert none["closed_after_s"] is None and none["unit"] == ""

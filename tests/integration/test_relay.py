@@ -33,9 +33,9 @@ import asyncpg
 import pytest
 
 from bench.daemons import Daemon, DaemonNet, free_port
+from bench.postgres import postgres_dump, postgres_url
 from relay.envelope import BUCKETS
 from router.gateway.names import server_name
-from tests.relay.postgres import postgres_dump, postgres_url
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bench.daemons import DaemonNet
-from tests.relay.postgres import postgres_url
+from bench.postgres import postgres_url
 
 
 def run_tool(command: str, peer: str, relay: str, state: Path, *extra: str) -> subprocess.Popen[str]:

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from relay.store import Store, open_store
-from tests.relay.postgres import postgres_url
+from bench.postgres import postgres_url
+from relay.stores import open_store
+from relay.stores.base import Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

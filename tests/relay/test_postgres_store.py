@@ -14,10 +14,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from relay.postgres_store import PostgresStore
-from relay.sqlite_store import SCHEMA as SQLITE_SCHEMA
-from relay.store import Quota, StoreError, secret_hash
-from tests.relay.postgres import postgres_dump, postgres_url
+from bench.postgres import postgres_dump, postgres_url
+from relay.stores.base import Quota, StoreError, secret_hash
+from relay.stores.postgres import PostgresStore
+from relay.stores.sqlite import SCHEMA as SQLITE_SCHEMA
 
 NOW = 1_700_000_000.0
 DAY = 86400.0

@@ -14,7 +14,7 @@ import msgpack
 from relay.envelope import seal_to
 from relay.protocol import ALPN, decode_body, encode
 from relay.service import RelayLimits, RelayService
-from relay.sqlite_store import SQLiteStore
+from relay.stores.sqlite import SQLiteStore
 from router.sessions.runtime import Sessions
 from router.wire.keys import Identity
 

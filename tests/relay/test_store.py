@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from relay.store import Quota, Store, StoreError, secret_hash
+from relay.stores.base import Quota, Store, StoreError, secret_hash
 from tests.relay.conftest import run_with_store
 
 NOW = 1_700_000_000.0

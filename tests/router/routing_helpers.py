@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.tree import PeerAnnouncement, Root
+from router.routing.tree import PeerAnnouncement, Root
 from router.wire import PublicKey, RootAnnouncement
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from router.budget import TokenBucket
-from router.core import CoreConfig, RouterCore
-from router.outputs import ClosePeer
+from router.routing.budget import TokenBucket
+from router.routing.core import CoreConfig, RouterCore
+from router.routing.outputs import ClosePeer
 from router.wire import (
     BootstrapFrame,
     Identity,

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from router.cli import main
-from router.config import DEFAULT_ADMIN, ConfigError, NodeConfig, load_config
+from router.daemon.cli import main
+from router.daemon.config import DEFAULT_ADMIN, ConfigError, NodeConfig, load_config
 from tests.conftest import REPO_ROOT
 
 

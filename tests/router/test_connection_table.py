@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from router.connection_table import ConnectionTable
+from router.http.connection_table import ConnectionTable
 
 
 class FakeTransport:

@@ -6,11 +6,19 @@ from itertools import pairwise
 
 import pytest
 
-from router.core import SETTLE_BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S, CoreConfig, RouterCore
-from router.mesh import Mesh
-from router.outputs import CloseCause, ClosePeer, Deliver, Output, ParentChanged, RootChanged, SendFrame
-from router.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S, SnakeEntry
-from router.tree import LOCAL_PORT
+from router.routing.core import SETTLE_BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S, CoreConfig, RouterCore
+from router.routing.outputs import (
+    CloseCause,
+    ClosePeer,
+    Deliver,
+    Output,
+    ParentChanged,
+    RootChanged,
+    SendFrame,
+)
+from router.routing.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S, SnakeEntry
+from router.routing.tree import LOCAL_PORT
+from router.sim.mesh import Mesh
 from router.wire import (
     BootstrapFrame,
     FrameType,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.core import RouterCore
+from router.routing.core import RouterCore
 from router.wire import (
     BootstrapFrame,
     RootAnnouncement,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from router.mesh import Mesh
-from router.topology import load_edge_list
+from router.sim.mesh import Mesh
+from router.sim.topology import load_edge_list
 from tests.conftest import REPO_ROOT
 from tests.router.mesh_checks import assert_full_delivery, settle_and_expire
 

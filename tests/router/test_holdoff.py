@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.holdoff import FORGET_AFTER_S, HOLD_OFF_FIRST_S, HOLD_OFF_MAX_S, HoldOffs
+from router.daemon.holdoff import FORGET_AFTER_S, HOLD_OFF_FIRST_S, HOLD_OFF_MAX_S, HoldOffs
 
 
 def test_each_strike_doubles_the_wait_up_to_the_cap() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from router.cli import main
-from router.keyfile import SEED_ENV, KeyFileError, load_key_file, load_or_create_identity
+from router.daemon.cli import main
+from router.daemon.keyfile import SEED_ENV, KeyFileError, load_key_file, load_or_create_identity
 from router.wire import Identity
 
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from router.config import ConfigError, load_config
+from router.daemon.config import ConfigError, load_config
+from router.daemon.node import address_bucket
 from router.links.queues import FairQueue
 from router.links.uri import URIError, parse_peer_uri
-from router.node import address_bucket
 
 
 @pytest.mark.parametrize(

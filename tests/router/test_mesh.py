@@ -25,8 +25,8 @@ import random
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from router import topology
-from router.mesh import Mesh
+from router.sim import topology
+from router.sim.mesh import Mesh
 from tests.router.mesh_checks import assert_full_delivery, settle_and_expire
 
 

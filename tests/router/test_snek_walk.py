@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.snek import (
+from router.routing.snek import (
     ENTRY_BOARDING_MARGIN_S,
     ENTRY_EXPIRY_S,
     RouteTable,
@@ -17,7 +17,7 @@ from router.snek import (
     lowest_usable_entry,
     next_hop_snek,
 )
-from router.tree import PeerAnnouncement
+from router.routing.tree import PeerAnnouncement
 from router.wire import FULL_WATERMARK, PublicKey, Watermark
 from tests.router.routing_helpers import ZERO, K, announcement
 

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from router import topology
-from router.topology import TopologyError, parse_edge_list
+from router.sim import topology
+from router.sim.topology import TopologyError, parse_edge_list
 
 
 def test_edge_list_paths_and_duplicates() -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.tree import (
+from router.routing.tree import (
     ANNOUNCEMENT_TIMEOUT_S,
     LOCAL_PORT,
     AnnouncementAction,

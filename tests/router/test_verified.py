@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from router.verified import VerifiedAnnouncements
+from router.routing.verified import VerifiedAnnouncements
 from router.wire import RootAnnouncement, SignatureError, decode_announcement
 from tests.router.wire.keys import K1, K2, K3, K4
 

@@ -16,8 +16,8 @@ from bench.sim.metrics import (
     table_sizes,
     tree_agreement,
 )
-from router.mesh import Mesh
-from router.topology import grid, line, ring
+from router.sim.mesh import Mesh
+from router.sim.topology import grid, line, ring
 from tests.router.mesh_checks import settle
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from bench.sim.probes import KINDS, Prober, Round, round_summary
-from router.mesh import Mesh
-from router.topology import line
+from router.sim.mesh import Mesh
+from router.sim.topology import line
 from tests.router.mesh_checks import settle_and_expire
 
 

@@ -9,12 +9,20 @@ from typing import cast
 from aioquic.asyncio.server import serve
 from aioquic.quic.connection import QuicConnection
 
+from router.links.owner import LinkOwner
 from router.links.quic import QuicPeerProtocol, configuration
-from router.node import Node
 from router.wire.keys import Identity
 
-# No stream is opened in these tests, so no link (the only user of the node) is made.
-NO_NODE = cast(Node, None)
+
+class UnusedOwner:
+    """No stream is opened in these tests, so no link (the only user of its owner)
+    is made: any use of the owner fails the test."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the link owner was used: {name}")
+
+
+NO_NODE = cast(LinkOwner, UnusedOwner())
 
 
 async def _client(identity: Identity) -> tuple[asyncio.DatagramTransport, QuicPeerProtocol]:

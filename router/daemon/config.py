@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from router.keyfile import default_data_dir
+from router.daemon.keyfile import default_data_dir
 from router.links.uri import PeerURI, URIError, parse_peer_uri
 
 DEFAULT_PORT = 65432

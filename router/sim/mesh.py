@@ -1,6 +1,6 @@
 """An in-memory mesh of routing cores on a virtual clock.
 
-Each node is a :class:`~router.core.RouterCore`; links carry frames with a
+Each node is a :class:`~router.routing.core.RouterCore`; links carry frames with a
 per-link latency (and, optionally, a loss rate for traffic frames), in order,
 like the stream links they stand for.  A discrete event queue drives
 everything: frames arriving, and each core's timer at its ``next_deadline``.
@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from router.core import LINK_TYPE_REMOTE, CoreConfig, RouterCore
-from router.outputs import ClosePeer, Deliver, Output, SendFrame
-from router.topology import Topology
+from router.routing.core import LINK_TYPE_REMOTE, CoreConfig, RouterCore
+from router.routing.outputs import ClosePeer, Deliver, Output, SendFrame
+from router.sim.topology import Topology
 from router.wire.frames import FrameType
 from router.wire.keys import Identity, PublicKey
 

@@ -4,12 +4,12 @@ A :class:`RouterCore` owns every piece of routing state of one node and does no
 I/O.  Its runtime tells it about peers (:meth:`add_peer`, :meth:`remove_peer`),
 hands it frames (:meth:`handle_frame`) and fires its timer (:meth:`handle_timer`
 at :meth:`next_deadline`); every call takes ``now`` (seconds on a monotonic
-clock) and returns the list of :mod:`router.outputs` to carry out.  Many cores
+clock) and returns the list of :mod:`router.routing.outputs` to carry out.  Many cores
 live in one process: nothing here is global.
 
 The behaviour follows the reference implementation (``router/state*.go`` of
 matrix-org/pinecone); the decisions themselves are the pure functions of
-:mod:`router.tree` and :mod:`router.snek`.
+:mod:`router.routing.tree` and :mod:`router.routing.snek`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from router.broadcasts import SeenBroadcasts
-from router.budget import SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S, TokenBucket
-from router.outputs import (
+from router.routing.broadcasts import SeenBroadcasts
+from router.routing.budget import SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S, TokenBucket
+from router.routing.outputs import (
     BroadcastReceived,
     CloseCause,
     ClosePeer,
@@ -29,9 +29,15 @@ from router.outputs import (
     RootChanged,
     SendFrame,
 )
-from router.snek import BOOTSTRAP_INTERVAL_S, MAINTAIN_INTERVAL_S, RouteTable, SnakeEntry, next_hop_snek
-from router.traffic import TrafficPath
-from router.tree import (
+from router.routing.snek import (
+    BOOTSTRAP_INTERVAL_S,
+    MAINTAIN_INTERVAL_S,
+    RouteTable,
+    SnakeEntry,
+    next_hop_snek,
+)
+from router.routing.traffic import TrafficPath
+from router.routing.tree import (
     LOCAL_PORT,
     REPARENT_WAIT_S,
     ROOT_ANNOUNCEMENT_INTERVAL_S,
@@ -41,7 +47,7 @@ from router.tree import (
     announcement_action,
     is_better_parent,
 )
-from router.verified import VerifiedAnnouncements
+from router.routing.verified import VerifiedAnnouncements
 from router.wire.announcement import RootAnnouncement, decode_announcement
 from router.wire.broadcast import decode_wakeup, sign_wakeup
 from router.wire.coordinates import tree_distance
@@ -119,7 +125,7 @@ class CoreConfig:
     every ``settle_bootstrap_interval_s`` instead (0 turns it off: the reference's schedule)."""
     settle_bootstrap_interval_s: float = SETTLE_BOOTSTRAP_INTERVAL_S
     signature_checks_per_s: float = SIGNATURE_CHECKS_PER_S
-    """Each peer's budget of signature checks (:mod:`router.budget`)."""
+    """Each peer's budget of signature checks (:mod:`router.routing.budget`)."""
     signature_checks_burst: float = SIGNATURE_CHECKS_BURST
 
 
@@ -592,7 +598,7 @@ class RouterCore:
     def snek(
         self, destination: bytes, watermark: Watermark, *, bootstrap: bool, now: float
     ) -> tuple[int | None, Watermark]:
-        """:func:`router.snek.next_hop_snek` over this node's state."""
+        """:func:`router.routing.snek.next_hop_snek` over this node's state."""
         return next_hop_snek(
             bootstrap=bootstrap,
             destination=destination,

@@ -1,4 +1,4 @@
-"""The node runtime: asyncio around one :class:`~router.core.RouterCore`.
+"""The node runtime: asyncio around one :class:`~router.routing.core.RouterCore`.
 
 It owns the links, their queues and one timer that follows the core's
 ``next_deadline()``; it moves bytes and never decides where a frame goes.
@@ -32,12 +32,13 @@ from relay.client import RelayClient, RelayClientSettings
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.records import PREFIX as RECORD_PREFIX
 from relay.service import RelayLimits, RelayService
-from relay.store import Store, open_store
-from router.config import NodeConfig
-from router.core import LINK_TYPE_MULTICAST, CoreConfig, RouterCore
-from router.gateway import Gateway
-from router.holdoff import HoldOffs
+from relay.stores import open_store
+from relay.stores.base import Store
+from router.daemon.config import NodeConfig, parse_host_port
+from router.daemon.holdoff import HoldOffs
+from router.gateway.service import Gateway, GatewaySettings
 from router.links.multicast import Discovery
+from router.links.owner import LinkSettings
 from router.links.quic import QuicPeerProtocol
 from router.links.quic import configuration as quic_configuration
 from router.links.quic import dial as quic_dial
@@ -52,7 +53,8 @@ from router.links.tls import (
 )
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI, parse_peer_uri
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
-from router.outputs import (
+from router.routing.core import LINK_TYPE_MULTICAST, CoreConfig, RouterCore
+from router.routing.outputs import (
     BroadcastReceived,
     CloseCause,
     ClosePeer,
@@ -63,9 +65,9 @@ from router.outputs import (
     RootChanged,
     SendFrame,
 )
+from router.routing.tree import LOCAL_PORT
 from router.sessions.endpoint import Limits as SessionLimits
 from router.sessions.runtime import Sessions, stop_tasks
-from router.tree import LOCAL_PORT
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
 
@@ -137,6 +139,7 @@ class Node:
         self.started_at = now
         self.max_pending = max(64, 2 * config.max_peers)
         self.handshake_bytes = build_handshake(identity)
+        self.link_settings = LinkSettings(config.handshake_timeout, config.traffic_queue_frames)
         self.links: dict[int, PeerLink] = {}
         self.pending: set[PeerLink] = set()
         self.static_peers: dict[str, StaticPeer] = {}
@@ -188,7 +191,23 @@ class Node:
         self.relay_service: RelayService | None = None
         self._relay_store: Store | None = None
         self._relay_sweeper: asyncio.Task[None] | None = None
-        self.gateway = Gateway(self)
+        self.gateway = Gateway(
+            GatewaySettings(
+                key=bytes(identity.public_key),
+                server_name_suffix=config.server_name_suffix,
+                ca_dir=config.data_path / "gateway",
+                listen=parse_host_port(config.gateway_listen, "gateway_listen")
+                if config.gateway_listen
+                else None,
+                homeserver=config.homeserver_address if config.homeserver else None,
+                homeserver_url=config.homeserver,
+                session_timeout=config.session_timeout,
+                idle_timeout=config.gateway_idle_timeout,
+                max_streams=config.gateway_max_streams,
+            ),
+            self.sessions,
+            self.relay_client,
+        )
         self._apply(self.core.handle_timer(now))
 
     # ------------------------------------------------------------ lifecycle

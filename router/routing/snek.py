@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from router.tree import LOCAL_PORT, PeerAnnouncement, Root
+from router.routing.tree import LOCAL_PORT, PeerAnnouncement, Root
 from router.wire.keys import PublicKey
 from router.wire.snake import Watermark
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 import asyncpg
 import asyncpg.exceptions
 
-from relay.store import Quota, Stored, StoreError, StoreStats, round_expiry
+from relay.stores.base import Quota, Stored, StoreError, StoreStats, round_expiry
 
 T = TypeVar("T")
 MAX_BATCH = 2048

@@ -1,6 +1,6 @@
 """Spanning-tree decisions, as pure functions.
 
-The state that these decide over lives in :mod:`router.core`; here are only the
+The state that these decide over lives in :mod:`router.routing.core`; here are only the
 three questions the tree asks, each a function of its inputs alone so that it
 can be tested from a table: what to do with a received root announcement
 (:func:`announcement_action`), whether a peer's announcement makes a better

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relay.store import Quota, Stored, StoreError, StoreStats, round_expiry
+from relay.stores.base import Quota, Stored, StoreError, StoreStats, round_expiry
 
 T = TypeVar("T")
 MAX_BATCH = 2048

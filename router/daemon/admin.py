@@ -29,11 +29,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from relay.store import StoreStats
+from relay.stores.base import StoreStats
 from router import __version__
-from router.connection_table import ConnectionTable
+from router.daemon.node import Node
+from router.http.connection_table import ConnectionTable
 from router.links.uri import URIError
-from router.node import Node
 from router.wire.errors import EncodeError
 from router.wire.keys import PublicKey, key_from_hex
 

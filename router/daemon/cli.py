@@ -22,13 +22,13 @@ from urllib.parse import quote
 import uvloop
 
 from router import __version__
-from router.admin import start_admin
-from router.config import CONVERTERS, DEFAULT_ADMIN, ConfigError, NodeConfig, env_name, load_config
+from router.daemon.admin import start_admin
+from router.daemon.config import CONVERTERS, DEFAULT_ADMIN, ConfigError, NodeConfig, env_name, load_config
+from router.daemon.keyfile import KeyFileError, load_or_create_identity, write_key_file
+from router.daemon.logs import configure_logging
+from router.daemon.node import Node
 from router.gateway.names import server_name
-from router.keyfile import KeyFileError, load_or_create_identity, write_key_file
 from router.links.multicast import DiscoveryError
-from router.logs import configure_logging
-from router.node import Node
 from router.wire.keys import Identity
 
 BOOL_SETTINGS = ("uvloop", "hop_limiting", "wakeup_broadcasts")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from router.outputs import Deliver
-from router.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
-from router.tree import LOCAL_PORT, next_hop_tree
+from router.routing.outputs import Deliver
+from router.routing.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
+from router.routing.tree import LOCAL_PORT, next_hop_tree
 from router.wire.coordinates import (
     Coordinates,
     coordinate_depth,
@@ -39,7 +39,7 @@ from router.wire.keys import PublicKey
 from router.wire.snake import FULL_WATERMARK, Watermark
 
 if TYPE_CHECKING:
-    from router.core import RouterCore
+    from router.routing.core import RouterCore
 
 DECISION_CACHE_MAX = 65536
 MAX_CACHED_COORDINATE_BYTES = 256
@@ -58,7 +58,7 @@ FOREVER = float("inf")
 
 
 class TrafficPath:
-    """Forwarding of traffic frames for one :class:`~router.core.RouterCore`."""
+    """Forwarding of traffic frames for one :class:`~router.routing.core.RouterCore`."""
 
     __slots__ = ("_decisions", "coords_cache", "core", "delivered", "forwarded", "hits", "misses", "sent")
 

@@ -1,4 +1,4 @@
-"""The relay store: one interface, two real backends (SQLite, PostgreSQL).
+"""The relay store's interface, its records and its errors.
 
 What a store holds is what a relay may know: mailbox ids (random, chosen by
 the recipient), the hash of each mailbox's secret, quotas, and envelopes as
@@ -82,17 +82,3 @@ class Store(Protocol):
         """Delete expired envelopes and mailboxes; how many envelopes went."""
 
     async def stats(self) -> StoreStats: ...
-
-
-def open_store(url: str) -> Store:
-    """The store a URL names: ``sqlite:///path`` or ``postgresql://...``."""
-    if url.startswith("sqlite:///"):
-        from relay.sqlite_store import SQLiteStore  # noqa: PLC0415 - load only the backend in use
-
-        return SQLiteStore(url.removeprefix("sqlite://"))
-    if url.startswith(("postgresql://", "postgres://")):
-        from relay.postgres_store import PostgresStore  # noqa: PLC0415 - load only the backend in use
-
-        store: Store = PostgresStore(url)
-        return store
-    raise StoreError("bad-url", f"relay store {url!r}: expected sqlite:///path or postgresql://...")

@@ -1,0 +1,82 @@
+"""The gateway a node runs for its homeserver: the proxy out, the reverse proxy in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relay.client import RelayClient
+from router.gateway.ca import LocalCA
+from router.gateway.inbound import InboundGateway
+from router.gateway.names import server_name
+from router.gateway.outbound import MATRIX_ALPN, OutboundProxy, OutboundSettings
+from router.sessions.runtime import Sessions
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """What the gateway is told of the node's configuration."""
+
+    key: bytes
+    server_name_suffix: str
+    ca_dir: Path
+    listen: tuple[str, int] | None
+    """Where the proxy for the homeserver's outbound federation listens (None: no proxy)."""
+    homeserver: tuple[str, int] | None
+    """The homeserver's plain-HTTP federation listener (None: no inbound federation)."""
+    homeserver_url: str
+    session_timeout: float
+    idle_timeout: float
+    max_streams: int
+
+
+class Gateway:
+    """What a node runs for its homeserver, as configured."""
+
+    def __init__(self, settings: GatewaySettings, sessions: Sessions, relay_client: RelayClient) -> None:
+        self.settings = settings
+        self.server_name = server_name(settings.key, settings.server_name_suffix)
+        self.ca: LocalCA | None = None
+        self.outbound: OutboundProxy | None = None
+        self.inbound: InboundGateway | None = None
+        if settings.listen is not None:
+            self.ca = LocalCA(settings.ca_dir, label=self.server_name[:12])
+            self.outbound = OutboundProxy(
+                sessions,
+                self.ca,
+                OutboundSettings(
+                    settings.server_name_suffix, settings.session_timeout, settings.idle_timeout
+                ),
+                relay_client,
+            )
+        if settings.homeserver is not None:
+            host, port = settings.homeserver
+            self.inbound = InboundGateway(host, port, settings.max_streams, settings.idle_timeout)
+            sessions.listen(MATRIX_ALPN, self.inbound.handle)
+
+    async def start(self) -> None:
+        if self.outbound is not None and self.settings.listen is not None:
+            await self.outbound.start(*self.settings.listen)
+
+    def close(self) -> None:
+        if self.outbound is not None:
+            self.outbound.close()
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "server_name": self.server_name,
+            "hex_server_name": self.settings.key.hex(),
+        }
+        if self.outbound is not None and self.ca is not None:
+            address = self.outbound.address
+            out["proxy"] = f"{address[0]}:{address[1]}" if address else None
+            out["ca_certificate"] = str(self.ca.cert_path)
+            out["proxy_connections"] = self.outbound.clients.active
+            out["proxy_idle_connections_closed"] = self.outbound.clients.evicted
+            out["proxy_counters"] = dict(self.outbound.counters)
+        if self.inbound is not None:
+            out["homeserver"] = self.settings.homeserver_url
+            out["inbound_streams"] = self.inbound.active
+            out["inbound_counters"] = dict(self.inbound.counters)
+        return out
