@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.routing.core import SETTLE_WINDOW_S, CoreConfig
-from router.routing.snek import BOOTSTRAP_INTERVAL_S
+from router.routing.constants import BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S
+from router.routing.core import CoreConfig
 from router.sim import topology
 from router.sim.mesh import Mesh, MeshConfig
 from router.sim.topology import Topology, TopologyError

@@ -53,7 +53,8 @@ from router.links.tls import (
 )
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI, parse_peer_uri
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
-from router.routing.core import LINK_TYPE_MULTICAST, CoreConfig, RouterCore
+from router.routing.constants import LINK_TYPE_MULTICAST
+from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import (
     BroadcastReceived,
     CloseCause,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 
 from router.links.queues import FairQueue
 from router.links.tls import peer_certificate_key
-from router.routing.core import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
+from router.routing.constants import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
 from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC
 from router.wire.handshake import HANDSHAKE_SIZE, Handshake, handshake_key, parse_handshake

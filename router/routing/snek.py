@@ -15,26 +15,10 @@ from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from router.routing.constants import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
 from router.routing.tree import LOCAL_PORT, PeerAnnouncement, Root
 from router.wire.keys import PublicKey
 from router.wire.snake import Watermark
-
-BOOTSTRAP_INTERVAL_S = 5.0  # reference: virtualSnakeBootstrapInterval
-MAINTAIN_INTERVAL_S = 1.0  # reference: virtualSnakeMaintainInterval
-ENTRY_EXPIRY_S = 10.0  # reference: virtualSnakeNeighExpiryPeriod
-ENTRY_BOARDING_MARGIN_S = 1.5
-"""A frame only takes a route entry with at least this long left to live, unless
-its watermark already names that entry (it is riding the entry's path).
-
-One bootstrap installs the entries along its path within milliseconds of each
-other, and they expire in the same order, nearest the originator first.  When
-the originator's next bootstrap takes another path, the old entries are left to
-expire; a frame that takes one in its last moments meets the expiry a few hops
-on and is dropped there.  An entry that has missed a refresh (they come every
-``BOOTSTRAP_INTERVAL_S``) is not offered to new frames for its last
-``ENTRY_BOARDING_MARGIN_S``, longer than any path takes to cross, so a frame on
-it reaches the end before any entry along the way expires.  Decisions stay per
-node and nothing changes on the wire."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,9 @@ tree) that lets replies be tree-routed (reference: ``_coordsCache``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from router.routing.constants import COORDS_CACHE_LIFETIME_S, ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
 from router.routing.outputs import Deliver
-from router.routing.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
+from router.routing.state import RoutingState
 from router.routing.tree import LOCAL_PORT, next_hop_tree
 from router.wire.coordinates import (
     Coordinates,
@@ -38,16 +37,12 @@ from router.wire.frames import MAX_HOP_LIMIT, TrafficFrame, encode_frame
 from router.wire.keys import PublicKey
 from router.wire.snake import FULL_WATERMARK, Watermark
 
-if TYPE_CHECKING:
-    from router.routing.core import RouterCore
-
 DECISION_CACHE_MAX = 65536
 MAX_CACHED_COORDINATE_BYTES = 256
 """Longer destination coordinates are routed but their decisions not cached."""
 COORDS_CACHE_MAX = 16384
 MAX_CACHED_COORDINATE_PORTS = 128
 """Deeper source coordinates are not remembered (no real tree is this deep)."""
-COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime
 
 # (next port, drop reason or None, the time until which the decision holds
 #  without a state change, the watermark to leave with when the frame switches
@@ -60,10 +55,10 @@ FOREVER = float("inf")
 class TrafficPath:
     """Forwarding of traffic frames for one :class:`~router.routing.core.RouterCore`."""
 
-    __slots__ = ("_decisions", "coords_cache", "core", "delivered", "forwarded", "hits", "misses", "sent")
+    __slots__ = ("_decisions", "coords_cache", "state", "delivered", "forwarded", "hits", "misses", "sent")
 
-    def __init__(self, core: RouterCore) -> None:
-        self.core = core
+    def __init__(self, state: RoutingState) -> None:
+        self.state = state
         self._decisions: dict[tuple[bytes, bytes, bytes, int, int], Decision] = {}
         self.coords_cache: dict[bytes, tuple[Coordinates, float, bytes]] = {}
         self.hits = 0
@@ -78,13 +73,10 @@ class TrafficPath:
     # ------------------------------------------------------------ entry points
 
     def forward(self, port: int, data: bytes, now: float) -> None:
-        core = self.core
-        try:
-            route = traffic_route(data)
-        except DecodeError as exc:
-            # The framing itself is wrong: only the peer could have done that.
-            core.close_peer(port, "malformed traffic frame", now, str(exc))
-            return
+        """Forward or deliver a peer's traffic frame; :class:`DecodeError` if its
+        framing is wrong (only the peer could have done that: the caller closes it)."""
+        core = self.state
+        route = traffic_route(data)
         if route.destination_key == core.key:
             self._deliver(data, now, route)
         else:
@@ -93,7 +85,7 @@ class TrafficPath:
     def send_local(self, destination: PublicKey, payload: bytes, now: float, by_key: bool = False) -> None:
         """Send from the local application; ``by_key`` routes by key alone (no
         cached coordinates), for frames meant for whoever is closest to the key."""
-        core = self.core
+        core = self.state
         cached = None if by_key else self.coords_cache.get(destination)
         coords: Coordinates = ()
         if cached is not None and now - cached[1] < COORDS_CACHE_LIFETIME_S:
@@ -120,7 +112,7 @@ class TrafficPath:
         The source coordinates are parsed only when they differ from what the
         coordinates cache holds for that sender; otherwise its age is refreshed.
         """
-        core = self.core
+        core = self.state
         if route is None:
             route = traffic_route(data)
         source_at = 14 + len(route.destination)
@@ -151,7 +143,7 @@ class TrafficPath:
         core.emit(Deliver(source_key, destination_key, data[payload_at:]))
 
     def _route(self, port: int, data: bytes, route: TrafficRoute, now: float) -> None:
-        core = self.core
+        core = self.state
         key = (route.destination_key, route.destination, route.watermark_key, route.watermark_sequence, port)
         decision = self._decisions.get(key)
         if decision is None or now >= decision[2]:
@@ -196,7 +188,7 @@ class TrafficPath:
         core.send(next_port, data, now, traffic=True)
 
     def _decide(self, port: int, route: TrafficRoute, now: float) -> Decision:
-        core = self.core
+        core = self.state
         converted = False
         if route.destination:
             ours = core.coordinates()

@@ -15,13 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
+from router.routing.constants import ANNOUNCEMENT_TIMEOUT_S
 from router.wire.announcement import RootAnnouncement
 from router.wire.coordinates import Coordinates, common_prefix_length
 from router.wire.keys import PublicKey
-
-ROOT_ANNOUNCEMENT_INTERVAL_S = 30 * 60.0  # reference: announcementInterval
-ANNOUNCEMENT_TIMEOUT_S = 45 * 60.0  # reference: announcementTimeout
-REPARENT_WAIT_S = 1.0  # reference: the one-second hold-down after bad news
 
 LOCAL_PORT = 0
 """The node itself, as a next hop: deliver to the local application."""

@@ -20,7 +20,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from router.routing.core import LINK_TYPE_REMOTE, CoreConfig, RouterCore
+from router.routing.constants import LINK_TYPE_REMOTE
+from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import ClosePeer, Deliver, Output, SendFrame
 from router.sim.topology import Topology
 from router.wire.frames import FrameType

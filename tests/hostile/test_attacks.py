@@ -18,7 +18,7 @@ import pytest
 
 from bench.attacks import NAMES
 from bench.hostile import EXPECT_CLOSED, MIN_SECONDS, Row, measure, triangle
-from router.routing.core import PEER_TIMEOUT_S
+from router.routing.constants import PEER_TIMEOUT_S
 
 ATTACK_S = 5.0
 RSS_GROWTH_MB = 20.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from router.routing.snek import ENTRY_EXPIRY_S
+from router.routing.constants import ENTRY_EXPIRY_S
 from router.sim.mesh import Mesh
 
 CHECK_EVERY_S = 0.5

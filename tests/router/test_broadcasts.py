@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.routing.broadcasts import SEQUENCE_MAX, TICKS_PER_S, SeenBroadcasts
-from router.routing.core import BROADCAST_EXPIRY_S, BROADCAST_FILTER_S
+from router.routing.constants import BROADCAST_EXPIRY_S, BROADCAST_FILTER_S
 
 
 def table(now: float = 1000.0, capacity: int = 1000) -> SeenBroadcasts:

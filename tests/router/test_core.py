@@ -6,7 +6,13 @@ from itertools import pairwise
 
 import pytest
 
-from router.routing.core import SETTLE_BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S, CoreConfig, RouterCore
+from router.routing.constants import (
+    ENTRY_BOARDING_MARGIN_S,
+    ENTRY_EXPIRY_S,
+    SETTLE_BOOTSTRAP_INTERVAL_S,
+    SETTLE_WINDOW_S,
+)
+from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import (
     CloseCause,
     ClosePeer,
@@ -16,7 +22,7 @@ from router.routing.outputs import (
     RootChanged,
     SendFrame,
 )
-from router.routing.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S, SnakeEntry
+from router.routing.snek import SnakeEntry
 from router.routing.tree import LOCAL_PORT
 from router.sim.mesh import Mesh
 from router.wire import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.routing.snek import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S, SnakeEntry, next_hop_snek
+from router.routing.constants import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
+from router.routing.snek import SnakeEntry, next_hop_snek
 from router.routing.tree import LOCAL_PORT, PeerAnnouncement
 from router.wire import FULL_MASK, FULL_WATERMARK, Watermark
 from tests.router.routing_helpers import ZERO, K, announcement

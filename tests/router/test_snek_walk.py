@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.routing.constants import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
 from router.routing.snek import (
-    ENTRY_BOARDING_MARGIN_S,
-    ENTRY_EXPIRY_S,
     RouteTable,
     SnakeEntry,
     entry_usable,

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from router.routing.constants import ANNOUNCEMENT_TIMEOUT_S
 from router.routing.tree import (
-    ANNOUNCEMENT_TIMEOUT_S,
     LOCAL_PORT,
     AnnouncementAction,
     Root,

@@ -1,0 +1,63 @@
+"""Every timer and limit of the routing core, in one place.
+
+Most are the reference's (``router/consts.go`` and the ``state*.go`` files of
+matrix-org/pinecone), named after it in a comment; the few that are Pinewood's
+own say why.  Sans-I/O: seconds are compared with the ``now`` each call takes.
+"""
+
+from __future__ import annotations
+
+# Peerings
+KEEPALIVE_INTERVAL_S = 3.0  # reference: peerKeepaliveInterval
+PEER_TIMEOUT_S = 5.0  # reference: peerKeepaliveTimeout
+PEER_TICK_S = 0.5  # granularity of the keepalive and dead-peer checks
+LINK_TYPE_MULTICAST = 1  # reference peer types: lower is preferred (pipe 0, multicast 1,
+LINK_TYPE_REMOTE = 3  # Bonjour 2, remote 3, Bluetooth 4)
+DEFAULT_MAX_PEERS = 253  # reference: portCount - 1 (port 0 is the node itself)
+
+# The spanning tree
+ROOT_ANNOUNCEMENT_INTERVAL_S = 30 * 60.0  # reference: announcementInterval
+ANNOUNCEMENT_TIMEOUT_S = 45 * 60.0  # reference: announcementTimeout
+REPARENT_WAIT_S = 1.0  # reference: the one-second hold-down after bad news
+CROSSING_WINDOW_S = 1.0
+"""An announcement sent to a peer this recently is taken to be crossing its own on the link."""
+# 12 bytes of frame header and payload length, and our hop: port (up to 10),
+# key (32) and signature (64).
+MAX_ACCEPTED_ANNOUNCEMENT_SIZE = 0xFFFF - 12 - 10 - 32 - 64
+
+# The virtual snake
+BOOTSTRAP_INTERVAL_S = 5.0  # reference: virtualSnakeBootstrapInterval
+MAINTAIN_INTERVAL_S = 1.0  # reference: virtualSnakeMaintainInterval
+ENTRY_EXPIRY_S = 10.0  # reference: virtualSnakeNeighExpiryPeriod
+ENTRY_BOARDING_MARGIN_S = 1.5
+"""A frame only takes a route entry with at least this long left to live, unless
+its watermark already names that entry (it is riding the entry's path).
+
+One bootstrap installs the entries along its path within milliseconds of each
+other, and they expire in the same order, nearest the originator first.  When
+the originator's next bootstrap takes another path, the old entries are left to
+expire; a frame that takes one in its last moments meets the expiry a few hops
+on and is dropped there.  An entry that has missed a refresh (they come every
+``BOOTSTRAP_INTERVAL_S``) is not offered to new frames for its last
+``ENTRY_BOARDING_MARGIN_S``, longer than any path takes to cross, so a frame on
+it reaches the end before any entry along the way expires.  Decisions stay per
+node and nothing changes on the wire."""
+SETTLE_WINDOW_S = 6.0
+SETTLE_BOOTSTRAP_INTERVAL_S = 0.5
+"""Not the reference's: while this node's place in the tree or the snake is changing,
+it bootstraps every half second, for six seconds after the last change, rather than
+every five (the snake's maintenance tick runs as often meanwhile).  A bootstrap sent
+while the routes around it are half built can end at the wrong node, and the
+reference only tries again five seconds later; settling sooner costs at most twelve
+more bootstraps per change, and bootstraps are ordinary frames to every other node,
+so Go nodes are unaffected."""
+
+# Wakeup broadcasts
+WAKEUP_INTERVAL_S = 60.0  # reference: wakeupBroadcastInterval
+BROADCAST_EXPIRY_S = 180.0  # reference: broadcastExpiryPeriod
+BROADCAST_FILTER_S = 30.0  # reference: broadcastFilterTime
+WAKEUP_HOP_LIMIT = 5  # reference: types.NetworkHorizonDistance
+MAX_SEEN_BROADCASTS = 65536
+
+# Traffic
+COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime

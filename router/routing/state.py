@@ -1,0 +1,213 @@
+"""The state of one node's routing: what the spanning tree, the snake, the
+broadcasts and the traffic path all read and change.
+
+:class:`RoutingState` holds the peer table, the peers' announcements, the route
+table, the parent and descending node, the counters and the outputs waiting to
+be returned, and answers the questions every part asks of it (our root and
+coordinates, the SNEK next hop, the signature budget).  The parts are
+:mod:`router.routing.tree_state`, :mod:`router.routing.snake_state` and
+:mod:`router.routing.broadcast_state`, put together with the traffic path
+(:mod:`router.routing.traffic`) by :class:`router.routing.core.RouterCore`, as
+the reference splits one ``state`` across ``state_tree.go``, ``state_snek.go``
+and ``state_broadcast.go``.  Sans-I/O.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from router.routing.broadcasts import SeenBroadcasts
+from router.routing.budget import SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S, TokenBucket
+from router.routing.constants import (
+    BOOTSTRAP_INTERVAL_S,
+    BROADCAST_EXPIRY_S,
+    BROADCAST_FILTER_S,
+    COORDS_CACHE_LIFETIME_S,
+    DEFAULT_MAX_PEERS,
+    MAX_SEEN_BROADCASTS,
+    PEER_TICK_S,
+    SETTLE_BOOTSTRAP_INTERVAL_S,
+    SETTLE_WINDOW_S,
+    WAKEUP_HOP_LIMIT,
+    WAKEUP_INTERVAL_S,
+)
+from router.routing.outputs import (
+    Output,
+    SendFrame,
+)
+from router.routing.snek import RouteTable, SnakeEntry, next_hop_snek
+from router.routing.tree import (
+    PeerAnnouncement,
+    Root,
+)
+from router.routing.verified import VerifiedAnnouncements
+from router.wire.announcement import RootAnnouncement
+from router.wire.broadcast import sign_wakeup
+from router.wire.frames import (
+    WakeupBroadcastFrame,
+    encode_frame,
+)
+from router.wire.keys import Identity, PublicKey
+from router.wire.snake import (
+    SignedRootStamp,
+    Watermark,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Behaviour switches; the defaults are the reference's behaviour, except for the
+    settling bootstraps (``settle_window_s``)."""
+
+    hop_limiting: bool = False
+    wakeup_broadcasts: bool = True
+    peer_timeouts: bool = True
+    verify_signatures: bool = True
+    sign: bool = True
+    max_peers: int = DEFAULT_MAX_PEERS
+    clock_offset_s: float = 0.0
+    """Added to ``now`` to make sequence numbers (Unix milliseconds in the reference)."""
+    bootstrap_interval_s: float = BOOTSTRAP_INTERVAL_S
+    """How often the node bootstraps.  Only the simulator changes it (to study
+    convergence); like ``sign`` and ``verify_signatures`` it is not a daemon setting."""
+    settle_window_s: float = SETTLE_WINDOW_S
+    """For this long after a change of our root, parent or descending node, bootstrap
+    every ``settle_bootstrap_interval_s`` instead (0 turns it off: the reference's schedule)."""
+    settle_bootstrap_interval_s: float = SETTLE_BOOTSTRAP_INTERVAL_S
+    signature_checks_per_s: float = SIGNATURE_CHECKS_PER_S
+    """Each peer's budget of signature checks (:mod:`router.routing.budget`)."""
+    signature_checks_burst: float = SIGNATURE_CHECKS_BURST
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    port: int
+    key: PublicKey
+    link_type: int
+
+
+class RoutingState:
+    """One node's routing tables and the questions asked of them."""
+
+    def __init__(self, identity: Identity, now: float, config: CoreConfig | None = None) -> None:
+        self.identity = identity
+        self.key = identity.public_key
+        self.config = config or CoreConfig()
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self.peers: dict[int, PeerInfo] = {}
+        self.peer_keys: dict[int, PublicKey] = {}
+        self.link_types: dict[int, int] = {}
+        self.announcements: dict[int, PeerAnnouncement] = {}
+        self.routes = RouteTable()
+        self.parent: int | None = None
+        self.descending: SnakeEntry | None = None
+        self.sequence = 0
+        self._ordering = 0
+        self._waiting_until: float | None = None
+        self._last_bootstrap = now
+        self._settling_until = now + self.config.settle_window_s
+        self._last_sequence_ms = 0
+        self._last_sent: dict[int, float] = {}
+        self._announced: dict[int, tuple[RootAnnouncement, float]] = {}
+        """The root announcement last sent to each peer (before our hop was added), and when."""
+        self._last_received: dict[int, float] = {}
+        self._budgets: dict[int, TokenBucket] = {}
+        self._seen_broadcasts = SeenBroadcasts(
+            now, filter_s=BROADCAST_FILTER_S, expiry_s=BROADCAST_EXPIRY_S, capacity=MAX_SEEN_BROADCASTS
+        )
+        self._verified = VerifiedAnnouncements()
+        self._self_announcement: RootAnnouncement | None = None
+        self._out: list[Output] = []
+        self._report_pending = True
+        self._reported: tuple[int | None, Root, bytes | None] = (None, (self.key, 0), None)
+        self._tree_at = now
+        self._snake_at = now
+        self._peer_tick_at = now + PEER_TICK_S
+        self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
+        self._broadcast_at = now + WAKEUP_INTERVAL_S
+
+    def send(self, port: int, data: bytes, now: float, traffic: bool = False) -> None:
+        self._last_sent[port] = now
+        self._out.append(SendFrame(port, data, traffic))
+
+    def emit(self, output: Output) -> None:
+        self._out.append(output)
+
+    def _changed(self) -> None:
+        """Routing state changed: there are events to report, and decisions cached
+        on the old state (the traffic path's) are void."""
+        self._report_pending = True
+
+    def _sequence_ms(self, now: float) -> int:
+        """Milliseconds for bootstrap and broadcast sequences, strictly increasing."""
+        value = max(int((now + self.config.clock_offset_s) * 1000), self._last_sequence_ms + 1)
+        self._last_sequence_ms = value
+        return value
+
+    def _root_announcement(self) -> RootAnnouncement:
+        if self.parent is not None and (ann := self.announcements.get(self.parent)) is not None:
+            return ann.announcement
+        own = self._self_announcement
+        if own is None or own.root_sequence != self.sequence:
+            own = self._self_announcement = RootAnnouncement.create(self.key, self.sequence)
+        return own
+
+    def root(self) -> Root:
+        ann = self._root_announcement()
+        return ann.root_key, ann.root_sequence
+
+    def coordinates(self) -> tuple[int, ...]:
+        return self._root_announcement().coordinates
+
+    def snek(
+        self, destination: bytes, watermark: Watermark, *, bootstrap: bool, now: float
+    ) -> tuple[int | None, Watermark]:
+        """:func:`router.routing.snek.next_hop_snek` over this node's state."""
+        return next_hop_snek(
+            bootstrap=bootstrap,
+            destination=destination,
+            our_key=self.key,
+            watermark=watermark,
+            parent=self.parent,
+            root_key=self._root_announcement().root_key,
+            announcements=self.announcements,
+            peer_keys=self.peer_keys,
+            link_types=self.link_types,
+            routes=self.routes,
+            now=now,
+        )
+
+    def _afford(self, port: int, kind: str, now: float, checks: int = 1) -> bool:
+        """Take ``checks`` signature checks from ``port``'s budget; drop and count if
+        there are not that many left."""
+        budget = self._budgets.get(port)
+        if budget is None or budget.take(now, checks):
+            return True
+        self.drops[f"over budget: {kind}"] += 1
+        return False
+
+    def _bootstrap_soon(self, now: float) -> None:
+        self._last_bootstrap = now - self.config.bootstrap_interval_s
+        self._settling_until = now + self.config.settle_window_s
+
+    def _set_descending(self, entry: SnakeEntry | None, now: float) -> None:
+        old = self.descending
+        self.descending = entry
+        self._report_pending = True
+        if not (old is not None and entry is not None and old.key == entry.key):
+            self._bootstrap_soon(now)
+
+    def _wakeup_frame(self, now: float) -> bytes:
+        root_key, root_sequence = self.root()
+        sequence = self._sequence_ms(now)
+        if self.config.sign:
+            body = sign_wakeup(self.identity, sequence, root_key, root_sequence).encode()
+        else:
+            body = SignedRootStamp.protected(sequence, root_key, root_sequence) + bytes(64)
+        return encode_frame(WakeupBroadcastFrame(self.key, body, hop_limit=WAKEUP_HOP_LIMIT))
+
+    def _forget_coordinates(self) -> None:
+        """Coordinates learned from traffic were learned under another root (or a
+        reset) and lead nowhere now; whoever caches them forgets them here."""
