@@ -55,7 +55,7 @@ FOREVER = float("inf")
 class TrafficPath:
     """Forwarding of traffic frames for one :class:`~router.routing.core.RouterCore`."""
 
-    __slots__ = ("_decisions", "coords_cache", "state", "delivered", "forwarded", "hits", "misses", "sent")
+    __slots__ = ("_decisions", "coords_cache", "delivered", "forwarded", "hits", "misses", "sent", "state")
 
     def __init__(self, state: RoutingState) -> None:
         self.state = state

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from router.daemon.admission import address_bucket
 from router.daemon.config import ConfigError, load_config
-from router.daemon.node import address_bucket
 from router.links.queues import FairQueue
 from router.links.uri import URIError, parse_peer_uri
 

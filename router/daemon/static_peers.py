@@ -1,0 +1,102 @@
+"""The operator's static peers: each dialled, and redialled with backoff, for as
+long as it is configured (reference: the connection manager's 5 s doubling to
+an hour)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import structlog
+from websockets.exceptions import WebSocketException
+
+from router.links.tcp import PeerLink
+from router.links.uri import PeerURI, parse_peer_uri
+from router.sessions.runtime import stop_tasks
+
+RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
+RECONNECT_MAX_S = 3600.0  # and the longest wait
+
+log = structlog.get_logger("pinewood")
+
+
+@dataclass(slots=True)
+class StaticPeer:
+    uri: PeerURI
+    task: asyncio.Task[None] | None = None
+    link: PeerLink | None = None
+    attempts: int = 0
+    last_error: str = ""
+
+
+class StaticPeers:
+    """The configured peers, by URI, each with a task that keeps it connected."""
+
+    def __init__(self, dial: Callable[[PeerURI], Awaitable[PeerLink]]) -> None:
+        self._dial = dial
+        self._peers: dict[str, StaticPeer] = {}
+        self._stopping = False
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def items(self) -> Iterator[tuple[str, StaticPeer]]:
+        return iter(list(self._peers.items()))
+
+    def pinned_keys(self) -> Iterator[bytes | None]:
+        return (peer.uri.key for peer in self._peers.values())
+
+    def add(self, text: str) -> PeerURI:
+        uri = parse_peer_uri(text)
+        key = str(uri)
+        if key in self._peers:
+            return uri
+        peer = StaticPeer(uri)
+        self._peers[key] = peer
+        peer.task = asyncio.get_running_loop().create_task(self._keep_connected(peer))
+        return uri
+
+    def remove(self, text: str) -> bool:
+        peer = self._peers.pop(str(parse_peer_uri(text)), None)
+        if peer is None:
+            return False
+        if peer.task is not None:
+            peer.task.cancel()
+        if peer.link is not None:
+            peer.link.close("peer removed by the operator")
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await stop_tasks([p.task for p in self._peers.values() if p.task is not None])
+
+    async def _keep_connected(self, peer: StaticPeer) -> None:
+        backoff = RECONNECT_MIN_S
+        while not self._stopping:
+            peer.attempts += 1
+            try:
+                link = await self._dial(peer.uri)
+                peer.link = link
+                if await link.established:
+                    backoff = RECONNECT_MIN_S
+                    peer.last_error = ""
+                    await link.lost
+                peer.last_error = link.close_reason
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                peer.last_error = str(exc) or type(exc).__name__
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a task that dies silently would be worse
+                log.exception("unexpected error dialling a peer", uri=str(peer.uri))
+                peer.last_error = f"{type(exc).__name__}: {exc}"
+            peer.link = None
+            if peer.last_error == "connected to ourselves":
+                peer.last_error = "gave up: this address is our own node"
+                log.warning("static peer is this node; not retrying", uri=str(peer.uri))
+                return
+            log.info(
+                "peer unreachable, will retry", uri=str(peer.uri), error=peer.last_error, retry_in_s=backoff
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_MAX_S)
