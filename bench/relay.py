@@ -45,7 +45,7 @@ from relay.stores.base import Quota, secret_hash
 from router.daemon.config import NodeConfig
 from router.daemon.logs import configure_logging
 from router.daemon.node import Node
-from router.sessions.runtime import SessionError
+from router.sessions.errors import SessionError
 from router.wire.keys import Identity
 
 BODY_BYTES = 1024

@@ -48,7 +48,9 @@ from relay.records import (
     store_message,
 )
 from relay.service import call
-from router.sessions.runtime import SessionError, Sessions, stop_tasks
+from router.sessions.errors import SessionError
+from router.sessions.runtime import Sessions
+from router.tasks import stop_tasks
 from router.wire.keys import Identity
 
 log = structlog.get_logger("relay")

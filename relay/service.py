@@ -33,7 +33,8 @@ from relay.protocol import (
 )
 from relay.stores.base import Quota, Store, StoreError, secret_hash
 from router.routing.budget import TokenBucket
-from router.sessions.runtime import SessionError, Sessions, SessionStream
+from router.sessions.errors import SessionError
+from router.sessions.runtime import Sessions, SessionStream
 from router.wire.keys import Identity
 
 log = structlog.get_logger("relay")

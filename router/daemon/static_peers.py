@@ -13,7 +13,7 @@ from websockets.exceptions import WebSocketException
 
 from router.links.tcp import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
-from router.sessions.runtime import stop_tasks
+from router.tasks import stop_tasks
 
 RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
 RECONNECT_MAX_S = 3600.0  # and the longest wait

@@ -14,7 +14,8 @@ from collections import Counter
 import structlog
 
 from router.gateway.tunnel import PlainSide, StreamSide, TunnelError, pipe
-from router.sessions.runtime import SessionError, SessionStream
+from router.sessions.errors import SessionError
+from router.sessions.runtime import SessionStream
 
 log = structlog.get_logger("router.gateway")
 

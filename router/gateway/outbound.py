@@ -42,7 +42,8 @@ from router.gateway.tunnel import (
     pipe,
 )
 from router.http.connection_table import ConnectionTable
-from router.sessions.runtime import SessionError, Sessions, SessionStream, SessionTimeout
+from router.sessions.errors import SessionError, SessionTimeout
+from router.sessions.runtime import Sessions, SessionStream
 
 log = structlog.get_logger("router.gateway")
 

@@ -14,7 +14,8 @@ import ssl
 import time
 from typing import Protocol
 
-from router.sessions.runtime import SessionError, SessionStream
+from router.sessions.errors import SessionError
+from router.sessions.runtime import SessionStream
 
 CHUNK = 65536
 TLS_HANDSHAKE_RECORD = 0x16

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from router.sessions.endpoint import (
@@ -26,6 +26,8 @@ from router.sessions.endpoint import (
     StreamAborted,
     StreamData,
 )
+from router.sessions.errors import SessionError, SessionTimeout
+from router.tasks import stop_tasks
 from router.wire.keys import Identity
 
 WRITE_HIGH_WATER = 256 * 1024
@@ -33,29 +35,6 @@ WRITE_HIGH_WATER = 256 * 1024
 
 StreamHandler = Callable[["SessionStream"], Awaitable[None]]
 SendDatagram = Callable[[bytes, bytes], None]
-
-
-async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], timeout: float = 5.0) -> None:
-    """Cancel ``tasks`` and wait for them to end, cancelling again while they do not:
-    on Python 3.11 ``asyncio.wait_for`` can swallow a cancellation that arrives
-    as the awaited thing completes, and a loop in such a task would run on."""
-    pending = {t for t in tasks if not t.done()}
-    deadline = asyncio.get_running_loop().time() + timeout
-    while pending:
-        for task in pending:
-            task.cancel()
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return
-        _, pending = await asyncio.wait(pending, timeout=min(0.5, remaining))
-
-
-class SessionError(Exception):
-    """A session could not be opened, or a stream broke."""
-
-
-class SessionTimeout(SessionError):
-    """No session came up in time: the node is offline or unreachable."""
 
 
 class SessionStream:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from router.sessions.endpoint import Limits
-from router.sessions.runtime import SessionError, Sessions, SessionStream, SessionTimeout
+from router.sessions.errors import SessionError, SessionTimeout
+from router.sessions.runtime import Sessions, SessionStream
 from router.wire.keys import Identity
 
 

@@ -1,0 +1,222 @@
+"""What the admin API shows and does: one handler per route, over the node's state."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from router import __version__
+from router.daemon.admin.errors import HTTPError
+from router.daemon.admin.metrics import render_metrics
+from router.daemon.node import Node
+from router.links.uri import URIError
+from router.wire.errors import EncodeError
+from router.wire.keys import PublicKey, key_from_hex
+
+Handler = Callable[[Node, dict[str, list[str]], Any], Awaitable[tuple[int, Any]]]
+
+
+def status_view(node: Node) -> dict[str, Any]:
+    core = node.core
+    root_key, root_seq = core.root()
+    parent = core.parent
+    return {
+        "version": __version__,
+        "key": core.key.hex(),
+        "root": {"key": root_key.hex(), "sequence": root_seq},
+        "coordinates": list(core.coordinates()),
+        "parent": {"port": parent, "key": core.peer_keys[parent].hex()} if parent is not None else None,
+        "descending": core.descending.key.hex() if core.descending else None,
+        "peers": len(node.links),
+        "listen": [f"{scheme}://{h}:{p}" for scheme, h, p in node.listen_addresses],
+        "uptime_s": round(node.loop.time() - node.started_at, 3),
+        "traffic": {
+            "forwarded": core.traffic.forwarded,
+            "delivered": core.traffic.delivered,
+            "sent": core.traffic.sent,
+            "decision_cache_hits": core.traffic.hits,
+            "decision_cache_misses": core.traffic.misses,
+        },
+        "drops": dict(core.drops),
+        "counters": dict(node.counters),
+    }
+
+
+def peers_view(node: Node) -> list[dict[str, Any]]:
+    out = []
+    for port, link in sorted(node.links.items()):
+        core = node.core
+        ann = core.announcements.get(port)
+        out.append(
+            {
+                "port": port,
+                "key": core.peer_keys[port].hex() if port in core.peer_keys else None,
+                "uri": link.outbound or f"{link.scheme}://{link.remote}",
+                "inbound": link.outbound is None,
+                "link_type": link.kind,
+                "coordinates": list(ann.peer_coordinates) if ann else None,
+                "is_parent": port == core.parent,
+                "bytes_in": link.bytes_in,
+                "bytes_out": link.bytes_out,
+                "frames_in": link.frames_in,
+                "frames_out": link.frames_out,
+                "queue_depth": link.queue_depth,
+                "dropped": link.dropped,
+            }
+        )
+    for uri, peer in sorted(node.static_peers.items()):
+        if peer.link is None or peer.link.port == 0:
+            out.append(
+                {"uri": uri, "connected": False, "attempts": peer.attempts, "last_error": peer.last_error}
+            )
+    return out
+
+
+def snake_view(node: Node) -> dict[str, Any]:
+    core = node.core
+    now = node.loop.time()
+    return {
+        "descending": core.descending.key.hex() if core.descending else None,
+        "routes": [
+            {
+                "key": e.key.hex(),
+                "source_port": e.source,
+                "destination_port": e.destination,
+                "sequence": e.sequence,
+                "age_s": round(now - e.last_seen, 3),
+            }
+            for e in core.routes.values()
+        ],
+    }
+
+
+async def get_status(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, status_view(node)
+
+
+async def get_peers(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, peers_view(node)
+
+
+async def post_peers(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    uri = body.get("uri") if isinstance(body, dict) else None
+    if not isinstance(uri, str):
+        raise HTTPError(400, 'expected {"uri": "tcp://host:port"}')
+    try:
+        parsed = node.add_static_peer(uri)
+    except URIError as exc:
+        raise HTTPError(400, str(exc)) from None
+    return 200, {"added": str(parsed)}
+
+
+async def delete_peers(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    uri: object = query["uri"][0] if query.get("uri") else None
+    if uri is None and isinstance(body, dict):
+        uri = body.get("uri")
+    if not isinstance(uri, str):
+        raise HTTPError(400, "expected ?uri=URI")
+    try:
+        removed = node.remove_static_peer(uri)
+    except URIError as exc:
+        raise HTTPError(400, str(exc)) from None
+    if not removed:
+        raise HTTPError(404, f"{uri} is not a configured peer")
+    return 200, {"removed": uri}
+
+
+async def get_snake(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, snake_view(node)
+
+
+async def get_coords(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    now = node.loop.time()
+    cache = node.core.traffic.coords_cache
+    return 200, [
+        {"key": k.hex(), "coordinates": list(c), "age_s": round(now - t, 3)} for k, (c, t, _) in cache.items()
+    ]
+
+
+def _key_argument(body: Any) -> PublicKey:
+    """The ``key`` of a JSON body, or a 400 that says what was expected."""
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+        raise HTTPError(400, 'expected {"key": "64 hex characters"}')
+    try:
+        return key_from_hex(body["key"])
+    except EncodeError as exc:
+        raise HTTPError(400, str(exc)) from None
+
+
+async def post_ping(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    key = _key_argument(body)
+    timeout = body.get("timeout", 2.0)
+    if not isinstance(timeout, int | float) or not 0 < timeout <= 60:
+        raise HTTPError(400, "timeout must be a number of seconds from 0 to 60")
+    rtt = await node.ping(key, float(timeout))
+    return 200, {"key": key.hex(), "rtt_ms": None if rtt is None else round(rtt * 1000, 3)}
+
+
+async def post_relay_lookup(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    """Find a node's relay record in key space, as a sender would ("fresh": skip our cache)."""
+    key = _key_argument(body)
+    record = await node.relay_client.lookup(bytes(key), fresh=bool(body.get("fresh", False)))
+    if record is None:
+        return 200, {"key": key.hex(), "record": None}
+    return 200, {
+        "key": key.hex(),
+        "record": {
+            "issued_ms": record.issued_ms,
+            "expires": record.expires,
+            "relays": [{"relay": e.relay.hex(), "mailbox": e.mailbox.hex()} for e in record.relays],
+        },
+    }
+
+
+async def get_sessions(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, {
+        "sessions": node.sessions.session_list(),
+        "counters": dict(node.sessions.counters),
+        "drops": dict(node.sessions.endpoint.drops),
+    }
+
+
+async def get_gateway(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, node.gateway.status()
+
+
+async def get_relay(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    client = node.relay_client
+    out: dict[str, Any] = {
+        "relays": [k.hex() for k in client.settings.relays],
+        "registered": sorted(k.hex() for k in client.registered),
+        "record_published": client.own is not None,
+        "records_held": len(client.book),
+        "client_counters": dict(client.counters),
+        "serving": node.relay_service is not None,
+    }
+    service = node.relay_service
+    if service is not None:
+        stats = await service.store.stats()
+        out["store"] = {"mailboxes": stats.mailboxes, "envelopes": stats.envelopes, "bytes": stats.bytes}
+        out["service_counters"] = dict(service.counters)
+    return 200, out
+
+
+async def get_metrics(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    stats = await node.relay_service.store.stats() if node.relay_service is not None else None
+    return 200, render_metrics(node, stats)
+
+
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "/status"): get_status,
+    ("GET", "/peers"): get_peers,
+    ("POST", "/peers"): post_peers,
+    ("DELETE", "/peers"): delete_peers,
+    ("GET", "/snake"): get_snake,
+    ("GET", "/coords"): get_coords,
+    ("POST", "/ping"): post_ping,
+    ("GET", "/sessions"): get_sessions,
+    ("GET", "/gateway"): get_gateway,
+    ("GET", "/relay"): get_relay,
+    ("POST", "/relay/lookup"): post_relay_lookup,
+    ("GET", "/metrics"): get_metrics,
+}
