@@ -339,8 +339,8 @@ def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
 FINDINGS = """\
 ## Convergence compared with the reference: what was found
 
-The timers of the routing core are the reference's (PROTOCOL.md, "Timers of the
-reference"): bootstrap every 5 s, snake maintenance every 1 s, route entries and the
+The timers of the routing core are the reference's (`router/routing/constants.py`,
+and `docs/protocol.md`): bootstrap every 5 s, snake maintenance every 1 s, route entries and the
 descending path valid for 10 s, reparent wait 1 s, root announcement every 30 min.
 Three changes, all invisible to Go nodes on the wire, set the convergence apart:
 

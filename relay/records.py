@@ -3,7 +3,7 @@
 A node signs a record of its relays and its mailbox on each (with an expiry)
 and keeps it on the node that answers for its key while it is away.  Traffic
 for a key that is not there ends at the smallest key above it (the reference's
-SNEK rule; see PROTOCOL.md, "Frames for keys that are not there"), so a node
+SNEK rule; see docs/protocol.md, "Routing"), so a node
 publishes its record to the key one above its own, which lands on exactly that
 node, and a sender's lookup, addressed to the absent key itself, lands there
 too.  Records travel as plain overlay datagrams, not sessions (a session

@@ -34,8 +34,8 @@ class Deliver(NamedTuple):
     """Hand an overlay payload to the local application.
 
     ``destination_key`` is normally ours; it differs when this node is merely the
-    closest key to an absent destination (see PROTOCOL.md, "Frames for keys that
-    are not there"), and the application should check it.
+    closest key to an absent destination (see docs/protocol.md,
+    "Routing"), and the application should check it.
     """
 
     source_key: PublicKey
