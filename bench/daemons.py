@@ -10,12 +10,31 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 _HANDED_OUT: set[int] = set()
+
+
+def wait_until(check: Callable[..., Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``check()`` until it returns something true, and return that; an
+    AssertionError naming ``what`` (and the last answer) after ``timeout`` s.
+    While not yet true, ``check`` may also raise OSError or AssertionError."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except (OSError, AssertionError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
+        time.sleep(interval)
 
 
 def free_port() -> int:

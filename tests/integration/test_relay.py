@@ -24,7 +24,6 @@ import sqlite3
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +31,7 @@ from typing import Any, ClassVar
 import asyncpg
 import pytest
 
-from bench.daemons import Daemon, DaemonNet, free_port
+from bench.daemons import Daemon, DaemonNet, free_port, wait_until
 from bench.postgres import postgres_dump, postgres_url
 from relay.envelope import BUCKETS
 from router.gateway.names import server_name
@@ -57,16 +56,6 @@ class Recorder(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def relay_info(daemon: Daemon) -> dict[str, Any]:
@@ -130,11 +119,11 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(backend: s
         net.start(["b"], [("b", "h")], extra=b_args)
         net.wait_converged()
         b = net.daemons["b"]
-        wait_for(lambda: relay_info(b)["record_published"], 30, "b's mailbox and record")
+        wait_until(lambda: relay_info(b)["record_published"], 30, "b's mailbox and record")
         # A record published before the network settled may sit on the wrong
         # node; b republishes often while it is new.  Wait for one after.
         published = relay_info(b)["client_counters"]["records published"]
-        wait_for(
+        wait_until(
             lambda: relay_info(b)["client_counters"]["records published"] > published,
             30,
             "b to publish its record into the settled network",
@@ -151,7 +140,7 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(backend: s
             answer = a.api("POST", "/relay/lookup", {"key": b.key, "fresh": True}, timeout=10)
             return answer["record"] is not None and answer["record"]["relays"][0]["relay"] == keys["r"]
 
-        wait_for(found, 30, "b's record to be found in key space while b is away")
+        wait_until(found, 30, "b's record to be found in key space while b is away")
 
         # a's homeserver (played by this test) sends 100 transactions to b.
         name = server_name(bytes.fromhex(b.key))
@@ -184,12 +173,12 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(backend: s
         # b comes back: every transaction arrives once, in order.
         net.launch(b, [*b_args, f"--peer={net.daemons['h'].uri}"])
         net.wait_up(b)
-        wait_for(lambda: len(Recorder.received) >= 100, 60, "100 transactions at b's homeserver")
+        wait_until(lambda: len(Recorder.received) >= 100, 60, "100 transactions at b's homeserver")
         time.sleep(2)  # anything extra would arrive with the next fetches
         paths = [path for _, path, _ in Recorder.received]
         assert paths == [f"/_matrix/federation/v1/send/txn{n}" for n in range(100)]
         assert [json.loads(body)["n"] for _, _, body in Recorder.received] == list(range(100))
-        wait_for(lambda: relay_info(r)["store"]["envelopes"] == 0, 30, "r to forget delivered envelopes")
+        wait_until(lambda: relay_info(r)["store"]["envelopes"] == 0, 30, "r to forget delivered envelopes")
     finally:
         net.stop_all()
         homeserver.shutdown()

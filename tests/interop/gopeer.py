@@ -21,7 +21,6 @@ import select
 import shutil
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -241,24 +240,3 @@ class GoPeer:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-limit:]
         return ""
-
-
-def wait_until(check: Any, timeout: float, what: str, interval: float = 0.2) -> float:
-    """Poll ``check()`` until it returns true; seconds taken, or AssertionError naming ``what``.
-
-    ``check`` may return a falsy value or raise OSError/AssertionError while not yet true;
-    the last of those is reported.
-    """
-    started = time.monotonic()
-    last: object = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return time.monotonic() - started
-            last = result
-        except (OSError, AssertionError) as exc:
-            last = exc
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {last})")
-        time.sleep(interval)

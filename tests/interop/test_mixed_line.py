@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.gopeer import wait_until
+from bench.daemons import wait_until
 from tests.interop.mixed import MixedNet, key_of
 
 LENGTH = 8

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from bench.daemons import free_port
+from bench.daemons import free_port, wait_until
 from router.gateway.names import server_name
 from tests.integration.test_gateway import (
     FakeHomeserver,
@@ -42,7 +42,7 @@ from tests.integration.test_gateway import (
     tls_context,
 )
 from tests.interop.conftest import gopeer_or_skip
-from tests.interop.gopeer import GOPEER_BUILDS, GoPeer, wait_until
+from tests.interop.gopeer import GOPEER_BUILDS, GoPeer
 from tests.interop.mixed import MixedNet
 
 MB = 1 << 20

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from tests.interop.gopeer import wait_until
+from bench.daemons import wait_until
 from tests.interop.mixed import MixedNet
 from tests.interop.test_mixed_line import ping_counts
 
