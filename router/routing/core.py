@@ -213,6 +213,15 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
         return self._flush()
 
     def _run_timers(self, now: float) -> None:
+        # One timer can make others due at once (a peer timing out can leave no
+        # peers, and the reset re-arms the tree and snake timers to now): run
+        # until nothing is due, so that ``next_deadline()`` is always after ``now``.
+        for _ in range(3):
+            self._run_due_timers(now)
+            if self.next_deadline() > now:
+                return
+
+    def _run_due_timers(self, now: float) -> None:
         if self._waiting_until is not None and now >= self._waiting_until:
             self._end_reparent_wait(now)
         if now >= self._tree_at:

@@ -1,4 +1,5 @@
-"""Whatever a peer sends, ``handle_frame`` returns outputs and never raises."""
+"""Whatever a peer sends, ``handle_frame`` returns outputs and never raises, and the
+core's invariants hold after every step."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.routing.core import RouterCore
+from router.routing.outputs import ClosePeer
+from router.routing.tree import LOCAL_PORT
 from router.wire import (
     BootstrapFrame,
     RootAnnouncement,
@@ -37,6 +40,20 @@ SEEDS = [
 ]
 
 
+def check_invariants(core: RouterCore, now: float | None = None) -> None:
+    """What must hold of a core between calls, whatever it was sent; after its
+    timers ran at ``now``, nothing may be due then any more."""
+    ports = set(core.peers)
+    assert set(core.peer_keys) == ports == set(core.link_types), "the peer tables disagree"
+    assert set(core.announcements) <= ports, "an announcement from a port with no peer"
+    assert core.parent is None or core.parent in core.announcements, "a parent with no announcement"
+    assert all(
+        {e.source, e.destination} - {None, LOCAL_PORT} <= ports for e in core.routes.values()
+    ), "a route entry through a port with no peer"
+    if now is not None:
+        assert core.next_deadline() > now, "a timer due now was left for later"
+
+
 @given(st.data())
 def test_handle_frame_never_raises(data: st.DataObject) -> None:
     core = RouterCore(K1, T0)
@@ -52,5 +69,9 @@ def test_handle_frame_never_raises(data: st.DataObject) -> None:
             frame = frame[: data.draw(st.integers(0, len(frame)))]
         now += data.draw(st.floats(0, 2))
         target = data.draw(st.sampled_from([port, other]))
-        core.handle_frame(target, bytes(frame), now)
-        core.handle_timer(max(now, core.next_deadline()))
+        closed = {o.port for o in core.handle_frame(target, bytes(frame), now) if isinstance(o, ClosePeer)}
+        check_invariants(core)
+        now = max(now, core.next_deadline())
+        closed |= {o.port for o in core.handle_timer(now) if isinstance(o, ClosePeer)}
+        check_invariants(core, now)
+        assert not closed & set(core.peers), "a closed peer is still in the peer table"
