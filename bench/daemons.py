@@ -62,6 +62,8 @@ class Daemon:
     scheme: str = "tcp"
     seed: str = ""
     """Hex ed25519 seed (``PINEWOOD_SEED``); empty: a key file made on first start."""
+    log_offset: int = 0
+    """Where in its log the daemon's last launch began."""
 
     @property
     def admin(self) -> str:
@@ -104,25 +106,25 @@ class DaemonNet:
         """Start daemons ``names`` (listening on ``scheme``); each edge (a, b) has a dial b.
         ``seeds`` gives some of them a fixed key (hex seeds by name)."""
         seeds = seeds or {}
-        new = [
-            Daemon(name, free_port(), free_port(), self.root / name, scheme=scheme, seed=seeds.get(name, ""))
-            for name in names
-        ]
+        new = [Daemon(name, 0, 0, self.root / name, scheme=scheme, seed=seeds.get(name, "")) for name in names]
         for daemon in new:
             self.daemons[daemon.name] = daemon
-        peers: dict[str, list[str]] = {daemon.name: [] for daemon in new}
-        for a, b in edges:
-            peers[a].append(self.daemons[b].uri)
-        for daemon in new:
-            args = [f"--peer={uri}" for uri in peers[daemon.name]] + (extra or [])
-            self.launch(daemon, args)
+            self.launch(daemon, list(extra or []))
+        # Every daemon binds port 0 and says in its log which port it got; the
+        # edges are added once everyone's address is known.
         for daemon in new:
             self.wait_up(daemon)
+        for a, b in edges:
+            self.daemons[a].api("POST", "/peers", {"uri": self.daemons[b].uri})
 
     def launch(self, daemon: Daemon, args: list[str]) -> None:
+        """Start ``daemon``: on port 0 the first time, then again on the ports it
+        had (so that peers redialling it find it)."""
         daemon.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PINEWOOD_SEED": daemon.seed}
-        with (daemon.data_dir / "log").open("ab") as log:
+        log_path = daemon.data_dir / "log"
+        daemon.log_offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
             daemon.process = subprocess.Popen(
                 [
                     sys.executable,
@@ -141,15 +143,39 @@ class DaemonNet:
             )
 
     def wait_up(self, daemon: Daemon, timeout: float = 20.0) -> None:
+        """Wait until ``daemon`` has logged the addresses it bound and answers its admin API."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert daemon.process is not None and daemon.process.poll() is None, self.log(daemon)
-            try:
-                daemon.key = daemon.api("GET", "/status")["key"]
-                return
-            except OSError:
-                time.sleep(0.1)
+            bound = self._bound(daemon)
+            if bound is not None:
+                daemon.port, daemon.admin_port = bound
+                try:
+                    daemon.key = daemon.api("GET", "/status")["key"]
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.05)
         raise AssertionError(f"{daemon.name} did not come up: {self.log(daemon)}")
+
+    @staticmethod
+    def _bound(daemon: Daemon) -> tuple[int, int] | None:
+        """The peering and admin ports ``daemon`` logged since its last launch."""
+        with (daemon.data_dir / "log").open("rb") as log:
+            log.seek(daemon.log_offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        port = admin = 0
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # the banner, or a line still being written
+            address = str(event.get("address", "")) if isinstance(event, dict) else ""
+            if event.get("event") == "listening" and address.startswith(f"{daemon.scheme}://") and not port:
+                port = int(address.rpartition(":")[2])
+            elif event.get("event") == "admin API listening":
+                admin = int(address.rpartition(":")[2])
+        return (port, admin) if port and admin else None
 
     def log(self, daemon: Daemon) -> str:
         path = daemon.data_dir / "log"
