@@ -29,6 +29,7 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
+from relay.errors import RelayError
 from router.wire.keys import Identity, verify_signature
 
 MIN_BUCKET = 1024
@@ -39,7 +40,7 @@ ID_BYTES = 16
 SIGNATURE_CONTEXT = b"pinewood envelope v1\x00"
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(RelayError, ValueError):
     """An envelope could not be made, opened or trusted."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import msgpack
 
+from relay.errors import RelayError
 from router.wire.keys import Identity, verify_signature
 
 PREFIX = b"\x00pinewood-record\x00"
@@ -30,7 +31,7 @@ CACHE_SIZE = 4096
 NONCE_BYTES = 8
 
 
-class RecordError(ValueError):
+class RecordError(RelayError, ValueError):
     """A record or record message that is malformed, unsigned or stale."""
 
 

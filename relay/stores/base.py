@@ -15,8 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from relay.errors import RelayError
 
-class StoreError(Exception):
+
+class StoreError(RelayError):
     """A request the store refuses; ``code`` is the stable error code."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -11,13 +11,14 @@ import os
 import stat
 from pathlib import Path
 
+from router.daemon.errors import DaemonError
 from router.wire.keys import SEED_SIZE, Identity
 
 SEED_ENV = "PINEWOOD_SEED"
 """Hex seed for containers and tests; takes precedence over the key file."""
 
 
-class KeyFileError(Exception):
+class KeyFileError(DaemonError):
     """The identity could not be loaded or created; the message says why."""
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import structlog
 
+from router.links.errors import LinkError
+
 GROUP = "ff02::114"
 GROUP_V4 = "224.0.0.114"
 GROUP_PORT = 60606
@@ -31,7 +33,7 @@ BEACON_SIZE = 34
 log = structlog.get_logger("pinewood.multicast")
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(LinkError):
     """An allowed interface cannot be used for discovery."""
 
 

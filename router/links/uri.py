@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
+from router.links.errors import LinkError
 from router.wire.errors import EncodeError
 from router.wire.keys import PublicKey, key_from_hex
 
@@ -16,7 +17,7 @@ SCHEMES = ("tcp", "tls", "ws", "wss", "quic")
 WEBSOCKET_SCHEMES = ("ws", "wss")
 
 
-class URIError(ValueError):
+class URIError(LinkError, ValueError):
     """A peer URI cannot be used."""
 
 

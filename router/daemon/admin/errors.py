@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from router.daemon.errors import DaemonError
 
-class HTTPError(Exception):
+
+class HTTPError(DaemonError):
+    """A request the admin API cannot serve, with its HTTP status."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

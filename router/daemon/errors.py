@@ -1,0 +1,7 @@
+"""The daemon layer's error base: every error the daemon's modules raise derives from it."""
+
+from __future__ import annotations
+
+
+class DaemonError(Exception):
+    """The node cannot do what it was asked (a setting, a key file, a request); the message says why."""
