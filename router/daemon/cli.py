@@ -23,32 +23,22 @@ import uvloop
 
 from router import __version__
 from router.daemon.admin import start_admin
-from router.daemon.config import CONVERTERS, DEFAULT_ADMIN, ConfigError, NodeConfig, env_name, load_config
+from router.daemon.config import ConfigError, NodeConfig, load_config
+from router.daemon.errors import DaemonError
 from router.daemon.keyfile import KeyFileError, load_or_create_identity, write_key_file
 from router.daemon.logs import configure_logging
 from router.daemon.node import Node
+from router.daemon.settings import DEFAULT_ADMIN, add_flags, env_name, flag_values
 from router.gateway.names import server_name
 from router.links.multicast import DiscoveryError
 from router.wire.keys import Identity
 
-BOOL_SETTINGS = ("uvloop", "hop_limiting", "wakeup_broadcasts")
 
-
-class CLIError(Exception):
+class CLIError(DaemonError):
     """A client command failed; the message is for the operator."""
 
 
 # ------------------------------------------------------------------ run
-
-
-def _run_flags(args: argparse.Namespace) -> dict[str, object]:
-    flags: dict[str, object] = {}
-    for name in CONVERTERS:
-        value = getattr(args, name, None)
-        if isinstance(value, list):
-            value = ",".join(value)
-        flags[name] = value
-    return flags
 
 
 async def _serve(config: NodeConfig, identity: Identity) -> None:
@@ -66,7 +56,7 @@ async def _serve(config: NodeConfig, identity: Identity) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(Path(args.config) if args.config else None, flags=_run_flags(args))
+    config = load_config(Path(args.config) if args.config else None, flags=flag_values(args))
     identity, source = load_or_create_identity(config.key_path)
     configure_logging(config.log_format, config.log_level)
     print(f"pinewood {__version__}, node key {identity.public_key.hex()} ({source})", flush=True)
@@ -122,7 +112,7 @@ def _call(
 
 
 def _cmd_server_name(args: argparse.Namespace) -> int:
-    config = load_config(Path(args.config) if args.config else None, flags=_run_flags(args))
+    config = load_config(Path(args.config) if args.config else None, flags=flag_values(args))
     identity, _ = load_or_create_identity(config.key_path)
     key = bytes(identity.public_key)
     print(server_name(key, config.server_name_suffix))
@@ -293,37 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the node")
     run.add_argument("--config", help="TOML configuration file")
-    run.add_argument("--listen", action="append", help="listen URI, tcp://host:port (repeatable)")
-    run.add_argument("--peer", dest="peers", action="append", help="static peer URI (repeatable)")
-    run.add_argument("--admin", help=f"admin API address (default {DEFAULT_ADMIN})")
-    run.add_argument("--data-dir", help="data directory")
-    run.add_argument("--key-file", help="private key file (default DATA_DIR/node.key)")
-    run.add_argument("--log-format", choices=["auto", "console", "json"])
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--max-peers", type=int)
-    run.add_argument("--traffic-queue-frames", type=int)
-    run.add_argument("--handshake-timeout", type=float)
-    run.add_argument(
-        "--handshakes-per-minute",
-        type=int,
-        help="failed inbound handshakes a source network may cause a minute before only known keys get in",
-    )
-    run.add_argument("--allow-keys", help="comma-separated hex keys: the only ones allowed to peer inbound")
-    run.add_argument("--lan-interfaces", help="comma-separated interfaces for LAN discovery (default: none)")
-    run.add_argument("--session-timeout", type=float, help="seconds to wait for a session with a node")
-    run.add_argument("--gateway-listen", help="host:port of the homeserver's federation proxy (loopback)")
-    run.add_argument("--homeserver", help="the homeserver's federation listener, http://127.0.0.1:PORT")
-    run.add_argument("--server-name-suffix", help="suffix of key-derived server names, e.g. .p2p")
-    run.add_argument("--gateway-max-streams", type=int, help="inbound federation streams served at once")
-    run.add_argument("--gateway-idle-timeout", type=float, help="seconds before an idle tunnel is closed")
-    run.add_argument("--relays", help="comma-separated hex keys of the relays this node keeps mailboxes on")
-    run.add_argument("--relay-store", help="relay store: sqlite:///path or postgresql://...")
-    run.add_argument("--relay-max-expiry", type=float, help="longest an envelope or mailbox is kept (s)")
-    run.add_argument("--relay-mailbox-max-count", type=int, help="envelopes one mailbox may hold")
-    run.add_argument("--relay-mailbox-max-bytes", type=int, help="bytes one mailbox may hold")
-    run.add_argument("--relay-fetch-interval", type=float, help="seconds between fetches of our mailboxes")
-    for name in (*BOOL_SETTINGS, "admin_allow_remote", "lan_discovery", "relay_enable", "relay_direct"):
-        run.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
+    add_flags(run)  # every setting, from the table in router.daemon.settings
     run.set_defaults(handler=_cmd_run)
 
     keygen = commands.add_parser("keygen", help="create a new private key file")
@@ -340,9 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     naming = commands.add_parser("server-name", help="print the homeserver server name for this node's key")
     naming.add_argument("--config", help="TOML configuration file")
-    naming.add_argument("--data-dir", help="data directory")
-    naming.add_argument("--key-file", help="private key file (default DATA_DIR/node.key)")
-    naming.add_argument("--server-name-suffix", help="suffix of key-derived server names, e.g. .p2p")
+    add_flags(naming, ("data_dir", "key_file", "server_name_suffix"))
     naming.set_defaults(handler=_cmd_server_name)
     client("status", "show the node's state").set_defaults(handler=_cmd_status)
     client("sessions", "list end-to-end sessions").set_defaults(handler=_cmd_sessions)

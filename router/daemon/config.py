@@ -1,4 +1,4 @@
-"""Node configuration: one TOML file, every setting also a flag and an environment variable.
+"""Node configuration: the values of the settings described in :mod:`router.daemon.settings`.
 
 Precedence, highest first: command-line flag, environment variable
 (``PINEWOOD_<NAME>``, lists comma-separated), the TOML file, the default.  The
@@ -11,25 +11,24 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from router.daemon.keyfile import default_data_dir
+from router.daemon.settings import BY_NAME, DEFAULT_ADMIN, DEFAULT_PORT, SETTINGS, ConfigError
 from router.links.uri import PeerURI, URIError, parse_peer_uri
 
-DEFAULT_PORT = 65432
-DEFAULT_ADMIN = "127.0.0.1:65433"
-ENV_PREFIX = "PINEWOOD_"
-
-
-class ConfigError(ValueError):
-    """A setting has a bad value; the message names it."""
+__all__ = ["DEFAULT_ADMIN", "ConfigError", "NodeConfig", "load_config", "parse_host_port"]
 
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
+    """The value of every setting.  ``router.daemon.settings.SETTINGS`` says what each
+    one means and which values it takes; a test checks that these fields and their
+    defaults agree with that table, name for name."""
+
     listen: tuple[str, ...] = (f"tcp://0.0.0.0:{DEFAULT_PORT}",)
     peers: tuple[str, ...] = ()
     admin: str = DEFAULT_ADMIN
@@ -44,43 +43,24 @@ class NodeConfig:
     wakeup_broadcasts: bool = True
     handshake_timeout: float = 10.0
     handshakes_per_minute: int = 120
-    """Failed, timed-out or refused inbound handshakes a source network (/24 or /64)
-    may cause in a minute; past that, only keys the node knows get in from it."""
     lan_discovery: bool = True
     lan_interfaces: tuple[str, ...] = ()
-    """LAN discovery runs only on these interfaces (none unless the operator names them)."""
     allow_keys: tuple[str, ...] = ()
-    """If set, only these keys (hex) may peer with us inbound."""
     admin_allow_remote: bool = False
-    """The admin API has no authentication: it binds only to loopback unless this is set."""
     session_timeout: float = 10.0
-    """Seconds to wait for an end-to-end session with another node before giving up."""
     gateway_listen: str = ""
-    """host:port of the homeserver-facing federation proxy (HTTP CONNECT, SOCKS5); empty = off."""
     homeserver: str = ""
-    """The local homeserver's federation listener (http://127.0.0.1:PORT) for inbound federation."""
     server_name_suffix: str = ""
-    """Appended to the base32 server names this node hands out and accepts (e.g. ``.p2p``)."""
     gateway_max_streams: int = 256
-    """Inbound federation streams served at once; more are refused."""
     gateway_idle_timeout: float = 120.0
-    """Seconds a gateway connection may sit with no bytes either way before it is closed."""
     relays: tuple[str, ...] = ()
-    """Relays (hex keys) this node keeps mailboxes on, and forwards its own deposits through."""
     relay_enable: bool = False
-    """Serve as a relay: keep sealed envelopes for other nodes' mailboxes."""
     relay_store: str = ""
-    """sqlite:///path or postgresql://...; default sqlite in the data directory."""
     relay_max_expiry: float = 7 * 86400.0
-    """The longest a mailbox or an envelope is kept, in seconds."""
     relay_mailbox_max_count: int = 10_000
     relay_mailbox_max_bytes: int = 256 << 20
     relay_fetch_interval: float = 60.0
-    """How often this node fetches its own mailboxes while online (and always at start)."""
     relay_direct: bool = False
-    """Deposit straight to a recipient's relay when no relay of our own can forward it
-    (that relay then sees both our key and the mailbox)."""
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def data_path(self) -> Path:
@@ -127,116 +107,6 @@ def parse_host_port(text: str, setting: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _as_bool(value: object, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{where}: expected true or false, got {value!r}")
-
-
-def _as_int(low: int, high: int) -> Callable[[object, str], int]:
-    def convert(value: object, where: str) -> int:
-        try:
-            number = int(value) if isinstance(value, int | str) and not isinstance(value, bool) else None
-        except ValueError:
-            number = None
-        if number is None or not low <= number <= high:
-            raise ConfigError(f"{where}: expected a whole number from {low} to {high}, got {value!r}")
-        return number
-
-    return convert
-
-
-def _as_float(low: float, high: float) -> Callable[[object, str], float]:
-    def convert(value: object, where: str) -> float:
-        try:
-            number = (
-                float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
-            )
-        except ValueError:
-            number = None
-        if number is None or not low <= number <= high:
-            raise ConfigError(f"{where}: expected a number from {low} to {high}, got {value!r}")
-        return number
-
-    return convert
-
-
-def _as_str_list(value: object, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
-
-
-def _as_key_list(value: object, where: str) -> tuple[str, ...]:
-    keys = _as_str_list(value, where)
-    for key in keys:
-        if len(key) != 64 or any(c not in "0123456789abcdefABCDEF" for c in key):
-            raise ConfigError(f"{where}: {key!r} is not a 64-character hex key")
-    return tuple(k.lower() for k in keys)
-
-
-def _as_choice(*choices: str) -> Callable[[object, str], str]:
-    def convert(value: object, where: str) -> str:
-        if not isinstance(value, str) or value.lower() not in choices:
-            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
-        return value.lower()
-
-    return convert
-
-
-def _as_str(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-CONVERTERS: dict[str, Callable[[object, str], Any]] = {
-    "listen": _as_str_list,
-    "peers": _as_str_list,
-    "admin": _as_str,
-    "data_dir": _as_str,
-    "key_file": _as_str,
-    "uvloop": _as_bool,
-    "log_format": _as_choice("auto", "console", "json"),
-    "log_level": _as_choice("debug", "info", "warning", "error"),
-    "max_peers": _as_int(1, 253),
-    "traffic_queue_frames": _as_int(16, 1_000_000),
-    "hop_limiting": _as_bool,
-    "wakeup_broadcasts": _as_bool,
-    "handshake_timeout": _as_float(0.1, 600.0),
-    "handshakes_per_minute": _as_int(1, 1_000_000),
-    "admin_allow_remote": _as_bool,
-    "allow_keys": _as_key_list,
-    "lan_discovery": _as_bool,
-    "lan_interfaces": _as_str_list,
-    "session_timeout": _as_float(0.5, 600.0),
-    "gateway_listen": _as_str,
-    "homeserver": _as_str,
-    "server_name_suffix": _as_str,
-    "gateway_max_streams": _as_int(1, 100_000),
-    "gateway_idle_timeout": _as_float(1.0, 86_400.0),
-    "relays": _as_key_list,
-    "relay_enable": _as_bool,
-    "relay_store": _as_str,
-    "relay_max_expiry": _as_float(60.0, 365 * 86_400.0),
-    "relay_mailbox_max_count": _as_int(1, 10_000_000),
-    "relay_mailbox_max_bytes": _as_int(1 << 20, 1 << 40),
-    "relay_fetch_interval": _as_float(0.2, 86_400.0),
-    "relay_direct": _as_bool,
-}
-SETTINGS = tuple(f.name for f in fields(NodeConfig) if f.name != "extra")
-
-
-def env_name(setting: str) -> str:
-    return ENV_PREFIX + setting.upper()
-
-
 def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -245,24 +115,19 @@ def load_config(
     """Merge defaults, the TOML file, the environment and flags; validate everything."""
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"config file {path}: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path}: {exc}") from None
-        for key, value in data.items():
-            name = key.replace("-", "_")
-            if name not in CONVERTERS:
+        for key, value in _read_file(path).items():
+            setting = BY_NAME.get(key.replace("-", "_"))
+            if setting is None:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
-            values[name] = CONVERTERS[name](value, f"{key} (in {path})")
+            values[setting.name] = setting.convert(value, f"{key} (in {path})")
     env = os.environ if environ is None else environ
-    for name in SETTINGS:
-        if (raw := env.get(env_name(name))) is not None and raw != "":
-            values[name] = CONVERTERS[name](raw, f"{name} (from ${env_name(name)})")
+    for setting in SETTINGS:
+        if raw := env.get(setting.env):  # an empty variable counts as unset
+            values[setting.name] = setting.convert(raw, f"{setting.name} (from ${setting.env})")
     for name, value in (flags or {}).items():
         if value is not None:
-            values[name] = CONVERTERS[name](value, f"--{name.replace('_', '-')}")
+            setting = BY_NAME[name]
+            values[name] = setting.convert(value, setting.flag_name)
     config = NodeConfig(**values)
     config.listen_uris()
     config.peer_uris()
@@ -275,6 +140,15 @@ def load_config(
             "(set admin_allow_remote = true to expose it anyway)"
         )
     return config
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
 
 
 def _check_relay(config: NodeConfig) -> None:

@@ -85,3 +85,14 @@ def test_signatures_cannot_be_turned_off_from_the_daemon_config(tmp_path: Path, 
         load_config(path, environ={})
     with pytest.raises(ConfigError, match="unknown setting"):
         load_config(path, environ={f"PINEWOOD_{setting.upper()}": "false"})
+
+
+def test_file_keys_may_be_written_with_hyphens(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("max-peers = 7\nrelay-enable = true\n")
+    config = load_config(path, environ={})
+    assert (config.max_peers, config.relay_enable) == (7, True)
+
+
+def test_an_empty_environment_variable_counts_as_unset() -> None:
+    assert load_config(environ={"PINEWOOD_MAX_PEERS": "", "PINEWOOD_LISTEN": ""}) == NodeConfig()

@@ -47,9 +47,9 @@ def check_invariants(core: RouterCore, now: float | None = None) -> None:
     assert set(core.peer_keys) == ports == set(core.link_types), "the peer tables disagree"
     assert set(core.announcements) <= ports, "an announcement from a port with no peer"
     assert core.parent is None or core.parent in core.announcements, "a parent with no announcement"
-    assert all(
-        {e.source, e.destination} - {None, LOCAL_PORT} <= ports for e in core.routes.values()
-    ), "a route entry through a port with no peer"
+    assert all({e.source, e.destination} - {None, LOCAL_PORT} <= ports for e in core.routes.values()), (
+        "a route entry through a port with no peer"
+    )
     if now is not None:
         assert core.next_deadline() > now, "a timer due now was left for later"
 
