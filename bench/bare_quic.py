@@ -24,6 +24,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 
 from router.links.tls import node_credentials
+from router.quic.engine import stream_buffered_bytes
 from router.wire.keys import Identity
 
 ALPN = "bench"
@@ -56,8 +57,8 @@ async def run_server(port: int) -> None:
 
 
 def unsent(protocol: QuicConnectionProtocol, stream_id: int) -> int:
-    stream = protocol._quic._streams.get(stream_id)  # aioquic keeps it private
-    return len(stream.sender._buffer) if stream is not None else 0
+    # aioquic offers no public way to the connection behind a client protocol.
+    return stream_buffered_bytes(protocol._quic, stream_id)
 
 
 async def run_sender(port: int, seconds: float) -> None:

@@ -106,7 +106,9 @@ class DaemonNet:
         """Start daemons ``names`` (listening on ``scheme``); each edge (a, b) has a dial b.
         ``seeds`` gives some of them a fixed key (hex seeds by name)."""
         seeds = seeds or {}
-        new = [Daemon(name, 0, 0, self.root / name, scheme=scheme, seed=seeds.get(name, "")) for name in names]
+        new = [
+            Daemon(name, 0, 0, self.root / name, scheme=scheme, seed=seeds.get(name, "")) for name in names
+        ]
         for daemon in new:
             self.daemons[daemon.name] = daemon
             self.launch(daemon, list(extra or []))

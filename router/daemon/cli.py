@@ -31,6 +31,7 @@ from router.daemon.node import Node
 from router.daemon.settings import DEFAULT_ADMIN, add_flags, env_name, flag_values
 from router.gateway.names import server_name
 from router.links.multicast import DiscoveryError
+from router.quic.errors import QuicEngineError
 from router.wire.keys import Identity
 
 
@@ -67,7 +68,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             asyncio.run(_serve(config, identity))
     except OSError as exc:  # most often: an address already in use
         raise CLIError(f"cannot start: {exc.strerror or exc}") from None
-    except DiscoveryError as exc:
+    except (DiscoveryError, QuicEngineError) as exc:
         raise CLIError(str(exc)) from None
     return 0
 

@@ -40,6 +40,7 @@ from router.links.tls import (
 )
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
+from router.quic.engine import server_transport
 from router.routing.constants import LINK_TYPE_MULTICAST
 from router.wire.keys import Identity
 
@@ -93,7 +94,7 @@ class Transports:
                 create_protocol=partial(QuicPeerProtocol, node=self.owner, outbound=None),
             )
             self._quic_servers.append(quic_server)
-            quic_transport = quic_server._transport  # aioquic keeps it private
+            quic_transport = server_transport(quic_server)
             assert quic_transport is not None
             self._listening(scheme, quic_transport.get_extra_info("sockname"))
             return

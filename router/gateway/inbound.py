@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from enum import IntEnum
 
 import structlog
 
 from router.gateway.tunnel import PlainSide, StreamSide, TunnelError, pipe
+from router.sessions.endpoint import StreamResetCode
 from router.sessions.errors import SessionError
 from router.sessions.runtime import SessionStream
 
 log = structlog.get_logger("router.gateway")
 
 CONNECT_TIMEOUT_S = 10.0
+
+
+class InboundResetCode(IntEnum):
+    """Why the inbound gateway resets a federation stream (QUIC application error codes)."""
+
+    BUSY = StreamResetCode.REFUSED
+    """Too many streams are being served: refused, as a stream that nothing takes."""
+    HOMESERVER_UNREACHABLE = 0x11
 
 
 class InboundGateway:
@@ -34,7 +44,7 @@ class InboundGateway:
     async def handle(self, stream: SessionStream) -> None:
         if self.active >= self.max_streams:
             self.counters["refused: too many streams"] += 1
-            stream.abort(0x10)
+            stream.abort(InboundResetCode.BUSY)
             return
         self.active += 1
         try:
@@ -45,7 +55,7 @@ class InboundGateway:
             except (OSError, TimeoutError) as exc:
                 self.counters["failed: homeserver unreachable"] += 1
                 log.warning("cannot reach the homeserver", address=f"{self.host}:{self.port}", error=str(exc))
-                stream.abort(0x11)
+                stream.abort(InboundResetCode.HOMESERVER_UNREACHABLE)
                 return
             self.counters["streams served"] += 1
             try:

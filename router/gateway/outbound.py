@@ -24,6 +24,8 @@ import json
 import struct
 from collections import Counter
 from dataclasses import dataclass
+from enum import IntEnum
+from http import HTTPStatus
 
 import structlog
 
@@ -57,6 +59,55 @@ WELL_KNOWN_PORT = 443
 AWAY_MEMORY_S = 30.0
 """After a node was found away, tunnels to it go straight to its relays for this long."""
 FEDERATION_PORT = 8448
+
+SOCKS_VERSION = 5  # RFC 1928
+
+
+class SocksAuthMethod(IntEnum):
+    """SOCKS5 authentication methods (RFC 1928, section 3)."""
+
+    NO_AUTHENTICATION = 0x00
+    NO_ACCEPTABLE_METHODS = 0xFF
+
+
+class SocksCommand(IntEnum):
+    """SOCKS5 request commands (RFC 1928, section 4); only CONNECT is served."""
+
+    CONNECT = 0x01
+
+
+class SocksAddressType(IntEnum):
+    """How a SOCKS5 request or reply gives an address (RFC 1928, section 5)."""
+
+    IPV4 = 0x01
+    DOMAIN_NAME = 0x03
+    IPV6 = 0x04
+
+
+class SocksReply(IntEnum):
+    """SOCKS5 reply codes (RFC 1928, section 6), those the proxy sends."""
+
+    SUCCEEDED = 0x00
+    NOT_ALLOWED = 0x02
+    """Connection not allowed by ruleset: the name stands for no node key."""
+    HOST_UNREACHABLE = 0x04
+    TTL_EXPIRED = 0x06
+    """Also what any other refusal is answered with (no session in time, most often)."""
+    COMMAND_NOT_SUPPORTED = 0x07
+    ADDRESS_TYPE_NOT_SUPPORTED = 0x08
+
+
+SOCKS_REPLY_FOR_STATUS: dict[int, SocksReply] = {
+    HTTPStatus.FORBIDDEN: SocksReply.NOT_ALLOWED,
+    HTTPStatus.BAD_GATEWAY: SocksReply.HOST_UNREACHABLE,
+}
+"""The SOCKS5 answer to a refusal that HTTP clients get as this status; any
+other status is answered with :attr:`SocksReply.TTL_EXPIRED`."""
+
+
+def socks_reply(code: SocksReply) -> bytes:
+    """A SOCKS5 reply: version, code, a reserved byte, and 0.0.0.0:0 as the bound address."""
+    return bytes([SOCKS_VERSION, code, 0, SocksAddressType.IPV4]) + bytes(6)
 
 
 class ProxyError(Exception):
@@ -151,7 +202,7 @@ class OutboundProxy:
             first = await asyncio.wait_for(reader.read(1), FIRST_BYTE_TIMEOUT_S)
             if not first:
                 return
-            if first == b"\x05":
+            if first[0] == SOCKS_VERSION:
                 await self._socks5(reader, writer)
             else:
                 await self._http(first, reader, writer)
@@ -322,34 +373,35 @@ class OutboundProxy:
     async def _socks5(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         count = (await asyncio.wait_for(reader.readexactly(1), HEAD_TIMEOUT_S))[0]
         methods = await asyncio.wait_for(reader.readexactly(count), HEAD_TIMEOUT_S)
-        if 0 not in methods:
-            writer.write(b"\x05\xff")  # we offer no authentication: it is loopback-only
+        if SocksAuthMethod.NO_AUTHENTICATION not in methods:
+            # We offer no authentication: the proxy listens on loopback only.
+            writer.write(bytes([SOCKS_VERSION, SocksAuthMethod.NO_ACCEPTABLE_METHODS]))
             self.counters["refused: socks authentication"] += 1
             return
-        writer.write(b"\x05\x00")
+        writer.write(bytes([SOCKS_VERSION, SocksAuthMethod.NO_AUTHENTICATION]))
         version, command, _, kind = await asyncio.wait_for(reader.readexactly(4), HEAD_TIMEOUT_S)
-        if kind == 3:
+        if kind == SocksAddressType.DOMAIN_NAME:
             length = (await reader.readexactly(1))[0]
             host = (await reader.readexactly(length)).decode("ascii", "replace")
-        elif kind in (1, 4):
-            raw = await reader.readexactly(4 if kind == 1 else 16)
+        elif kind in (SocksAddressType.IPV4, SocksAddressType.IPV6):
+            raw = await reader.readexactly(4 if kind == SocksAddressType.IPV4 else 16)
             host = str(ipaddress.ip_address(raw))
         else:
-            await self._socks_reply(writer, 8)  # address type not supported
+            await self._socks_reply(writer, SocksReply.ADDRESS_TYPE_NOT_SUPPORTED)
             return
         port = struct.unpack("!H", await reader.readexactly(2))[0]
-        if version != 5 or command != 1:
-            await self._socks_reply(writer, 7)  # command not supported
+        if version != SOCKS_VERSION or command != SocksCommand.CONNECT:
+            await self._socks_reply(writer, SocksReply.COMMAND_NOT_SUPPORTED)
             return
         client = PlainSide(reader, writer)
-        client.answer = bytes([5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
+        client.answer = socks_reply(SocksReply.SUCCEEDED)
         try:
             await self._tunnel(client, host, port)
         except ProxyError as exc:
             log.info("federation proxy refused a request", host=host, port=port, reason=str(exc))
-            await self._socks_reply(writer, 2 if exc.status == 403 else 4 if exc.status == 502 else 6)
+            await self._socks_reply(writer, SOCKS_REPLY_FOR_STATUS.get(exc.status, SocksReply.TTL_EXPIRED))
 
-    async def _socks_reply(self, writer: asyncio.StreamWriter, code: int) -> None:
-        writer.write(bytes([5, code, 0, 1, 0, 0, 0, 0, 0, 0]))
+    async def _socks_reply(self, writer: asyncio.StreamWriter, code: SocksReply) -> None:
+        writer.write(socks_reply(code))
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()

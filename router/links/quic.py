@@ -43,11 +43,11 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamDataReceived
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from router.links.adapter import CarrierTransport
 from router.links.tcp import PeerLink
 from router.links.tls import node_credentials
+from router.quic.engine import peer_certificate_key, process_events, stream_buffered_bytes
 from router.wire.keys import Identity
 
 if TYPE_CHECKING:
@@ -89,8 +89,7 @@ class QuicStreamTransport(CarrierTransport):
         self.check_writable()
 
     def unsent(self) -> int:
-        stream = self.connection.quic._streams.get(self.stream_id)  # aioquic keeps it private
-        return len(stream.sender._buffer) if stream is not None else 0
+        return stream_buffered_bytes(self.connection.quic, self.stream_id)
 
     def check_writable(self) -> None:
         self.note_unsent(self.unsent())
@@ -111,10 +110,16 @@ class QuicStreamTransport(CarrierTransport):
 
 
 class QuicPeerProtocol(QuicConnectionProtocol):
-    """A QUIC connection that carries one peering."""
+    """A QUIC connection that carries one peering.
+
+    It keeps its own references to the connection, the loop and the UDP
+    transport rather than reading the ones aioquic's protocol keeps privately."""
 
     def __init__(self, quic: QuicConnection, node: LinkOwner, outbound: str | None, **_: Any) -> None:
         super().__init__(quic)
+        self.quic = quic
+        self.loop = asyncio.get_running_loop()
+        self.udp: asyncio.DatagramTransport | None = None
         self.node = node
         self.outbound = outbound
         self.stream: QuicStreamTransport | None = None
@@ -125,46 +130,46 @@ class QuicPeerProtocol(QuicConnectionProtocol):
         self._transmit_pending = False
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
-        self.handshake: asyncio.Future[None] = self._loop.create_future()
+        self.handshake: asyncio.Future[None] = self.loop.create_future()
         # Only the dialler awaits this; an unawaited failure is not an error to report.
         self.handshake.add_done_callback(_retrieve)
 
-    @property
-    def quic(self) -> QuicConnection:
-        return self._quic
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.udp = cast(asyncio.DatagramTransport, transport)
 
     def connect(self, addr: Any, transmit: bool = True) -> None:
-        self._quic.connect(addr, now=clock())
+        self.quic.connect(addr, now=clock())
         if transmit:
             self.transmit()
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         if self.peer_address is None:
             self.peer_address = (addr[0].removeprefix("::ffff:"), addr[1])
-        self._quic.receive_datagram(cast(bytes, data), addr, now=clock())
-        self._process_events()
+        self.quic.receive_datagram(cast(bytes, data), addr, now=clock())
+        process_events(self)
         self.transmit_soon()
 
     def transmit_soon(self) -> None:
         """Transmit once, later in this turn of the event loop."""
         if not self._transmit_pending:
             self._transmit_pending = True
-            self._loop.call_soon(self.transmit)
+            self.loop.call_soon(self.transmit)
 
     def transmit(self) -> None:
         """Send what aioquic has to send now, and arm the timer for its next deadline."""
         self._transmit_pending = False
-        transport = self._transport
+        transport = self.udp
         if transport is None:
             return
         now = clock()
         sendto = transport.sendto
-        for data, addr in self._quic.datagrams_to_send(now=now):
+        for data, addr in self.quic.datagrams_to_send(now=now):
             sendto(data, addr)
         if self.stream is not None:
             # Acknowledgements free the stream's buffer but raise no event.
             self.stream.check_writable()
-        deadline = self._quic.get_timer()
+        deadline = self.quic.get_timer()
         if deadline is None:
             if self._wake is not None:
                 self._wake.cancel()
@@ -173,17 +178,17 @@ class QuicPeerProtocol(QuicConnectionProtocol):
             if self._wake is not None:
                 self._wake.cancel()
             self._wake_at = deadline
-            self._wake = self._loop.call_later(max(0.0, deadline - now), self._timer_fired)
+            self._wake = self.loop.call_later(max(0.0, deadline - now), self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._wake, self._wake_at = None, math.inf
-        self._quic.handle_timer(now=clock())
-        self._process_events()
+        self.quic.handle_timer(now=clock())
+        process_events(self)
         self.transmit()
 
     def open_stream(self) -> PeerLink:
         """The dialler's side: open the peering stream."""
-        stream_id = self._quic.get_next_available_stream_id()
+        stream_id = self.quic.get_next_available_stream_id()
         return self._attach(stream_id)
 
     def _attach(self, stream_id: int) -> PeerLink:
@@ -214,11 +219,7 @@ class QuicPeerProtocol(QuicConnectionProtocol):
             self.connection_ended(event.reason_phrase or f"QUIC connection closed ({event.error_code})")
 
     def certificate_key(self) -> bytes | None:
-        certificate = getattr(self._quic.tls, "_peer_certificate", None)  # aioquic keeps it private
-        if certificate is None:
-            return None
-        public = certificate.public_key()
-        return public.public_bytes_raw() if isinstance(public, Ed25519PublicKey) else None
+        return peer_certificate_key(self.quic)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import IntEnum
 
-from aioquic._buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionIdIssued,
@@ -30,15 +30,53 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.quic.packet import QuicErrorCode, QuicPacketType, pull_quic_header
+from aioquic.quic.packet import QuicPacketType
 
-from router.sessions.connection import SessionConnection, check_aioquic, configuration
+from router.quic.engine import (
+    AdjustedConnection,
+    check_aioquic,
+    live_stream_ids,
+    peer_certificate_key,
+    read_header,
+    smoothed_rtt_s,
+)
+from router.sessions.connection import configuration
 from router.wire.keys import Identity
 
 CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs
 UNREACHABLE = "no answer from the node in time (offline or unreachable)"
 KEEPALIVE_S = 5.0
 """While a session has open streams, it is pinged this often so it never idles out."""
+
+CRYPTO_ERROR = 0x100
+"""QUIC's transport error code for a TLS alert is this plus the alert (RFC 9001, section 4.8)."""
+
+
+class TlsAlert(IntEnum):
+    """TLS alerts (RFC 8446, section 6) that a session's own checks of a handshake end with."""
+
+    BAD_CERTIFICATE = 42
+    NO_APPLICATION_PROTOCOL = 120
+
+
+class CloseCode(IntEnum):
+    """QUIC transport error codes that a session is closed with (CONNECTION_CLOSE)."""
+
+    NO_ERROR = 0x0
+    BAD_CERTIFICATE = CRYPTO_ERROR + TlsAlert.BAD_CERTIFICATE
+    """The other side's certificate does not name the key the session is addressed by."""
+    NO_APPLICATION_PROTOCOL = CRYPTO_ERROR + TlsAlert.NO_APPLICATION_PROTOCOL
+    """The two sides share no application protocol (ALPN)."""
+
+
+class StreamResetCode(IntEnum):
+    """Application error codes that a stream is broken off with (RESET_STREAM and
+    STOP_SENDING); an application on top may add codes of its own."""
+
+    ABORTED = 0x0
+    """The application gave up on the stream; no other reason given."""
+    REFUSED = 0x10
+    """Nothing here takes streams for this protocol, or no more of them now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +122,7 @@ class Session:
     key: bytes
     alpn: str
     outbound: bool
-    connection: SessionConnection
+    connection: AdjustedConnection
     created_at: float
     connect_deadline: float
     established: bool = False
@@ -147,7 +185,7 @@ class Endpoint:
             config = configuration(self.identity, [alpn], client=True)
             config.server_name = key.hex()
             self._client_configs[alpn] = config
-        connection = SessionConnection(configuration=config)
+        connection = AdjustedConnection(configuration=config)
         session = Session(key, alpn, True, connection, now, now + self.limits.connect_timeout_s)
         self._add(session)
         connection.connect(session.address, now)
@@ -156,7 +194,7 @@ class Endpoint:
 
     def datagram_received(self, source: bytes, data: bytes, now: float) -> None:
         try:
-            header = pull_quic_header(Buffer(data=data), host_cid_length=CONNECTION_ID_BYTES)
+            header = read_header(data, CONNECTION_ID_BYTES)
         except ValueError:
             self.drops["not a QUIC packet"] += 1
             return
@@ -184,7 +222,7 @@ class Endpoint:
         if handshaking >= self.limits.max_handshaking_per_key:
             self.drops["too many handshakes from one key"] += 1
             return None
-        connection = SessionConnection(
+        connection = AdjustedConnection(
             configuration=self._server_config, original_destination_connection_id=original_cid
         )
         session = Session(source, "", False, connection, now, now + self.limits.connect_timeout_s)
@@ -210,7 +248,9 @@ class Endpoint:
         session.connection.stream_consumed(stream_id, count)
         self._dirty.add(session)
 
-    def abort_stream(self, session: Session, stream_id: int, error_code: int = 0) -> None:
+    def abort_stream(
+        self, session: Session, stream_id: int, error_code: int = StreamResetCode.ABORTED
+    ) -> None:
         """Reset our sending side and ask the peer to stop sending; forget the stream."""
         if not session.closed and stream_id in session.streams:
             connection = session.connection
@@ -228,12 +268,12 @@ class Endpoint:
         session.done_streams.add(stream_id)
         if len(session.done_streams) > 256:
             # Once aioquic has discarded a stream, nothing more arrives for it.
-            live = session.connection._streams  # aioquic keeps it private
+            live = live_stream_ids(session.connection)
             session.done_streams = {s for s in session.done_streams if s in live}
         if not session.streams:
             session.next_ping_at = float("inf")
 
-    def close(self, session: Session, reason: str, now: float, error: int = QuicErrorCode.NO_ERROR) -> None:
+    def close(self, session: Session, reason: str, now: float, error: CloseCode = CloseCode.NO_ERROR) -> None:
         if session.closed:
             return
         session.connection.close(error_code=error, reason_phrase=reason[:100])
@@ -354,20 +394,25 @@ class Endpoint:
                 self._closed(session, event.reason_phrase or f"closed by the peer ({event.error_code})")
                 self._remove(session)
                 return
-        rtt = connection._loss._rtt_smoothed  # aioquic keeps it private
-        if rtt:
+        rtt = smoothed_rtt_s(connection)
+        if rtt is not None:
             session.rtt_s = rtt
 
     def _handshake_done(self, session: Session, alpn: str | None, now: float) -> None:
-        proved = session.connection.peer_certificate_key()
+        proved = peer_certificate_key(session.connection)
         if proved != session.key:
             self.drops["certificate names another key"] += 1
             self.close(
-                session, "the other side's certificate does not name the key addressed", now, 0x100 + 42
+                session,
+                "the other side's certificate does not name the key addressed",
+                now,
+                CloseCode.BAD_CERTIFICATE,
             )
             return
         if alpn is None or alpn not in self.alpns or (session.outbound and alpn != session.alpn):
-            self.close(session, f"no common application protocol ({alpn})", now, 0x100 + 120)
+            self.close(
+                session, f"no common application protocol ({alpn})", now, CloseCode.NO_APPLICATION_PROTOCOL
+            )
             return
         if not session.outbound:
             session.alpn = alpn

@@ -16,6 +16,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from router.quic.engine import stream_buffered_bytes
 from router.sessions.endpoint import (
     UNREACHABLE,
     Endpoint,
@@ -25,6 +26,7 @@ from router.sessions.endpoint import (
     SessionUp,
     StreamAborted,
     StreamData,
+    StreamResetCode,
 )
 from router.sessions.errors import SessionError, SessionTimeout
 from router.tasks import stop_tasks
@@ -131,7 +133,7 @@ class SessionStream:
             self._sessions._send(self, b"", True)
             self._sessions._maybe_done(self)
 
-    def abort(self, error_code: int = 0) -> None:
+    def abort(self, error_code: int = StreamResetCode.ABORTED) -> None:
         """Break the stream both ways at once."""
         if self._error is None:
             self._fail("stream aborted")
@@ -271,8 +273,7 @@ class Sessions:
             self.endpoint.stream_done(stream.session, stream.stream_id)
 
     def _unsent(self, stream: SessionStream) -> int:
-        quic_stream = stream.session.connection._streams.get(stream.stream_id)  # aioquic keeps it private
-        return len(quic_stream.sender._buffer) if quic_stream is not None else 0
+        return stream_buffered_bytes(stream.session.connection, stream.stream_id)
 
     # ---------------------------------------------------------- the loop side
 
@@ -327,7 +328,7 @@ class Sessions:
         handler = self._handlers.get(session.alpn)
         if handler is None or self.closing:
             self.counters["streams refused (no listener)"] += 1
-            self.endpoint.abort_stream(session, stream_id, 0x10)
+            self.endpoint.abort_stream(session, stream_id, StreamResetCode.REFUSED)
             return None
         stream = SessionStream(self, session, stream_id)
         self._streams[(session, stream_id)] = stream

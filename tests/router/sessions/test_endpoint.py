@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import os
 
+from aioquic.quic.packet import QuicErrorCode
+from aioquic.tls import AlertDescription
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW, check_aioquic
-from router.sessions.endpoint import Limits, SessionDown, SessionUp, StreamAborted, StreamData
+from router.quic.engine import peer_certificate_key
+from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW
+from router.sessions.endpoint import (
+    CloseCode,
+    Limits,
+    SessionDown,
+    SessionUp,
+    StreamAborted,
+    StreamData,
+    StreamResetCode,
+    TlsAlert,
+)
 from tests.router.sessions.pair import Net
 
 
@@ -20,10 +32,6 @@ def received(net: Net, n: int, stream_id: int | None = None) -> bytes:
     )
 
 
-def test_this_aioquic_has_the_hooks_sessions_adjust() -> None:
-    check_aioquic()  # raises RuntimeError naming the missing hook otherwise
-
-
 def test_session_comes_up_with_both_keys_proved() -> None:
     net = Net(2)
     session = net.endpoints[0].connect(net.key(1), "matrix", net.now)
@@ -33,9 +41,9 @@ def test_session_comes_up_with_both_keys_proved() -> None:
     inbound = net.events[1][0]
     assert isinstance(inbound, SessionUp)
     # Each side learned the other's key from its certificate, which TLS proved.
-    assert session.connection.peer_certificate_key() == net.key(1)
+    assert peer_certificate_key(session.connection) == net.key(1)
     assert inbound.session.key == net.key(0)
-    assert inbound.session.connection.peer_certificate_key() == net.key(0)
+    assert peer_certificate_key(inbound.session.connection) == net.key(0)
     assert inbound.session.alpn == "matrix"
     assert net.endpoints[1].find(net.key(0), "matrix") is inbound.session
 
@@ -187,3 +195,14 @@ def test_garbage_datagrams_are_counted_drops(data: bytes) -> None:
     endpoint.datagram_received(os.urandom(32), data, net.now)
     assert endpoint.datagrams_to_send(net.now) == [] or len(endpoint.sessions) == 1
     assert sum(endpoint.drops.values()) + len(endpoint.sessions) == 1
+
+
+def test_close_and_reset_codes_have_their_values_on_the_wire() -> None:
+    """A TLS alert travels as QUIC's CRYPTO_ERROR range plus the alert (RFC 9001,
+    section 4.8); the values are checked against aioquic's own tables too."""
+    assert int(TlsAlert.BAD_CERTIFICATE) == int(AlertDescription.bad_certificate) == 42
+    assert int(TlsAlert.NO_APPLICATION_PROTOCOL) == int(AlertDescription.no_application_protocol) == 120
+    assert int(CloseCode.NO_ERROR) == int(QuicErrorCode.NO_ERROR) == 0
+    assert int(CloseCode.BAD_CERTIFICATE) == QuicErrorCode.CRYPTO_ERROR + 42 == 0x12A
+    assert int(CloseCode.NO_APPLICATION_PROTOCOL) == QuicErrorCode.CRYPTO_ERROR + 120 == 0x178
+    assert [int(code) for code in StreamResetCode] == [0x0, 0x10]

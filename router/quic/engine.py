@@ -1,0 +1,252 @@
+"""The one module that reaches into aioquic's internals.
+
+aioquic's public API (``QuicConnection``'s methods and events,
+``QuicConfiguration``, the asyncio ``serve`` and ``QuicConnectionProtocol``) is
+used wherever it is needed.  What the project needs beyond it is here, as small
+named functions and one connection class, so that an aioquic release that
+renames something breaks this module and nothing else:
+
+* a packet's header read from a datagram that belongs to no connection yet
+  (aioquic's reader takes a buffer from its private ``_buffer`` module):
+  :func:`read_header`;
+* the certificate the other side proved (aioquic's TLS context keeps it private):
+  :func:`peer_certificate_key`;
+* a session's server asks the client for a certificate, and a stream's receive
+  window follows what the application has consumed rather than what has
+  arrived: :class:`AdjustedConnection`;
+* the bytes a stream still buffers (backpressure for writers), the streams
+  aioquic still keeps, the smoothed round-trip time: :func:`stream_buffered_bytes`,
+  :func:`live_stream_ids`, :func:`smoothed_rtt_s`;
+* for a protocol driven by hand, aioquic's own event dispatch (which also tells a
+  listener about new connection IDs), and a listener's socket:
+  :func:`process_events`, :func:`server_transport`.
+
+:func:`check_aioquic` looks for every one of these in the installed aioquic when
+the node starts and raises :class:`QuicEngineError`, naming the aioquic version
+and what is missing, so that a release without them fails at start rather than
+with sessions that misbehave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, KeysView
+from importlib.metadata import PackageNotFoundError, version
+
+from aioquic._buffer import Buffer
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic import connection as quic_connection
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicFrameType, QuicHeader, pull_quic_header
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.stream import QuicStream
+from aioquic.tls import Context as TlsContext
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from router.quic.errors import QuicEngineError
+
+
+def aioquic_version() -> str:
+    try:
+        return version("aioquic")
+    except PackageNotFoundError:
+        return "(version unknown)"
+
+
+# ------------------------------------------------------------------ reading state
+
+
+def read_header(data: bytes, host_cid_length: int) -> QuicHeader:
+    """The QUIC header at the start of ``data``; ValueError if there is none."""
+    return pull_quic_header(Buffer(data=data), host_cid_length=host_cid_length)
+
+
+def peer_certificate_key(connection: QuicConnection) -> bytes | None:
+    """The ed25519 key that the other side's certificate names (and the TLS
+    handshake proved), or None (no certificate yet, or not an ed25519 key)."""
+    certificate = connection.tls._peer_certificate
+    if certificate is None:
+        return None
+    public = certificate.public_key()
+    return public.public_bytes_raw() if isinstance(public, Ed25519PublicKey) else None
+
+
+def stream_buffered_bytes(connection: QuicConnection, stream_id: int) -> int:
+    """Bytes written to ``stream_id`` that aioquic still holds: not sent yet, or
+    sent and not acknowledged yet.  0 for a stream it no longer keeps."""
+    stream = connection._streams.get(stream_id)
+    return len(stream.sender._buffer) if stream is not None else 0
+
+
+def live_stream_ids(connection: QuicConnection) -> KeysView[int]:
+    """The streams aioquic still keeps (a live view).  Once it has discarded a
+    stream, finished both ways, nothing more arrives for it."""
+    return connection._streams.keys()
+
+
+def smoothed_rtt_s(connection: QuicConnection) -> float | None:
+    """The smoothed round-trip time in seconds, or None before the first sample."""
+    rtt = connection._loss._rtt_smoothed
+    return rtt or None
+
+
+# ------------------------------------------------------------------ asyncio glue
+
+
+def process_events(protocol: QuicConnectionProtocol) -> None:
+    """Hand the connection's pending events to ``protocol.quic_event_received``
+    as aioquic's own protocol does.  That dispatch also tells a listener
+    (:class:`QuicServer`) which connection IDs were issued and retired and when
+    the connection ended, so a protocol that drives its connection by hand must
+    go through it."""
+    protocol._process_events()
+
+
+def server_transport(server: QuicServer) -> asyncio.DatagramTransport | None:
+    """The UDP socket's transport of a listener made by aioquic's ``serve``."""
+    return server._transport
+
+
+# ------------------------------------------------------------------ the adjusted connection
+
+
+class AdjustedConnection(QuicConnection):
+    """aioquic's connection with two changes:
+
+    * its server asks the client for a certificate (aioquic's never does), so the
+      side that accepts learns, and can check, the key of whoever dialled it;
+    * a stream's receive window follows what the application has consumed
+      (:meth:`stream_consumed`), not what has arrived: at most the configured
+      ``max_stream_data`` of a stream waits unread, so a reader that stops
+      reading stops its peer instead of letting it fill memory.
+    """
+
+    def __init__(
+        self, *, configuration: QuicConfiguration, original_destination_connection_id: bytes | None = None
+    ) -> None:
+        super().__init__(
+            configuration=configuration,
+            original_destination_connection_id=original_destination_connection_id,
+        )
+        self.stream_window = configuration.max_stream_data
+        self.consumed: dict[int, int] = {}
+
+    def stream_consumed(self, stream_id: int, count: int) -> None:
+        """The application has read ``count`` more bytes of ``stream_id``."""
+        self.consumed[stream_id] = self.consumed.get(stream_id, 0) + count
+
+    def stream_forget(self, stream_id: int) -> None:
+        self.consumed.pop(stream_id, None)
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        self.tls._request_client_certificate = True
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: QuicPacketSpace, stream: QuicStream
+    ) -> None:
+        """aioquic's writer of MAX_STREAM_DATA frames, with the window moved by
+        what was consumed instead of doubled as data arrives."""
+        stream_id = stream.stream_id
+        assert stream_id is not None  # aioquic's streams always have one
+        if stream.max_stream_data_local:
+            wanted = self.consumed.get(stream_id, 0) + self.stream_window
+            # Grant more only in steps of half a window, as aioquic would.
+            if wanted - stream.max_stream_data_local >= self.stream_window // 2:
+                stream.max_stream_data_local = wanted
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=quic_connection.MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+
+# ------------------------------------------------------------------ the start-up check
+
+
+def _has_request_client_certificate() -> bool:
+    return isinstance(TlsContext(is_client=False)._request_client_certificate, bool)
+
+
+def _has_peer_certificate() -> bool:
+    return TlsContext(is_client=True)._peer_certificate is None
+
+
+def _probe_connection() -> QuicConnection:
+    return QuicConnection(configuration=QuicConfiguration(is_client=True))
+
+
+def _has_streams() -> bool:
+    return isinstance(_probe_connection()._streams, dict)
+
+
+def _has_smoothed_rtt() -> bool:
+    return isinstance(_probe_connection()._loss._rtt_smoothed, float)
+
+
+def _has_sender_buffer() -> bool:
+    return isinstance(QuicStream(stream_id=0).sender._buffer, bytearray)
+
+
+def _server_keeps_transport() -> bool:
+    # QuicServer needs a running loop to be made; connection_made alone is what
+    # stores the transport, and a bare instance is enough to see where.
+    probe = object.__new__(QuicServer)
+    marker = object()
+    QuicServer.connection_made(probe, marker)  # type: ignore[arg-type]
+    return probe.__dict__.get("_transport") is marker
+
+
+def _callable(owner: object, name: str) -> Callable[[], bool]:
+    return lambda: callable(getattr(owner, name, None))
+
+
+REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
+    ("tls.Context._request_client_certificate", _has_request_client_certificate),
+    ("tls.Context._peer_certificate", _has_peer_certificate),
+    ("QuicConnection._initialize", _callable(QuicConnection, "_initialize")),
+    ("QuicConnection._write_stream_limits", _callable(QuicConnection, "_write_stream_limits")),
+    (
+        "QuicConnection._on_max_stream_data_delivery",
+        _callable(QuicConnection, "_on_max_stream_data_delivery"),
+    ),
+    (
+        "aioquic.quic.connection.MAX_STREAM_DATA_FRAME_CAPACITY",
+        lambda: isinstance(getattr(quic_connection, "MAX_STREAM_DATA_FRAME_CAPACITY", None), int),
+    ),
+    ("QuicFrameType.MAX_STREAM_DATA", lambda: hasattr(QuicFrameType, "MAX_STREAM_DATA")),
+    ("QuicPacketBuilder.start_frame", _callable(QuicPacketBuilder, "start_frame")),
+    ("QuicConnection._streams", _has_streams),
+    ("QuicConnection._loss._rtt_smoothed", _has_smoothed_rtt),
+    ("QuicStreamSender._buffer", _has_sender_buffer),
+    ("QuicConnectionProtocol._process_events", _callable(QuicConnectionProtocol, "_process_events")),
+    ("QuicServer._transport", _server_keeps_transport),
+)
+"""What this module relies on beyond aioquic's public API, and how to see it is there."""
+
+
+def _present(probe: Callable[[], bool]) -> bool:
+    try:
+        return probe()
+    except Exception:  # a probe that cannot even run means the thing is gone
+        return False
+
+
+def check_aioquic() -> None:
+    """Raise :class:`QuicEngineError` unless the installed aioquic has everything
+    this module relies on.  Called once when a node starts."""
+    missing = [name for name, probe in REQUIREMENTS if not _present(probe)]
+    if missing:
+        raise QuicEngineError(
+            f"aioquic {aioquic_version()} does not have what Pinewood's QUIC engine "
+            f"(router/quic/engine.py) relies on: {', '.join(missing)}; "
+            "install an aioquic release that has them"
+        )
