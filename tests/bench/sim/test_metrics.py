@@ -18,7 +18,7 @@ from bench.sim.metrics import (
 )
 from router.sim.mesh import Mesh
 from router.sim.topology import grid, line, ring
-from tests.router.mesh_checks import settle
+from tests.router.sim.mesh_checks import settle
 
 
 def test_shortest_hops_on_small_graphs() -> None:

@@ -7,7 +7,7 @@ import random
 from bench.sim.probes import KINDS, Prober, Round, round_summary
 from router.sim.mesh import Mesh
 from router.sim.topology import line
-from tests.router.mesh_checks import settle_and_expire
+from tests.router.sim.mesh_checks import settle_and_expire
 
 
 def _prober(mesh: Mesh, pairs: int = 10) -> Prober:

@@ -42,16 +42,7 @@ from router.wire import (
     sign_bootstrap,
     sign_wakeup,
 )
-from tests.router.wire.keys import identity
-
-T0 = 1000.0
-
-
-def ordered_identities() -> list[Identity]:
-    return sorted((identity(n) for n in range(1, 9)), key=lambda i: i.public_key)
-
-
-LOW, MID, HIGH = ordered_identities()[0], ordered_identities()[3], ordered_identities()[7]
+from tests.router.routing.routing_helpers import HIGH, LOW, MID, T0, ordered_identities
 
 
 def announcement_frame(ann: RootAnnouncement) -> bytes:

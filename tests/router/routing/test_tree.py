@@ -16,7 +16,7 @@ from router.routing.tree import (
     is_better_parent,
     next_hop_tree,
 )
-from tests.router.routing_helpers import K, announcement
+from tests.router.routing.routing_helpers import K, announcement
 
 A = AnnouncementAction
 DELTAS_AND_SEQUENCES = [(d, n, last) for d in (-1, 1, 0) for n, last in ((1, 1), (1, 2), (2, 1))]

@@ -10,7 +10,7 @@ import pytest
 from router.sim.mesh import Mesh
 from router.sim.topology import load_edge_list
 from tests.conftest import REPO_ROOT
-from tests.router.mesh_checks import assert_full_delivery, settle_and_expire
+from tests.router.sim.mesh_checks import assert_full_delivery, settle_and_expire
 
 GRAPHS_ENV = "PINEWOOD_GRAPHS"
 

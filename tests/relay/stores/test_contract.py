@@ -8,7 +8,7 @@ import os
 import pytest
 
 from relay.stores.base import Quota, Store, StoreError, secret_hash
-from tests.relay.conftest import run_with_store
+from tests.relay.stores.conftest import run_with_store
 
 NOW = 1_700_000_000.0
 DAY = 86400.0

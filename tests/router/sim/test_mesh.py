@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from router.sim import topology
 from router.sim.mesh import Mesh
-from tests.router.mesh_checks import assert_full_delivery, settle_and_expire
+from tests.router.sim.mesh_checks import assert_full_delivery, settle_and_expire
 
 
 def assert_healthy(mesh: Mesh) -> None:

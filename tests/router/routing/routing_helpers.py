@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from router.routing.tree import PeerAnnouncement, Root
-from router.wire import PublicKey, RootAnnouncement
+from router.wire import Identity, PublicKey, RootAnnouncement
+from tests.router.wire.keys import identity
 
 
 def K(n: int) -> PublicKey:
@@ -32,3 +33,15 @@ def announcement(
         signer_keys,
         ports[:-1],
     )
+
+
+T0 = 1000.0
+"""The start time of core tests' fake clock."""
+
+
+def ordered_identities() -> list[Identity]:
+    """Eight identities sorted by public key, so tests can pick a low, middle and high key."""
+    return sorted((identity(n) for n in range(1, 9)), key=lambda i: i.public_key)
+
+
+LOW, MID, HIGH = ordered_identities()[0], ordered_identities()[3], ordered_identities()[7]

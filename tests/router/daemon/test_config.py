@@ -96,3 +96,10 @@ def test_file_keys_may_be_written_with_hyphens(tmp_path: Path) -> None:
 
 def test_an_empty_environment_variable_counts_as_unset() -> None:
     assert load_config(environ={"PINEWOOD_MAX_PEERS": "", "PINEWOOD_LISTEN": ""}) == NodeConfig()
+
+
+def test_admin_must_be_loopback_unless_allowed() -> None:
+    with pytest.raises(ConfigError, match="loopback"):
+        load_config(environ={"PINEWOOD_ADMIN": "0.0.0.0:1"})
+    config = load_config(environ={"PINEWOOD_ADMIN": "0.0.0.0:1", "PINEWOOD_ADMIN_ALLOW_REMOTE": "true"})
+    assert config.admin_address == ("0.0.0.0", 1)

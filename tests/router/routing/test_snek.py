@@ -9,7 +9,7 @@ from router.routing.constants import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
 from router.routing.snek import SnakeEntry, next_hop_snek
 from router.routing.tree import LOCAL_PORT, PeerAnnouncement
 from router.wire import FULL_MASK, FULL_WATERMARK, Watermark
-from tests.router.routing_helpers import ZERO, K, announcement
+from tests.router.routing.routing_helpers import ZERO, K, announcement
 
 ROOT = (K(9), 1)
 PARENT_ANN = announcement(ROOT)

@@ -14,7 +14,7 @@ from router.wire import (
     encode_frame,
     sign_bootstrap,
 )
-from tests.router.test_core import LOW, MID, T0
+from tests.router.routing.routing_helpers import LOW, MID, T0
 
 
 def test_a_budget_refills_at_its_rate_up_to_its_burst() -> None:

@@ -18,7 +18,7 @@ from router.routing.snek import (
 )
 from router.routing.tree import PeerAnnouncement
 from router.wire import FULL_WATERMARK, PublicKey, Watermark
-from tests.router.routing_helpers import ZERO, K, announcement
+from tests.router.routing.routing_helpers import ZERO, K, announcement
 
 NOW = 1000.0
 ROOT = (K(14), 1)
