@@ -37,6 +37,22 @@ def wait_until(check: Callable[..., Any], timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
+def holds_for(check: Callable[[], Any], seconds: float, what: str, interval: float = 0.1) -> None:
+    """Poll ``check()`` for ``seconds`` and raise an AssertionError naming
+    ``what`` as soon as it is false: the check for something that must not
+    happen (a duplicate arriving late, a peering dropping), over a stated period."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if not result:
+            raise AssertionError(
+                f"{what}: broke after {seconds - (deadline - time.monotonic()):.2f} s ({result!r})"
+            )
+        if time.monotonic() > deadline:
+            return
+        time.sleep(interval)
+
+
 def free_port() -> int:
     """A port free now and never handed out before in this test process (the
     kernel may offer the same free port twice in a row, and two daemons of one

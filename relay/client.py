@@ -31,6 +31,7 @@ import msgpack
 import structlog
 
 from relay.envelope import EnvelopeError, new_id, open_envelope, seal, seal_to
+from relay.errors import RelayError
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.protocol import ProtocolError
 from relay.records import (
@@ -66,7 +67,7 @@ PUBLISH_INTERVAL_S = 10.0
 REGISTER_INTERVAL_S = 3600.0
 
 
-class RelayUnavailable(Exception):
+class RelayUnavailable(RelayError):
     """No relay would take the deposit (no record, no reachable relay, no intermediate)."""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import msgpack
 
 from relay.envelope import ID_BYTES, MAX_ENVELOPE_BYTES
+from relay.errors import RelayError
 
 ALPN = "pinewood-relay/1"
 MAX_MESSAGE_BYTES = MAX_ENVELOPE_BYTES + 64 * 1024
@@ -49,7 +50,7 @@ FIELDS: dict[str, dict[str, tuple[type, int | None]]] = {
 }
 
 
-class ProtocolError(Exception):
+class ProtocolError(RelayError):
     """A message that breaks the protocol; ``code`` goes back to the sender."""
 
     def __init__(self, code: str, message: str) -> None:

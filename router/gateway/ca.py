@@ -23,12 +23,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from router.gateway.errors import GatewayError
+
 CA_LIFETIME = datetime.timedelta(days=3650)
 LEAF_LIFETIME = datetime.timedelta(days=90)
 MAX_CACHED_NAMES = 1024
 
 
-class CAError(Exception):
+class CAError(GatewayError):
     """The CA's files are unusable."""
 
 

@@ -31,6 +31,7 @@ import structlog
 
 from relay.client import RelayClient
 from router.gateway.ca import LocalCA
+from router.gateway.errors import GatewayError
 from router.gateway.names import key_for_name
 from router.gateway.offline import serve_away
 from router.gateway.tunnel import (
@@ -110,10 +111,10 @@ def socks_reply(code: SocksReply) -> bytes:
     return bytes([SOCKS_VERSION, code, 0, SocksAddressType.IPV4]) + bytes(6)
 
 
-class ProxyError(Exception):
+class ProxyError(GatewayError):
     """A request the proxy refuses; ``status`` is the HTTP status to answer."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
 
@@ -125,18 +126,9 @@ class OutboundSettings:
     idle_timeout: float
 
 
-REASONS = {
-    400: "Bad Request",
-    403: "Forbidden",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-
-
-def _http_response(status: int, body: bytes, content_type: str = "text/plain") -> bytes:
+def _http_response(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> bytes:
     return (
-        f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\n"
+        f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
         + body
     )
@@ -182,7 +174,11 @@ class OutboundProxy:
         transport = writer.transport
         if not self.clients.admit(transport):
             self.counters["refused: too many clients"] += 1
-            writer.write(_http_response(503, b"pinewood gateway: too many connections in use\n"))
+            writer.write(
+                _http_response(
+                    HTTPStatus.SERVICE_UNAVAILABLE, b"pinewood gateway: too many connections in use\n"
+                )
+            )
             writer.close()
             return
         try:
@@ -219,7 +215,7 @@ class OutboundProxy:
         if key is None:
             self.counters["refused: not a key name"] += 1
             raise ProxyError(
-                403,
+                HTTPStatus.FORBIDDEN,
                 f"{host!r} is not a server name that stands for a node key (64 hex or 52 base32 "
                 "characters); the overlay gateway refuses to send it anywhere else",
             )
@@ -230,7 +226,7 @@ class OutboundProxy:
             stream = await self.sessions.open_stream(key, MATRIX_ALPN, self.settings.session_timeout)
         except SessionError as exc:
             self.counters["failed: destination unreachable"] += 1
-            status = 504 if isinstance(exc, SessionTimeout) else 502
+            status = HTTPStatus.GATEWAY_TIMEOUT if isinstance(exc, SessionTimeout) else HTTPStatus.BAD_GATEWAY
             raise ProxyError(status, f"cannot reach {host} over the overlay: {exc}") from None
         self.counters["tunnels opened"] += 1
         return stream
@@ -299,7 +295,7 @@ class OutboundProxy:
             if head.startswith(b"GET /.well-known/matrix/server "):
                 self.counters["well-known answered"] += 1
                 body = json.dumps({"m.server": f"{host}:{FEDERATION_PORT}"}).encode()
-                await side.write(_http_response(200, body, "application/json"))
+                await side.write(_http_response(HTTPStatus.OK, body, "application/json"))
                 await side.finish()
                 return
             try:
@@ -320,24 +316,26 @@ class OutboundProxy:
             head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
         except (asyncio.LimitOverrunError, ValueError):
             self.counters["refused: bad request"] += 1
-            await self._answer(writer, 400, "request head too long")
+            await self._answer(writer, HTTPStatus.BAD_REQUEST, "request head too long")
             return
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         try:
             if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                raise ProxyError(400, "not an HTTP/1.x request")
+                raise ProxyError(HTTPStatus.BAD_REQUEST, "not an HTTP/1.x request")
             method, target, version = parts
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
                 if not port.isdigit():
-                    raise ProxyError(400, "CONNECT needs host:port")
+                    raise ProxyError(HTTPStatus.BAD_REQUEST, "CONNECT needs host:port")
                 client = PlainSide(reader, writer)
                 client.answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
                 await self._tunnel(client, host, int(port))
                 return
             if not target.startswith("http://"):
-                raise ProxyError(400, "only CONNECT and absolute http:// requests are proxied")
+                raise ProxyError(
+                    HTTPStatus.BAD_REQUEST, "only CONNECT and absolute http:// requests are proxied"
+                )
             authority, _, path = target.removeprefix("http://").partition("/")
             host = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
             self.clients.busy(writer.transport)
@@ -362,8 +360,8 @@ class OutboundProxy:
         client.writer.write(client.answer)
         await client.writer.drain()
 
-    async def _answer(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:
-        log.info("federation proxy refused a request", status=status, reason=message)
+    async def _answer(self, writer: asyncio.StreamWriter, status: HTTPStatus, message: str) -> None:
+        log.info("federation proxy refused a request", status=status.value, reason=message)
         writer.write(_http_response(status, f"pinewood gateway: {message}\n".encode()))
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()

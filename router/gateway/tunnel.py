@@ -14,6 +14,7 @@ import ssl
 import time
 from typing import Protocol
 
+from router.gateway.errors import GatewayError
 from router.sessions.errors import SessionError
 from router.sessions.runtime import SessionStream
 
@@ -21,7 +22,7 @@ CHUNK = 65536
 TLS_HANDSHAKE_RECORD = 0x16
 
 
-class TunnelError(Exception):
+class TunnelError(GatewayError):
     """A tunnel broke: TLS failed, a side went away, or it sat idle too long."""
 
 

@@ -11,10 +11,9 @@ transaction to Synapse B, where Bob sees the message.
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
-from bench.daemons import DaemonNet
+from bench.daemons import DaemonNet, wait_until
 from tests.e2e.synapse import Homeserver, free_port
 
 
@@ -62,19 +61,23 @@ def test_message_to_an_away_homeserver_arrives_through_a_relay(synapse_python: P
                 bob.join(room, via=[gateways["a"]["server_name"]])
                 alice.send_text(room, "before")
                 bob.wait_for_message(room, "before", timeout=60, sender=alice.user_id)
-                deadline = time.monotonic() + 30
-                while not net.daemons["b"].api("GET", "/relay")["record_published"]:
-                    assert time.monotonic() < deadline, "b never published its relay record"
-                    time.sleep(0.5)
+                wait_until(
+                    lambda: net.daemons["b"].api("GET", "/relay")["record_published"],
+                    30,
+                    "b publishes its relay record",
+                    interval=0.5,
+                )
 
                 b = net.daemons["b"]
                 net.kill("b", signal.SIGTERM)
                 alice.send_text(room, "while you were away")
                 # Synapse A is told the transaction was delivered once it is on r.
-                deadline = time.monotonic() + 90
-                while net.daemons["r"].api("GET", "/relay")["store"]["envelopes"] == 0:
-                    assert time.monotonic() < deadline, "nothing was left on b's relay"
-                    time.sleep(0.5)
+                wait_until(
+                    lambda: net.daemons["r"].api("GET", "/relay")["store"]["envelopes"] > 0,
+                    90,
+                    "something is left on b's relay",
+                    interval=0.5,
+                )
 
                 net.launch(b, [*args["b"], f"--peer={net.daemons['h'].uri}"])
                 net.wait_up(b)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 from bench.daemons import DaemonNet, wait_until
 
@@ -34,10 +33,7 @@ def test_peers_added_and_removed_at_run_time(net: DaemonNet) -> None:
 
     removed = cli("peer", "remove", b.uri, f"--admin={a.admin}")
     assert removed.returncode == 0, removed.stderr
-    deadline = time.monotonic() + 10
-    while a.api("GET", "/status")["peers"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert a.api("GET", "/status")["peers"] == 0
+    wait_until(lambda: a.api("GET", "/status")["peers"] == 0, 10, "the removed peer's link closed")
     assert cli("peer", "remove", b.uri, f"--admin={a.admin}").returncode == 2  # no longer configured
 
 
@@ -61,12 +57,10 @@ def test_a_static_peer_that_is_ourselves_is_given_up(net: DaemonNet) -> None:
     net.start(["a"], [])
     a = net.daemons["a"]
     a.api("POST", "/peers", {"uri": a.uri})
-    deadline = time.monotonic() + 10
-    entry: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        entry = next(p for p in a.api("GET", "/peers") if p["uri"] == a.uri)
-        if str(entry.get("last_error", "")).startswith("gave up"):
-            break
-        time.sleep(0.2)
-    assert str(entry["last_error"]).startswith("gave up"), entry
+
+    def given_up() -> dict[str, object] | None:
+        entry: dict[str, object] = next(p for p in a.api("GET", "/peers") if p["uri"] == a.uri)
+        return entry if str(entry.get("last_error", "")).startswith("gave up") else None
+
+    entry = wait_until(given_up, 10, "the node gives up dialling itself")
     assert entry["attempts"] == 1

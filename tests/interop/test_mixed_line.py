@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.daemons import wait_until
+from bench.daemons import holds_for, wait_until
 from tests.interop.mixed import MixedNet, key_of
 
 LENGTH = 8
@@ -183,8 +183,11 @@ def test_go_to_go_across_pinewood_transit(line: Line) -> None:
             10,
             f"{burst * BURST} packets {first} -> {last}",
         )
-    time.sleep(0.5)
-    assert net.go[last].received()["received"][net.key(first)] == 200
+    holds_for(
+        lambda: net.go[last].received()["received"][net.key(first)] == 200,
+        0.5,
+        "exactly 200 packets arrive, no late duplicates",
+    )
     for p in transit:
         assert net.pinewood_status(p)["traffic"]["forwarded"] - forwarded[p] >= 206, p
 
