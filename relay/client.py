@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,22 +29,13 @@ import structlog
 
 from relay.envelope import EnvelopeError, new_id, open_envelope, seal, seal_to
 from relay.errors import RelayError
+from relay.homeserver import Outcome, deliver
+from relay.inbox import Inbox, InboxError
+from relay.lookups import RecordLookups
+from relay.mailboxes import load_mailboxes
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.protocol import ProtocolError
-from relay.records import (
-    PREFIX,
-    Answer,
-    Lookup,
-    RecordBook,
-    RelayEntry,
-    RelayRecord,
-    answer_message,
-    key_above,
-    lookup_message,
-    make_record,
-    new_nonce,
-    store_message,
-)
+from relay.records import PREFIX, RelayEntry, RelayRecord, make_record
 from relay.service import call
 from router.sessions.errors import SessionError
 from router.sessions.runtime import Sessions
@@ -59,7 +47,6 @@ log = structlog.get_logger("relay")
 __all__ = ["PREFIX", "RELAY_ALPN", "RelayClient", "RelayClientSettings", "RelayUnavailable"]
 
 CALL_TIMEOUT_S = 15.0
-LOWEST = bytes(32)
 SETTLING_S = 30.0
 SETTLING_PUBLISH_INTERVAL_S = 2.0
 PUBLISH_INTERVAL_S = 10.0
@@ -81,44 +68,6 @@ class RelayClientSettings:
     allow_direct: bool = False
 
 
-async def replay(address: tuple[str, int], request: bytes, timeout: float) -> int:
-    """Send ``request`` (one whole HTTP/1.1 request) to the homeserver; its status."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout)
-    try:
-        writer.write(request)
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-        status = int(head.split(b" ", 2)[1])
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                await asyncio.wait_for(reader.readexactly(int(line.split(b":", 1)[1])), timeout)
-        return status
-    finally:
-        writer.close()
-
-
-class Inbox:
-    """Ids of envelopes delivered to the homeserver, until they expire."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS delivered (id BLOB PRIMARY KEY, expires REAL NOT NULL)")
-
-    def seen(self, envelope_id: bytes) -> bool:
-        return self.db.execute("SELECT 1 FROM delivered WHERE id = ?", (envelope_id,)).fetchone() is not None
-
-    def add(self, envelope_id: bytes, expires: float) -> None:
-        self.db.execute("INSERT OR IGNORE INTO delivered (id, expires) VALUES (?, ?)", (envelope_id, expires))
-
-    def sweep(self, now: float) -> None:
-        self.db.execute("DELETE FROM delivered WHERE expires < ?", (now,))
-
-    def close(self) -> None:
-        self.db.close()
-
-
 class RelayClient:
     def __init__(
         self,
@@ -136,12 +85,12 @@ class RelayClient:
         self.settings = settings
         self.is_highest = is_highest
         self.directory = data_dir / "relay"
-        self.book = RecordBook()
-        self.own: RelayRecord | None = None
         self.counters: Counter[str] = Counter()
-        self._lookups: dict[bytes, tuple[bytes, asyncio.Future[RelayRecord | None]]] = {}
+        self.records = RecordLookups(self.key, send_datagram, settings.lookup_timeout_s, self.counters)
         self._tasks: list[asyncio.Task[None]] = []
-        self._mailboxes = self._load_mailboxes() if settings.relays else {}
+        self._mailboxes = (
+            load_mailboxes(self.directory / "mailboxes.json", settings.relays) if settings.relays else {}
+        )
         self.registered: set[bytes] = set()
         self._inbox: Inbox | None = None
         self._wake = asyncio.Event()
@@ -152,29 +101,6 @@ class RelayClient:
 
     # ------------------------------------------------------------ lifecycle
 
-    def _load_mailboxes(self) -> dict[bytes, tuple[bytes, bytes]]:
-        """Our mailbox (id, secret) on each relay, made once and kept (mode 0600)."""
-        path = self.directory / "mailboxes.json"
-        state: dict[str, Any] = {}
-        if path.exists():
-            with contextlib.suppress(ValueError, OSError):
-                state = json.loads(path.read_text())
-        changed = False
-        out: dict[bytes, tuple[bytes, bytes]] = {}
-        for relay in self.settings.relays:
-            entry = state.get(relay.hex())
-            if not (isinstance(entry, dict) and isinstance(entry.get("mailbox"), str)):
-                entry = {"mailbox": os.urandom(16).hex(), "secret": os.urandom(32).hex()}
-                state[relay.hex()] = entry
-                changed = True
-            out[relay] = (bytes.fromhex(entry["mailbox"]), bytes.fromhex(entry["secret"]))
-        if changed:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(state, handle)
-        return out
-
     def start(self) -> None:
         if self._mailboxes:
             self._inbox = Inbox(self.directory / "inbox.db")
@@ -184,7 +110,21 @@ class RelayClient:
         self._stopping = True
         await stop_tasks(self._tasks)
         if self._inbox is not None:
-            self._inbox.close()
+            with contextlib.suppress(InboxError):
+                await self._inbox.close()
+
+    @property
+    def own(self) -> RelayRecord | None:
+        """This node's own record, once published."""
+        return self.records.own
+
+    def datagram(self, source: bytes, destination: bytes, payload: bytes) -> None:
+        """A record datagram arrived (see :meth:`RecordLookups.datagram`)."""
+        self.records.datagram(source, destination, payload)
+
+    async def lookup(self, subject: bytes, fresh: bool = False) -> RelayRecord | None:
+        """The relay record of ``subject`` (see :meth:`RecordLookups.lookup`)."""
+        return await self.records.lookup(subject, fresh)
 
     def fetch_soon(self) -> None:
         self._fetch_soon = True
@@ -196,6 +136,13 @@ class RelayClient:
         self._wake.set()
 
     async def _maintain(self) -> None:
+        assert self._inbox is not None
+        try:
+            await self._inbox.open()
+        except InboxError as exc:
+            self.counters["inbox unusable"] += 1
+            log.error("relay mailboxes not fetched: the inbox cannot be opened", error=str(exc))
+            return
         loop = asyncio.get_running_loop()
         self._started = loop.time()
         next_register = next_publish = next_fetch = 0.0
@@ -249,57 +196,10 @@ class RelayClient:
         entries = [RelayEntry(r, self._mailboxes[r][0]) for r in self.settings.relays if r in self.registered]
         if not entries:
             return
-        self.own = make_record(self.identity, entries, time.time(), self.settings.lifetime_s)
-        self.book.add(self.own)
-        self.send_datagram(key_above(self.key), store_message(self.own))
-        if self.is_highest():
-            # No key above ours: key space wraps round to the lowest node, which
-            # is where a lookup that finds no one above us goes next.
-            self.send_datagram(LOWEST, store_message(self.own))
-        self.counters["records published"] += 1
-
-    # ------------------------------------------------------------ record datagrams
-
-    def datagram(self, source: bytes, destination: bytes, payload: bytes) -> None:
-        """A record datagram arrived, addressed to ``destination`` (us, or a key
-        we stand in for while it is away)."""
-        result = self.book.handle(payload, time.time())
-        if isinstance(result, Lookup):
-            record = self.own if result.subject == self.key else self.book.get(result.subject, time.time())
-            if (
-                record is None
-                and source == self.key
-                and destination == result.subject
-                and self.key < result.subject
-            ):
-                # Our own lookup ended here, below the key we look for: no node
-                # has a key above it.  Key space wraps: ask the lowest node.
-                self.send_datagram(LOWEST, lookup_message(result.nonce, result.subject))
-                return
-            self.counters["lookups answered" if record else "lookups unknown"] += 1
-            self.send_datagram(source, answer_message(result.nonce, record))
-        elif isinstance(result, Answer):
-            pending = self._lookups.get(result.nonce)
-            if pending is not None and not pending[1].done():
-                subject, future = pending
-                if result.record is None or result.record.subject == subject:
-                    future.set_result(result.record)
-
-    async def lookup(self, subject: bytes, fresh: bool = False) -> RelayRecord | None:
-        """The relay record of ``subject``: cached (unless ``fresh``), or asked of key space."""
-        record = None if fresh else self.book.get(subject, time.time())
-        if record is not None:
-            return record
-        nonce = new_nonce()
-        future: asyncio.Future[RelayRecord | None] = asyncio.get_running_loop().create_future()
-        self._lookups[nonce] = (subject, future)
-        try:
-            self.send_datagram(subject, lookup_message(nonce, subject))
-            return await asyncio.wait_for(future, self.settings.lookup_timeout_s)
-        except TimeoutError:
-            return None
-        finally:
-            self._lookups.pop(nonce, None)
+        record = make_record(self.identity, entries, time.time(), self.settings.lifetime_s)
+        # With no key above ours, key space wraps round to the lowest node, which
+        # is where a lookup that finds no one above us goes next: it gets a copy.
+        self.records.publish(record, self.is_highest())
 
     # ------------------------------------------------------------ depositing for others
 
@@ -346,10 +246,15 @@ class RelayClient:
         """Fetch every mailbox, deliver what is new, acknowledge; how many were delivered."""
         delivered = 0
         for relay, (mailbox, secret) in self._mailboxes.items():
-            with contextlib.suppress(SessionError, ProtocolError, TimeoutError, OSError):
+            try:
                 delivered += await self._fetch(relay, mailbox, secret)
+            except (SessionError, ProtocolError, InboxError, TimeoutError, OSError) as exc:
+                self.counters["fetches failed"] += 1
+                log.debug("cannot fetch a mailbox", relay=relay.hex(), error=str(exc))
         if self._inbox is not None:
-            self._inbox.sweep(time.time())
+            with contextlib.suppress(InboxError):
+                await self._inbox.sweep(time.time())
+        self.counters["fetch rounds"] += 1
         return delivered
 
     async def _fetch(self, relay: bytes, mailbox: bytes, secret: bytes) -> int:
@@ -374,7 +279,7 @@ class RelayClient:
                 if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], bytes)):
                     continue
                 envelope_id, expires, ciphertext = item
-                if self._inbox.seen(envelope_id):
+                if await self._inbox.seen(envelope_id):
                     self.counters["duplicates dropped"] += 1
                     done.append(envelope_id)
                     continue
@@ -385,12 +290,14 @@ class RelayClient:
                     log.warning("dropping an envelope that does not open", reason=str(exc))
                     done.append(envelope_id)
                     continue
-                outcome = await self._deliver(opened.payload)
-                if outcome is None:
+                outcome = await deliver(
+                    self.settings.homeserver, opened.payload, CALL_TIMEOUT_S, self.counters
+                )
+                if outcome is Outcome.LATER:
                     stop = True  # keep order: try again later from here
                     break
-                self._inbox.add(envelope_id, float(expires) + 86400.0)
-                if outcome:
+                await self._inbox.add(envelope_id, float(expires) + 86400.0)
+                if outcome is Outcome.TAKEN:
                     self.counters["envelopes delivered"] += 1
                     delivered += 1
                 done.append(envelope_id)
@@ -403,23 +310,3 @@ class RelayClient:
                 )
             if stop or len(envelopes) < 100:
                 return delivered
-
-    async def _deliver(self, request: bytes) -> bool | None:
-        """Replay one request: True if the homeserver took it, False if it refused
-        it for good (a 4xx other than 429: retrying cannot help), None to retry later."""
-        if self.settings.homeserver is None:
-            self.counters["envelopes with no homeserver to take them"] += 1
-            return None
-        try:
-            status = await replay(self.settings.homeserver, request, CALL_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
-            self.counters["homeserver unreachable"] += 1
-            log.info("cannot replay to the homeserver", error=str(exc))
-            return None
-        if 200 <= status < 300:
-            return True
-        self.counters[f"homeserver answered {status}"] += 1
-        if 400 <= status < 500 and status != 429:
-            log.warning("the homeserver refused a relayed request", status=status)
-            return False
-        return None

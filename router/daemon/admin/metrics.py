@@ -107,7 +107,10 @@ def render_metrics(node: Node, relay_stats: StoreStats | None = None) -> str:
         [(f'{{event="{_label(r)}"}}', float(v)) for r, v in sorted(client.counters.items())],
     )
     metric(
-        "relay_records_held", "gauge", "Relay records this node keeps for others.", [("", len(client.book))]
+        "relay_records_held",
+        "gauge",
+        "Relay records this node keeps for others.",
+        [("", len(client.records.book))],
     )
     service = node.relay_service
     if service is not None and relay_stats is not None:

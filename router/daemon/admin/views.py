@@ -189,7 +189,7 @@ async def get_relay(node: Node, query: dict[str, list[str]], body: Any) -> tuple
         "relays": [k.hex() for k in client.settings.relays],
         "registered": sorted(k.hex() for k in client.registered),
         "record_published": client.own is not None,
-        "records_held": len(client.book),
+        "records_held": len(client.records.book),
         "client_counters": dict(client.counters),
         "serving": node.relay_service is not None,
     }

@@ -1,0 +1,195 @@
+"""The relay client against a real relay service and a homeserver stand-in, over
+an in-memory overlay: record publishing and lookups, deposits, and delivery to
+the homeserver exactly once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.client import RelayClientSettings, RelayUnavailable
+from relay.stores.base import secret_hash
+from tests.relay.overlay import MemoryNode, MemoryOverlay
+
+
+class Homeserver:
+    """Answers each HTTP request with the next status of ``statuses`` (the last
+    one repeated) and keeps the requests it was sent."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> tuple[str, int]:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        self.requests.append(head + await reader.readexactly(length))
+        status = self.statuses[min(len(self.requests), len(self.statuses)) - 1]
+        writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+        await writer.drain()
+        writer.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def request(n: int) -> bytes:
+    body = f'{{"n": {n}}}'.encode()
+    return (
+        f"PUT /_matrix/federation/v1/send/{n} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await asyncio.sleep(0.01)
+    return result
+
+
+def run(test: Callable[[Path], Coroutine[Any, Any, None]]) -> Callable[[Path], None]:
+    @functools.wraps(test)
+    def wrapper(tmp_path: Path) -> None:
+        asyncio.run(asyncio.wait_for(test(tmp_path), 120))
+
+    return wrapper
+
+
+async def three_nodes(
+    tmp_path: Path, statuses: list[int]
+) -> tuple[MemoryOverlay, Homeserver, MemoryNode, MemoryNode, MemoryNode]:
+    """A relay R, a recipient B with one mailbox on R and a homeserver, and a
+    sender S with no relay of its own (so it deposits on R directly)."""
+    overlay = MemoryOverlay(tmp_path)
+    homeserver = Homeserver(statuses)
+    address = await homeserver.start()
+    r, b, s = overlay.add(), overlay.add(), overlay.add()
+    await overlay.with_service(r)
+    overlay.with_client(r, RelayClientSettings(relays=(), homeserver=None))
+    overlay.with_client(b, RelayClientSettings(relays=(r.key,), homeserver=address, fetch_interval_s=3600))
+    overlay.with_client(s, RelayClientSettings(relays=(), homeserver=None, allow_direct=True))
+    for node in (r, b, s):
+        assert node.client is not None
+        node.client.start()
+    assert b.client is not None
+    # B registers, publishes and fetches once at start; the tests fetch by hand after that.
+    await until(lambda: b.client is not None and b.client.own is not None, "b publishes its record")
+    await until(lambda: b.client is not None and b.client.counters["fetch rounds"] >= 1, "b's first fetch")
+    return overlay, homeserver, r, b, s
+
+
+@run
+async def test_a_deposit_is_delivered_once_and_a_refetched_copy_is_dropped(tmp_path: Path) -> None:
+    overlay, homeserver, r, b, s = await three_nodes(tmp_path, [200])
+    assert b.client is not None and s.client is not None and r.service is not None
+    try:
+        # S finds B's record in key space (from B itself, which is up) and deposits on R.
+        assert await s.client.deposit(b.key, request(1)) == r.key
+        assert s.client.counters["envelopes deposited"] == 1
+        mailbox, secret = b.client._mailboxes[r.key]
+        [stored] = await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time())
+
+        assert await b.client.fetch_all() == 1
+        assert homeserver.requests == [request(1)]  # replayed byte for byte
+        assert await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time()) == []
+
+        # The same envelope again (as after a lost acknowledgement): dropped, and acknowledged.
+        await r.service.store.deposit(mailbox, stored.envelope_id, stored.expires, stored.body, time.time())
+        assert await b.client.fetch_all() == 0
+        assert homeserver.requests == [request(1)]
+        assert b.client.counters["duplicates dropped"] == 1
+        assert await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time()) == []
+    finally:
+        homeserver.close()
+        await overlay.close()
+
+
+@run
+async def test_order_is_kept_while_the_homeserver_cannot_take_a_request(tmp_path: Path) -> None:
+    # 503: try again later, from the same envelope; then 400: refused for good; then 200.
+    overlay, homeserver, _r, b, s = await three_nodes(tmp_path, [503, 400, 200])
+    assert b.client is not None and s.client is not None
+    try:
+        await s.client.deposit(b.key, request(1))
+        await s.client.deposit(b.key, request(2))
+        assert await b.client.fetch_all() == 0  # 503 on the first: nothing after it is tried
+        assert homeserver.requests == [request(1)]
+        assert b.client.counters["homeserver answered 503"] == 1
+        assert await b.client.fetch_all() == 1  # 400 drops the first; the second is taken
+        assert homeserver.requests == [request(1), request(1), request(2)]
+        assert b.client.counters["homeserver answered 400"] == 1
+        assert b.client.counters["envelopes delivered"] == 1
+        assert await b.client.fetch_all() == 0  # both acknowledged
+        assert len(homeserver.requests) == 3
+    finally:
+        homeserver.close()
+        await overlay.close()
+
+
+@run
+async def test_an_unreachable_homeserver_leaves_the_envelope_on_the_relay(tmp_path: Path) -> None:
+    overlay, homeserver, r, b, s = await three_nodes(tmp_path, [200])
+    assert b.client is not None and s.client is not None and r.service is not None
+    homeserver.close()
+    try:
+        await s.client.deposit(b.key, request(1))
+        assert await b.client.fetch_all() == 0
+        assert b.client.counters["homeserver unreachable"] == 1
+        mailbox, secret = b.client._mailboxes[r.key]
+        assert len(await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time())) == 1
+    finally:
+        await overlay.close()
+
+
+@run
+async def test_a_node_with_no_record_cannot_be_deposited_for(tmp_path: Path) -> None:
+    overlay, homeserver, _r, _b, s = await three_nodes(tmp_path, [200])
+    assert s.client is not None
+    try:
+        with pytest.raises(RelayUnavailable, match="published no relays"):
+            await s.client.deposit(bytes(range(32)), request(1))
+        assert s.client.counters["deposits without a record"] == 1
+    finally:
+        homeserver.close()
+        await overlay.close()
+
+
+@run
+async def test_an_offline_recipients_record_is_found_where_it_was_stored(tmp_path: Path) -> None:
+    overlay, homeserver, r, b, s = await three_nodes(tmp_path, [200])
+    assert s.client is not None and b.client is not None
+    try:
+        # B's record went to the node above B's key (or round to the lowest).
+        holders = [
+            n
+            for n in overlay.nodes.values()
+            if n is not b and n.client and n.client.records.book.get(b.key, time.time())
+        ]
+        assert holders, "no other node holds b's record"
+        overlay.offline.add(b.key)
+        record = await s.client.records.lookup(b.key, fresh=True)
+        assert record is not None and record.subject == b.key
+        assert [e.relay for e in record.relays] == [r.key]
+    finally:
+        homeserver.close()
+        await overlay.close()
