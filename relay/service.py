@@ -34,7 +34,8 @@ from relay.protocol import (
 from relay.stores.base import Quota, Store, StoreError, secret_hash
 from router.routing.budget import TokenBucket
 from router.sessions.errors import SessionError
-from router.sessions.runtime import Sessions, SessionStream
+from router.sessions.runtime import Sessions
+from router.sessions.stream import SessionStream
 from router.wire.keys import Identity
 
 log = structlog.get_logger("relay")

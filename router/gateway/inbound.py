@@ -17,7 +17,7 @@ import structlog
 from router.gateway.tunnel import PlainSide, StreamSide, TunnelError, pipe
 from router.sessions.endpoint import StreamResetCode
 from router.sessions.errors import SessionError
-from router.sessions.runtime import SessionStream
+from router.sessions.stream import SessionStream
 
 log = structlog.get_logger("router.gateway")
 

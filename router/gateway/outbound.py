@@ -46,7 +46,8 @@ from router.gateway.tunnel import (
 )
 from router.http.connection_table import ConnectionTable
 from router.sessions.errors import SessionError, SessionTimeout
-from router.sessions.runtime import Sessions, SessionStream
+from router.sessions.runtime import Sessions
+from router.sessions.stream import SessionStream
 
 log = structlog.get_logger("router.gateway")
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from router.gateway.errors import GatewayError
 from router.sessions.errors import SessionError
-from router.sessions.runtime import SessionStream
+from router.sessions.stream import SessionStream
 
 CHUNK = 65536
 TLS_HANDSHAKE_RECORD = 0x16

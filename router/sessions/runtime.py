@@ -12,9 +12,8 @@ stops reading stops the peer by QUIC flow control.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from router.quic.engine import stream_buffered_bytes
 from router.sessions.endpoint import (
@@ -29,125 +28,15 @@ from router.sessions.endpoint import (
     StreamResetCode,
 )
 from router.sessions.errors import SessionError, SessionTimeout
+from router.sessions.stream import SessionStream
 from router.tasks import stop_tasks
 from router.wire.keys import Identity
 
 WRITE_HIGH_WATER = 256 * 1024
 """Unsent bytes of one stream above which a writer's ``drain`` waits."""
 
-StreamHandler = Callable[["SessionStream"], Awaitable[None]]
+StreamHandler = Callable[[SessionStream], Awaitable[None]]
 SendDatagram = Callable[[bytes, bytes], None]
-
-
-class SessionStream:
-    """One bidirectional QUIC stream of a session: bytes in order, both ways."""
-
-    def __init__(self, sessions: Sessions, session: Session, stream_id: int) -> None:
-        self._sessions = sessions
-        self.session = session
-        self.stream_id = stream_id
-        self._chunks: deque[bytes] = deque()
-        self._eof = False
-        self._error: str | None = None
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._write_closed = False
-        self._read_done = False
-        self.bytes_in = 0
-        self.bytes_out = 0
-
-    @property
-    def key(self) -> bytes:
-        return self.session.key
-
-    @property
-    def alpn(self) -> str:
-        return self.session.alpn
-
-    # ---------------------------------------------------------- reading
-
-    async def read(self, limit: int = 65536) -> bytes:
-        """Up to ``limit`` bytes; b"" once the peer has finished sending."""
-        while not self._chunks:
-            if self._error is not None:
-                raise SessionError(self._error)
-            if self._eof:
-                self._finish_reading()
-                return b""
-            self._readable.clear()
-            await self._readable.wait()
-        chunk = self._chunks.popleft()
-        if len(chunk) > limit:
-            self._chunks.appendleft(chunk[limit:])
-            chunk = chunk[:limit]
-        self._sessions._consumed(self, len(chunk))
-        return chunk
-
-    async def readexactly(self, count: int) -> bytes:
-        parts: list[bytes] = []
-        while count:
-            chunk = await self.read(count)
-            if not chunk:
-                raise SessionError("stream ended early")
-            parts.append(chunk)
-            count -= len(chunk)
-        return b"".join(parts)
-
-    def _feed(self, data: bytes, end: bool) -> None:
-        if data:
-            self._chunks.append(data)
-            self.bytes_in += len(data)
-        if end:
-            self._eof = True
-        self._readable.set()
-
-    def _finish_reading(self) -> None:
-        if not self._read_done:
-            self._read_done = True
-            self._sessions._maybe_done(self)
-
-    # ---------------------------------------------------------- writing
-
-    def write(self, data: bytes) -> None:
-        if self._write_closed:
-            raise SessionError("stream closed for writing")
-        if self._error is not None:
-            raise SessionError(self._error)
-        if data:
-            self.bytes_out += len(data)
-            self._sessions._send(self, data, False)
-
-    async def drain(self) -> None:
-        while not self._writable.is_set():
-            if self._error is not None:
-                raise SessionError(self._error)
-            await self._writable.wait()
-        if self._error is not None:
-            raise SessionError(self._error)
-
-    def write_eof(self) -> None:
-        """Finish our side of the stream (the peer reads b"" after the rest)."""
-        if not self._write_closed and self._error is None:
-            self._write_closed = True
-            self._sessions._send(self, b"", True)
-            self._sessions._maybe_done(self)
-
-    def abort(self, error_code: int = StreamResetCode.ABORTED) -> None:
-        """Break the stream both ways at once."""
-        if self._error is None:
-            self._fail("stream aborted")
-            self._sessions._abort(self, error_code)
-
-    def _fail(self, reason: str) -> None:
-        if self._error is None:
-            self._error = reason
-        self._readable.set()
-        self._writable.set()
-
-    @property
-    def done(self) -> bool:
-        return self._error is not None or (self._write_closed and self._read_done)
 
 
 class Sessions:
@@ -224,24 +113,6 @@ class Sessions:
         self.endpoint.datagram_received(source, payload, self.loop.time())
         self._kick()
 
-    def session_list(self) -> list[dict[str, Any]]:
-        out = []
-        for session in self.endpoint.sessions:
-            out.append(
-                {
-                    "key": session.key.hex(),
-                    "protocol": session.alpn,
-                    "direction": "outbound" if session.outbound else "inbound",
-                    "established": session.established,
-                    "closing": session.closed,
-                    "streams": len(session.streams),
-                    "bytes_sent": session.bytes_sent,
-                    "bytes_received": session.bytes_received,
-                    "rtt_ms": round(session.rtt_s * 1000, 2) if session.rtt_s is not None else None,
-                }
-            )
-        return out
-
     async def close(self) -> None:
         """Close every session (the peers are told) and stop."""
         self.closing = True
@@ -253,22 +124,24 @@ class Sessions:
 
     # ---------------------------------------------------------- stream plumbing
 
-    def _send(self, stream: SessionStream, data: bytes, end: bool) -> None:
+    # (the StreamCarrier protocol: what a SessionStream asks of its runtime)
+
+    def stream_send(self, stream: SessionStream, data: bytes, end: bool) -> None:
         self.endpoint.send(stream.session, stream.stream_id, data, end)
         if self._unsent(stream) > WRITE_HIGH_WATER:
-            stream._writable.clear()
+            stream.pause_writing()
         self._kick()
 
-    def _consumed(self, stream: SessionStream, count: int) -> None:
+    def stream_consumed(self, stream: SessionStream, count: int) -> None:
         self.endpoint.consumed(stream.session, stream.stream_id, count)
         self._kick()
 
-    def _abort(self, stream: SessionStream, error_code: int) -> None:
+    def stream_abort(self, stream: SessionStream, error_code: int) -> None:
         self.endpoint.abort_stream(stream.session, stream.stream_id, error_code)
         self._streams.pop((stream.session, stream.stream_id), None)
         self._kick()
 
-    def _maybe_done(self, stream: SessionStream) -> None:
+    def stream_finished(self, stream: SessionStream) -> None:
         if stream.done and self._streams.pop((stream.session, stream.stream_id), None) is not None:
             self.endpoint.stream_done(stream.session, stream.stream_id)
 
@@ -289,8 +162,8 @@ class Sessions:
             self._send_datagram(key, payload)
         self._handle_events()
         for stream in self._streams.values():
-            if not stream._writable.is_set() and self._unsent(stream) <= WRITE_HIGH_WATER // 4:
-                stream._writable.set()
+            if stream.writing_paused and self._unsent(stream) <= WRITE_HIGH_WATER // 4:
+                stream.resume_writing()
         self._arm_timer()
 
     def _handle_events(self) -> None:
@@ -303,11 +176,11 @@ class Sessions:
                     stream = self._accept_stream(event.session, event.stream_id)
                     if stream is None:
                         continue
-                stream._feed(event.data, event.end)
+                stream.data_received(event.data, event.end)
             elif isinstance(event, StreamAborted):
                 stream = self._streams.pop((event.session, event.stream_id), None)
                 if stream is not None:
-                    stream._fail(f"stream reset by the peer ({event.error_code})")
+                    stream.connection_lost(f"stream reset by the peer ({event.error_code})")
                     self.endpoint.stream_done(event.session, event.stream_id)
             elif isinstance(event, SessionUp):
                 self.counters["sessions established"] += 1
@@ -321,7 +194,7 @@ class Sessions:
                         waiter.set_result(None)
                 for (session, stream_id), stream in list(self._streams.items()):
                     if session is event.session:
-                        stream._fail(f"session closed: {event.reason}")
+                        stream.connection_lost(f"session closed: {event.reason}")
                         del self._streams[(session, stream_id)]
 
     def _accept_stream(self, session: Session, stream_id: int) -> SessionStream | None:

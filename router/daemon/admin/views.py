@@ -10,6 +10,7 @@ from router.daemon.admin.errors import HTTPError
 from router.daemon.admin.metrics import render_metrics
 from router.daemon.node import Node
 from router.links.uri import URIError
+from router.sessions.endpoint import Endpoint
 from router.wire.errors import EncodeError
 from router.wire.keys import PublicKey, key_from_hex
 
@@ -171,9 +172,26 @@ async def post_relay_lookup(node: Node, query: dict[str, list[str]], body: Any) 
     }
 
 
+def _session_rows(endpoint: Endpoint) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": session.key.hex(),
+            "protocol": session.alpn,
+            "direction": "outbound" if session.outbound else "inbound",
+            "established": session.established,
+            "closing": session.closed,
+            "streams": len(session.streams),
+            "bytes_sent": session.bytes_sent,
+            "bytes_received": session.bytes_received,
+            "rtt_ms": round(session.rtt_s * 1000, 2) if session.rtt_s is not None else None,
+        }
+        for session in endpoint.sessions
+    ]
+
+
 async def get_sessions(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     return 200, {
-        "sessions": node.sessions.session_list(),
+        "sessions": _session_rows(node.sessions.endpoint),
         "counters": dict(node.sessions.counters),
         "drops": dict(node.sessions.endpoint.drops),
     }

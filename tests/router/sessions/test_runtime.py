@@ -12,7 +12,8 @@ import pytest
 
 from router.sessions.endpoint import Limits, StreamResetCode
 from router.sessions.errors import SessionError, SessionTimeout
-from router.sessions.runtime import Sessions, SessionStream
+from router.sessions.runtime import Sessions
+from router.sessions.stream import SessionStream
 from router.wire.keys import Identity
 
 
