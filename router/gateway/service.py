@@ -34,7 +34,9 @@ class GatewaySettings:
 class Gateway:
     """What a node runs for its homeserver, as configured."""
 
-    def __init__(self, settings: GatewaySettings, sessions: Sessions, relay_client: RelayClient) -> None:
+    def __init__(
+        self, settings: GatewaySettings, sessions: Sessions, relay_client: RelayClient | None = None
+    ) -> None:
         self.settings = settings
         self.server_name = server_name(settings.key, settings.server_name_suffix)
         self.ca: LocalCA | None = None

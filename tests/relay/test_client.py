@@ -15,7 +15,7 @@ import pytest
 
 from relay.client import RelayClientSettings, RelayUnavailable
 from relay.stores.base import secret_hash
-from tests.relay.overlay import MemoryNode, MemoryOverlay
+from tests.overlay import MemoryNode, MemoryOverlay
 
 
 class Homeserver:

@@ -1,5 +1,6 @@
-"""An in-memory overlay for relay tests: nodes' sessions and record datagrams
-carried in one event loop, with no sockets and no routers.
+"""An in-memory overlay for tests of what runs above sessions (relay, gateway):
+nodes' sessions and record datagrams carried in one event loop, with no
+sockets and no routers.
 
 A datagram for a key is delivered as the snake delivers it: to the node with
 the lowest key at or above it, or, if no key is above it, to the highest node.
