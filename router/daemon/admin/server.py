@@ -1,16 +1,20 @@
-"""The admin API's HTTP/1.1 server: one request per connection, bounded request
-line, headers and body, a bounded number of connections (the oldest idle one
-making way), and the fixed table of routes of :mod:`router.daemon.admin.views`."""
+"""The admin API's HTTP/1.1 server: h11 parses, this module bounds.
+
+One request per connection; the request head, the body and the time to send
+them are bounded; a bounded number of connections, the oldest idle one making
+way for a new one; the fixed table of routes of :mod:`router.daemon.admin.views`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import re
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
+import h11
 import structlog
 
 from router.daemon.admin.errors import HTTPError
@@ -22,28 +26,70 @@ MAX_HEAD_BYTES = 8192
 MAX_CONNECTIONS = 64
 MAX_BODY_BYTES = 65536
 REQUEST_TIMEOUT_S = 10.0
+READ_CHUNK = 4096
+"""Bytes read at a time: a request head may run at most this far past MAX_HEAD_BYTES."""
 
 log = structlog.get_logger("pinewood.admin")
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    if len(head) > MAX_HEAD_BYTES:
-        raise HTTPError(431, "request head too large")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise HTTPError(400, "malformed request line")
-    headers = {}
-    for line in lines[1:]:
-        if ":" in line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    length_text = headers.get("content-length", "0")
-    if not re.fullmatch(r"[0-9]{1,7}", length_text) or int(length_text) > MAX_BODY_BYTES:
-        raise HTTPError(413, "body too large or bad Content-Length")
-    body = await reader.readexactly(int(length_text)) if int(length_text) else b""
-    return parts[0], parts[1], headers, body
+class ClientGone(Exception):
+    """The client closed or broke the connection before its request was whole."""
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+    """The next h11 event of the request, reading as much as it needs."""
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = HTTPStatus(exc.error_status_hint)
+            if status == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE:
+                raise HTTPError(status, "request head too large") from None
+            raise HTTPError(status, f"malformed request: {str(exc)[:200]}") from None
+        if event is h11.NEED_DATA:
+            try:
+                data = await reader.read(READ_CHUNK)
+            except (ConnectionError, OSError) as exc:
+                raise ClientGone(str(exc)) from None
+            conn.receive_data(data)  # b"": the client finished sending
+            continue
+        if isinstance(event, h11.ConnectionClosed):
+            raise ClientGone("closed before the request was whole")
+        return event
+
+
+async def read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[h11.Request, bytes]:
+    """One whole request: its head and its body (any framing: length or chunked)."""
+    request = await _next_event(conn, reader)
+    assert isinstance(request, h11.Request)  # h11 gives the head first, or raises
+    for name, value in request.headers:
+        if name == b"content-length" and int(value) > MAX_BODY_BYTES:
+            raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    while not isinstance(event := await _next_event(conn, reader), h11.EndOfMessage):
+        if isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
+    return request, bytes(body)
+
+
+def response_bytes(conn: h11.Connection, status: HTTPStatus, content_type: str, data: bytes) -> bytes:
+    """The whole response, closing the connection after it."""
+    head = h11.Response(
+        status_code=status.value,
+        reason=status.phrase.encode(),
+        headers=[
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(data))),
+            ("Connection", "close"),
+        ],
+    )
+    return b"".join(
+        part
+        for part in (conn.send(head), conn.send(h11.Data(data=data)), conn.send(h11.EndOfMessage()))
+        if part
+    )
 
 
 async def handle_connection(
@@ -54,7 +100,9 @@ async def handle_connection(
     making way for a new one."""
     transport = writer.transport
     if not table.admit(transport):
-        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        conn = h11.Connection(h11.SERVER)  # answered before the request is read
+        body = b'{"error": "too many admin connections in use"}\n'
+        writer.write(response_bytes(conn, HTTPStatus.SERVICE_UNAVAILABLE, "application/json", body))
         writer.close()
         return
     try:
@@ -66,59 +114,54 @@ async def handle_connection(
         writer.close()
 
 
+async def _answer(node: Node, request: h11.Request, raw: bytes) -> tuple[HTTPStatus, Any]:
+    target = request.target.decode("ascii", "replace")
+    path, _, query = target.partition("?")
+    method = request.method.decode("ascii", "replace")
+    handler = ROUTES.get((method, path))
+    if handler is None:
+        allowed = [m for (m, p) in ROUTES if p == path]
+        refusal = HTTPStatus.METHOD_NOT_ALLOWED if allowed else HTTPStatus.NOT_FOUND
+        raise HTTPError(refusal, f"no route for {method} {path[:100]}")
+    try:
+        body = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "body is not JSON") from None
+    code, result = await handler(node, parse_qs(query), body)
+    return HTTPStatus(code), result
+
+
 async def _respond(
     node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, table: ConnectionTable
 ) -> None:
-    status, content_type = 500, "application/json"
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    status, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json"
     payload: Any = {"error": "internal error"}
     try:
-        method, target, _, raw = await asyncio.wait_for(_read_request(reader), REQUEST_TIMEOUT_S)
+        request, raw = await asyncio.wait_for(read_request(conn, reader), REQUEST_TIMEOUT_S)
         table.busy(writer.transport)
-        split = urlsplit(target)
-        handler = ROUTES.get((method, split.path))
-        if handler is None:
-            allowed = [m for (m, p) in ROUTES if p == split.path]
-            raise HTTPError(405 if allowed else 404, f"no route for {method} {split.path}")
-        try:
-            body = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise HTTPError(400, "body is not JSON") from None
-        status, result = await handler(node, parse_qs(split.query), body)
+        status, result = await _answer(node, request, raw)
         if isinstance(result, str):
             payload, content_type = result, "text/plain; version=0.0.4"
         else:
             payload = result
     except HTTPError as exc:
-        status, payload = exc.status, {"error": str(exc)}
-    except (asyncio.LimitOverrunError, ValueError):  # ValueError: the stream's limit, from readuntil
-        status, payload = 431, {"error": "request head too large"}
-    except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+        status, payload = HTTPStatus(exc.status), {"error": str(exc)}
+    except (ClientGone, TimeoutError):
         return
-    except Exception:  # the admin API must not take the node down with it
-        log.exception("admin request failed")
+    except Exception as exc:  # the admin API must not take the node down with it
+        log.error("admin request failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return  # nothing can be sent on this connection any more
     data = (payload if isinstance(payload, str) else json.dumps(payload, indent=1) + "\n").encode()
-    reason = {
-        200: "OK",
-        400: "Bad Request",
-        404: "Not Found",
-        405: "Method Not Allowed",
-        413: "Content Too Large",
-        431: "Request Header Fields Too Large",
-    }.get(status, "Error")
-    writer.write(
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
-        "Connection: close\r\n\r\n".encode()
-        + data
-    )
-    with contextlib.suppress(ConnectionError):
+    writer.write(response_bytes(conn, status, content_type, data))
+    with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
 
 
 async def start_admin(node: Node, host: str, port: int) -> asyncio.Server:
     table = ConnectionTable(MAX_CONNECTIONS)
-    server = await asyncio.start_server(
-        lambda r, w: handle_connection(node, table, r, w), host, port, limit=MAX_HEAD_BYTES
-    )
+    server = await asyncio.start_server(lambda r, w: handle_connection(node, table, r, w), host, port)
     bound = server.sockets[0].getsockname() if server.sockets else (host, port)
     log.info("admin API listening", address=f"http://{bound[0]}:{bound[1]}")
     return server

@@ -112,15 +112,30 @@ async def test_refusals_name_what_was_wrong(node: Node) -> None:
         (post("/ping", b"{not json"), 400, "not JSON"),
         (post("/ping", b'{"key": "abc"}'), 400, "key"),
         (post("/peers", b'{"uri": "udp://x:1"}'), 400, ""),
-        (b"NONSENSE\r\n\r\n", 400, "malformed request line"),
-        (get("/status" + "x" * 9000), 431, "too large"),
-        (post("/ping", b"{}", "Content-Length: 99999999\r\n"), 413, "Content-Length"),
+        (b"NONSENSE\r\n\r\n", 400, "malformed request"),
+        (b"GET /status HTTP/1.1\r\n\r\n", 400, "Host"),
+        (get("//[/status"), 404, "no route"),
+        (get("/status" + "x" * 20000), 431, "too large"),
+        (b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 7x\r\n\r\n", 400, "Content-Length"),
+        (b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413, "body over"),
     ]
     for request, expected, reason in cases:
         status, _, body = await exchange(node, table, request)
         assert status == expected, (request[:40], status, body)
         assert reason in json.loads(body)["error"], body
     assert table.active == 0
+
+
+@with_node
+async def test_a_chunked_body_is_read_whole(node: Node) -> None:
+    body = json.dumps({"key": "zz"}).encode()
+    chunked = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 5]), body[i : i + 5]) for i in range(0, len(body), 5)
+    )
+    request = b"POST /ping HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n"
+    status, _, answer = await exchange(node, ConnectionTable(4), request)
+    # The body arrived: the key in it is what was refused, not a missing body.
+    assert status == 400 and "key" in json.loads(answer)["error"], answer
 
 
 @with_node
