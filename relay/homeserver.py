@@ -6,7 +6,10 @@ import asyncio
 from collections import Counter
 from enum import Enum
 
+import h11
 import structlog
+
+from relay.errors import RelayError
 
 log = structlog.get_logger("relay")
 
@@ -22,17 +25,72 @@ class Outcome(Enum):
     """Not taken now (no homeserver, unreachable, 429 or 5xx): try again later, in order."""
 
 
-async def replay(address: tuple[str, int], request: bytes, timeout: float) -> int:
-    """Send ``request`` (one whole HTTP/1.1 request) to the homeserver; its status."""
+MAX_ANSWER_BYTES = 1 << 20
+"""The most of a homeserver's answer body that is read (and dropped) before giving up on it."""
+READ_CHUNK = 65536
+
+
+class ReplayError(RelayError):
+    """A relayed request that is not one whole HTTP/1.1 request: it can never be delivered."""
+
+
+def parse_request(raw: bytes) -> tuple[h11.Request, bytes]:
+    """The head and body of the one whole HTTP/1.1 request in ``raw``."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(raw)
+    conn.receive_data(b"")
+    body = bytearray()
+    request: h11.Request | None = None
+    try:
+        while True:
+            event = conn.next_event()
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise ReplayError("not one whole HTTP request")
+    except h11.RemoteProtocolError as exc:
+        raise ReplayError(f"not an HTTP request: {exc}") from None
+    assert request is not None
+    return request, bytes(body)
+
+
+async def replay(address: tuple[str, int], raw: bytes, timeout: float) -> int:
+    """Send the request in ``raw`` (as its sender wrote it: method, target,
+    headers and body) to the homeserver; the status it answers."""
+    request, body = parse_request(raw)
+    conn = h11.Connection(h11.CLIENT)
+    head = h11.Request(method=request.method, target=request.target, headers=request.headers.raw_items())
+    parts = [conn.send(head), conn.send(h11.Data(data=body)) if body else None, conn.send(h11.EndOfMessage())]
+    out = b"".join(part for part in parts if part)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout)
     try:
-        writer.write(request)
+        writer.write(out)
         await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
-        status = int(head.split(b" ", 2)[1])
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                await asyncio.wait_for(reader.readexactly(int(line.split(b":", 1)[1])), timeout)
+        status: int | None = None
+        seen = 0
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise OSError(f"the homeserver's answer is not HTTP: {exc}") from None
+            if event is h11.NEED_DATA:
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), timeout)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                seen += len(event.data)
+                if seen > MAX_ANSWER_BYTES:
+                    break  # the status is what counts; the rest is not read
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+        if status is None:
+            raise OSError("the homeserver closed the connection without answering")
         return status
     finally:
         writer.close()
@@ -47,7 +105,11 @@ async def deliver(
         return Outcome.LATER
     try:
         status = await replay(homeserver, request, timeout)
-    except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError) as exc:
+    except ReplayError as exc:
+        counters["undeliverable envelopes"] += 1
+        log.warning("dropping a relayed request that is not HTTP", reason=str(exc))
+        return Outcome.REFUSED
+    except (OSError, TimeoutError) as exc:
         counters["homeserver unreachable"] += 1
         log.info("cannot replay to the homeserver", error=str(exc))
         return Outcome.LATER

@@ -193,3 +193,18 @@ async def test_an_offline_recipients_record_is_found_where_it_was_stored(tmp_pat
     finally:
         homeserver.close()
         await overlay.close()
+
+
+@run
+async def test_a_deposit_that_is_not_http_is_dropped_not_retried(tmp_path: Path) -> None:
+    overlay, homeserver, _r, b, s = await three_nodes(tmp_path, [200])
+    assert b.client is not None and s.client is not None
+    try:
+        await s.client.deposit(b.key, b"not an HTTP request\r\n\r\n")
+        await s.client.deposit(b.key, request(2))
+        assert await b.client.fetch_all() == 1  # the second, after the first was dropped
+        assert homeserver.requests == [request(2)]
+        assert b.client.counters["undeliverable envelopes"] == 1
+    finally:
+        homeserver.close()
+        await overlay.close()
