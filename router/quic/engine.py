@@ -14,6 +14,10 @@ renames something breaks this module and nothing else:
 * a session's server asks the client for a certificate, and a stream's receive
   window follows what the application has consumed rather than what has
   arrived: :class:`AdjustedConnection`;
+* stateless reset tokens derived from a secret of the node's and the
+  connection ID (aioquic draws them at random), so that a node that restarted
+  can still reset the sessions its previous run held, and the tokens the other
+  side gave us: :class:`AdjustedConnection`, :func:`is_stateless_reset`;
 * the bytes a stream still buffers (backpressure for writers), the streams
   aioquic still keeps, the smoothed round-trip time: :func:`stream_buffered_bytes`,
   :func:`live_stream_ids`, :func:`smoothed_rtt_s`;
@@ -30,6 +34,8 @@ with sessions that misbehave.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from collections.abc import Callable, KeysView
 from importlib.metadata import PackageNotFoundError, version
 
@@ -47,6 +53,9 @@ from aioquic.tls import Context as TlsContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from router.quic.errors import QuicEngineError
+
+RESET_TOKEN_BYTES = 16
+"""The size of a QUIC stateless reset token (RFC 9000, section 10.3)."""
 
 
 def aioquic_version() -> str:
@@ -125,7 +134,11 @@ class AdjustedConnection(QuicConnection):
     """
 
     def __init__(
-        self, *, configuration: QuicConfiguration, original_destination_connection_id: bytes | None = None
+        self,
+        *,
+        configuration: QuicConfiguration,
+        original_destination_connection_id: bytes | None = None,
+        reset_secret: bytes | None = None,
     ) -> None:
         super().__init__(
             configuration=configuration,
@@ -133,6 +146,21 @@ class AdjustedConnection(QuicConnection):
         )
         self.stream_window = configuration.max_stream_data
         self.consumed: dict[int, int] = {}
+        self.reset_secret = reset_secret
+        self._derive_reset_tokens()
+
+    def _derive_reset_tokens(self) -> None:
+        """Replace aioquic's random stateless reset tokens of our connection IDs
+        with ones derived from ``reset_secret``; called before any is sent."""
+        if self.reset_secret is None:
+            return
+        for host_cid in self._host_cids:
+            if host_cid.stateless_reset_token:  # a client's first ID has none to give
+                host_cid.stateless_reset_token = stateless_reset_token(self.reset_secret, host_cid.cid)
+
+    def _replenish_connection_ids(self) -> None:
+        super()._replenish_connection_ids()
+        self._derive_reset_tokens()
 
     def stream_consumed(self, stream_id: int, count: int) -> None:
         """The application has read ``count`` more bytes of ``stream_id``."""
@@ -196,6 +224,18 @@ def _has_sender_buffer() -> bool:
     return isinstance(QuicStream(stream_id=0).sender._buffer, bytearray)
 
 
+def _has_connection_ids() -> bool:
+    cid = _probe_connection()._host_cids[0]
+    return isinstance(cid.cid, bytes) and hasattr(cid, "stateless_reset_token") and hasattr(cid, "was_sent")
+
+
+def _has_peer_connection_ids() -> bool:
+    connection = _probe_connection()
+    return hasattr(connection._peer_cid, "stateless_reset_token") and isinstance(
+        connection._peer_cid_available, list
+    )
+
+
 def _server_keeps_transport() -> bool:
     # QuicServer needs a running loop to be made; connection_made alone is what
     # stores the transport, and a bare instance is enough to see where.
@@ -207,6 +247,29 @@ def _server_keeps_transport() -> bool:
 
 def _callable(owner: object, name: str) -> Callable[[], bool]:
     return lambda: callable(getattr(owner, name, None))
+
+
+def stateless_reset_token(secret: bytes, cid: bytes) -> bytes:
+    """The stateless reset token (RFC 9000, section 10.3.2) that a node whose
+    reset secret is ``secret`` gives with the connection ID ``cid``."""
+    return hmac.new(secret, cid, hashlib.sha256).digest()[:RESET_TOKEN_BYTES]
+
+
+MIN_STATELESS_RESET_BYTES = 21
+"""The smallest stateless reset: a short header's first byte, four or more
+unpredictable bytes, and the 16-byte token (RFC 9000, section 10.3)."""
+
+
+def is_stateless_reset(connection: QuicConnection, data: bytes) -> bool:
+    """Whether ``data`` is a stateless reset of ``connection``: shaped as a
+    short-header packet and ending in a token the other side gave us with one of
+    the connection IDs we send to (aioquic does not look for these)."""
+    if len(data) < MIN_STATELESS_RESET_BYTES or data[0] & 0xC0 != 0x40:
+        return False
+    tail = data[-RESET_TOKEN_BYTES:]
+    if connection._peer_cid.stateless_reset_token == tail:
+        return True
+    return any(c.stateless_reset_token == tail for c in connection._peer_cid_available)
 
 
 REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
@@ -229,6 +292,9 @@ REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("QuicStreamSender._buffer", _has_sender_buffer),
     ("QuicConnectionProtocol._process_events", _callable(QuicConnectionProtocol, "_process_events")),
     ("QuicServer._transport", _server_keeps_transport),
+    ("QuicConnection._host_cids", _has_connection_ids),
+    ("QuicConnection._replenish_connection_ids", _callable(QuicConnection, "_replenish_connection_ids")),
+    ("QuicConnection._peer_cid, _peer_cid_available", _has_peer_connection_ids),
 )
 """What this module relies on beyond aioquic's public API, and how to see it is there."""
 

@@ -11,11 +11,26 @@ moves the bytes and arms the timer.
 
 Nothing that arrives is trusted: a datagram that parses as no QUIC packet, for
 no known connection, or past the limits on sessions is dropped and counted.
+
+A session is not trusted to be alive just because it is open: the other node
+may have restarted and forgotten it.  Three things find a dead one:
+
+* a session idle for a while is probed (a PING) before a new stream goes on
+  it, and closed if no answer comes within the probe timeout;
+* the stateless reset tokens a node gives out are derived from a secret of its
+  own key, so after a restart it answers a packet for a session it no longer
+  has with a stateless reset (RFC 9000, section 10.3), which closes the
+  session on the other side at once (for sessions it accepted: QUIC gives the
+  first connection ID of the side that dials no token, and the other side
+  keeps sending to it);
+* a new session from a key makes the older ones with that key be probed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -33,13 +48,17 @@ from aioquic.quic.events import (
 from aioquic.quic.packet import QuicPacketType
 
 from router.quic.engine import (
+    MIN_STATELESS_RESET_BYTES,
     AdjustedConnection,
     check_aioquic,
+    is_stateless_reset,
     live_stream_ids,
     peer_certificate_key,
     read_header,
     smoothed_rtt_s,
+    stateless_reset_token,
 )
+from router.routing.budget import TokenBucket
 from router.sessions.connection import configuration
 from router.wire.keys import Identity
 
@@ -47,6 +66,18 @@ CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs
 UNREACHABLE = "no answer from the node in time (offline or unreachable)"
 KEEPALIVE_S = 5.0
 """While a session has open streams, it is pinged this often so it never idles out."""
+PROBE_IDLE_S = 1.0
+"""A session not heard from for this long (or four round trips, if longer) is
+probed before a new stream goes on it."""
+PROBE_TIMEOUT_S = 1.0
+"""A probed session that does not answer within this (or four round trips, if
+longer) is closed: the other node restarted or went away."""
+NO_ANSWER_TO_PROBE = "no answer to a liveness probe (the node restarted or went away)"
+RESET_BY_PEER = "reset by the other node (it restarted and no longer has the session)"
+STATELESS_RESET_BYTES = 40
+"""The size of the stateless resets sent (smaller if the packet that caused one was)."""
+STATELESS_RESETS_PER_S = 20.0
+"""How many stateless resets a node sends a second, at most, to all keys together."""
 
 CRYPTO_ERROR = 0x100
 """QUIC's transport error code for a TLS alert is this plus the alert (RFC 9001, section 4.8)."""
@@ -98,6 +129,13 @@ class SessionDown:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionAlive:
+    """A probed session answered."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
 class StreamData:
     session: Session
     stream_id: int
@@ -112,7 +150,7 @@ class StreamAborted:
     error_code: int
 
 
-SessionEvent = SessionUp | SessionDown | StreamData | StreamAborted
+SessionEvent = SessionUp | SessionDown | SessionAlive | StreamData | StreamAborted
 
 
 @dataclass(eq=False, slots=True)
@@ -135,6 +173,14 @@ class Session:
     rtt_s: float | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+    last_heard_at: float = 0.0
+    """When a datagram of this session last arrived (or it was created)."""
+    probe_deadline: float = float("inf")
+    """While a probe is out: when the session closes unless the other side answers."""
+
+    @property
+    def probing(self) -> bool:
+        return self.probe_deadline != float("inf")
 
     @property
     def address(self) -> tuple[str, int]:
@@ -153,10 +199,15 @@ class Endpoint:
         self._client_configs: dict[str, QuicConfiguration] = {}
         self._by_cid: dict[tuple[bytes, bytes], Session] = {}
         self._by_peer: dict[tuple[bytes, str], Session] = {}
+        self._by_key: dict[bytes, set[Session]] = {}
         self.sessions: set[Session] = set()
         self._events: list[SessionEvent] = []
         self._dirty: set[Session] = set()
         self.drops: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()
+        self._reset_secret = hashlib.sha256(b"pinewood stateless reset\x00" + identity.seed).digest()
+        self._reset_budget: TokenBucket | None = None
+        self._resets: list[tuple[bytes, bytes]] = []
 
     # ------------------------------------------------------------ queries
 
@@ -185,8 +236,10 @@ class Endpoint:
             config = configuration(self.identity, [alpn], client=True)
             config.server_name = key.hex()
             self._client_configs[alpn] = config
-        connection = AdjustedConnection(configuration=config)
-        session = Session(key, alpn, True, connection, now, now + self.limits.connect_timeout_s)
+        connection = AdjustedConnection(configuration=config, reset_secret=self._reset_secret)
+        session = Session(
+            key, alpn, True, connection, now, now + self.limits.connect_timeout_s, last_heard_at=now
+        )
         self._add(session)
         connection.connect(session.address, now)
         self._dirty.add(session)
@@ -200,6 +253,14 @@ class Endpoint:
             return
         session = self._by_cid.get((source, header.destination_cid))
         if session is None:
+            if header.packet_type == QuicPacketType.ONE_RTT:
+                # A stateless reset's connection ID is random: it is known by its tail.
+                for candidate in self._by_key.get(source, ()):
+                    if is_stateless_reset(candidate.connection, data):
+                        self._reset_by_peer(candidate)
+                        return
+                self._answer_with_reset(source, header.destination_cid, len(data), now)
+                return
             if header.packet_type != QuicPacketType.INITIAL or len(data) < 1200:
                 self.drops["for no known session"] += 1
                 return
@@ -209,10 +270,41 @@ class Endpoint:
             session = self._accept(source, header.destination_cid, now)
             if session is None:
                 return
+        elif is_stateless_reset(session.connection, data):
+            self._reset_by_peer(session)
+            return
         session.bytes_received += len(data)
+        session.last_heard_at = now
         session.connection.receive_datagram(data, session.address, now)
         self._dirty.add(session)
+        if session.probing:
+            session.probe_deadline = float("inf")
+            self._events.append(SessionAlive(session))
         self._process(session, now)
+
+    def _reset_by_peer(self, session: Session) -> None:
+        """The other node sent a stateless reset: the session is gone there."""
+        self.counters["sessions reset by the other node"] += 1
+        self._closed(session, RESET_BY_PEER)
+        self._remove(session)
+
+    def _answer_with_reset(self, source: bytes, cid: bytes, size: int, now: float) -> None:
+        """A short-header packet for no session we have: perhaps one of our last
+        run's.  Answer with a stateless reset (smaller than the packet, so two
+        nodes cannot keep one another resetting), within a budget."""
+        if size <= MIN_STATELESS_RESET_BYTES:
+            self.drops["for no known session"] += 1
+            return
+        if self._reset_budget is None:
+            self._reset_budget = TokenBucket(STATELESS_RESETS_PER_S, STATELESS_RESETS_PER_S, now)
+        if not self._reset_budget.take(now):
+            self.drops["for no known session (stateless reset budget spent)"] += 1
+            return
+        length = min(size - 1, STATELESS_RESET_BYTES)
+        token = stateless_reset_token(self._reset_secret, cid)
+        first = 0x40 | (os.urandom(1)[0] & 0x3F)  # a short header's form, the rest unpredictable
+        self._resets.append((source, bytes([first]) + os.urandom(length - 1 - len(token)) + token))
+        self.drops["for no known session (answered with a stateless reset)"] += 1
 
     def _accept(self, source: bytes, original_cid: bytes, now: float) -> Session | None:
         if len(self.sessions) >= self.limits.max_sessions:
@@ -223,12 +315,33 @@ class Endpoint:
             self.drops["too many handshakes from one key"] += 1
             return None
         connection = AdjustedConnection(
-            configuration=self._server_config, original_destination_connection_id=original_cid
+            configuration=self._server_config,
+            original_destination_connection_id=original_cid,
+            reset_secret=self._reset_secret,
         )
-        session = Session(source, "", False, connection, now, now + self.limits.connect_timeout_s)
+        session = Session(
+            source, "", False, connection, now, now + self.limits.connect_timeout_s, last_heard_at=now
+        )
         self._add(session)
         self._register(session, original_cid)
         return session
+
+    def needs_probe(self, session: Session, now: float) -> bool:
+        """Whether ``session`` has been quiet long enough that it should answer a
+        probe before it is trusted with a new stream."""
+        if not session.established or session.closed or session.probing:
+            return False
+        return now - session.last_heard_at > max(PROBE_IDLE_S, 4 * (session.rtt_s or 0.0))
+
+    def probe(self, session: Session, now: float) -> None:
+        """Ask the other side for an answer (a PING): :class:`SessionAlive` when
+        anything of the session arrives, or the session closes at the deadline."""
+        if session.closed or session.probing:
+            return
+        session.connection.send_ping(0)
+        session.probe_deadline = now + max(PROBE_TIMEOUT_S, 4 * (session.rtt_s or 0.0))
+        self.counters["sessions probed"] += 1
+        self._dirty.add(session)
 
     def send(self, session: Session, stream_id: int, data: bytes, end: bool = False) -> None:
         if session.closed:
@@ -288,7 +401,7 @@ class Endpoint:
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, bytes]]:
         """(destination key, payload) for every datagram the sessions want sent."""
-        out: list[tuple[bytes, bytes]] = []
+        out, self._resets = self._resets, []
         dirty, self._dirty = self._dirty, set()
         for session in dirty:
             if session not in self.sessions:
@@ -307,13 +420,16 @@ class Endpoint:
                 deadline = timer
             if not session.established and not session.closed:
                 deadline = min(deadline, session.connect_deadline)
-            deadline = min(deadline, session.next_ping_at)
+            deadline = min(deadline, session.next_ping_at, session.probe_deadline)
         return deadline
 
     def handle_timer(self, now: float) -> None:
         for session in list(self.sessions):
             if not session.established and not session.closed and now >= session.connect_deadline:
                 self.close(session, UNREACHABLE, now)
+            if session.probing and not session.closed and now >= session.probe_deadline:
+                self.counters["sessions closed: no answer to a probe"] += 1
+                self.close(session, NO_ANSWER_TO_PROBE, now)
             timer = session.connection.get_timer()
             if timer is not None and now >= timer:
                 session.connection.handle_timer(now)
@@ -328,6 +444,7 @@ class Endpoint:
 
     def _add(self, session: Session) -> None:
         self.sessions.add(session)
+        self._by_key.setdefault(session.key, set()).add(session)
         if session.outbound:
             self._by_peer[(session.key, session.alpn)] = session
         self._register(session, session.connection.host_cid)
@@ -338,6 +455,11 @@ class Endpoint:
 
     def _remove(self, session: Session) -> None:
         self.sessions.discard(session)
+        same_key = self._by_key.get(session.key)
+        if same_key is not None:
+            same_key.discard(session)
+            if not same_key:
+                del self._by_key[session.key]
         self._dirty.discard(session)
         for cid in session.cids:
             if self._by_cid.get((session.key, cid)) is session:
@@ -350,6 +472,7 @@ class Endpoint:
             session.closed = True
             session.close_reason = reason
             session.next_ping_at = float("inf")
+            session.probe_deadline = float("inf")
             self._events.append(SessionDown(session, reason))
 
     def _keepalive(self, session: Session, now: float) -> None:
@@ -420,3 +543,8 @@ class Endpoint:
             self._by_peer[(session.key, alpn)] = session
         session.established = True
         self._events.append(SessionUp(session))
+        # A new session from a key often means the node restarted: the older
+        # ones with it may be dead.  Those that have gone quiet must answer.
+        for other in self.sessions:
+            if other is not session and other.key == session.key and self.needs_probe(other, now):
+                self.probe(other, now)

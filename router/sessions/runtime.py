@@ -21,6 +21,7 @@ from router.sessions.endpoint import (
     Endpoint,
     Limits,
     Session,
+    SessionAlive,
     SessionDown,
     SessionUp,
     StreamAborted,
@@ -78,18 +79,22 @@ class Sessions:
         """
         if self.closing:
             raise SessionError("sessions are shutting down")
-        for _attempt in range(2):
+        limit = timeout if timeout is not None else self.endpoint.limits.connect_timeout_s
+        deadline = self.loop.time() + limit
+        for _attempt in range(3):
+            now = self.loop.time()
             try:
-                session = self.endpoint.connect(key, alpn, self.loop.time())
+                session = self.endpoint.connect(key, alpn, now)
             except ValueError as exc:
                 raise SessionError(str(exc)) from None
+            if self.endpoint.needs_probe(session, now):
+                self.endpoint.probe(session, now)  # quiet for a while: is it still there?
             self._kick()
-            if not session.established:
+            if not session.established or session.probing:
                 waiter: asyncio.Future[None] = self.loop.create_future()
                 self._waiters.setdefault(session, []).append(waiter)
-                limit = timeout if timeout is not None else self.endpoint.limits.connect_timeout_s
                 try:
-                    await asyncio.wait_for(waiter, limit)
+                    await asyncio.wait_for(waiter, max(0.0, deadline - now))
                 except TimeoutError:
                     self.counters["session opens timed out"] += 1
                     raise SessionTimeout(
@@ -97,7 +102,8 @@ class Sessions:
                     ) from None
             if session.closed:
                 if session.established:
-                    continue  # it went away under us: one fresh attempt
+                    # It went away under us, or did not answer its probe: a fresh one.
+                    continue
                 if session.close_reason == UNREACHABLE:
                     raise SessionTimeout(f"no session with {key.hex()}: {UNREACHABLE}")
                 raise SessionError(f"session with {key.hex()} failed: {session.close_reason}")
@@ -182,8 +188,9 @@ class Sessions:
                 if stream is not None:
                     stream.connection_lost(f"stream reset by the peer ({event.error_code})")
                     self.endpoint.stream_done(event.session, event.stream_id)
-            elif isinstance(event, SessionUp):
-                self.counters["sessions established"] += 1
+            elif isinstance(event, (SessionUp, SessionAlive)):
+                if isinstance(event, SessionUp):
+                    self.counters["sessions established"] += 1
                 for waiter in self._waiters.pop(event.session, []):
                     if not waiter.done():
                         waiter.set_result(None)

@@ -32,7 +32,7 @@ from aioquic.quic.connection import QuicConnection
 from router.quic.engine import aioquic_version, check_aioquic
 from router.quic.errors import QuicEngineError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCANNED = ("router", "relay")
 ADAPTER = Path("router") / "quic"
 """The one package allowed to reach into aioquic."""

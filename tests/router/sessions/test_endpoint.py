@@ -12,8 +12,13 @@ from hypothesis import strategies as st
 from router.quic.engine import peer_certificate_key
 from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW
 from router.sessions.endpoint import (
+    NO_ANSWER_TO_PROBE,
+    PROBE_TIMEOUT_S,
+    RESET_BY_PEER,
     CloseCode,
+    Endpoint,
     Limits,
+    SessionAlive,
     SessionDown,
     SessionUp,
     StreamAborted,
@@ -192,9 +197,13 @@ def test_handshakes_per_key_are_limited() -> None:
 def test_garbage_datagrams_are_counted_drops(data: bytes) -> None:
     net = Net(1)
     endpoint = net.endpoints[0]
-    endpoint.datagram_received(os.urandom(32), data, net.now)
-    assert endpoint.datagrams_to_send(net.now) == [] or len(endpoint.sessions) == 1
+    source = os.urandom(32)
+    endpoint.datagram_received(source, data, net.now)
+    sent = endpoint.datagrams_to_send(net.now)
     assert sum(endpoint.drops.values()) + len(endpoint.sessions) == 1
+    if not endpoint.sessions:
+        # At most a stateless reset, to the sender, smaller than what it sent.
+        assert len(sent) <= 1 and all(key == source and len(reset) < len(data) for key, reset in sent)
 
 
 def test_close_and_reset_codes_have_their_values_on_the_wire() -> None:
@@ -206,3 +215,100 @@ def test_close_and_reset_codes_have_their_values_on_the_wire() -> None:
     assert int(CloseCode.BAD_CERTIFICATE) == QuicErrorCode.CRYPTO_ERROR + 42 == 0x12A
     assert int(CloseCode.NO_APPLICATION_PROTOCOL) == QuicErrorCode.CRYPTO_ERROR + 120 == 0x178
     assert [int(code) for code in StreamResetCode] == [0x0, 0x10]
+
+
+def restart(net: Net, n: int, *, resets: bool = True) -> None:
+    """Node ``n`` restarts with the same key and forgets its sessions.  With
+    ``resets`` off it answers stale packets as a node without this project's
+    derived reset tokens would: not at all."""
+    fresh = Endpoint(net.ids[n], net.endpoints[n].alpns)
+    if not resets:
+        fresh._reset_secret = os.urandom(32)  # its tokens match none it gave before
+    net.endpoints[n] = fresh
+    net.by_key[net.key(n)] = fresh
+
+
+def test_a_node_that_restarted_resets_the_sessions_of_its_last_run() -> None:
+    net = Net(2)
+    a = net.endpoints[0]
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    assert session.established
+    restart(net, 1)
+    net.run(2.0)
+    assert a.needs_probe(session, net.now)  # quiet for longer than PROBE_IDLE_S
+    a.probe(session, net.now)
+    net.run(0.05)  # one round trip: the probe out, the stateless reset back
+    assert session.closed and session.close_reason == RESET_BY_PEER
+    assert net.endpoints[1].drops["for no known session (answered with a stateless reset)"] >= 1
+    assert a.find(net.key(1), "matrix") is None
+    # A fresh session comes up at once.
+    fresh = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    assert fresh is not session and fresh.established
+
+
+def test_a_probe_without_an_answer_closes_the_session() -> None:
+    net = Net(2)
+    a = net.endpoints[0]
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    restart(net, 1, resets=False)
+    net.run(2.0)
+    a.probe(session, net.now)
+    net.run(PROBE_TIMEOUT_S / 2)
+    assert not session.closed
+    net.run(PROBE_TIMEOUT_S)
+    assert session.closed and session.close_reason == NO_ANSWER_TO_PROBE
+    assert a.counters["sessions closed: no answer to a probe"] == 1
+
+
+def test_a_live_session_answers_its_probe_and_stays() -> None:
+    net = Net(2)
+    a = net.endpoints[0]
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(2.0)
+    assert a.needs_probe(session, net.now)
+    a.probe(session, net.now)
+    net.run(0.05)
+    assert not session.closed and not session.probing
+    assert any(isinstance(e, SessionAlive) and e.session is session for e in net.events[0])
+    assert not a.needs_probe(session, net.now)  # just heard from
+    net.run(PROBE_TIMEOUT_S * 2)
+    assert not session.closed
+
+
+def test_a_new_session_from_a_key_has_the_older_ones_probed() -> None:
+    net = Net(2)
+    b = net.endpoints[1]
+    net.endpoints[0].connect(net.key(1), "matrix", net.now)
+    net.run(2.0)
+    old = b.find(net.key(0), "matrix")
+    assert old is not None
+    restart(net, 0)  # node 0 restarts and dials again
+    net.endpoints[0].connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    new = b.find(net.key(0), "matrix")
+    assert new is not None and new is not old and new.established
+    assert old.probing  # b probed its quiet session with the old node 0
+    # The old session was one node 0 dialled: QUIC gives a client's first
+    # connection ID no reset token, so the new node 0 cannot reset it; the
+    # probe's deadline ends it.
+    net.run(PROBE_TIMEOUT_S + 0.1)
+    assert old.closed and old.close_reason == NO_ANSWER_TO_PROBE
+    assert not new.closed
+
+
+def test_stateless_resets_are_smaller_than_what_caused_them_and_budgeted() -> None:
+    net = Net(1)
+    endpoint = net.endpoints[0]
+    short_header = bytes([0x40]) + os.urandom(8) + os.urandom(60)  # a 1-RTT packet for no session
+    for _ in range(100):
+        endpoint.datagram_received(net.key(0)[:31] + b"\x01", short_header, net.now)
+    sent = endpoint.datagrams_to_send(net.now)
+    assert 0 < len(sent) <= 20  # STATELESS_RESETS_PER_S, at once
+    assert all(len(reset) < len(short_header) and reset[0] & 0xC0 == 0x40 for _, reset in sent)
+    assert endpoint.drops["for no known session (stateless reset budget spent)"] == 100 - len(sent)
+    tiny = bytes([0x40]) + os.urandom(8) + os.urandom(5)
+    endpoint.datagram_received(os.urandom(32), tiny, net.now)
+    assert endpoint.datagrams_to_send(net.now) == []  # too small to answer with anything smaller
