@@ -25,11 +25,17 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 class InboundResetCode(IntEnum):
-    """Why the inbound gateway resets a federation stream (QUIC application error codes)."""
+    """Why the inbound gateway resets a federation stream (QUIC application error
+    codes); the proxy of the node that opened the stream turns each into an
+    HTTP answer for its homeserver.  A node with no inbound gateway resets the
+    stream with :attr:`StreamResetCode.REFUSED` (nothing takes the protocol)."""
 
-    BUSY = StreamResetCode.REFUSED
-    """Too many streams are being served: refused, as a stream that nothing takes."""
+    NO_HOMESERVER = StreamResetCode.REFUSED
+    """This node serves no homeserver."""
     HOMESERVER_UNREACHABLE = 0x11
+    """The homeserver did not take the connection."""
+    BUSY = 0x12
+    """As many federation streams are being served as the node allows."""
 
 
 class InboundGateway:

@@ -32,11 +32,14 @@ import structlog
 from relay.client import RelayClient
 from router.gateway.ca import LocalCA
 from router.gateway.errors import GatewayError
+from router.gateway.inbound import InboundResetCode
 from router.gateway.names import key_for_name
 from router.gateway.offline import serve_away
 from router.gateway.tunnel import (
     TLS_HANDSHAKE_RECORD,
     ByteSide,
+    IdleTimeout,
+    NoAnswer,
     PlainSide,
     PrefixedSide,
     StreamSide,
@@ -45,7 +48,7 @@ from router.gateway.tunnel import (
     pipe,
 )
 from router.http.connection_table import ConnectionTable
-from router.sessions.errors import SessionError, SessionTimeout
+from router.sessions.errors import SessionError, SessionTimeout, StreamReset
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
 
@@ -90,21 +93,26 @@ class SocksReply(IntEnum):
     """SOCKS5 reply codes (RFC 1928, section 6), those the proxy sends."""
 
     SUCCEEDED = 0x00
+    GENERAL_FAILURE = 0x01
+    """The node could not carry the request (HTTP's 502)."""
     NOT_ALLOWED = 0x02
     """Connection not allowed by ruleset: the name stands for no node key."""
     HOST_UNREACHABLE = 0x04
-    TTL_EXPIRED = 0x06
-    """Also what any other refusal is answered with (no session in time, most often)."""
+    """No session with the node in time (HTTP's 504)."""
+    CONNECTION_REFUSED = 0x05
+    """The node is busy (HTTP's 503)."""
     COMMAND_NOT_SUPPORTED = 0x07
     ADDRESS_TYPE_NOT_SUPPORTED = 0x08
 
 
 SOCKS_REPLY_FOR_STATUS: dict[int, SocksReply] = {
     HTTPStatus.FORBIDDEN: SocksReply.NOT_ALLOWED,
-    HTTPStatus.BAD_GATEWAY: SocksReply.HOST_UNREACHABLE,
+    HTTPStatus.BAD_GATEWAY: SocksReply.GENERAL_FAILURE,
+    HTTPStatus.SERVICE_UNAVAILABLE: SocksReply.CONNECTION_REFUSED,
+    HTTPStatus.GATEWAY_TIMEOUT: SocksReply.HOST_UNREACHABLE,
 }
 """The SOCKS5 answer to a refusal that HTTP clients get as this status; any
-other status is answered with :attr:`SocksReply.TTL_EXPIRED`."""
+other status is answered with :attr:`SocksReply.GENERAL_FAILURE`."""
 
 
 def socks_reply(code: SocksReply) -> bytes:
@@ -306,9 +314,43 @@ class OutboundProxy:
                 await side.finish()
                 return
             side = PrefixedSide(side, head)
-        up, down = await pipe(side, StreamSide(stream), self.settings.idle_timeout)
+        try:
+            up, down = await pipe(side, StreamSide(stream), self.settings.idle_timeout, spare_a=True)
+        except NoAnswer as exc:
+            await self._no_answer(side, host, exc)
+            return
         self.counters["bytes to the overlay"] += up
         self.counters["bytes from the overlay"] += down
+
+    def _failure(self, host: str, exc: NoAnswer) -> tuple[HTTPStatus, str]:
+        """What the homeserver is told when the node ``host`` gave no answer."""
+        cause = exc.cause
+        if isinstance(cause, StreamReset):
+            if cause.code == InboundResetCode.NO_HOMESERVER:
+                return HTTPStatus.BAD_GATEWAY, (
+                    f"{host} runs no homeserver: its node refused the federation stream"
+                )
+            if cause.code == InboundResetCode.HOMESERVER_UNREACHABLE:
+                return HTTPStatus.BAD_GATEWAY, f"the homeserver of {host} is not answering its node"
+            if cause.code == InboundResetCode.BUSY:
+                return HTTPStatus.SERVICE_UNAVAILABLE, (
+                    f"{host} is serving as many federation requests as it allows; try again later"
+                )
+            return HTTPStatus.BAD_GATEWAY, f"{host} broke off the request (stream reset, code {cause.code})"
+        if isinstance(cause, IdleTimeout):
+            return HTTPStatus.GATEWAY_TIMEOUT, (
+                f"no answer from {host} within {self.settings.idle_timeout:g} s"
+            )
+        return HTTPStatus.BAD_GATEWAY, f"the session with {host} broke before it answered: {cause}"
+
+    async def _no_answer(self, side: ByteSide, host: str, exc: NoAnswer) -> None:
+        """Answer the client in its tunnel: the node did not answer its request."""
+        status, reason = self._failure(host, exc)
+        self.counters[f"answered {status.value}: no answer from the node"] += 1
+        log.info("federation request not answered", destination=host, status=status.value, reason=reason)
+        with contextlib.suppress(TunnelError, OSError, ConnectionError):
+            await side.write(_http_response(status, f"pinewood gateway: {reason}\n".encode()))
+            await side.finish()
 
     # ---------------------------------------------------------------- HTTP
 
@@ -352,7 +394,12 @@ class OutboundProxy:
         ]
         request = "\r\n".join([f"{method} /{path} {version}", *kept, "Connection: close", "", ""])
         stream.write(request.encode("latin-1"))
-        up, down = await pipe(PlainSide(reader, writer), StreamSide(stream), self.settings.idle_timeout)
+        client = PlainSide(reader, writer)
+        try:
+            up, down = await pipe(client, StreamSide(stream), self.settings.idle_timeout, spare_a=True)
+        except NoAnswer as exc:
+            await self._no_answer(client, host, exc)
+            return
         self.counters["bytes to the overlay"] += up + len(request)
         self.counters["bytes from the overlay"] += down
 
@@ -398,7 +445,9 @@ class OutboundProxy:
             await self._tunnel(client, host, port)
         except ProxyError as exc:
             log.info("federation proxy refused a request", host=host, port=port, reason=str(exc))
-            await self._socks_reply(writer, SOCKS_REPLY_FOR_STATUS.get(exc.status, SocksReply.TTL_EXPIRED))
+            await self._socks_reply(
+                writer, SOCKS_REPLY_FOR_STATUS.get(exc.status, SocksReply.GENERAL_FAILURE)
+            )
 
     async def _socks_reply(self, writer: asyncio.StreamWriter, code: SocksReply) -> None:
         writer.write(socks_reply(code))

@@ -26,6 +26,20 @@ class TunnelError(GatewayError):
     """A tunnel broke: TLS failed, a side went away, or it sat idle too long."""
 
 
+class IdleTimeout(TunnelError):
+    """Nothing moved either way for the idle timeout."""
+
+
+class NoAnswer(TunnelError):
+    """The far side broke (``cause``) before it sent a byte back; the near side
+    is left open, so that it can still be told why."""
+
+    def __init__(self, cause: Exception, sent: int) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.sent = sent
+
+
 class ByteSide(Protocol):
     """One end of a pipe: read (b"" at the end), write, finish writing, abort."""
 
@@ -177,9 +191,13 @@ class StreamSide:
         self.stream.abort()
 
 
-async def pipe(a: ByteSide, b: ByteSide, idle_timeout: float) -> tuple[int, int]:
+async def pipe(a: ByteSide, b: ByteSide, idle_timeout: float, spare_a: bool = False) -> tuple[int, int]:
     """Copy both ways until both directions have ended; abort both if either
-    breaks or nothing moves for ``idle_timeout`` seconds.  Returns bytes a→b, b→a."""
+    breaks or nothing moves for ``idle_timeout`` seconds.  Returns bytes a→b, b→a.
+
+    With ``spare_a``, if ``b`` (a session stream) breaks or stays silent before
+    sending anything back, only ``b`` is aborted and :class:`NoAnswer` raised,
+    so the caller can still answer ``a``."""
     moved = [0, 0]
     last = [time.monotonic()]
 
@@ -198,7 +216,7 @@ async def pipe(a: ByteSide, b: ByteSide, idle_timeout: float) -> tuple[int, int]
         while True:
             remaining = last[0] + idle_timeout - time.monotonic()
             if remaining <= 0:
-                raise TunnelError(f"no bytes either way for {idle_timeout:g} s")
+                raise IdleTimeout(f"no bytes either way for {idle_timeout:g} s")
             await asyncio.sleep(remaining)
 
     tasks = [
@@ -214,9 +232,11 @@ async def pipe(a: ByteSide, b: ByteSide, idle_timeout: float) -> tuple[int, int]
             for task in done:
                 if task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-    except (TunnelError, SessionError, OSError, ConnectionError, ssl.SSLError):
-        a.abort()
+    except (TunnelError, SessionError, OSError, ConnectionError, ssl.SSLError) as exc:
         b.abort()
+        if spare_a and moved[1] == 0 and isinstance(exc, (SessionError, IdleTimeout)):
+            raise NoAnswer(exc, moved[0]) from None
+        a.abort()
         raise
     finally:
         guard.cancel()

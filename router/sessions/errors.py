@@ -11,4 +11,12 @@ class SessionTimeout(SessionError):
     """No session came up in time: the node is offline or unreachable."""
 
 
-__all__ = ["SessionError", "SessionTimeout"]
+class StreamReset(SessionError):
+    """The other side reset the stream; ``code`` is the application error code it gave."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+__all__ = ["SessionError", "SessionTimeout", "StreamReset"]

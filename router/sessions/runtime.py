@@ -15,6 +15,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+import structlog
+
 from router.quic.engine import stream_buffered_bytes
 from router.sessions.endpoint import (
     UNREACHABLE,
@@ -33,6 +35,10 @@ from router.sessions.stream import SessionStream
 from router.tasks import stop_tasks
 from router.wire.keys import Identity
 
+log = structlog.get_logger("pinewood.sessions")
+
+REFUSAL_LOG_INTERVAL_S = 60.0
+"""Streams refused for want of a listener are logged once per protocol this often."""
 WRITE_HIGH_WATER = 256 * 1024
 """Unsent bytes of one stream above which a writer's ``drain`` waits."""
 
@@ -62,6 +68,7 @@ class Sessions:
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters: Counter[str] = Counter()
         self.closing = False
+        self._refusals_logged: dict[str, float] = {}
 
     # ---------------------------------------------------------- the API
 
@@ -186,7 +193,9 @@ class Sessions:
             elif isinstance(event, StreamAborted):
                 stream = self._streams.pop((event.session, event.stream_id), None)
                 if stream is not None:
-                    stream.connection_lost(f"stream reset by the peer ({event.error_code})")
+                    stream.connection_lost(
+                        f"stream reset by the other node (code {event.error_code})", event.error_code
+                    )
                     self.endpoint.stream_done(event.session, event.stream_id)
             elif isinstance(event, (SessionUp, SessionAlive)):
                 if isinstance(event, SessionUp):
@@ -209,6 +218,19 @@ class Sessions:
         if handler is None or self.closing:
             self.counters["streams refused (no listener)"] += 1
             self.endpoint.abort_stream(session, stream_id, StreamResetCode.REFUSED)
+            now = self.loop.time()
+            if (
+                handler is None
+                and self._refusals_logged.get(session.alpn, -REFUSAL_LOG_INTERVAL_S) + REFUSAL_LOG_INTERVAL_S
+                <= now
+            ):
+                self._refusals_logged[session.alpn] = now
+                log.info(
+                    "refused a session stream: nothing here serves its protocol",
+                    protocol=session.alpn,
+                    peer=session.key.hex(),
+                    refused_so_far=self.counters["streams refused (no listener)"],
+                )
             return None
         stream = SessionStream(self, session, stream_id)
         self._streams[(session, stream_id)] = stream

@@ -13,7 +13,7 @@ from collections import deque
 from typing import Protocol
 
 from router.sessions.endpoint import Session, StreamResetCode
-from router.sessions.errors import SessionError
+from router.sessions.errors import SessionError, StreamReset
 
 
 class StreamCarrier(Protocol):
@@ -42,6 +42,7 @@ class SessionStream:
         self._chunks: deque[bytes] = deque()
         self._eof = False
         self._error: str | None = None
+        self._reset_code: int | None = None
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -64,7 +65,7 @@ class SessionStream:
         """Up to ``limit`` bytes; b"" once the peer has finished sending."""
         while not self._chunks:
             if self._error is not None:
-                raise SessionError(self._error)
+                raise self._failure()
             if self._eof:
                 self._finish_reading()
                 return b""
@@ -109,7 +110,7 @@ class SessionStream:
         if self._write_closed:
             raise SessionError("stream closed for writing")
         if self._error is not None:
-            raise SessionError(self._error)
+            raise self._failure()
         if data:
             self.bytes_out += len(data)
             self._carrier.stream_send(self, data, False)
@@ -117,10 +118,10 @@ class SessionStream:
     async def drain(self) -> None:
         while not self._writable.is_set():
             if self._error is not None:
-                raise SessionError(self._error)
+                raise self._failure()
             await self._writable.wait()
         if self._error is not None:
-            raise SessionError(self._error)
+            raise self._failure()
 
     def write_eof(self) -> None:
         """Finish our side of the stream (the peer reads b"" after the rest)."""
@@ -135,13 +136,19 @@ class SessionStream:
             self.connection_lost("stream aborted")
             self._carrier.stream_abort(self, error_code)
 
-    def connection_lost(self, reason: str) -> None:
+    def connection_lost(self, reason: str, reset_code: int | None = None) -> None:
         """The stream broke (reset by either side, or its session closed): every
-        read, write and drain from now on raises :class:`SessionError` with ``reason``."""
+        read, write and drain from now on raises :class:`SessionError` with
+        ``reason`` (:class:`StreamReset`, if the other side reset it with ``reset_code``)."""
         if self._error is None:
             self._error = reason
+            self._reset_code = reset_code
         self._readable.set()
         self._writable.set()
+
+    def _failure(self) -> SessionError:
+        reason = self._error or "stream broken"
+        return SessionError(reason) if self._reset_code is None else StreamReset(reason, self._reset_code)
 
     @property
     def done(self) -> bool:

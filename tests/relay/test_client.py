@@ -15,6 +15,7 @@ import pytest
 
 from relay.client import RelayClientSettings, RelayUnavailable
 from relay.stores.base import secret_hash
+from router.wire.keys import Identity
 from tests.overlay import MemoryNode, MemoryOverlay
 
 
@@ -83,7 +84,10 @@ async def three_nodes(
     overlay = MemoryOverlay(tmp_path)
     homeserver = Homeserver(statuses)
     address = await homeserver.start()
-    r, b, s = overlay.add(), overlay.add(), overlay.add()
+    # B has the lowest key, so its record is kept by the node above it (R), and
+    # a lookup for B while it is away ends there too, without key space wrapping.
+    low, middle, high = sorted((Identity.generate() for _ in range(3)), key=lambda i: bytes(i.public_key))
+    b, r, s = overlay.add(low), overlay.add(middle), overlay.add(high)
     await overlay.with_service(r)
     overlay.with_client(r, RelayClientSettings(relays=(), homeserver=None))
     overlay.with_client(b, RelayClientSettings(relays=(r.key,), homeserver=address, fetch_interval_s=3600))

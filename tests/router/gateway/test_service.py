@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from router.gateway.names import server_name
+from router.gateway.outbound import SocksReply
 from router.gateway.service import Gateway, GatewaySettings
 from tests.overlay import MemoryNode, MemoryOverlay
 
@@ -141,6 +142,80 @@ async def test_an_unreachable_node_is_a_504_within_the_session_timeout(tmp_path:
         assert SESSION_TIMEOUT_S <= took < SESSION_TIMEOUT_S + 2.0
         assert b"cannot reach" in await reader.read()
         writer.close()
+    finally:
+        out.close()
+        await overlay.close()
+
+
+async def request_through(out: Gateway, name: str) -> bytes:
+    """CONNECT, TLS, one GET: the answer's head and body, as the homeserver reads them."""
+    head, reader, writer = await connect_via(out, name)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert out.ca is not None
+    await writer.start_tls(ssl.create_default_context(cafile=str(out.ca.cert_path)), server_hostname=name)
+    writer.write(f"GET /_matrix/federation/v1/version HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
+@run
+async def test_a_node_that_runs_no_homeserver_is_a_502_that_says_so(tmp_path: Path) -> None:
+    overlay = MemoryOverlay(tmp_path)
+    a, b = overlay.add(), overlay.add()  # b has no gateway: nothing takes federation streams
+    out = Gateway(settings(a, tmp_path, None, proxy=True), a.sessions)
+    await out.start()
+    try:
+        answer = await request_through(out, server_name(b.key))
+        assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), answer
+        assert b"runs no homeserver" in answer
+        assert b.sessions.counters["streams refused (no listener)"] == 1
+    finally:
+        out.close()
+        await overlay.close()
+
+
+@run
+async def test_a_far_homeserver_that_is_down_is_a_502_that_says_so(tmp_path: Path) -> None:
+    overlay = MemoryOverlay(tmp_path)
+    homeserver = Homeserver()
+    a, b = overlay.add(), overlay.add()
+    out = Gateway(settings(a, tmp_path, None, proxy=True), a.sessions)
+    address = await homeserver.start()
+    homeserver.close()  # b is configured for a homeserver that is not there
+    far = Gateway(settings(b, tmp_path, address, proxy=False), b.sessions)
+    await out.start()
+    try:
+        answer = await request_through(out, server_name(b.key))
+        assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), answer
+        assert b"is not answering its node" in answer
+        assert far.inbound is not None and far.inbound.counters["failed: homeserver unreachable"] == 1
+    finally:
+        out.close()
+        await overlay.close()
+
+
+@run
+async def test_socks5_refusals_carry_the_matching_reply_codes(tmp_path: Path) -> None:
+    overlay = MemoryOverlay(tmp_path)
+    a, b = overlay.add(), overlay.add()
+    overlay.offline.add(b.key)
+    out = Gateway(settings(a, tmp_path, None, proxy=True), a.sessions)
+    await out.start()
+    assert out.outbound is not None and out.outbound.address is not None
+
+    async def socks(name: str) -> int:
+        reader, writer = await asyncio.open_connection(*out.outbound.address)  # type: ignore[union-attr, misc]
+        writer.write(b"\x05\x01\x00")
+        assert await reader.readexactly(2) == b"\x05\x00"
+        writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() + (8448).to_bytes(2, "big"))
+        reply = await reader.readexactly(10)
+        writer.close()
+        return reply[1]
+
+    try:
+        assert await socks("example.org") == SocksReply.NOT_ALLOWED
+        assert await socks(server_name(b.key)) == SocksReply.HOST_UNREACHABLE  # 504's meaning
     finally:
         out.close()
         await overlay.close()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from router.sessions.endpoint import Limits, StreamResetCode
-from router.sessions.errors import SessionError, SessionTimeout
+from router.sessions.errors import SessionTimeout, StreamReset
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
 from router.wire.keys import Identity
@@ -127,8 +127,11 @@ async def test_stream_without_a_listener_is_refused() -> None:
     stream = await a.open_stream(key_of(b), "matrix", timeout=5)
     stream.write(b"anyone there?")
     # The reset that reaches the opener carries the code for a refused stream.
-    with pytest.raises(SessionError, match=rf"reset by the peer \({int(StreamResetCode.REFUSED)}\)"):
+    with pytest.raises(
+        StreamReset, match=rf"reset by the other node \(code {int(StreamResetCode.REFUSED)}\)"
+    ) as info:
         await asyncio.wait_for(stream.read(), 5)
+    assert info.value.code == StreamResetCode.REFUSED
     assert b.counters["streams refused (no listener)"] == 1
     await a.close()
     await b.close()
