@@ -54,8 +54,9 @@ def _attacks(section: dict[str, Any]) -> list[str]:
     if probes:
         out.append("")
         out += [
-            f"- {r['attack']}: {r['sent']:,} idle connections held; {r['probes_served']} of {r['probes']}"
-            f" requests of a good client answered within 2 s (slowest {r['probe_max_s']:.2f} s)."
+            f"- {r['attack']}: {round(r['rate'] * r['seconds']):,} idle connections opened and held;"
+            f" {r['probes_served']} of {r['probes']} requests of a good client answered within 2 s"
+            f" (slowest {r['probe_max_s']:.2f} s)."
             for r in probes
         ]
     out.append("")

@@ -41,11 +41,19 @@ def test_the_report_shows_the_attacks_and_the_fuzzing(tmp_path: Path) -> None:
             "pings": 54, "ping_loss": 0.0, "p99_rtt_ms": 3.5, "good_peerings_dropped": 0,
             "closed_after_s": 0.01, "rss_growth_mb": 0.2, "max_silence_s": 3.3, "refused": 250,
             "probes": 0, "probes_served": 0, "probe_max_s": 0.0, "parts": [],
-        }
+        },
+        {
+            "attack": "gateway-idle", "seconds": 6.0, "rate": 100.0, "unit": "connections",
+            "target_cpu": 0.01, "pings": 54, "ping_loss": 0.0, "p99_rtt_ms": 1.5,
+            "good_peerings_dropped": 0, "closed_after_s": None, "rss_growth_mb": 0.1,
+            "max_silence_s": 3.1, "refused": 0, "probes": 30, "probes_served": 30, "probe_max_s": 0.02,
+            "parts": [],
+        },
     ]  # fmt: skip
     (tmp_path / "hostile.json").write_text(json.dumps({**stamp, "result": rows}))
     assert report_main(["--render", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Hostile peers" in report and "## Fuzzing the wire decoders" in report
     assert "| forged-bootstrap | 6 | 90 frames/s | 0.10 | 0.0 % (54 pings) | 3.5 | 0 | 0.01 s |" in report
+    assert "- gateway-idle: 600 idle connections opened and held; 30 of 30 requests" in report
     assert "- inputs: 20,000 in" in report and "- failures: 0" in report

@@ -250,3 +250,59 @@ def test_sessions_and_gateway_show_in_the_admin_api(overlay: Overlay) -> None:
     assert inbound["inbound_counters"]["streams served"] >= 1
     metrics = c.api("GET", "/metrics")
     assert 'pinewood_gateway_events_total{side="inbound",event="streams served"}' in metrics
+
+
+def log_lines(o: Overlay, name: str) -> list[dict[str, object]]:
+    path = o.net.daemons[name].data_dir / "log"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def test_a_node_that_runs_no_homeserver_gets_a_502_with_the_reason(overlay: Overlay) -> None:
+    b = overlay.net.daemons["b"]  # b runs no homeserver
+    started = time.monotonic()
+    answer = connect_request(
+        overlay, "GET", "/_matrix/federation/v1/version", name=server_name(bytes.fromhex(b.key))
+    )
+    assert answer.status == 502 and b"runs no homeserver" in answer.body, answer
+    assert time.monotonic() - started < 3.0
+    refused = [
+        e for e in log_lines(overlay, "b") if str(e.get("event", "")).startswith("refused a session stream")
+    ]
+    assert refused and refused[0]["protocol"] == "matrix", refused
+    a = overlay.net.daemons["a"]
+    assert a.api("GET", "/gateway")["proxy_counters"]["answered 502: no answer from the node"] >= 1
+
+
+# The tests below restart nodes; they run last, in this order.
+
+
+def timed_request(o: Overlay, path: str) -> tuple[Answer, float]:
+    started = time.monotonic()
+    answer = connect_request(o, "POST", path, body=path.encode())
+    return answer, time.monotonic() - started
+
+
+def test_a_request_after_the_far_node_restarted_is_carried_on_a_fresh_session(overlay: Overlay) -> None:
+    net, c = overlay.net, overlay.net.daemons["c"]
+    assert connect_request(overlay, "POST", "/before", body=b"before").status == 200
+    net.kill("c")
+    net.launch(c, c.extra_args)
+    net.wait_up(c)
+    net.wait_converged()
+    answer, seconds = timed_request(overlay, "/after-c-restarted")
+    assert answer.status == 200 and answer.body == b"/after-c-restarted", answer
+    assert seconds <= 3.0, seconds
+    sessions = net.daemons["a"].api("GET", "/sessions")["counters"]
+    assert sessions.get("sessions established", 0) >= 2
+
+
+def test_a_request_after_the_near_node_restarted_is_carried(overlay: Overlay) -> None:
+    net, a, b = overlay.net, overlay.net.daemons["a"], overlay.net.daemons["b"]
+    net.kill("a")
+    net.launch(a, a.extra_args)
+    net.wait_up(a)
+    a.api("POST", "/peers", {"uri": b.uri})  # peers added by the API are not kept over a restart
+    net.wait_converged()
+    answer, seconds = timed_request(overlay, "/after-a-restarted")
+    assert answer.status == 200 and answer.body == b"/after-a-restarted", answer
+    assert seconds <= 3.0, seconds
