@@ -292,3 +292,23 @@ class DaemonNet:
                     daemon.process.wait()
         # A node that ignores SIGTERM for 10 s is a bug worth failing for.
         assert not slow, f"did not stop within 10 s of SIGTERM: {slow}"
+        # Every line a node logs in JSON mode is JSON, whatever happened.
+        broken = {name: lines for name, lines in self.non_json_lines().items() if lines}
+        assert not broken, f"log lines that are not JSON: {broken}"
+
+    def non_json_lines(self) -> dict[str, list[str]]:
+        """By daemon: the lines of its log that are not one JSON object each (at most five)."""
+        out: dict[str, list[str]] = {}
+        for daemon in self.daemons.values():
+            path = daemon.data_dir / "log"
+            bad: list[str] = []
+            if path.exists():
+                for line in path.read_text(errors="replace").splitlines():
+                    try:
+                        if isinstance(json.loads(line), dict):
+                            continue
+                    except ValueError:
+                        pass
+                    bad.append(line[:300])
+            out[daemon.name] = bad[:5]
+        return out

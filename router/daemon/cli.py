@@ -19,20 +19,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import structlog
 import uvloop
 
 from router import __version__
 from router.daemon.admin import start_admin
 from router.daemon.config import ConfigError, NodeConfig, load_config
-from router.daemon.errors import DaemonError
+from router.daemon.errors import DaemonError, StartupError
 from router.daemon.keyfile import KeyFileError, load_or_create_identity, write_key_file
 from router.daemon.logs import configure_logging
-from router.daemon.node import Node
+from router.daemon.node import Node, startup_step
 from router.daemon.settings import DEFAULT_ADMIN, add_flags, env_name, flag_values
 from router.gateway.names import server_name
 from router.links.multicast import DiscoveryError
 from router.quic.errors import QuicEngineError
 from router.wire.keys import Identity
+
+log = structlog.get_logger("pinewood")
 
 
 class CLIError(DaemonError):
@@ -42,34 +45,54 @@ class CLIError(DaemonError):
 # ------------------------------------------------------------------ run
 
 
+def _log_unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The event loop's last resort: an error no task handled, as one structured event."""
+    exc = context.get("exception")
+    log.error(
+        "unhandled error",
+        message=context.get("message"),
+        error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        exc_info=exc if isinstance(exc, BaseException) else None,
+    )
+
+
 async def _serve(config: NodeConfig, identity: Identity) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_log_unhandled)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    node = Node(config, identity)
-    await node.start()
-    host, port = config.admin_address
-    admin = await start_admin(node, host, port)
+    with startup_step("data_dir", f"cannot set the node up in {config.data_path}"):
+        node = Node(config, identity)
+    try:
+        await node.start()
+        host, port = config.admin_address
+        with startup_step("admin", f"cannot listen for the admin API on {host}:{port}"):
+            admin = await start_admin(node, host, port)
+    except BaseException:
+        await node.stop()
+        raise
+    log.info("started")
     await stop.wait()
+    log.info("stopping")
     admin.close()
     await node.stop()
+    log.info("stopped")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config) if args.config else None, flags=flag_values(args))
-    identity, source = load_or_create_identity(config.key_path)
     configure_logging(config.log_format, config.log_level)
-    print(f"pinewood {__version__}, node key {identity.public_key.hex()} ({source})", flush=True)
     try:
+        identity, source = load_or_create_identity(config.key_path)
+        log.info("pinewood starting", version=__version__, key=identity.public_key.hex(), key_source=source)
         if config.uvloop:
             uvloop.run(_serve(config, identity))
         else:
             asyncio.run(_serve(config, identity))
-    except OSError as exc:  # most often: an address already in use
-        raise CLIError(f"cannot start: {exc.strerror or exc}") from None
-    except (DiscoveryError, QuicEngineError) as exc:
-        raise CLIError(str(exc)) from None
+    except (KeyFileError, StartupError, DiscoveryError, QuicEngineError) as exc:
+        log.error("cannot start", reason=str(exc))
+        return 1
     return 0
 
 

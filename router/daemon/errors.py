@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class DaemonError(Exception):
     """The node cannot do what it was asked (a setting, a key file, a request); the message says why."""
+
+
+class StartupError(DaemonError):
+    """The node cannot start as configured; the message names the setting and what to do."""

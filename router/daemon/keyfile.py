@@ -46,11 +46,16 @@ def parse_seed(text: str, source: str) -> Identity:
 
 def write_key_file(path: Path, identity: Identity) -> None:
     """Create ``path`` (mode 0600) holding ``identity``'s seed; refuse to overwrite."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a private key") from None
+    except OSError as exc:
+        raise KeyFileError(
+            f"cannot create the key file {path}: {exc.strerror or exc}; set data_dir (--data-dir) to a "
+            "directory this user can write, or key_file (--key-file) to an existing key"
+        ) from None
     with os.fdopen(fd, "w") as handle:
         handle.write(identity.seed.hex() + "\n")
 
@@ -61,12 +66,18 @@ def load_key_file(path: Path) -> Identity:
         info = path.stat()
     except FileNotFoundError:
         raise KeyFileError(f"{path}: no such key file") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the key file {path}: {exc.strerror or exc}") from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
             f"{path}: private key is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
             f"run 'chmod 600 {path}'"
         )
-    return parse_seed(path.read_text(encoding="ascii", errors="replace"), str(path))
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise KeyFileError(f"cannot read the key file {path}: {exc.strerror or exc}") from None
+    return parse_seed(text, str(path))
 
 
 def load_or_create_identity(path: Path, environ: dict[str, str] | None = None) -> tuple[Identity, str]:
@@ -74,7 +85,11 @@ def load_or_create_identity(path: Path, environ: dict[str, str] | None = None) -
     env = os.environ if environ is None else environ
     if seed := env.get(SEED_ENV):
         return parse_seed(seed, SEED_ENV), f"${SEED_ENV}"
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:
+        raise KeyFileError(f"cannot look for the key file {path}: {exc.strerror or exc}") from None
+    if exists:
         return load_key_file(path), str(path)
     identity = Identity.generate()
     write_key_file(path, identity)

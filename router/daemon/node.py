@@ -12,12 +12,16 @@ router the sessions, the relay and the homeserver gateway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 
 import structlog
 
 from relay.client import RelayClient, RelayClientSettings
+from relay.errors import RelayError
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.service import RelayLimits, RelayService
 from relay.stores import open_store
@@ -25,9 +29,11 @@ from relay.stores.base import Store
 from router.daemon.admission import Admission
 from router.daemon.config import NodeConfig, parse_host_port
 from router.daemon.delivery import LocalDelivery
+from router.daemon.errors import StartupError
 from router.daemon.lan import LanPeers
 from router.daemon.static_peers import StaticPeers
 from router.daemon.transports import Transports
+from router.gateway.errors import GatewayError
 from router.gateway.service import Gateway, GatewaySettings
 from router.links.owner import LinkSettings
 from router.links.tcp import PeerLink
@@ -58,6 +64,34 @@ BACKLOG_CHUNK = 1024
 SWEEP_INTERVAL_S = 60.0
 
 log = structlog.get_logger("pinewood")
+
+
+@contextlib.contextmanager
+def startup_step(setting: str, what: str) -> Iterator[None]:
+    """Turn an OS or store error met while starting into a :class:`StartupError`
+    that says what failed and which setting to look at."""
+    try:
+        yield
+    except (OSError, RelayError, GatewayError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        hint = (
+            " (another process is using it)"
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        flag = "--" + setting.replace("_", "-")
+        raise StartupError(f"{what}: {detail}{hint}; check the setting {setting} ({flag})") from None
+
+
+LOGGED_HOPS = 8
+"""Coordinates longer than this are shortened in log lines."""
+
+
+def short_coordinates(coordinates: Sequence[int]) -> str:
+    """Coordinates for a log line: all of them if few, else the first hops and how many there are."""
+    if len(coordinates) <= LOGGED_HOPS:
+        return " ".join(map(str, coordinates)) or "(root)"
+    return " ".join(map(str, coordinates[:LOGGED_HOPS])) + f" ... ({len(coordinates)} hops)"
 
 
 class Node:
@@ -159,15 +193,22 @@ class Node:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Listen, dial and serve as configured; a :class:`StartupError` that names
+        the setting if something configured cannot be had."""
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
         for uri in self.config.listen_uris():
-            await self.transports.listen(uri)
+            with startup_step("listen", f"cannot listen on {uri}"):
+                await self.transports.listen(uri)
         for uri in self.config.peer_uris():
             self.add_static_peer(str(uri))
         if self.config.relay_enable:
-            await self._start_relay()
+            with startup_step("relay_store", "cannot open the relay store"):
+                await self._start_relay()
         self.relay_client.start()
-        await self.gateway.start()
+        with startup_step(
+            "gateway_listen", f"cannot listen for the homeserver on {self.config.gateway_listen}"
+        ):
+            await self.gateway.start()
         if self.config.lan_discovery and self.config.lan_interfaces:
             await self.lan.start(list(self.config.lan_interfaces))
 
@@ -351,15 +392,21 @@ class Node:
                     if out.cause is CloseCause.BAD_SIGNATURE:
                         self.admission.hold_off(link)
             elif isinstance(out, ParentChanged):
-                log.info("parent changed", port=out.port)
+                if not self._stopping:  # peerings closing on the way down are not news
+                    log.info("parent changed", port=out.port)
             elif isinstance(out, RootChanged):
                 # Only a new root key is news; sequences change as the root refreshes.
                 if out.root_key != self._logged_root:
                     self._logged_root = out.root_key
                     self.relay_client.moved()
-                    log.info("root changed", root=out.root_key.hex(), coords=out.coordinates)
+                    if not self._stopping:
+                        log.info(
+                            "root changed", root=out.root_key.hex(), coords=short_coordinates(out.coordinates)
+                        )
                 else:
-                    log.debug("root sequence", sequence=out.root_sequence, coords=out.coordinates)
+                    log.debug(
+                        "root sequence", sequence=out.root_sequence, coords=short_coordinates(out.coordinates)
+                    )
             elif isinstance(out, DescendingChanged):
                 log.debug("descending changed", key=out.key.hex() if out.key else None)
                 self.relay_client.moved()

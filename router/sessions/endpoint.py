@@ -42,6 +42,7 @@ from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
     PingAcknowledged,
+    StopSendingReceived,
     StreamDataReceived,
     StreamReset,
 )
@@ -343,11 +344,18 @@ class Endpoint:
         self.counters["sessions probed"] += 1
         self._dirty.add(session)
 
-    def send(self, session: Session, stream_id: int, data: bytes, end: bool = False) -> None:
+    def send(self, session: Session, stream_id: int, data: bytes, end: bool = False) -> bool:
+        """Queue ``data`` on the stream; False if the stream can no longer send
+        (its session closed, or the other side stopped it or it was finished)."""
         if session.closed:
-            return
-        session.connection.send_stream_data(stream_id, data, end_stream=end)
+            return False
+        try:
+            session.connection.send_stream_data(stream_id, data, end_stream=end)
+        except (ValueError, RuntimeError):  # aioquic: reset, finished or unknown
+            self.drops["writes on a stream that can no longer send"] += 1
+            return False
         self._dirty.add(session)
+        return True
 
     def open_stream(self, session: Session, now: float) -> int:
         """A new bidirectional stream on an established session."""
@@ -501,7 +509,9 @@ class Endpoint:
                     session.streams.add(event.stream_id)
                     self._keepalive(session, now)
                 self._events.append(StreamData(session, event.stream_id, event.data, event.end_stream))
-            elif isinstance(event, StreamReset):
+            elif isinstance(event, (StreamReset, StopSendingReceived)):
+                # The other side reset its half, or asked us to stop ours: either
+                # way the stream is over for the application.
                 if event.stream_id in session.streams:
                     self._events.append(StreamAborted(session, event.stream_id, event.error_code))
             elif isinstance(event, ConnectionIdIssued):

@@ -139,11 +139,13 @@ class Sessions:
 
     # (the StreamCarrier protocol: what a SessionStream asks of its runtime)
 
-    def stream_send(self, stream: SessionStream, data: bytes, end: bool) -> None:
-        self.endpoint.send(stream.session, stream.stream_id, data, end)
+    def stream_send(self, stream: SessionStream, data: bytes, end: bool) -> bool:
+        if not self.endpoint.send(stream.session, stream.stream_id, data, end):
+            return False
         if self._unsent(stream) > WRITE_HIGH_WATER:
             stream.pause_writing()
         self._kick()
+        return True
 
     def stream_consumed(self, stream: SessionStream, count: int) -> None:
         self.endpoint.consumed(stream.session, stream.stream_id, count)

@@ -19,8 +19,9 @@ from router.sessions.errors import SessionError, StreamReset
 class StreamCarrier(Protocol):
     """What a stream needs from the runtime that carries it."""
 
-    def stream_send(self, stream: SessionStream, data: bytes, end: bool) -> None:
-        """Queue ``data`` (and the end of our side, if ``end``) for the peer."""
+    def stream_send(self, stream: SessionStream, data: bytes, end: bool) -> bool:
+        """Queue ``data`` (and the end of our side, if ``end``) for the peer;
+        False if the stream can no longer send."""
 
     def stream_consumed(self, stream: SessionStream, count: int) -> None:
         """The reader took ``count`` bytes: the peer may send that much more."""
@@ -113,7 +114,10 @@ class SessionStream:
             raise self._failure()
         if data:
             self.bytes_out += len(data)
-            self._carrier.stream_send(self, data, False)
+            if not self._carrier.stream_send(self, data, False):
+                self.connection_lost("the other node stopped this stream")
+                self._carrier.stream_abort(self, StreamResetCode.ABORTED)  # and forget it
+                raise self._failure()
 
     async def drain(self) -> None:
         while not self._writable.is_set():
