@@ -36,6 +36,7 @@ from router.gateway.inbound import InboundResetCode
 from router.gateway.names import key_for_name
 from router.gateway.offline import serve_away
 from router.gateway.tunnel import (
+    CHUNK,
     TLS_HANDSHAKE_RECORD,
     ByteSide,
     IdleTimeout,
@@ -48,6 +49,7 @@ from router.gateway.tunnel import (
     pipe,
 )
 from router.http.connection_table import ConnectionTable
+from router.http.requests import RequestError, RequestReader, error_response
 from router.sessions.errors import SessionError, SessionTimeout, StreamReset
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
@@ -135,25 +137,6 @@ class OutboundSettings:
     idle_timeout: float
 
 
-def _http_response(status: HTTPStatus, body: bytes, content_type: str = "text/plain") -> bytes:
-    return (
-        f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-        + body
-    )
-
-
-async def _read_head(side: ByteSide) -> bytes:
-    """Bytes from ``side`` up to the end of one request head (or what came before EOF)."""
-    data = b""
-    while b"\r\n\r\n" not in data and len(data) <= MAX_REQUEST_HEAD:
-        chunk = await side.read()
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 class OutboundProxy:
     """Serves the homeserver's outbound federation connections."""
 
@@ -184,8 +167,8 @@ class OutboundProxy:
         if not self.clients.admit(transport):
             self.counters["refused: too many clients"] += 1
             writer.write(
-                _http_response(
-                    HTTPStatus.SERVICE_UNAVAILABLE, b"pinewood gateway: too many connections in use\n"
+                error_response(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "pinewood gateway: too many connections in use\n"
                 )
             )
             writer.close()
@@ -271,7 +254,7 @@ class OutboundProxy:
             if stream is not None:
                 stream.abort()
             raise
-        first = await asyncio.wait_for(client.reader.read(1), HEAD_TIMEOUT_S)
+        first = await asyncio.wait_for(client.read(), HEAD_TIMEOUT_S)
         if not first:
             if stream is not None:
                 stream.abort()
@@ -300,20 +283,29 @@ class OutboundProxy:
             # well-known is answered here, at once, even while the node is
             # away (else the homeserver falls back to DNS SRV lookups, which
             # fail without DNS).  Anything else asked on this port goes to the node.
-            head = await asyncio.wait_for(_read_head(side), HEAD_TIMEOUT_S)
-            if head.startswith(b"GET /.well-known/matrix/server "):
+            requests = RequestReader(side.read, max_head=MAX_REQUEST_HEAD, max_body=0)
+            try:
+                first_request = await asyncio.wait_for(requests.head(HEAD_TIMEOUT_S), HEAD_TIMEOUT_S)
+            except RequestError as exc:
+                await side.write(error_response(exc.status, f"pinewood gateway: {exc}\n"))
+                await side.finish()
+                return
+            if first_request is None:
+                await side.finish()
+                return
+            if first_request.method == b"GET" and first_request.target == b"/.well-known/matrix/server":
                 self.counters["well-known answered"] += 1
-                body = json.dumps({"m.server": f"{host}:{FEDERATION_PORT}"}).encode()
-                await side.write(_http_response(HTTPStatus.OK, body, "application/json"))
+                body = json.dumps({"m.server": f"{host}:{FEDERATION_PORT}"})
+                await side.write(error_response(HTTPStatus.OK, body, "application/json"))
                 await side.finish()
                 return
             try:
                 stream = await self._open(key, host)
             except ProxyError as exc:
-                await side.write(_http_response(exc.status, f"pinewood gateway: {exc}\n".encode()))
+                await side.write(error_response(exc.status, f"pinewood gateway: {exc}\n"))
                 await side.finish()
                 return
-            side = PrefixedSide(side, head)
+            side = PrefixedSide(side, requests.read_so_far())
         try:
             up, down = await pipe(side, StreamSide(stream), self.settings.idle_timeout, spare_a=True)
         except NoAnswer as exc:
@@ -349,29 +341,32 @@ class OutboundProxy:
         self.counters[f"answered {status.value}: no answer from the node"] += 1
         log.info("federation request not answered", destination=host, status=status.value, reason=reason)
         with contextlib.suppress(TunnelError, OSError, ConnectionError):
-            await side.write(_http_response(status, f"pinewood gateway: {reason}\n".encode()))
+            await side.write(error_response(status, f"pinewood gateway: {reason}\n"))
             await side.finish()
 
     # ---------------------------------------------------------------- HTTP
 
     async def _http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def read() -> bytes:
+            return await reader.read(CHUNK)
+
+        requests = RequestReader(read, max_head=MAX_REQUEST_HEAD, max_body=0, prefix=first)
         try:
-            head = first + await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S)
-        except (asyncio.LimitOverrunError, ValueError):
+            head = await asyncio.wait_for(requests.head(HEAD_TIMEOUT_S), HEAD_TIMEOUT_S)
+        except RequestError as exc:
             self.counters["refused: bad request"] += 1
-            await self._answer(writer, HTTPStatus.BAD_REQUEST, "request head too long")
+            await self._answer(writer, exc.status, str(exc))
             return
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
+        if head is None:
+            return
+        method = head.method.decode("ascii", "replace")
+        target = head.target.decode("ascii", "replace")
         try:
-            if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-                raise ProxyError(HTTPStatus.BAD_REQUEST, "not an HTTP/1.x request")
-            method, target, version = parts
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
                 if not port.isdigit():
                     raise ProxyError(HTTPStatus.BAD_REQUEST, "CONNECT needs host:port")
-                client = PlainSide(reader, writer)
+                client = PlainSide(reader, writer, requests.unread())
                 client.answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
                 await self._tunnel(client, host, int(port))
                 return
@@ -386,15 +381,17 @@ class OutboundProxy:
         except ProxyError as exc:
             await self._answer(writer, exc.status, str(exc))
             return
-        # Absolute form: forward it in origin form, one request per connection.
+        # Absolute form: forward it in origin form, one request per connection;
+        # what the client sent past the head (its body) follows as it came.
         kept = [
-            line
-            for line in lines[1:]
-            if line and not line.lower().startswith(("proxy-", "connection:", "keep-alive:"))
+            f"{name.decode('latin-1')}: {value.decode('latin-1')}"
+            for name, value in head.headers.raw_items()
+            if not name.lower().startswith(b"proxy-") and name.lower() not in (b"connection", b"keep-alive")
         ]
-        request = "\r\n".join([f"{method} /{path} {version}", *kept, "Connection: close", "", ""])
+        version = head.http_version.decode("ascii", "replace")
+        request = "\r\n".join([f"{method} /{path} HTTP/{version}", *kept, "Connection: close", "", ""])
         stream.write(request.encode("latin-1"))
-        client = PlainSide(reader, writer)
+        client = PlainSide(reader, writer, requests.unread())
         try:
             up, down = await pipe(client, StreamSide(stream), self.settings.idle_timeout, spare_a=True)
         except NoAnswer as exc:
@@ -410,7 +407,7 @@ class OutboundProxy:
 
     async def _answer(self, writer: asyncio.StreamWriter, status: HTTPStatus, message: str) -> None:
         log.info("federation proxy refused a request", status=status.value, reason=message)
-        writer.write(_http_response(status, f"pinewood gateway: {message}\n".encode()))
+        writer.write(error_response(status, f"pinewood gateway: {message}\n"))
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
 
