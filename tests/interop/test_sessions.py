@@ -175,8 +175,8 @@ def test_pinewood_gateway_to_go_sessions_server(sessions: SessionNet) -> None:
 
 # ---------------------------------------------------------------- restarts
 
-RESTART_ANSWER_S = 5.0
-"""A request after a restart gets a fresh session within this, or a 504 with a reason."""
+RESTART_ANSWER_S = 3.0
+"""A request to a node that restarted since the last one is carried on a fresh session within this."""
 
 
 def request_after_restart(o: Overlay) -> tuple[float, int | None, bytes, str]:
@@ -197,17 +197,16 @@ def assert_clear_answer(seconds: float, status: int | None, body: bytes, error: 
     assert seconds <= RESTART_ANSWER_S, f"answered {status} after {seconds:.1f} s"
 
 
-@pytest.mark.xfail(
-    reason="an established session to a node that restarted is not noticed: the next request "
-    "waits for QUIC's idle timeout and the client gets no HTTP answer",
-    strict=True,
-)
 def test_go_node_restarts_while_pinewood_holds_a_session(sessions: SessionNet) -> None:
+    """The quiet session is probed before reuse; the restarted Go node does not
+    answer for it, so a fresh session carries the request."""
     o, gs = sessions.overlay, sessions.gs
     assert connect_request(o, "POST", "/before", b"before").status == 200
     gs.restart()
     sessions.net.wait_converged(timeout=30)
-    assert_clear_answer(*request_after_restart(o))
+    seconds, status, body, error = request_after_restart(o)
+    assert_clear_answer(seconds, status, body, error)
+    assert status == 200, (status, body)
 
 
 @pytest.mark.xfail(
