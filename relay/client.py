@@ -54,6 +54,19 @@ PUBLISH_INTERVAL_S = 10.0
 REGISTER_INTERVAL_S = 3600.0
 
 
+ROUND_RETRY_S = 5.0
+"""After a round that failed, the next fetch is tried this much later."""
+
+
+@dataclass(slots=True)
+class _Due:
+    """When the client's periodic work is next due (event-loop time)."""
+
+    register: float = 0.0
+    publish: float = 0.0
+    fetch: float = 0.0
+
+
 class RelayUnavailable(RelayError):
     """No relay would take the deposit (no record, no reachable relay, no intermediate)."""
 
@@ -145,30 +158,40 @@ class RelayClient:
             return
         loop = asyncio.get_running_loop()
         self._started = loop.time()
-        next_register = next_publish = next_fetch = 0.0
+        due = _Due()
         while not self._stopping:
-            now = loop.time()
-            if now >= next_register or (len(self.registered) < len(self._mailboxes) and now >= next_publish):
-                await self._register_all()
-                next_register = now + REGISTER_INTERVAL_S
-            if now >= next_publish or self._publish_soon:
-                if self._publish_soon:
-                    self._publish_soon = False
-                    await asyncio.sleep(1.0)  # let the change settle
-                self._publish()
-                # Often while the network around us is still settling, then less.
-                settling = loop.time() - self._started < SETTLING_S
-                next_publish = loop.time() + (SETTLING_PUBLISH_INTERVAL_S if settling else PUBLISH_INTERVAL_S)
-            if now >= next_fetch or self._fetch_soon:
-                self._fetch_soon = False
-                await self.fetch_all()
-                next_fetch = loop.time() + self.settings.fetch_interval_s
+            try:
+                await self._round(loop, due)
+            except (SessionError, RelayError, TimeoutError, OSError, ValueError, TypeError) as exc:
+                # Whatever a relay or an envelope did, the client goes on.
+                self.counters["rounds failed"] += 1
+                log.warning("relay client round failed", error=f"{type(exc).__name__}: {exc}")
+                due.fetch = loop.time() + ROUND_RETRY_S
             self._wake.clear()
             if self._publish_soon or self._fetch_soon:
                 continue
-            wait = max(0.05, min(next_publish, next_fetch) - loop.time())
+            wait = max(0.05, min(due.publish, due.fetch) - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _round(self, loop: asyncio.AbstractEventLoop, due: _Due) -> None:
+        """Register, publish and fetch, each if it is due."""
+        now = loop.time()
+        if now >= due.register or (len(self.registered) < len(self._mailboxes) and now >= due.publish):
+            await self._register_all()
+            due.register = now + REGISTER_INTERVAL_S
+        if now >= due.publish or self._publish_soon:
+            if self._publish_soon:
+                self._publish_soon = False
+                await asyncio.sleep(1.0)  # let the change settle
+            self._publish()
+            # Often while the network around us is still settling, then less.
+            settling = loop.time() - self._started < SETTLING_S
+            due.publish = loop.time() + (SETTLING_PUBLISH_INTERVAL_S if settling else PUBLISH_INTERVAL_S)
+        if now >= due.fetch or self._fetch_soon:
+            self._fetch_soon = False
+            await self.fetch_all()
+            due.fetch = loop.time() + self.settings.fetch_interval_s
 
     # ------------------------------------------------------------ our mailboxes and record
 
@@ -276,7 +299,14 @@ class RelayClient:
             done: list[bytes] = []
             stop = False
             for item in envelopes:
-                if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], bytes)):
+                if not (
+                    isinstance(item, list)
+                    and len(item) == 3
+                    and isinstance(item[0], bytes)
+                    and isinstance(item[1], (int, float))
+                    and isinstance(item[2], bytes)
+                ):
+                    self.counters["malformed envelopes from a relay"] += 1
                     continue
                 envelope_id, expires, ciphertext = item
                 if await self._inbox.seen(envelope_id):

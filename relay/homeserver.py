@@ -63,8 +63,20 @@ async def replay(address: tuple[str, int], raw: bytes, timeout: float) -> int:
     headers and body) to the homeserver; the status it answers."""
     request, body = parse_request(raw)
     conn = h11.Connection(h11.CLIENT)
-    head = h11.Request(method=request.method, target=request.target, headers=request.headers.raw_items())
-    parts = [conn.send(head), conn.send(h11.Data(data=body)) if body else None, conn.send(h11.EndOfMessage())]
+    try:
+        head = h11.Request(
+            method=request.method,
+            target=request.target,
+            headers=request.headers.raw_items(),
+            http_version=request.http_version,
+        )
+        parts = [
+            conn.send(head),
+            conn.send(h11.Data(data=body)) if body else None,
+            conn.send(h11.EndOfMessage()),
+        ]
+    except h11.ProtocolError as exc:
+        raise ReplayError(f"cannot be sent on as HTTP/1.1: {exc}") from None
     out = b"".join(part for part in parts if part)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout)
     try:

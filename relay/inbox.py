@@ -44,6 +44,7 @@ class Inbox:
 
     async def open(self) -> None:
         def run() -> None:
+            db: sqlite3.Connection | None = None
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -52,6 +53,8 @@ class Inbox:
                     "CREATE TABLE IF NOT EXISTS delivered (id BLOB PRIMARY KEY, expires REAL NOT NULL)"
                 )
             except (sqlite3.Error, OSError) as exc:
+                if db is not None:
+                    db.close()
                 raise InboxError(f"cannot open the inbox database {self.path}: {exc}") from None
             self._db = db
 

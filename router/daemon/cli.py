@@ -70,7 +70,8 @@ async def _serve(config: NodeConfig, identity: Identity) -> None:
         with startup_step("admin", f"cannot listen for the admin API on {host}:{port}"):
             admin = await start_admin(node, host, port)
     except BaseException:
-        await node.stop()
+        with contextlib.suppress(Exception):  # the first failure is the one to report
+            await node.stop()
         raise
     log.info("started")
     await stop.wait()
@@ -92,6 +93,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             asyncio.run(_serve(config, identity))
     except (KeyFileError, StartupError, DiscoveryError, QuicEngineError) as exc:
         log.error("cannot start", reason=str(exc))
+        return 1
+    except OSError as exc:  # one that no start-up step named
+        log.error("cannot start", reason=f"{exc.strerror or exc}")
         return 1
     return 0
 

@@ -254,10 +254,15 @@ class OutboundProxy:
             if stream is not None:
                 stream.abort()
             raise
-        first = await asyncio.wait_for(client.read(), HEAD_TIMEOUT_S)
+        try:
+            first = await asyncio.wait_for(client.read(), HEAD_TIMEOUT_S)
+        except BaseException:
+            first = b""
+            raise
+        finally:
+            if not first and stream is not None:
+                stream.abort()  # the client went before its first byte: so does the stream
         if not first:
-            if stream is not None:
-                stream.abort()
             return
         side: ByteSide = PlainSide(client.reader, client.writer, first)
         if first[0] == TLS_HANDSHAKE_RECORD:
@@ -340,7 +345,8 @@ class OutboundProxy:
         status, reason = self._failure(host, exc)
         self.counters[f"answered {status.value}: no answer from the node"] += 1
         log.info("federation request not answered", destination=host, status=status.value, reason=reason)
-        with contextlib.suppress(TunnelError, OSError, ConnectionError):
+        # The client may have gone, or finished its side: then there is no one to tell.
+        with contextlib.suppress(TunnelError, OSError, ConnectionError, RuntimeError):
             await side.write(error_response(status, f"pinewood gateway: {reason}\n"))
             await side.finish()
 

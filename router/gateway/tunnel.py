@@ -205,6 +205,8 @@ async def pipe(a: ByteSide, b: ByteSide, idle_timeout: float, spare_a: bool = Fa
         while True:
             data = await source.read()
             if not data:
+                if spare_a and index == 1 and not moved[1]:
+                    raise SessionError("the node ended the stream without answering")
                 await sink.finish()
                 return
             last[0] = time.monotonic()
@@ -242,4 +244,7 @@ async def pipe(a: ByteSide, b: ByteSide, idle_timeout: float, spare_a: bool = Fa
         guard.cancel()
         for task in tasks:
             task.cancel()
+        # Both directions often fail in the same turn: collect every outcome,
+        # so that none is left unretrieved.
+        await asyncio.gather(*tasks, guard, return_exceptions=True)
     return moved[0], moved[1]

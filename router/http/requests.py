@@ -54,6 +54,7 @@ class RequestReader:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
         self._raw = bytearray()
         """What was given to h11 and not yet handed out as a request's raw bytes."""
+        self._method = b""
         if prefix:
             self._feed(prefix)
 
@@ -81,6 +82,7 @@ class RequestReader:
             return None
         if not isinstance(event, h11.Request):
             raise RequestError(HTTPStatus.BAD_REQUEST, "expected a request")
+        self._method = bytes(event.method)
         return event
 
     def unread(self) -> bytes:
@@ -125,15 +127,10 @@ class RequestReader:
             reason=status.phrase.encode(),
             headers=[("Content-Type", content_type), ("Content-Length", str(len(body)))],
         )
-        out = b"".join(
-            part
-            for part in (
-                self.conn.send(head),
-                self.conn.send(h11.Data(data=body)),
-                self.conn.send(h11.EndOfMessage()),
-            )
-            if part
-        )
+        out = self.conn.send(head) or b""
+        if self._method != b"HEAD":  # a HEAD answer is the head alone
+            out += self.conn.send(h11.Data(data=body)) or b""
+        out += self.conn.send(h11.EndOfMessage()) or b""
         if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
             self.conn.start_next_cycle()
         return out

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,7 +43,6 @@ from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
     PingAcknowledged,
-    StopSendingReceived,
     StreamDataReceived,
     StreamReset,
 )
@@ -137,6 +137,13 @@ class SessionAlive:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSetAside:
+    """A probed session did not answer but has streams open: it keeps them and takes no new ones."""
+
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
 class StreamData:
     session: Session
     stream_id: int
@@ -151,7 +158,7 @@ class StreamAborted:
     error_code: int
 
 
-SessionEvent = SessionUp | SessionDown | SessionAlive | StreamData | StreamAborted
+SessionEvent = SessionUp | SessionDown | SessionAlive | SessionSetAside | StreamData | StreamAborted
 
 
 @dataclass(eq=False, slots=True)
@@ -178,6 +185,8 @@ class Session:
     """When a datagram of this session last arrived (or it was created)."""
     probe_deadline: float = float("inf")
     """While a probe is out: when the session closes unless the other side answers."""
+    set_aside: bool = False
+    """A probe went unanswered while streams were open: no new streams go on it."""
 
     @property
     def probing(self) -> bool:
@@ -215,7 +224,7 @@ class Endpoint:
     def find(self, key: bytes, alpn: str) -> Session | None:
         """The live session with ``key`` for ``alpn``, established or connecting."""
         session = self._by_peer.get((key, alpn))
-        return session if session is not None and not session.closed else None
+        return session if session is not None and not session.closed and not session.set_aside else None
 
     def events(self) -> list[SessionEvent]:
         events, self._events = self._events, []
@@ -237,7 +246,7 @@ class Endpoint:
             config = configuration(self.identity, [alpn], client=True)
             config.server_name = key.hex()
             self._client_configs[alpn] = config
-        connection = AdjustedConnection(configuration=config, reset_secret=self._reset_secret)
+        connection = AdjustedConnection(configuration=config, reset_secret=self._secret_for(key))
         session = Session(
             key, alpn, True, connection, now, now + self.limits.connect_timeout_s, last_heard_at=now
         )
@@ -283,6 +292,11 @@ class Endpoint:
             self._events.append(SessionAlive(session))
         self._process(session, now)
 
+    def _secret_for(self, key: bytes) -> bytes:
+        """The secret the reset tokens of our sessions with ``key`` are derived
+        from: a token learnt from one peer says nothing of the tokens of another."""
+        return hmac.new(self._reset_secret, key, hashlib.sha256).digest()
+
     def _reset_by_peer(self, session: Session) -> None:
         """The other node sent a stateless reset: the session is gone there."""
         self.counters["sessions reset by the other node"] += 1
@@ -302,7 +316,7 @@ class Endpoint:
             self.drops["for no known session (stateless reset budget spent)"] += 1
             return
         length = min(size - 1, STATELESS_RESET_BYTES)
-        token = stateless_reset_token(self._reset_secret, cid)
+        token = stateless_reset_token(self._secret_for(source), cid)
         first = 0x40 | (os.urandom(1)[0] & 0x3F)  # a short header's form, the rest unpredictable
         self._resets.append((source, bytes([first]) + os.urandom(length - 1 - len(token)) + token))
         self.drops["for no known session (answered with a stateless reset)"] += 1
@@ -318,7 +332,7 @@ class Endpoint:
         connection = AdjustedConnection(
             configuration=self._server_config,
             original_destination_connection_id=original_cid,
-            reset_secret=self._reset_secret,
+            reset_secret=self._secret_for(source),
         )
         session = Session(
             source, "", False, connection, now, now + self.limits.connect_timeout_s, last_heard_at=now
@@ -330,7 +344,7 @@ class Endpoint:
     def needs_probe(self, session: Session, now: float) -> bool:
         """Whether ``session`` has been quiet long enough that it should answer a
         probe before it is trusted with a new stream."""
-        if not session.established or session.closed or session.probing:
+        if not session.established or session.closed or session.probing or session.set_aside:
             return False
         return now - session.last_heard_at > max(PROBE_IDLE_S, 4 * (session.rtt_s or 0.0))
 
@@ -436,8 +450,7 @@ class Endpoint:
             if not session.established and not session.closed and now >= session.connect_deadline:
                 self.close(session, UNREACHABLE, now)
             if session.probing and not session.closed and now >= session.probe_deadline:
-                self.counters["sessions closed: no answer to a probe"] += 1
-                self.close(session, NO_ANSWER_TO_PROBE, now)
+                self._probe_unanswered(session, now)
             timer = session.connection.get_timer()
             if timer is not None and now >= timer:
                 session.connection.handle_timer(now)
@@ -483,6 +496,21 @@ class Endpoint:
             session.probe_deadline = float("inf")
             self._events.append(SessionDown(session, reason))
 
+    def _probe_unanswered(self, session: Session, now: float) -> None:
+        """A probe went unanswered: new streams go on a fresh session.  An idle
+        session is closed; one with streams open is only set aside (it may just
+        be stalled), and goes when its streams end or QUIC's idle timeout does."""
+        session.probe_deadline = float("inf")
+        if not session.streams:
+            self.counters["sessions closed: no answer to a probe"] += 1
+            self.close(session, NO_ANSWER_TO_PROBE, now)
+            return
+        self.counters["sessions set aside: no answer to a probe"] += 1
+        session.set_aside = True
+        if self._by_peer.get((session.key, session.alpn)) is session:
+            del self._by_peer[(session.key, session.alpn)]
+        self._events.append(SessionSetAside(session))
+
     def _keepalive(self, session: Session, now: float) -> None:
         """Ping ``KEEPALIVE_S`` from now, unless a ping is already due sooner."""
         session.next_ping_at = min(session.next_ping_at, now + KEEPALIVE_S)
@@ -509,9 +537,9 @@ class Endpoint:
                     session.streams.add(event.stream_id)
                     self._keepalive(session, now)
                 self._events.append(StreamData(session, event.stream_id, event.data, event.end_stream))
-            elif isinstance(event, (StreamReset, StopSendingReceived)):
-                # The other side reset its half, or asked us to stop ours: either
-                # way the stream is over for the application.
+            elif isinstance(event, StreamReset):
+                # (A STOP_SENDING alone ends only our half: aioquic resets it, and
+                # the next write finds it so; the other half can still be read.)
                 if event.stream_id in session.streams:
                     self._events.append(StreamAborted(session, event.stream_id, event.error_code))
             elif isinstance(event, ConnectionIdIssued):

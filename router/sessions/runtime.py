@@ -25,6 +25,7 @@ from router.sessions.endpoint import (
     Session,
     SessionAlive,
     SessionDown,
+    SessionSetAside,
     SessionUp,
     StreamAborted,
     StreamData,
@@ -107,7 +108,7 @@ class Sessions:
                     raise SessionTimeout(
                         f"no session with {key.hex()} within {limit:g} s (unreachable or offline)"
                     ) from None
-            if session.closed:
+            if session.closed or session.set_aside:
                 if session.established:
                     # It went away under us, or did not answer its probe: a fresh one.
                     continue
@@ -148,6 +149,8 @@ class Sessions:
         return True
 
     def stream_consumed(self, stream: SessionStream, count: int) -> None:
+        if (stream.session, stream.stream_id) not in self._streams:
+            return  # already forgotten (reset or finished): no credit to give
         self.endpoint.consumed(stream.session, stream.stream_id, count)
         self._kick()
 
@@ -195,11 +198,12 @@ class Sessions:
             elif isinstance(event, StreamAborted):
                 stream = self._streams.pop((event.session, event.stream_id), None)
                 if stream is not None:
+                    # Our half goes too: reset it, so that QUIC can forget the stream.
+                    self.endpoint.abort_stream(event.session, event.stream_id, StreamResetCode.ABORTED)
                     stream.connection_lost(
                         f"stream reset by the other node (code {event.error_code})", event.error_code
                     )
-                    self.endpoint.stream_done(event.session, event.stream_id)
-            elif isinstance(event, (SessionUp, SessionAlive)):
+            elif isinstance(event, (SessionUp, SessionAlive, SessionSetAside)):
                 if isinstance(event, SessionUp):
                     self.counters["sessions established"] += 1
                 for waiter in self._waiters.pop(event.session, []):
@@ -219,7 +223,10 @@ class Sessions:
         handler = self._handlers.get(session.alpn)
         if handler is None or self.closing:
             self.counters["streams refused (no listener)"] += 1
-            self.endpoint.abort_stream(session, stream_id, StreamResetCode.REFUSED)
+            # REFUSED means nothing here serves the protocol; a node on its way
+            # down only gives up.
+            code = StreamResetCode.ABORTED if self.closing else StreamResetCode.REFUSED
+            self.endpoint.abort_stream(session, stream_id, code)
             now = self.loop.time()
             if (
                 handler is None

@@ -115,9 +115,12 @@ class SessionStream:
         if data:
             self.bytes_out += len(data)
             if not self._carrier.stream_send(self, data, False):
-                self.connection_lost("the other node stopped this stream")
-                self._carrier.stream_abort(self, StreamResetCode.ABORTED)  # and forget it
-                raise self._failure()
+                # The other node stopped reading (STOP_SENDING): our half is over,
+                # what it still sends can be read.
+                self._write_closed = True
+                self._writable.set()
+                self._carrier.stream_finished(self)
+                raise SessionError("the other node stopped reading this stream")
 
     async def drain(self) -> None:
         while not self._writable.is_set():

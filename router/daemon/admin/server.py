@@ -58,10 +58,15 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> Any
         return event
 
 
-async def read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[h11.Request, bytes]:
-    """One whole request: its head and its body (any framing: length or chunked)."""
+async def read_request(
+    conn: h11.Connection, reader: asyncio.StreamReader, heads: list[h11.Request] | None = None
+) -> tuple[h11.Request, bytes]:
+    """One whole request: its head and its body (any framing: length or chunked).
+    The head is also added to ``heads`` as soon as it is read."""
     request = await _next_event(conn, reader)
     assert isinstance(request, h11.Request)  # h11 gives the head first, or raises
+    if heads is not None:
+        heads.append(request)
     for name, value in request.headers:
         if name == b"content-length" and int(value) > MAX_BODY_BYTES:
             raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
@@ -74,8 +79,11 @@ async def read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tu
     return request, bytes(body)
 
 
-def response_bytes(conn: h11.Connection, status: HTTPStatus, content_type: str, data: bytes) -> bytes:
-    """The whole response, closing the connection after it."""
+def response_bytes(
+    conn: h11.Connection, status: HTTPStatus, content_type: str, data: bytes, head_only: bool = False
+) -> bytes:
+    """The whole response, closing the connection after it (for a HEAD request,
+    the head alone: its Content-Length says what a GET would have had)."""
     head = h11.Response(
         status_code=status.value,
         reason=status.phrase.encode(),
@@ -85,11 +93,10 @@ def response_bytes(conn: h11.Connection, status: HTTPStatus, content_type: str, 
             ("Connection", "close"),
         ],
     )
-    return b"".join(
-        part
-        for part in (conn.send(head), conn.send(h11.Data(data=data)), conn.send(h11.EndOfMessage()))
-        if part
-    )
+    out = conn.send(head) or b""
+    if not head_only:
+        out += conn.send(h11.Data(data=data)) or b""
+    return out + (conn.send(h11.EndOfMessage()) or b"")
 
 
 async def handle_connection(
@@ -137,8 +144,9 @@ async def _respond(
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     status, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json"
     payload: Any = {"error": "internal error"}
+    heads: list[h11.Request] = []
     try:
-        request, raw = await asyncio.wait_for(read_request(conn, reader), REQUEST_TIMEOUT_S)
+        request, raw = await asyncio.wait_for(read_request(conn, reader, heads), REQUEST_TIMEOUT_S)
         table.busy(writer.transport)
         status, result = await _answer(node, request, raw)
         if isinstance(result, str):
@@ -154,7 +162,8 @@ async def _respond(
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return  # nothing can be sent on this connection any more
     data = (payload if isinstance(payload, str) else json.dumps(payload, indent=1) + "\n").encode()
-    writer.write(response_bytes(conn, status, content_type, data))
+    head_only = bool(heads) and heads[0].method == b"HEAD"
+    writer.write(response_bytes(conn, status, content_type, data, head_only))
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
 

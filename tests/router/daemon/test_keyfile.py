@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,14 +61,19 @@ def test_run_prints_identity_and_stops_on_sigterm(tmp_path: Path) -> None:
     )
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()
+        first = json.loads(process.stdout.readline())  # not a terminal: JSON lines
         key = (tmp_path / "node.key").read_text().strip()
-        assert f"node key {Identity.from_seed(bytes.fromhex(key)).public_key.hex()}" in first
+        assert first["event"] == "pinewood starting"
+        assert first["key"] == Identity.from_seed(bytes.fromhex(key)).public_key.hex()
+        assert first["key_source"] == f"{tmp_path / 'node.key'} (new)"
         for line in process.stdout:  # the logs: wait until the node is serving
             if "admin API listening" in line:
                 break
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+        rest = [json.loads(line) for line in process.stdout]
+        assert [e["event"] for e in rest][-2:] == ["stopping", "stopped"], rest
+        assert not any(e["event"] in ("parent changed", "root changed") for e in rest), rest
     finally:
         if process.poll() is None:
             process.kill()

@@ -20,6 +20,7 @@ from router.sessions.endpoint import (
     Limits,
     SessionAlive,
     SessionDown,
+    SessionSetAside,
     SessionUp,
     StreamAborted,
     StreamData,
@@ -312,3 +313,23 @@ def test_stateless_resets_are_smaller_than_what_caused_them_and_budgeted() -> No
     tiny = bytes([0x40]) + os.urandom(8) + os.urandom(5)
     endpoint.datagram_received(os.urandom(32), tiny, net.now)
     assert endpoint.datagrams_to_send(net.now) == []  # too small to answer with anything smaller
+
+
+def test_a_session_with_streams_open_that_misses_a_probe_is_set_aside_not_closed() -> None:
+    net = Net(2)
+    a = net.endpoints[0]
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    stream = a.open_stream(session, net.now)
+    net.offline.add(net.key(1))  # a stall: nothing gets through for a while
+    net.run(2.0)
+    a.probe(session, net.now)
+    net.run(PROBE_TIMEOUT_S + 0.1)
+    assert not session.closed and session.set_aside and stream in session.streams
+    assert a.counters["sessions set aside: no answer to a probe"] == 1
+    assert a.find(net.key(1), "matrix") is None  # new streams go on a fresh session
+    assert any(isinstance(e, SessionSetAside) and e.session is session for e in net.events[0])
+    net.offline.clear()
+    fresh = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    assert fresh is not session and fresh.established and not session.closed
