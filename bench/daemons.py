@@ -139,6 +139,7 @@ class DaemonNet:
         """Start ``daemon``: on port 0 the first time, then again on the ports it
         had (so that peers redialling it find it)."""
         daemon.data_dir.mkdir(parents=True, exist_ok=True)
+        daemon.extra_args = list(args)  # a restart launches it with the same arguments
         env = {**os.environ, "PINEWOOD_SEED": daemon.seed}
         log_path = daemon.data_dir / "log"
         daemon.log_offset = log_path.stat().st_size if log_path.exists() else 0

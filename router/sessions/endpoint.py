@@ -15,8 +15,9 @@ no known connection, or past the limits on sessions is dropped and counted.
 A session is not trusted to be alive just because it is open: the other node
 may have restarted and forgotten it.  Three things find a dead one:
 
-* a session idle for a while is probed (a PING) before a new stream goes on
-  it, and closed if no answer comes within the probe timeout;
+* a session quiet for a quarter of a second or more (or four round trips) is
+  probed (a PING) before a new stream goes on it, and closed (set aside, if it
+  has streams open) if no answer comes within the probe timeout;
 * the stateless reset tokens a node gives out are derived from a secret of its
   own key, so after a restart it answers a packet for a session it no longer
   has with a stateless reset (RFC 9000, section 10.3), which closes the
@@ -67,9 +68,10 @@ CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs
 UNREACHABLE = "no answer from the node in time (offline or unreachable)"
 KEEPALIVE_S = 5.0
 """While a session has open streams, it is pinged this often so it never idles out."""
-PROBE_IDLE_S = 1.0
+PROBE_IDLE_S = 0.25
 """A session not heard from for this long (or four round trips, if longer) is
-probed before a new stream goes on it."""
+probed before a new stream goes on it: one round trip more for the first
+request after a quiet spell, against a request lost to a peer that restarted."""
 PROBE_TIMEOUT_S = 1.0
 """A probed session that does not answer within this (or four round trips, if
 longer) is closed: the other node restarted or went away."""
