@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from router.routing.constants import MAX_ANNOUNCEMENT_HOPS
 from router.wire import (
     FULL_WATERMARK,
     BootstrapFrame,
@@ -34,8 +35,8 @@ from router.wire import (
 HANDSHAKE_SIZE = 104
 BATCH = 32
 """Frames written per ``sendall``."""
-DEEP_ANNOUNCEMENT_HOPS = 600
-"""Hops of a deep announcement: near the most that fits a frame (about 670)."""
+DEEP_ANNOUNCEMENT_HOPS = MAX_ANNOUNCEMENT_HOPS
+"""As deep as a node takes: the most each announcement can cost it (deeper ones are dropped unread)."""
 DEEP_COORDINATE_PORTS = 60000
 """Ports (one byte each) of deep destination coordinates: a frame at the size limit."""
 KEEPALIVE = bytes.fromhex("70696e6500000000000a")

@@ -24,6 +24,17 @@ CROSSING_WINDOW_S = 1.0
 # 12 bytes of frame header and payload length, and our hop: port (up to 10),
 # key (32) and signature (64).
 MAX_ACCEPTED_ANNOUNCEMENT_SIZE = 0xFFFF - 12 - 10 - 32 - 64
+MAX_ANNOUNCEMENT_HOPS = 256
+"""Announcements deeper than this are dropped unverified (the reference takes any
+depth a frame can hold, about 600 hops).  Checking one costs a signature per hop,
+each over the whole prefix before it: about 140 ms of one core at 600 hops, in
+one piece, which would hold back every other peer; at 256 hops about a sixth of
+that.  Honest trees are far shallower (see docs/design.md)."""
+MAX_ANNOUNCEMENT_HOP_BYTES = 32 + 10 + 64
+"""The most one hop can take: key, port (a varu64) and signature."""
+MAX_ANNOUNCEMENT_BYTES = 32 + 10 + MAX_ANNOUNCEMENT_HOPS * MAX_ANNOUNCEMENT_HOP_BYTES
+"""The most an announcement of :data:`MAX_ANNOUNCEMENT_HOPS` hops can take: any
+longer payload is deeper, and is dropped before it is parsed."""
 
 # The virtual snake
 BOOTSTRAP_INTERVAL_S = 5.0  # reference: virtualSnakeBootstrapInterval

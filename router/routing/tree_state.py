@@ -8,6 +8,8 @@ from __future__ import annotations
 from router.routing.constants import (
     CROSSING_WINDOW_S,
     MAX_ACCEPTED_ANNOUNCEMENT_SIZE,
+    MAX_ANNOUNCEMENT_BYTES,
+    MAX_ANNOUNCEMENT_HOPS,
     REPARENT_WAIT_S,
     ROOT_ANNOUNCEMENT_INTERVAL_S,
 )
@@ -79,12 +81,18 @@ class TreeState(RoutingState):
         if len(frame.payload) > MAX_ACCEPTED_ANNOUNCEMENT_SIZE:
             # We could not add our own hop and still fit a frame.
             raise DecodeError(f"announcement of {len(frame.payload)} bytes is too long to extend")
+        if len(frame.payload) > MAX_ANNOUNCEMENT_BYTES:
+            self.drops[f"announcement deeper than {MAX_ANNOUNCEMENT_HOPS} hops"] += 1
+            return
         budget = self._budgets.get(port)
         if self.config.verify_signatures and budget is not None and budget.spent(now):
             # Not even parsed: a deep one would cost a millisecond before its signatures.
             self.drops["over budget: announcement"] += 1
             return
         ann = decode_announcement(frame.payload, verify=False)
+        if len(ann.hops) > MAX_ANNOUNCEMENT_HOPS:
+            self.drops[f"announcement deeper than {MAX_ANNOUNCEMENT_HOPS} hops"] += 1
+            return
         # The cheap checks first; each failure closes the peer, as a bad signature does.
         ann.sanity_check(self.peer_keys[port])
         stored = self.announcements.get(port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from router.routing.budget import TokenBucket
+from router.routing.constants import MAX_ANNOUNCEMENT_BYTES, MAX_ANNOUNCEMENT_HOPS
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import ClosePeer
 from router.wire import (
@@ -11,6 +12,7 @@ from router.wire import (
     RootAnnouncement,
     TreeAnnouncementFrame,
     Watermark,
+    decode_frame,
     encode_frame,
     sign_bootstrap,
 )
@@ -72,3 +74,37 @@ def test_an_announcement_is_charged_a_check_for_each_hop_not_verified_before() -
     assert core.drops["over budget: announcement"] == 3
     # Once the budget is back, the same bytes close the peer.
     assert any(isinstance(o, ClosePeer) for o in core.handle_frame(port, garbage, T0 + 5.0))
+
+
+def deep_announcement(hops: int, sender: Identity, sequence: int = 1, port: int = 1) -> bytes:
+    """An announcement of ``hops`` validly signed hops from a fresh root, the last by ``sender``."""
+    root = Identity.generate()
+    ann = RootAnnouncement.create(root.public_key, sequence).with_hop(root, port)
+    for _ in range(hops - 2):
+        ann = ann.with_hop(Identity.generate(), port)
+    return encode_frame(TreeAnnouncementFrame(ann.with_hop(sender, port).raw))
+
+
+def test_announcements_deeper_than_the_limit_are_dropped_unverified() -> None:
+    core = RouterCore(MID, T0, CoreConfig())
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+    reason = f"announcement deeper than {MAX_ANNOUNCEMENT_HOPS} hops"
+    # One hop over, with ports large enough that the size alone does not tell: parsed, then dropped.
+    outputs = core.handle_frame(port, deep_announcement(MAX_ANNOUNCEMENT_HOPS + 1, LOW, port=1 << 40), T0)
+    assert core.drops[reason] == 1 and port not in core.announcements
+    assert not any(isinstance(o, ClosePeer) for o in outputs)  # dropped, the peer kept
+    # Far over: dropped by its size, before it is parsed (these bytes are not even an announcement).
+    huge = encode_frame(TreeAnnouncementFrame(b"\x00" * (MAX_ANNOUNCEMENT_BYTES + 1)))
+    assert not any(isinstance(o, ClosePeer) for o in core.handle_frame(port, huge, T0))
+    assert core.drops[reason] == 2
+    # At the limit: taken (and charged its checks).
+    core.handle_frame(port, deep_announcement(MAX_ANNOUNCEMENT_HOPS, LOW, port=1 << 40), T0)
+    assert port in core.announcements and core.drops[reason] == 2
+
+
+def test_the_largest_announcement_within_the_limit_fits_the_byte_bound() -> None:
+    frame = decode_frame(
+        deep_announcement(MAX_ANNOUNCEMENT_HOPS, LOW, sequence=(1 << 64) - 1, port=(1 << 64) - 1)
+    )
+    assert isinstance(frame, TreeAnnouncementFrame)
+    assert len(frame.payload) <= MAX_ANNOUNCEMENT_BYTES
