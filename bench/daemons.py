@@ -298,6 +298,20 @@ class DaemonNet:
         broken = {name: lines for name, lines in self.non_json_lines().items() if lines}
         assert not broken, f"log lines that are not JSON, or that carry a traceback: {broken}"
 
+    def logged_port(self, daemon: Daemon, event: str) -> int:
+        """The port of the address that ``daemon`` logged with ``event`` since its last launch."""
+        with (daemon.data_dir / "log").open("rb") as log:
+            log.seek(daemon.log_offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("event") == event:
+                return int(str(entry["address"]).rpartition(":")[2])
+        raise AssertionError(f"{daemon.name} logged no {event!r}: {self.log(daemon)}")
+
     def non_json_lines(self) -> dict[str, list[str]]:
         """By daemon: the lines of its log that are not one JSON object each, or
         that carry a traceback (at most five)."""

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.attacks import NAMES
-from bench.daemons import Daemon, DaemonNet, free_port
+from bench.daemons import Daemon, DaemonNet
 from bench.hostile_peer import KEEPALIVE, below, connect, handshake_as
 
 QUICK_SECONDS = 6.0
@@ -90,8 +90,10 @@ class Triangle:
 
     def __init__(self, root: Path, extra: Sequence[str] = ()) -> None:
         self.net = DaemonNet(root)
-        self.gateway = free_port()
-        self.net.start(["t"], [], extra=[f"--gateway-listen=127.0.0.1:{self.gateway}", *extra])
+        # Port 0, as for every listener: a port picked beforehand can be handed
+        # to the node's own peering listener by the kernel in the meantime.
+        self.net.start(["t"], [], extra=["--gateway-listen=127.0.0.1:0", *extra])
+        self.gateway = self.net.logged_port(self.net.daemons["t"], "federation proxy listening")
         self.net.start(["g1", "g2"], [("g1", "t"), ("g2", "t")])
         self.net.wait_converged()
 
