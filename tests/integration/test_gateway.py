@@ -264,7 +264,9 @@ def test_a_node_that_runs_no_homeserver_gets_a_502_with_the_reason(overlay: Over
         overlay, "GET", "/_matrix/federation/v1/version", name=server_name(bytes.fromhex(b.key))
     )
     assert answer.status == 502 and b"runs no homeserver" in answer.body, answer
-    assert time.monotonic() - started < 5.0  # answered at once; the bound catches a hang
+    # Alone this takes under 2 s; in the whole suite about 5 (not yet understood).
+    # The bound catches a hang: a tunnel left to QUIC's 15 s idle timeout.
+    assert time.monotonic() - started < 12.0
     refused = [
         e for e in log_lines(overlay, "b") if str(e.get("event", "")).startswith("refused a session stream")
     ]
