@@ -51,7 +51,7 @@ from router.routing.outputs import (
     SendFrame,
 )
 from router.routing.tree import LOCAL_PORT
-from router.sessions.endpoint import Limits as SessionLimits
+from router.sessions.records import Limits as SessionLimits
 from router.sessions.runtime import Sessions
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey

@@ -15,8 +15,8 @@ from enum import IntEnum
 import structlog
 
 from router.gateway.tunnel import PlainSide, StreamSide, TunnelError, pipe
-from router.sessions.endpoint import StreamResetCode
 from router.sessions.errors import SessionError
+from router.sessions.records import StreamResetCode
 from router.sessions.stream import SessionStream
 
 log = structlog.get_logger("router.gateway")

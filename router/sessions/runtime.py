@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from router.quic.engine import stream_buffered_bytes
-from router.sessions.endpoint import (
-    UNREACHABLE,
-    Endpoint,
+from router.sessions.endpoint import UNREACHABLE, Endpoint
+from router.sessions.errors import SessionError, SessionTimeout
+from router.sessions.records import (
     Limits,
     Session,
     SessionAlive,
@@ -31,7 +31,6 @@ from router.sessions.endpoint import (
     StreamData,
     StreamResetCode,
 )
-from router.sessions.errors import SessionError, SessionTimeout
 from router.sessions.stream import SessionStream
 from router.tasks import stop_tasks
 from router.wire.keys import Identity

@@ -12,8 +12,8 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
-from router.sessions.endpoint import Session, StreamResetCode
 from router.sessions.errors import SessionError, StreamReset
+from router.sessions.records import Session, StreamResetCode
 
 
 class StreamCarrier(Protocol):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from router.sessions.endpoint import Endpoint, Limits, SessionEvent
+from router.sessions.endpoint import Endpoint
+from router.sessions.records import Limits, SessionEvent
 from router.wire.keys import Identity
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from router.sessions.endpoint import Limits, StreamResetCode
 from router.sessions.errors import SessionTimeout, StreamReset
+from router.sessions.records import Limits, StreamResetCode
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
 from router.wire.keys import Identity
