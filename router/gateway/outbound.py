@@ -249,31 +249,15 @@ class OutboundProxy:
             stream = await self._open_or_away(key, host)
             away = stream is None
         try:
-            await self._answer_tunnel(client)
+            side = await self._client_side(client, host)
         except BaseException:
             if stream is not None:
-                stream.abort()
+                stream.abort()  # the client failed (TLS, a timeout) before a request: so does the stream
             raise
-        try:
-            first = await asyncio.wait_for(client.read(), HEAD_TIMEOUT_S)
-        except BaseException:
-            first = b""
-            raise
-        finally:
-            if not first and stream is not None:
-                stream.abort()  # the client went before its first byte: so does the stream
-        if not first:
+        if side is None:
+            if stream is not None:
+                stream.abort()  # the client went before its first byte
             return
-        side: ByteSide = PlainSide(client.reader, client.writer, first)
-        if first[0] == TLS_HANDSHAKE_RECORD:
-            tls = TlsServerSide(PlainSide(client.reader, client.writer, first), self.ca.server_context(host))
-            try:
-                await asyncio.wait_for(tls.handshake(), HEAD_TIMEOUT_S)
-            except BaseException:
-                if stream is not None:
-                    stream.abort()
-                raise
-            side = tls
         if away:
             relay = self.relay
             assert relay is not None
@@ -405,6 +389,20 @@ class OutboundProxy:
             return
         self.counters["bytes to the overlay"] += up + len(request)
         self.counters["bytes from the overlay"] += down
+
+    async def _client_side(self, client: PlainSide, host: str) -> ByteSide | None:
+        """Tell the client its tunnel is open and take its first bytes: the side
+        to read its requests from (inside TLS if it starts TLS), or None if it
+        closed before sending anything."""
+        await self._answer_tunnel(client)
+        first = await asyncio.wait_for(client.read(), HEAD_TIMEOUT_S)
+        if not first:
+            return None
+        if first[0] != TLS_HANDSHAKE_RECORD:
+            return PlainSide(client.reader, client.writer, first)
+        tls = TlsServerSide(PlainSide(client.reader, client.writer, first), self.ca.server_context(host))
+        await asyncio.wait_for(tls.handshake(), HEAD_TIMEOUT_S)
+        return tls
 
     async def _answer_tunnel(self, client: PlainSide) -> None:
         """Tell the client its tunnel is open (the dialect's own success reply)."""
