@@ -34,10 +34,10 @@ class TokenBucket:
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst, self.tokens, self.at = rate, burst, burst, now
 
-    def spent(self, now: float) -> bool:
-        """Whether not even one token is left."""
+    def holds(self, now: float, count: int = 1) -> bool:
+        """Whether ``count`` tokens are there (none taken)."""
         self._refill(now)
-        return self.tokens < 1.0
+        return self.tokens >= count
 
     def take(self, now: float, count: int = 1) -> bool:
         """Take ``count`` tokens if there are that many."""

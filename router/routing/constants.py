@@ -35,6 +35,10 @@ MAX_ANNOUNCEMENT_HOP_BYTES = 32 + 10 + 64
 MAX_ANNOUNCEMENT_BYTES = 32 + 10 + MAX_ANNOUNCEMENT_HOPS * MAX_ANNOUNCEMENT_HOP_BYTES
 """The most an announcement of :data:`MAX_ANNOUNCEMENT_HOPS` hops can take: any
 longer payload is deeper, and is dropped before it is parsed."""
+MIN_ANNOUNCEMENT_HOP_BYTES = 32 + 1 + 64
+"""The least one hop can take, so a payload of ``n`` bytes holds at most
+``(n - 33) // 97`` hops: a peer's budget must hold that many checks before the
+announcement is parsed."""
 
 # The virtual snake
 BOOTSTRAP_INTERVAL_S = 5.0  # reference: virtualSnakeBootstrapInterval

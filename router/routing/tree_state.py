@@ -10,6 +10,7 @@ from router.routing.constants import (
     MAX_ACCEPTED_ANNOUNCEMENT_SIZE,
     MAX_ANNOUNCEMENT_BYTES,
     MAX_ANNOUNCEMENT_HOPS,
+    MIN_ANNOUNCEMENT_HOP_BYTES,
     REPARENT_WAIT_S,
     ROOT_ANNOUNCEMENT_INTERVAL_S,
 )
@@ -85,8 +86,12 @@ class TreeState(RoutingState):
             self.drops[f"announcement deeper than {MAX_ANNOUNCEMENT_HOPS} hops"] += 1
             return
         budget = self._budgets.get(port)
-        if self.config.verify_signatures and budget is not None and budget.spent(now):
-            # Not even parsed: a deep one would cost a millisecond before its signatures.
+        most_hops = max(1, (len(frame.payload) - 33) // MIN_ANNOUNCEMENT_HOP_BYTES)
+        if self.config.verify_signatures and budget is not None and not budget.holds(now, most_hops):
+            # Not even parsed unless the budget could pay for every hop it may
+            # hold: parsing and hashing a deep one costs about a millisecond, so
+            # a flood that finds the budget short would otherwise cost that much
+            # for every frame before it is dropped.
             self.drops["over budget: announcement"] += 1
             return
         ann = decode_announcement(frame.payload, verify=False)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from router.routing.budget import TokenBucket
-from router.routing.constants import MAX_ANNOUNCEMENT_BYTES, MAX_ANNOUNCEMENT_HOPS
+from router.routing.constants import (
+    MAX_ANNOUNCEMENT_BYTES,
+    MAX_ANNOUNCEMENT_HOPS,
+    MIN_ANNOUNCEMENT_HOP_BYTES,
+)
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import ClosePeer
 from router.wire import (
@@ -74,6 +78,22 @@ def test_an_announcement_is_charged_a_check_for_each_hop_not_verified_before() -
     assert core.drops["over budget: announcement"] == 3
     # Once the budget is back, the same bytes close the peer.
     assert any(isinstance(o, ClosePeer) for o in core.handle_frame(port, garbage, T0 + 5.0))
+
+
+def test_an_announcement_is_parsed_only_if_the_budget_could_pay_for_every_hop_it_may_hold() -> None:
+    """A flood of deep announcements that finds the budget short costs a length
+    check each, not a parse: bytes for more hops than the budget holds are
+    dropped before anything else is looked at, even if they are garbage."""
+    core = RouterCore(MID, T0, CoreConfig(signature_checks_per_s=1.0, signature_checks_burst=10.0))
+    port, _ = core.add_peer(LOW.public_key, 3, T0)
+    room_for_eleven = encode_frame(TreeAnnouncementFrame(b"\x00" * (33 + 11 * MIN_ANNOUNCEMENT_HOP_BYTES)))
+    outputs = core.handle_frame(port, room_for_eleven, T0)
+    assert not any(isinstance(o, ClosePeer) for o in outputs)
+    assert core.drops["over budget: announcement"] == 1
+    # The same garbage with room for ten is parsed (the budget holds ten), and closes the peer.
+    room_for_ten = encode_frame(TreeAnnouncementFrame(b"\x00" * (33 + 10 * MIN_ANNOUNCEMENT_HOP_BYTES)))
+    assert any(isinstance(o, ClosePeer) for o in core.handle_frame(port, room_for_ten, T0))
+    assert core.drops["over budget: announcement"] == 1
 
 
 def deep_announcement(hops: int, sender: Identity, sequence: int = 1, port: int = 1) -> bytes:
