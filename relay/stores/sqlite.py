@@ -9,6 +9,7 @@ concurrent deposits therefore cost one fsync per batch, not one each.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
 import threading
@@ -43,6 +44,34 @@ CREATE INDEX IF NOT EXISTS envelopes_by_mailbox ON envelopes (mailbox, seq);
 CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes (expires);
 """
 
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+SIDE_FILES = ("-wal", "-shm", "-journal")
+"""SQLite's own files beside the database; it creates them with the database's mode."""
+
+
+def _make_private(path: Path) -> None:
+    """Make the store's directory (0700) and database file (0600) before SQLite
+    opens it, whatever the umask; SQLite gives its -wal and -shm files the
+    database's mode.  Files that an older version left readable by others lose
+    those bits.  The envelopes are sealed, but which mailboxes exist and how much
+    they hold is no one else's business.  A directory that exists already is left
+    as it is: it may be shared (/srv, say)."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, mode=DIR_MODE)
+        os.chmod(path.parent, DIR_MODE)  # mkdir's mode is cut by the umask: be exact
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        if side.exists() and side.stat().st_mode & 0o777 != FILE_MODE:
+            os.chmod(side, FILE_MODE)
+
+
 Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 
@@ -54,7 +83,10 @@ class SQLiteStore:
         self.batches = 0
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _make_private(self.path)
+        except OSError as exc:
+            raise StoreError("store-unavailable", f"relay store {self.path}: {exc.strerror or exc}") from None
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._thread = threading.Thread(target=self._run, args=(ready,), name="relay-sqlite", daemon=True)
         self._thread.start()

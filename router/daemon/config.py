@@ -20,7 +20,14 @@ from router.daemon.keyfile import default_data_dir
 from router.daemon.settings import BY_NAME, DEFAULT_ADMIN, DEFAULT_PORT, SETTINGS, ConfigError
 from router.links.uri import PeerURI, URIError, parse_peer_uri
 
-__all__ = ["DEFAULT_ADMIN", "ConfigError", "NodeConfig", "load_config", "parse_host_port"]
+__all__ = [
+    "DEFAULT_ADMIN",
+    "ConfigError",
+    "NodeConfig",
+    "load_config",
+    "load_config_sources",
+    "parse_host_port",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,7 @@ class NodeConfig:
     admin_allow_remote: bool = False
     session_timeout: float = 10.0
     gateway_listen: str = ""
+    gateway_ca_export: str = ""
     homeserver: str = ""
     server_name_suffix: str = ""
     gateway_max_streams: int = 256
@@ -85,6 +93,11 @@ class NodeConfig:
         return self.relay_store or f"sqlite:///{self.data_path / 'relay' / 'store.db'}"
 
     @property
+    def gateway_ca_export_path(self) -> Path | None:
+        """Where to write the copy of the gateway's CA certificate (None: nowhere)."""
+        return Path(self.gateway_ca_export) if self.gateway_ca_export else None
+
+    @property
     def homeserver_address(self) -> tuple[str, int]:
         """Host and port of the homeserver's plain-HTTP federation listener."""
         text = self.homeserver
@@ -113,21 +126,35 @@ def load_config(
     flags: Mapping[str, object] | None = None,
 ) -> NodeConfig:
     """Merge defaults, the TOML file, the environment and flags; validate everything."""
+    return load_config_sources(path, environ, flags)[0]
+
+
+def load_config_sources(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, object] | None = None,
+) -> tuple[NodeConfig, dict[str, str]]:
+    """:func:`load_config`, and where each setting's value came from ("default",
+    "file PATH", "environment $NAME" or "flag --name"), by setting name."""
     values: dict[str, Any] = {}
+    sources = {setting.name: "default" for setting in SETTINGS}
     if path is not None:
         for key, value in _read_file(path).items():
             setting = BY_NAME.get(key.replace("-", "_"))
             if setting is None:
                 raise ConfigError(f"{path}: unknown setting {key!r}")
             values[setting.name] = setting.convert(value, f"{key} (in {path})")
+            sources[setting.name] = f"file {path}"
     env = os.environ if environ is None else environ
     for setting in SETTINGS:
         if raw := env.get(setting.env):  # an empty variable counts as unset
             values[setting.name] = setting.convert(raw, f"{setting.name} (from ${setting.env})")
+            sources[setting.name] = f"environment ${setting.env}"
     for name, value in (flags or {}).items():
         if value is not None:
             setting = BY_NAME[name]
             values[name] = setting.convert(value, setting.flag_name)
+            sources[name] = f"flag {setting.flag_name}"
     config = NodeConfig(**values)
     config.listen_uris()
     config.peer_uris()
@@ -139,7 +166,7 @@ def load_config(
             f"admin: {config.admin!r} is not a loopback address; the admin API has no authentication "
             "(set admin_allow_remote = true to expose it anyway)"
         )
-    return config
+    return config, sources
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -165,6 +192,9 @@ def _check_gateway(config: NodeConfig) -> None:
                 f"gateway_listen: {config.gateway_listen!r} is not a loopback address; the proxy has no "
                 "authentication and would let anyone send federation traffic as this node"
             )
+    export = config.gateway_ca_export
+    if export and (export.endswith("/") or Path(export).name in ("", ".", "..")):
+        raise ConfigError(f"gateway_ca_export: {export!r} must name a file, not a directory")
     if config.homeserver:
         config.homeserver_address  # noqa: B018 - validates
     suffix = config.server_name_suffix

@@ -16,7 +16,7 @@ import contextlib
 import errno
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import structlog
 
@@ -31,13 +31,14 @@ from router.daemon.config import NodeConfig, parse_host_port
 from router.daemon.delivery import LocalDelivery
 from router.daemon.errors import StartupError
 from router.daemon.lan import LanPeers
-from router.daemon.static_peers import StaticPeers
+from router.daemon.saved_peers import SavedPeers
+from router.daemon.static_peers import PeerSource, StaticPeer, StaticPeers
 from router.daemon.transports import Transports
 from router.gateway.errors import GatewayError
 from router.gateway.service import Gateway, GatewaySettings
 from router.links.owner import LinkSettings
 from router.links.tcp import PeerLink
-from router.links.uri import PeerURI
+from router.links.uri import PeerURI, parse_peer_uri
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import (
     BroadcastReceived,
@@ -97,8 +98,12 @@ def short_coordinates(coordinates: Sequence[int]) -> str:
 class Node:
     """A running Pinewood node."""
 
-    def __init__(self, config: NodeConfig, identity: Identity) -> None:
+    def __init__(
+        self, config: NodeConfig, identity: Identity, config_sources: Mapping[str, str] | None = None
+    ) -> None:
         self.config = config
+        self.config_sources: Mapping[str, str] = config_sources or {}
+        """Where each setting's value came from (see :func:`router.daemon.config.load_config_sources`)."""
         self.identity = identity
         self.loop = asyncio.get_running_loop()
         now = self.loop.time()
@@ -126,6 +131,7 @@ class Node:
             self, identity, config.data_path / "tls", config.handshake_timeout, self.counters
         )
         self.static_peers = StaticPeers(self.transports.dial)
+        self.saved_peers = SavedPeers(config.data_path)
         self.admission = Admission(
             key=identity.public_key,
             handshakes_per_minute=config.handshakes_per_minute,
@@ -177,6 +183,7 @@ class Node:
                 session_timeout=config.session_timeout,
                 idle_timeout=config.gateway_idle_timeout,
                 max_streams=config.gateway_max_streams,
+                ca_export=config.gateway_ca_export_path,
             ),
             self.sessions,
             self.relay_client,
@@ -200,11 +207,15 @@ class Node:
             with startup_step("listen", f"cannot listen on {uri}"):
                 await self.transports.listen(uri)
         for uri in self.config.peer_uris():
-            self.add_static_peer(str(uri))
+            self.static_peers.add(str(uri), PeerSource.CONFIG)
+        for text in self.saved_peers.load():
+            self.static_peers.add(text, PeerSource.SAVED)
         if self.config.relay_enable:
             with startup_step("relay_store", "cannot open the relay store"):
                 await self._start_relay()
         self.relay_client.start()
+        with startup_step("gateway_ca_export", "cannot export the gateway's CA certificate"):
+            self.gateway.export_ca()
         with startup_step(
             "gateway_listen", f"cannot listen for the homeserver on {self.config.gateway_listen}"
         ):
@@ -255,11 +266,21 @@ class Node:
 
     # ------------------------------------------------------------ static peers
 
-    def add_static_peer(self, text: str) -> PeerURI:
-        return self.static_peers.add(text)
+    def add_static_peer(self, text: str, save: bool = False) -> PeerURI:
+        """Keep a peer connected; with ``save``, also after a restart (OSError if
+        the data directory cannot be written: then nothing was added)."""
+        uri = parse_peer_uri(text)
+        known = self.static_peers.get(str(uri))
+        if save and (known is None or known.source is PeerSource.TEMPORARY):
+            self.saved_peers.add(str(uri))  # first: if it cannot be saved, nothing changes
+        return self.static_peers.add(str(uri), PeerSource.SAVED if save else PeerSource.TEMPORARY)
 
-    def remove_static_peer(self, text: str) -> bool:
-        return self.static_peers.remove(text)
+    def remove_static_peer(self, text: str) -> StaticPeer | None:
+        """Stop keeping a peer connected and forget it if it was saved."""
+        peer = self.static_peers.remove(text)
+        if peer is not None and peer.source is PeerSource.SAVED:
+            self.saved_peers.remove(str(peer.uri))
+        return peer
 
     # ------------------------------------------------------------ links (the LinkOwner protocol)
 

@@ -283,6 +283,11 @@ SETTINGS: tuple[Setting, ...] = (
             help="seconds to wait for an end-to-end session with another node before giving up"),
     Setting("gateway_listen", STR, "", section=Section.GATEWAY, metavar="HOST:PORT", default_text="off",
             help="loopback host:port of the federation proxy (HTTP CONNECT, SOCKS5) the homeserver uses"),
+    Setting("gateway_ca_export", STR, "", section=Section.GATEWAY, metavar="FILE",
+            default_text="no copy; the CA's own file is DATA_DIR/gateway/gateway-ca.pem",
+            help="a copy of the gateway's CA certificate for a homeserver that runs as another user, "
+                 "written at every start while gateway_listen is set, with mode 0644 (its directory "
+                 "made 0755 if missing); the CA's key stays in DATA_DIR/gateway, for the node's user only"),
     Setting("homeserver", STR, "", section=Section.GATEWAY, metavar="URL", default_text="off",
             help="the homeserver's plain-HTTP federation listener, http://127.0.0.1:PORT, "
                  "where inbound federation goes"),

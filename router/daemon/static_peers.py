@@ -5,6 +5,7 @@ an hour)."""
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -21,9 +22,18 @@ RECONNECT_MAX_S = 3600.0  # and the longest wait
 log = structlog.get_logger("pinewood")
 
 
+class PeerSource(enum.Enum):
+    """Where a static peer came from, which decides whether it outlives a restart."""
+
+    CONFIG = "config"  # the peers setting
+    SAVED = "saved"  # added at run time and saved in the data directory
+    TEMPORARY = "temporary"  # added at run time for this run only
+
+
 @dataclass(slots=True)
 class StaticPeer:
     uri: PeerURI
+    source: PeerSource = PeerSource.CONFIG
     task: asyncio.Task[None] | None = None
     link: PeerLink | None = None
     attempts: int = 0
@@ -47,25 +57,32 @@ class StaticPeers:
     def pinned_keys(self) -> Iterator[bytes | None]:
         return (peer.uri.key for peer in self._peers.values())
 
-    def add(self, text: str) -> PeerURI:
+    def get(self, uri: str) -> StaticPeer | None:
+        return self._peers.get(uri)
+
+    def add(self, text: str, source: PeerSource = PeerSource.CONFIG) -> PeerURI:
         uri = parse_peer_uri(text)
         key = str(uri)
-        if key in self._peers:
+        known = self._peers.get(key)
+        if known is not None:
+            if known.source is PeerSource.TEMPORARY:
+                known.source = source  # saved now
             return uri
-        peer = StaticPeer(uri)
+        peer = StaticPeer(uri, source)
         self._peers[key] = peer
         peer.task = asyncio.get_running_loop().create_task(self._keep_connected(peer))
         return uri
 
-    def remove(self, text: str) -> bool:
+    def remove(self, text: str) -> StaticPeer | None:
+        """Stop keeping the peer connected and close its link; the peer removed, if any."""
         peer = self._peers.pop(str(parse_peer_uri(text)), None)
         if peer is None:
-            return False
+            return None
         if peer.task is not None:
             peer.task.cancel()
         if peer.link is not None:
             peer.link.close("peer removed by the operator")
-        return True
+        return peer
 
     async def stop(self) -> None:
         self._stopping = True
@@ -84,7 +101,11 @@ class StaticPeers:
                     await link.lost
                 peer.last_error = link.close_reason
             except (OSError, TimeoutError, WebSocketException) as exc:
-                peer.last_error = str(exc) or type(exc).__name__
+                # "connection refused", not "[Errno 111] Connect call failed ('127.0.0.1', 1)"
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                if isinstance(exc, TimeoutError) and not reason:
+                    reason = "timed out"
+                peer.last_error = (reason or type(exc).__name__).lower()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a task that dies silently would be worse

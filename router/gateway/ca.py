@@ -7,6 +7,11 @@ destination's server name on the fly, signed by a CA it creates once and keeps
 in its data directory.  The homeserver is told to trust that CA for federation
 (Synapse's ``federation_custom_ca_list``) and nothing else: the real end-to-end
 authentication is the session's, by node key.
+
+The CA's directory is the node's alone (mode 0700: it holds the CA's key).  A
+homeserver that runs as another user reads the certificate from a copy the node
+writes elsewhere (:func:`export_certificate`), world-readable, since a
+certificate is public.
 """
 
 from __future__ import annotations
@@ -34,10 +39,50 @@ class CAError(GatewayError):
     """The CA's files are unusable."""
 
 
+EXPORT_FILE_MODE = 0o644
+EXPORT_DIR_MODE = 0o755
+
+
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def _make_public_dirs(directory: Path) -> None:
+    """Make ``directory`` and any missing parent with mode 0755 whatever the umask
+    (the unit's is 0077); directories that exist are left as they are."""
+    missing = []
+    while not directory.is_dir() and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        path.mkdir(mode=EXPORT_DIR_MODE)
+        os.chmod(path, EXPORT_DIR_MODE)  # mkdir's mode is cut by the umask
+
+
+def export_certificate(certificate: x509.Certificate, path: Path) -> None:
+    """Write ``certificate`` (PEM) to ``path`` with mode 0644 whatever the umask,
+    making its directory (0755) if it is missing, so that a homeserver running
+    as another user can read it.  The file is replaced whole (written beside it,
+    then renamed), so a reader never sees half a certificate.  :class:`CAError`
+    if it cannot be written."""
+    data = certificate.public_bytes(serialization.Encoding.PEM)
+    parent = path.parent
+    try:
+        _make_public_dirs(parent)
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), EXPORT_FILE_MODE)
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CAError(f"gateway_ca_export: cannot write the CA certificate to {path}: {reason}") from None
 
 
 class LocalCA:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from relay.client import RelayClient
-from router.gateway.ca import LocalCA
+from router.gateway.ca import LocalCA, export_certificate
 from router.gateway.inbound import InboundGateway
 from router.gateway.names import server_name
 from router.gateway.outbound import MATRIX_ALPN, OutboundProxy, OutboundSettings
@@ -29,6 +29,9 @@ class GatewaySettings:
     session_timeout: float
     idle_timeout: float
     max_streams: int
+    ca_export: Path | None = None
+    """Where to write a world-readable copy of the CA certificate for the homeserver
+    (None: none; the homeserver reads the CA's own file in ``ca_dir``)."""
 
 
 class Gateway:
@@ -57,6 +60,12 @@ class Gateway:
             self.inbound = InboundGateway(host, port, settings.max_streams, settings.idle_timeout)
             sessions.listen(MATRIX_ALPN, self.inbound.handle)
 
+    def export_ca(self) -> None:
+        """Write the copy of the CA certificate that ``ca_export`` names, if it names
+        one and the proxy is on (:class:`~router.gateway.ca.CAError` if it cannot)."""
+        if self.ca is not None and self.settings.ca_export is not None:
+            export_certificate(self.ca.certificate, self.settings.ca_export)
+
     async def start(self) -> None:
         if self.outbound is not None and self.settings.listen is not None:
             await self.outbound.start(*self.settings.listen)
@@ -64,6 +73,13 @@ class Gateway:
     def close(self) -> None:
         if self.outbound is not None:
             self.outbound.close()
+
+    @property
+    def ca_certificate(self) -> Path | None:
+        """The CA certificate file the homeserver is to trust (None: no proxy, no CA)."""
+        if self.ca is None:
+            return None
+        return self.settings.ca_export or self.ca.cert_path
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -73,7 +89,7 @@ class Gateway:
         if self.outbound is not None and self.ca is not None:
             address = self.outbound.address
             out["proxy"] = f"{address[0]}:{address[1]}" if address else None
-            out["ca_certificate"] = str(self.ca.cert_path)
+            out["ca_certificate"] = str(self.ca_certificate)
             out["proxy_connections"] = self.outbound.clients.active
             out["proxy_idle_connections_closed"] = self.outbound.clients.evicted
             out["proxy_counters"] = dict(self.outbound.counters)

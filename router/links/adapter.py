@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from router.links.tcp import HIGH_WATER_BYTES
+HIGH_WATER_BYTES = 1024 * 1024
+"""Unsent bytes past which a link stops taking frames to write."""
 
 
 class WritePauser(Protocol):
@@ -30,6 +31,10 @@ class CarrierTransport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self.peername() if name == "peername" else default
+
+    def rtt_s(self) -> float | None:
+        """The carrier's own estimate of the round trip, if it keeps one."""
+        return None
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         if high is not None:

@@ -47,7 +47,12 @@ from aioquic.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEv
 from router.links.adapter import CarrierTransport
 from router.links.tcp import PeerLink
 from router.links.tls import node_credentials
-from router.quic.engine import peer_certificate_key, process_events, stream_buffered_bytes
+from router.quic.engine import (
+    peer_certificate_key,
+    process_events,
+    smoothed_rtt_s,
+    stream_buffered_bytes,
+)
 from router.wire.keys import Identity
 
 if TYPE_CHECKING:
@@ -80,6 +85,9 @@ class QuicStreamTransport(CarrierTransport):
 
     def peername(self) -> Any:
         return self.connection.peer_address
+
+    def rtt_s(self) -> float | None:
+        return smoothed_rtt_s(self.connection.quic)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:

@@ -19,7 +19,9 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from router.links.adapter import HIGH_WATER_BYTES, CarrierTransport
 from router.links.queues import FairQueue
+from router.links.tcp_info import tcp_rtt_s
 from router.links.tls import peer_certificate_key
 from router.routing.constants import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
 
 WRITE_BATCH_BYTES = 256 * 1024
 PROTO_QUEUE_MAX_BYTES = 4 * 1024 * 1024
-HIGH_WATER_BYTES = 1024 * 1024
 TRAFFIC_BYTES_PER_SOURCE = 4 * 1024 * 1024
 MAX_READ_PAUSE_S = 1.0
 """A source is never paused longer than this: then the fair queue drops instead,
@@ -84,6 +85,7 @@ class PeerLink(asyncio.Protocol):
         self._resume_handle: asyncio.TimerHandle | None = None
         self._stall_handle: asyncio.TimerHandle | None = None
         self.bytes_in = self.bytes_out = self.frames_in = self.frames_out = 0
+        self.established_at: float | None = None  # loop time the handshake completed
         loop = asyncio.get_running_loop()
         self.established: asyncio.Future[bool] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()
@@ -123,6 +125,7 @@ class PeerLink(asyncio.Protocol):
             del buf[:HANDSHAKE_SIZE]
             if self._deadline is not None:
                 self._deadline.cancel()
+            self.established_at = asyncio.get_running_loop().time()
             if not self.node.link_established(self):
                 return
         self._parse_frames()
@@ -280,6 +283,16 @@ class PeerLink(asyncio.Protocol):
     def kind(self) -> str:
         """What operators see as the link type: the scheme, or "multicast" if discovered."""
         return "multicast" if self.link_type == LINK_TYPE_MULTICAST else self.scheme
+
+    def rtt_s(self) -> float | None:
+        """The round trip as the carrier knows it: the kernel's estimate for
+        TCP and TLS, QUIC's own for QUIC; None if unknown."""
+        transport = self.transport
+        if transport is None:
+            return None
+        if isinstance(transport, CarrierTransport):
+            return transport.rtt_s()
+        return tcp_rtt_s(transport.get_extra_info("socket"))
 
     @property
     def dropped(self) -> int:

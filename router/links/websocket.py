@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from router.links.adapter import CarrierTransport
 from router.links.tcp import PeerLink
+from router.links.tcp_info import tcp_rtt_s
 
 MAX_MESSAGE_BYTES = 1 << 20
 """The largest message accepted from a peer (a frame is at most 64 KiB)."""
@@ -43,6 +44,9 @@ class WebSocketTransport(CarrierTransport):
 
     def peername(self) -> Any:
         return self.connection.remote_address
+
+    def rtt_s(self) -> float | None:
+        return tcp_rtt_s(self.connection.transport.get_extra_info("socket"))
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:

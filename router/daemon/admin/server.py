@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs
 import h11
 import structlog
 
+from router.daemon.admin.body import Body
 from router.daemon.admin.errors import HTTPError
 from router.daemon.admin.views import ROUTES
 from router.daemon.node import Node
@@ -80,7 +82,12 @@ async def read_request(
 
 
 def response_bytes(
-    conn: h11.Connection, status: HTTPStatus, content_type: str, data: bytes, head_only: bool = False
+    conn: h11.Connection,
+    status: HTTPStatus,
+    content_type: str,
+    data: bytes,
+    head_only: bool = False,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> bytes:
     """The whole response, closing the connection after it (for a HEAD request,
     the head alone: its Content-Length says what a GET would have had)."""
@@ -91,6 +98,7 @@ def response_bytes(
             ("Content-Type", content_type),
             ("Content-Length", str(len(data))),
             ("Connection", "close"),
+            *headers,
         ],
     )
     out = conn.send(head) or b""
@@ -144,13 +152,14 @@ async def _respond(
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     status, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json"
     payload: Any = {"error": "internal error"}
+    headers: tuple[tuple[str, str], ...] = ()
     heads: list[h11.Request] = []
     try:
         request, raw = await asyncio.wait_for(read_request(conn, reader, heads), REQUEST_TIMEOUT_S)
         table.busy(writer.transport)
         status, result = await _answer(node, request, raw)
-        if isinstance(result, str):
-            payload, content_type = result, "text/plain; version=0.0.4"
+        if isinstance(result, Body):
+            payload, content_type, headers = result.data, result.content_type, result.headers
         else:
             payload = result
     except HTTPError as exc:
@@ -161,9 +170,9 @@ async def _respond(
         log.error("admin request failed", error=f"{type(exc).__name__}: {exc}", exc_info=True)
     if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
         return  # nothing can be sent on this connection any more
-    data = (payload if isinstance(payload, str) else json.dumps(payload, indent=1) + "\n").encode()
+    data = payload if isinstance(payload, bytes) else (json.dumps(payload, indent=1) + "\n").encode()
     head_only = bool(heads) and heads[0].method == b"HEAD"
-    writer.write(response_bytes(conn, status, content_type, data, head_only))
+    writer.write(response_bytes(conn, status, content_type, data, head_only, headers))
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
 

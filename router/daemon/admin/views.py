@@ -8,7 +8,9 @@ from typing import Any
 from router import __version__
 from router.daemon.admin.errors import HTTPError
 from router.daemon.admin.metrics import render_metrics
+from router.daemon.admin.page import get_page
 from router.daemon.node import Node
+from router.daemon.settings import SETTINGS
 from router.links.uri import URIError
 from router.sessions.endpoint import Endpoint
 from router.wire.errors import EncodeError
@@ -26,6 +28,7 @@ def status_view(node: Node) -> dict[str, Any]:
         "key": core.key.hex(),
         "root": {"key": root_key.hex(), "sequence": root_seq},
         "coordinates": list(core.coordinates()),
+        "depth": len(core.coordinates()),
         "parent": {"port": parent, "key": core.peer_keys[parent].hex()} if parent is not None else None,
         "descending": core.descending.key.hex() if core.descending else None,
         "peers": len(node.links),
@@ -45,16 +48,22 @@ def status_view(node: Node) -> dict[str, Any]:
 
 def peers_view(node: Node) -> list[dict[str, Any]]:
     out = []
+    core = node.core
+    now = node.loop.time()
     for port, link in sorted(node.links.items()):
-        core = node.core
         ann = core.announcements.get(port)
+        rtt = link.rtt_s()
+        static = node.static_peers.get(link.outbound) if link.outbound is not None else None
         out.append(
             {
                 "port": port,
                 "key": core.peer_keys[port].hex() if port in core.peer_keys else None,
                 "uri": link.outbound or f"{link.scheme}://{link.remote}",
                 "inbound": link.outbound is None,
+                "direction": "inbound" if link.outbound is None else "outbound",
                 "link_type": link.kind,
+                "uptime_s": None if link.established_at is None else round(now - link.established_at, 3),
+                "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
                 "coordinates": list(ann.peer_coordinates) if ann else None,
                 "is_parent": port == core.parent,
                 "bytes_in": link.bytes_in,
@@ -63,12 +72,19 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
                 "frames_out": link.frames_out,
                 "queue_depth": link.queue_depth,
                 "dropped": link.dropped,
+                "static": static.source.value if static is not None else None,
             }
         )
     for uri, peer in sorted(node.static_peers.items()):
         if peer.link is None or peer.link.port == 0:
             out.append(
-                {"uri": uri, "connected": False, "attempts": peer.attempts, "last_error": peer.last_error}
+                {
+                    "uri": uri,
+                    "connected": False,
+                    "attempts": peer.attempts,
+                    "last_error": peer.last_error,
+                    "static": peer.source.value,
+                }
             )
     return out
 
@@ -91,6 +107,38 @@ def snake_view(node: Node) -> dict[str, Any]:
     }
 
 
+def config_view(node: Node) -> list[dict[str, Any]]:
+    """Every setting's effective value and where it came from (a password in a
+    database URL is not shown)."""
+    rows = []
+    for setting in SETTINGS:
+        value = getattr(node.config, setting.name)
+        if isinstance(value, str) and "://" in value:
+            value = _without_password(value)
+        rows.append(
+            {
+                "name": setting.name,
+                "value": list(value) if isinstance(value, tuple) else value,
+                "source": node.config_sources.get(setting.name, "default"),
+                "section": setting.section.value,
+            }
+        )
+    return rows
+
+
+def _without_password(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+async def get_config(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    return 200, config_view(node)
+
+
 async def get_status(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     return 200, status_view(node)
 
@@ -100,14 +148,20 @@ async def get_peers(node: Node, query: dict[str, list[str]], body: Any) -> tuple
 
 
 async def post_peers(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    """Keep a peer connected; saved across restarts unless ``"save": false``."""
     uri = body.get("uri") if isinstance(body, dict) else None
-    if not isinstance(uri, str):
-        raise HTTPError(400, 'expected {"uri": "tcp://host:port"}')
+    save = body.get("save", True) if isinstance(body, dict) else True
+    if not isinstance(uri, str) or not isinstance(save, bool):
+        raise HTTPError(400, 'expected {"uri": "tcp://host:port", "save": true or false}')
     try:
-        parsed = node.add_static_peer(uri)
+        parsed = node.add_static_peer(uri, save=save)
     except URIError as exc:
         raise HTTPError(400, str(exc)) from None
-    return 200, {"added": str(parsed)}
+    except OSError as exc:
+        where = node.saved_peers.path
+        raise HTTPError(500, f"cannot save the peer in {where}: {exc.strerror or exc}") from None
+    peer = node.static_peers.get(str(parsed))
+    return 200, {"added": str(parsed), "source": peer.source.value if peer else None}
 
 
 async def delete_peers(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -120,9 +174,12 @@ async def delete_peers(node: Node, query: dict[str, list[str]], body: Any) -> tu
         removed = node.remove_static_peer(uri)
     except URIError as exc:
         raise HTTPError(400, str(exc)) from None
-    if not removed:
+    except OSError as exc:
+        where = node.saved_peers.path
+        raise HTTPError(500, f"removed, but cannot update {where}: {exc.strerror or exc}") from None
+    if removed is None:
         raise HTTPError(404, f"{uri} is not a configured peer")
-    return 200, {"removed": uri}
+    return 200, {"removed": str(removed.uri), "source": removed.source.value}
 
 
 async def get_snake(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -226,6 +283,7 @@ async def get_metrics(node: Node, query: dict[str, list[str]], body: Any) -> tup
 
 ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/status"): get_status,
+    ("GET", "/config"): get_config,
     ("GET", "/peers"): get_peers,
     ("POST", "/peers"): post_peers,
     ("DELETE", "/peers"): delete_peers,
@@ -237,4 +295,6 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/relay"): get_relay,
     ("POST", "/relay/lookup"): post_relay_lookup,
     ("GET", "/metrics"): get_metrics,
+    ("GET", "/"): get_page,
+    ("HEAD", "/"): get_page,
 }

@@ -100,7 +100,7 @@ async def test_status_and_peers(node: Node) -> None:
 async def test_metrics_are_prometheus_text(node: Node) -> None:
     status, headers, body = await exchange(node, ConnectionTable(4), get("/metrics"))
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert b"\npinewood_peers 0\n" in b"\n" + body
+    assert b"\npinewood_peers 0.0\n" in b"\n" + body
 
 
 @with_node

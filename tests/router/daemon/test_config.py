@@ -72,8 +72,8 @@ def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_cli_client_without_a_daemon(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["status", "--admin", "127.0.0.1:1"]) == 2
-    assert "cannot reach the admin API" in capsys.readouterr().err
+    assert main(["status", "--admin", "127.0.0.1:1"]) == 3
+    assert "cannot reach the node's admin API at 127.0.0.1:1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("setting", ["verify_signatures", "sign", "signatures", "no_signatures"])

@@ -31,6 +31,7 @@ STRING_SAMPLES: dict[str, str] = {
     "data_dir": "/srv/pinewood",
     "key_file": "/srv/pinewood/other.key",
     "gateway_listen": "127.0.0.1:2",
+    "gateway_ca_export": "/run/pinewood/gateway-ca.pem",
     "homeserver": "http://127.0.0.1:3",
     "server_name_suffix": ".p2p",
     "relay_store": "sqlite:///srv/relay.db",
