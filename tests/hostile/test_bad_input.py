@@ -47,17 +47,17 @@ def test_bad_frames_after_the_handshake(pair: DaemonNet, frame: bytes) -> None:
 def test_malformed_admin_requests(pair: DaemonNet) -> None:
     a = pair.daemons["a"]
     requests = {
-        b"POST /peers HTTP/1.1\r\nHost: a\r\nContent-Length: \xb2\r\n\r\n": b" 400 ",
-        b"POST /peers HTTP/1.1\r\nHost: a\r\nContent-Length: 1e3\r\n\r\n": b" 400 ",
-        b"POST /ping HTTP/1.1\r\nHost: a\r\nContent-Length: 70000\r\n\r\n": b" 413 ",
-        b"POST /ping HTTP/1.1\r\nHost: a\r\nContent-Length: 30000\r\n\r\n" + b"[" * 30000: b" 400 ",
-        b"POST /ping HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /peers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \xb2\r\n\r\n": b" 400 ",
+        b"POST /peers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1e3\r\n\r\n": b" 400 ",
+        b"POST /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 70000\r\n\r\n": b" 413 ",
+        b"POST /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 30000\r\n\r\n" + b"[" * 30000: b" 400 ",
+        b"POST /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
         + (b"8000\r\n" + b"[" * 0x8000 + b"\r\n") * 3  # 96 KiB, over the 64 KiB limit
         + b"0\r\n\r\n": b" 413 ",
-        b"GET /status HTTP/1.1\r\nHost: a\r\nX: " + b"y" * 20000 + b"\r\n\r\n": b" 431 ",
-        b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n": b" 404 ",
-        b"GET //[/status HTTP/1.1\r\nHost: a\r\n\r\n": b" 404 ",
-        b"DELETE /peers?uri=%5B HTTP/1.1\r\nHost: a\r\n\r\n": b" 400 ",
+        b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX: " + b"y" * 20000 + b"\r\n\r\n": b" 431 ",
+        b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n": b" 404 ",
+        b"GET //[/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n": b" 404 ",
+        b"DELETE /peers?uri=%5B HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n": b" 400 ",
         b"GET /status HTTP/1.1\r\n\r\n": b" 400 ",  # HTTP/1.1 without Host
         b"garbage\r\n\r\n": b" 400 ",
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -129,7 +130,38 @@ async def handle_connection(
         writer.close()
 
 
+SAFE_METHODS = frozenset({b"GET", b"HEAD"})
+
+
+def _host_of(value: str) -> str:
+    """The host part of a Host header or an Origin's authority, lower case, without brackets."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _check_browser_safety(request: h11.Request, allow_remote: bool) -> None:
+    """Refuse what a web page in the operator's browser could send: a request to
+    a name other than an address (DNS rebinding: a page's own name made to point
+    at 127.0.0.1 would let it read the API), and a change from another origin (a
+    form or fetch from any site can POST to loopback; only the status page, of
+    the same origin, and clients without an Origin header, such as the CLI, may)."""
+    headers = {name: value.decode("latin-1") for name, value in request.headers}
+    host = _host_of(headers.get(b"host", ""))
+    if not allow_remote and host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise HTTPError(HTTPStatus.MISDIRECTED_REQUEST, f"not served for host {host[:100]!r}") from None
+    origin = headers.get(b"origin")
+    own_origin = "http://" + headers.get(b"host", "").strip().lower()
+    if origin is not None and request.method not in SAFE_METHODS and origin.strip().lower() != own_origin:
+        raise HTTPError(HTTPStatus.FORBIDDEN, "changes are not accepted from another origin")
+
+
 async def _answer(node: Node, request: h11.Request, raw: bytes) -> tuple[HTTPStatus, Any]:
+    _check_browser_safety(request, node.config.admin_allow_remote)
     target = request.target.decode("ascii", "replace")
     path, _, query = target.partition("?")
     method = request.method.decode("ascii", "replace")

@@ -76,11 +76,12 @@ def with_node(test: Callable[[Node], Coroutine[Any, Any, None]]) -> Callable[[Pa
 
 
 def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:65433\r\n\r\n".encode()
 
 
 def post(path: str, body: bytes, extra: str = "") -> bytes:
-    return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:65433\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
 
 
 @with_node
@@ -116,8 +117,16 @@ async def test_refusals_name_what_was_wrong(node: Node) -> None:
         (b"GET /status HTTP/1.1\r\n\r\n", 400, "Host"),
         (get("//[/status"), 404, "no route"),
         (get("/status" + "x" * 20000), 431, "too large"),
-        (b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 7x\r\n\r\n", 400, "Content-Length"),
-        (b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413, "body over"),
+        (
+            b"POST /ping HTTP/1.1\r\nHost: 127.0.0.1:65433\r\nContent-Length: 7x\r\n\r\n",
+            400,
+            "Content-Length",
+        ),
+        (
+            b"POST /ping HTTP/1.1\r\nHost: 127.0.0.1:65433\r\nContent-Length: 99999999\r\n\r\n",
+            413,
+            "body over",
+        ),
     ]
     for request, expected, reason in cases:
         status, _, body = await exchange(node, table, request)
@@ -127,12 +136,43 @@ async def test_refusals_name_what_was_wrong(node: Node) -> None:
 
 
 @with_node
+async def test_what_a_web_page_could_send_is_refused(node: Node) -> None:
+    """A name other than an address (a rebound DNS name) is refused outright, and a
+    change from another origin too; the page's own origin and the CLI (no Origin) may."""
+    table = ConnectionTable(MAX_CONNECTIONS)
+    rebound = b"GET /status HTTP/1.1\r\nHost: attacker.example:65433\r\n\r\n"
+    status, _, body = await exchange(node, table, rebound)
+    assert status == 421 and "not served for host" in json.loads(body)["error"]
+    for host in ("localhost:65433", "[::1]:65433", "127.0.0.1"):
+        request = f"GET /status HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        assert (await exchange(node, table, request))[0] == 200, host
+    peer = b'{"uri": "tcp://192.0.2.1:1", "save": false}'
+    for origin, expected in (
+        ("http://attacker.example", 403),
+        ("null", 403),
+        ("http://127.0.0.1:65434", 403),
+        ("http://127.0.0.1:65433", 200),
+    ):
+        status, _, body = await exchange(node, table, post("/peers", peer, f"Origin: {origin}\r\n"))
+        assert status == expected, (origin, body)
+    status, _, _ = await exchange(node, table, post("/peers", peer))  # the CLI sends no Origin
+    assert status == 200
+    # Reading from the page's own origin, or any (a cross-origin page cannot read the answer).
+    request = b"GET /status HTTP/1.1\r\nHost: 127.0.0.1:65433\r\nOrigin: http://attacker.example\r\n\r\n"
+    assert (await exchange(node, table, request))[0] == 200
+
+
+@with_node
 async def test_a_chunked_body_is_read_whole(node: Node) -> None:
     body = json.dumps({"key": "zz"}).encode()
     chunked = b"".join(
         b"%x\r\n%s\r\n" % (len(body[i : i + 5]), body[i : i + 5]) for i in range(0, len(body), 5)
     )
-    request = b"POST /ping HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n"
+    request = (
+        b"POST /ping HTTP/1.1\r\nHost: 127.0.0.1:65433\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunked
+        + b"0\r\n\r\n"
+    )
     status, _, answer = await exchange(node, ConnectionTable(4), request)
     # The body arrived: the key in it is what was refused, not a missing body.
     assert status == 400 and "key" in json.loads(answer)["error"], answer
@@ -147,7 +187,7 @@ async def test_a_static_peer_added_and_removed(node: Node) -> None:
     status, _, body = await exchange(node, table, get("/peers"))
     [entry] = json.loads(body)  # configured, not connected: shown with its dial state
     assert status == 200 and entry["uri"] == uri and "port" not in entry
-    request = f"DELETE /peers?uri={uri} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    request = f"DELETE /peers?uri={uri} HTTP/1.1\r\nHost: 127.0.0.1:65433\r\n\r\n".encode()
     status, _, body = await exchange(node, table, request)
     assert status == 200, body
     status, _, _ = await exchange(node, table, request)
