@@ -19,8 +19,9 @@ renames something breaks this module and nothing else:
   can still reset the sessions its previous run held, and the tokens the other
   side gave us: :class:`AdjustedConnection`, :func:`is_stateless_reset`;
 * the bytes a stream still buffers (backpressure for writers), the streams
-  aioquic still keeps, the smoothed round-trip time: :func:`stream_buffered_bytes`,
-  :func:`live_stream_ids`, :func:`smoothed_rtt_s`;
+  aioquic still keeps, the smoothed round-trip time, when a packet last
+  decrypted: :func:`stream_buffered_bytes`, :func:`live_stream_ids`,
+  :func:`smoothed_rtt_s`, :func:`packet_received_at`;
 * for a protocol driven by hand, aioquic's own event dispatch (which also tells a
   listener about new connection IDs), and a listener's socket:
   :func:`process_events`, :func:`server_transport`.
@@ -100,6 +101,15 @@ def smoothed_rtt_s(connection: QuicConnection) -> float | None:
     """The smoothed round-trip time in seconds, or None before the first sample."""
     rtt = connection._loss._rtt_smoothed
     return rtt or None
+
+
+def packet_received_at(connection: QuicConnection) -> float | None:
+    """When the connection last took in a packet it could decrypt (with a packet
+    number higher than any before), or None: a datagram that fails decryption
+    (garbage, or a packet of another run's connection) leaves it unchanged."""
+    times = [space.largest_received_time for space in connection._spaces.values()]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 # ------------------------------------------------------------------ asyncio glue
@@ -236,6 +246,11 @@ def _has_peer_connection_ids() -> bool:
     )
 
 
+def _has_received_times() -> bool:
+    spaces = _probe_connection()._spaces
+    return isinstance(spaces, dict) and QuicPacketSpace().largest_received_time is None
+
+
 def _server_keeps_transport() -> bool:
     # QuicServer needs a running loop to be made; connection_made alone is what
     # stores the transport, and a bare instance is enough to see where.
@@ -295,6 +310,7 @@ REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("QuicConnection._host_cids", _has_connection_ids),
     ("QuicConnection._replenish_connection_ids", _callable(QuicConnection, "_replenish_connection_ids")),
     ("QuicConnection._peer_cid, _peer_cid_available", _has_peer_connection_ids),
+    ("QuicConnection._spaces[].largest_received_time", _has_received_times),
 )
 """What this module relies on beyond aioquic's public API, and how to see it is there."""
 

@@ -53,6 +53,7 @@ from router.quic.engine import (
     check_aioquic,
     is_stateless_reset,
     live_stream_ids,
+    packet_received_at,
     peer_certificate_key,
     read_header,
     smoothed_rtt_s,
@@ -115,6 +116,7 @@ class Endpoint:
         self._reset_secret = hashlib.sha256(b"pinewood stateless reset\x00" + identity.seed).digest()
         self._reset_budget: TokenBucket | None = None
         self._resets: list[tuple[bytes, bytes]] = []
+        self._probe_pings = 0  # the PING ids of probes (keepalives use 0)
 
     # ------------------------------------------------------------ queries
 
@@ -181,12 +183,10 @@ class Endpoint:
             self._reset_by_peer(session)
             return
         session.bytes_received += len(data)
-        session.last_heard_at = now
         session.connection.receive_datagram(data, session.address, now)
+        if packet_received_at(session.connection) == now:
+            session.last_heard_at = now  # only a packet that decrypted is a sign of life
         self._dirty.add(session)
-        if session.probing:
-            session.probe_deadline = float("inf")
-            self._events.append(SessionAlive(session))
         self._process(session, now)
 
     def _secret_for(self, key: bytes) -> bytes:
@@ -250,7 +250,9 @@ class Endpoint:
         anything of the session arrives, or the session closes at the deadline."""
         if session.closed or session.probing:
             return
-        session.connection.send_ping(0)
+        self._probe_pings += 1
+        session.probe_ping = self._probe_pings
+        session.connection.send_ping(session.probe_ping)
         session.probe_deadline = now + max(PROBE_TIMEOUT_S, 4 * (session.rtt_s or 0.0))
         self.counters["sessions probed"] += 1
         self._dirty.add(session)
@@ -447,7 +449,12 @@ class Endpoint:
             elif isinstance(event, HandshakeCompleted):
                 self._handshake_done(session, event.alpn_protocol, now)
             elif isinstance(event, PingAcknowledged):
-                pass
+                # The probe is answered when its own PING is acknowledged: not by
+                # any datagram (one of another run's connection would do), nor by
+                # a late packet sent before the probe.
+                if session.probing and event.uid == session.probe_ping:
+                    session.probe_deadline = float("inf")
+                    self._events.append(SessionAlive(session))
             elif isinstance(event, ConnectionTerminated):
                 self._closed(session, event.reason_phrase or f"closed by the peer ({event.error_code})")
                 self._remove(session)

@@ -111,9 +111,11 @@ class Session:
     bytes_sent: int = 0
     bytes_received: int = 0
     last_heard_at: float = 0.0
-    """When a datagram of this session last arrived (or it was created)."""
+    """When a packet of this session last arrived that decrypted (or it was created)."""
     probe_deadline: float = float("inf")
     """While a probe is out: when the session closes unless the other side answers."""
+    probe_ping: int = 0
+    """The PING the last probe sent; only its acknowledgement answers the probe."""
     set_aside: bool = False
     """A probe went unanswered while streams were open: no new streams go on it."""
 

@@ -261,6 +261,27 @@ def test_a_probe_without_an_answer_closes_the_session() -> None:
     assert a.counters["sessions closed: no answer to a probe"] == 1
 
 
+def test_a_probe_is_answered_only_by_the_acknowledgement_of_its_ping() -> None:
+    """A datagram that reaches the session but does not decrypt (garbage under
+    its connection ID, or a packet of another run's connection) is no answer."""
+    net = Net(2)
+    a = net.endpoints[0]
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    restart(net, 1, resets=False)
+    net.run(2.0)
+    heard = session.last_heard_at
+    a.probe(session, net.now)
+    for _ in range(3):
+        stray = bytes([0x41]) + session.connection.host_cid + os.urandom(60)
+        a.datagram_received(net.key(1), stray, net.now)
+        net.run(PROBE_TIMEOUT_S / 4)
+    assert session.last_heard_at == heard  # nothing that decrypted
+    net.run(PROBE_TIMEOUT_S)
+    assert session.closed and session.close_reason == NO_ANSWER_TO_PROBE
+    assert not any(isinstance(e, SessionAlive) and e.session is session for e in net.events[0])
+
+
 def test_a_live_session_answers_its_probe_and_stays() -> None:
     net = Net(2)
     a = net.endpoints[0]
