@@ -31,7 +31,7 @@ from relay.protocol import (
     encode,
     error,
 )
-from relay.stores.base import Quota, Store, StoreError, secret_hash
+from relay.stores.base import Quota, Store, StoreError, StoreStats, secret_hash
 from router.routing.budget import TokenBucket
 from router.sessions.errors import SessionError
 from router.sessions.runtime import Sessions
@@ -90,6 +90,10 @@ async def call(sessions: Sessions, relay: bytes, request: dict[str, Any], timeou
             stream.abort()
 
 
+STATS_MAX_AGE_S = 10.0
+"""How stale the store's figures on the admin API and metrics may be."""
+
+
 class RelayService:
     def __init__(
         self,
@@ -107,6 +111,16 @@ class RelayService:
         self.counters: Counter[str] = Counter()
         self._buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
         self._mailboxes_by_node: OrderedDict[bytes, set[bytes]] = OrderedDict()
+        self._stats: tuple[float, StoreStats] | None = None
+
+    async def store_stats(self, max_age_s: float = STATS_MAX_AGE_S) -> StoreStats:
+        """The store's figures, read at most once every ``max_age_s`` (counting a
+        large store's bytes reads every envelope; a status page open in a browser
+        and a metrics scraper would otherwise ask every few seconds each)."""
+        now = self.clock()
+        if self._stats is None or not 0 <= now - self._stats[0] < max_age_s:
+            self._stats = (now, await self.store.stats())
+        return self._stats[1]
 
     async def handle(self, stream: SessionStream) -> None:
         """Serve one stream: requests until the peer finishes."""

@@ -7,6 +7,7 @@ node that cannot be reached gets a hint (is it running, is ``--admin`` right).
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -64,9 +65,12 @@ class AdminClient:
                 message = json.loads(exc.read()).get("error", exc.reason)
             except (ValueError, AttributeError):
                 message = exc.reason
+            message = str(message)
             if exc.code == 404 and message.startswith("no route for"):
                 message = "this node does not know that command (is it an older version?)"
             raise CLIError(str(message)) from None
+        except http.client.HTTPException:
+            raise CLIError(f"the service at {self.address} is not a Pinewood admin API") from None
         except TimeoutError:
             raise CLIError(f"the node at {self.address} did not answer within {timeout:g} s") from None
         except (urllib.error.URLError, OSError) as exc:
@@ -80,7 +84,7 @@ class AdminClient:
             ) from None
         try:
             return json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CLIError(f"the service at {self.address} is not a Pinewood admin API") from None
 
     def known_keys(self) -> set[str]:

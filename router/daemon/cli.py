@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import math
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ import uvloop
 from router import __version__
 from router.daemon import commands as cmds
 from router.daemon.admin import start_admin
-from router.daemon.admin_client import CLIError, ExitCode
+from router.daemon.admin_client import AdminClient, CLIError, ExitCode
 from router.daemon.config import ConfigError, NodeConfig, load_config_sources
 from router.daemon.errors import StartupError
 from router.daemon.keyfile import (
@@ -39,6 +40,34 @@ from router.quic.errors import QuicEngineError
 from router.wire.keys import Identity
 
 Parser = argparse.ArgumentParser
+
+
+def seconds(*, zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, above 0 (or 0 too if ``zero``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            floor = "0 or more" if zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds, {floor}")
+        return value
+
+    return parse
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 or more")
+    return value
+
 
 log = structlog.get_logger("pinewood")
 
@@ -203,7 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text, handler in watched:
         sub = client(name, help_text)
         sub.add_argument(
-            "-w", "--watch", type=float, metavar="SECONDS", help="redraw every SECONDS until interrupted"
+            "-w",
+            "--watch",
+            type=seconds(zero=False),
+            metavar="SECONDS",
+            help="redraw every SECONDS until interrupted",
         )
         sub.set_defaults(handler=handler)
     config = client("config", "show every setting's effective value and where it came from")
@@ -232,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     peer.add_argument(
         "--wait",
-        type=float,
+        type=seconds(zero=True),
         default=10.0,
         metavar="SECONDS",
         help="add: how long to wait for the peering before giving up (default 10; 0: do not wait)",
@@ -244,14 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument(
         "key", help="node key: 64 hex characters, a server name, or a hex prefix of a key the node knows"
     )
-    ping.add_argument("-c", "--count", type=int, default=0, help="stop after this many (default: until ^C)")
+    ping.add_argument("-c", "--count", type=count, default=0, help="stop after this many (default: until ^C)")
     ping.add_argument(
-        "-i", "--interval", type=float, default=1.0, metavar="SECONDS", help="between pings (default 1)"
+        "-i",
+        "--interval",
+        type=seconds(zero=True),
+        default=1.0,
+        metavar="SECONDS",
+        help="between pings (default 1)",
     )
     ping.add_argument(
         "-W",
         "--timeout",
-        type=float,
+        type=seconds(zero=False),
         default=2.0,
         metavar="SECONDS",
         help="wait this long for each answer (default 2)",
@@ -281,8 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "watch", None) is not None:
-            if args.watch <= 0:
-                raise CLIError("--watch takes a number of seconds above 0", ExitCode.USAGE)
             return _watch(args, args.handler)
         result: int = args.handler(args)
         sys.stdout.flush()
@@ -292,6 +328,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"pinewood: {exc}", file=sys.stderr)
         return exc.code
+    except (KeyError, TypeError) as exc:
+        if not hasattr(args, "admin"):
+            raise
+        # A client command met an answer of a shape it does not know.
+        address = AdminClient.from_flag(args.admin).address
+        print(
+            f"pinewood: unexpected answer from {address} ({type(exc).__name__}: {exc}): "
+            "is it a Pinewood admin API of this version?",
+            file=sys.stderr,
+        )
+        return ExitCode.FAILED
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
             print(file=sys.stderr)

@@ -141,19 +141,29 @@ def cmd_peer(args: argparse.Namespace) -> int:
         return ExitCode.OK
     added = admin.call("POST", "/peers", {"uri": args.uri, "save": not args.temporary})
     uri = added["added"]
-    row = _wait_for_peer(admin, uri, args.wait)
-    if args.json:
-        return _print_json({**added, "peer": row})
     kept = {
         "saved": "saved: it is redialled after a restart",
         "temporary": "for this run only",
         "config": "it is in the configuration already",
     }.get(added["source"], "")
+    if args.wait == 0:
+        if args.json:
+            return _print_json(added)
+        print(f"added {uri} ({kept})")
+        return ExitCode.OK
+    row = _wait_for_peer(admin, uri, args.wait)
     if row is not None and "port" in row:
+        if args.json:
+            return _print_json({**added, "peer": row})
         print(f"peered with {row['key']} over {row['link_type']} ({kept})")
         return ExitCode.OK
+    if args.json:
+        _print_json({**added, "peer": row})
+        return ExitCode.FAILED
     error = row["last_error"] if row is not None and row.get("last_error") else None
     outcome = error or f"not connected within {args.wait:g} s"
+    if error is not None and error.startswith("gave up"):
+        raise CLIError(f"{uri}: {outcome} (pinewood peer remove {uri} to drop it)")
     raise CLIError(
         f"{uri}: {outcome}; it stays configured ({kept}) and is retried with backoff "
         f"(pinewood peer remove {uri} to drop it)"
@@ -167,8 +177,8 @@ def _wait_for_peer(admin: AdminClient, uri: str, wait_s: float) -> dict[str, Any
     while True:
         rows: list[dict[str, Any]] = admin.call("GET", "/peers")
         row = next((p for p in rows if p.get("uri") == uri), None)
-        if row is not None and ("port" in row or row.get("last_error")):
-            return row
+        if row is None or "port" in row or row.get("last_error"):
+            return row  # connected, failed, or removed meanwhile
         if time.monotonic() >= deadline:
             return row
         time.sleep(PEER_WAIT_POLL_S)

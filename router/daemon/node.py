@@ -271,14 +271,17 @@ class Node:
         the data directory cannot be written: then nothing was added)."""
         uri = parse_peer_uri(text)
         known = self.static_peers.get(str(uri))
-        if save and (known is None or known.source is PeerSource.TEMPORARY):
+        configured = str(uri) in {str(u) for u in self.config.peer_uris()}
+        if save and not configured and (known is None or known.source is PeerSource.TEMPORARY):
             self.saved_peers.add(str(uri))  # first: if it cannot be saved, nothing changes
         return self.static_peers.add(str(uri), PeerSource.SAVED if save else PeerSource.TEMPORARY)
 
     def remove_static_peer(self, text: str) -> StaticPeer | None:
         """Stop keeping a peer connected and forget it if it was saved."""
         peer = self.static_peers.remove(text)
-        if peer is not None and peer.source is PeerSource.SAVED:
+        if peer is not None:
+            # Whatever it was last added as: a saved peer also in the configuration
+            # is configured first at start, but must not come back from the file.
             self.saved_peers.remove(str(peer.uri))
         return peer
 

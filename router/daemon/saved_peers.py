@@ -33,6 +33,8 @@ class SavedPeers:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / FILE_NAME
         self._uris: list[str] = []
+        self._unreadable = ""
+        """Why the file could not be read at start, if it could not."""
 
     def load(self) -> list[str]:
         """Read the file (if there is one) and return the URIs to dial."""
@@ -42,7 +44,9 @@ class SavedPeers:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            log.warning("saved peers unreadable", path=str(self.path), error=exc.strerror or str(exc))
+            # Not overwritten later with a list that lost them: changes are refused.
+            self._unreadable = exc.strerror or str(exc)
+            log.warning("saved peers unreadable", path=str(self.path), error=self._unreadable)
             return []
         try:
             if len(raw) > MAX_FILE_BYTES:
@@ -85,6 +89,8 @@ class SavedPeers:
         return True
 
     def _write(self, uris: list[str]) -> None:
+        if self._unreadable:
+            raise OSError(f"{self.path} could not be read at start ({self._unreadable}); fix it and restart")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = self.path.with_name(FILE_NAME + ".new")
         data = (json.dumps({"peers": uris}, indent=1) + "\n").encode()

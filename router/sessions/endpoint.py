@@ -246,8 +246,8 @@ class Endpoint:
         return now - session.last_heard_at > max(PROBE_IDLE_S, 4 * (session.rtt_s or 0.0))
 
     def probe(self, session: Session, now: float) -> None:
-        """Ask the other side for an answer (a PING): :class:`SessionAlive` when
-        anything of the session arrives, or the session closes at the deadline."""
+        """Ask the other side for an answer (a PING of the probe's own): :class:`SessionAlive`
+        when that PING is acknowledged, or the session closes at the deadline."""
         if session.closed or session.probing:
             return
         self._probe_pings += 1

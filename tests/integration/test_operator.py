@@ -122,6 +122,11 @@ def test_a_peer_that_cannot_be_reached_is_reported_with_its_reason(net: DaemonNe
     assert result.returncode == 1, result
     assert "refused" in result.stderr.lower() and "stays configured" in result.stderr, result.stderr
     assert "/peers" not in result.stderr  # the node's reason, not the API's path
+    as_json = cli("peer", "add", nobody, "--json", f"--admin={a.admin}")
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["peer"]["last_error"], as_json
+    other = f"tcp://127.0.0.1:{free_port()}"
+    unwaited = cli("peer", "add", other, "--wait=0", f"--admin={a.admin}")
+    assert unwaited.returncode == 0 and unwaited.stdout.startswith(f"added {other}"), unwaited
 
 
 def test_status_peers_and_config_for_a_person(net: DaemonNet) -> None:

@@ -149,11 +149,14 @@ def _check_browser_safety(request: h11.Request, allow_remote: bool) -> None:
     the same origin, and clients without an Origin header, such as the CLI, may)."""
     headers = {name: value.decode("latin-1") for name, value in request.headers}
     host = _host_of(headers.get(b"host", ""))
-    if not allow_remote and host != "localhost":
+    if host != "localhost":
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise HTTPError(HTTPStatus.MISDIRECTED_REQUEST, f"not served for host {host[:100]!r}") from None
+            hint = " (reach it by its address, not a name)" if allow_remote else ""
+            raise HTTPError(
+                HTTPStatus.MISDIRECTED_REQUEST, f"not served for host {host[:100]!r}{hint}"
+            ) from None
     origin = headers.get(b"origin")
     own_origin = "http://" + headers.get(b"host", "").strip().lower()
     if origin is not None and request.method not in SAFE_METHODS and origin.strip().lower() != own_origin:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from router import __version__
 from router.daemon.admin.errors import HTTPError
@@ -126,13 +127,20 @@ def config_view(node: Node) -> list[dict[str, Any]]:
     return rows
 
 
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def _without_password(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    """``url`` with any password (in its credentials or its query) shown as ***."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, True)
+    if parts.password is None and not any(k.lower() in SECRET_PARAMETERS for k, _ in query):
+        return url  # as given (a round trip through urlunsplit would change sqlite:////path)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    masked = [(k, "***" if k.lower() in SECRET_PARAMETERS else v) for k, v in query]
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(masked, safe="*"), parts.fragment))
 
 
 async def get_config(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
@@ -270,14 +278,14 @@ async def get_relay(node: Node, query: dict[str, list[str]], body: Any) -> tuple
     }
     service = node.relay_service
     if service is not None:
-        stats = await service.store.stats()
+        stats = await service.store_stats()
         out["store"] = {"mailboxes": stats.mailboxes, "envelopes": stats.envelopes, "bytes": stats.bytes}
         out["service_counters"] = dict(service.counters)
     return 200, out
 
 
 async def get_metrics(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
-    stats = await node.relay_service.store.stats() if node.relay_service is not None else None
+    stats = await node.relay_service.store_stats() if node.relay_service is not None else None
     return 200, render_metrics(node, stats)
 
 

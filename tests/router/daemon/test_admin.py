@@ -214,3 +214,35 @@ async def test_a_full_table_answers_503_and_the_oldest_idle_makes_way(node: Node
     reader.feed_eof()
     await handle_connection(node, table, reader, cast(asyncio.StreamWriter, writer))
     assert answer_of(bytes(writer.data))[0] == 503 and not busy.aborted
+
+
+def test_a_peer_in_the_configuration_is_not_saved_and_one_removed_does_not_come_back(tmp_path: Path) -> None:
+    uri = "tcp://127.0.0.1:9"  # the discard port: nothing answers, and nothing need
+    saved = tmp_path / "peers.json"
+
+    async def run(peers: list[str], requests: list[bytes]) -> list[int]:
+        config = load_config(
+            flags={"data_dir": str(tmp_path), "listen": [], "peers": ",".join(peers) or None}
+        )
+        node = Node(config, Identity.generate())
+        await node.start()
+        try:
+            table = ConnectionTable(MAX_CONNECTIONS)
+            return [(await exchange(node, table, request))[0] for request in requests]
+        finally:
+            await node.stop()
+
+    add = post("/peers", json.dumps({"uri": uri}).encode())
+    remove = f"DELETE /peers?uri={uri} HTTP/1.1\r\nHost: 127.0.0.1:65433\r\n\r\n".encode()
+
+    async def main() -> None:
+        assert await run([], [add]) == [200]
+        assert json.loads(saved.read_text()) == {"peers": [uri]}
+        # Now also in the configuration: configured from there first; removing it
+        # forgets the saved copy too, so taking it out of the file is enough.
+        assert await run([uri], [add, remove]) == [200, 200]
+        assert json.loads(saved.read_text()) == {"peers": []}
+        assert await run([uri], [add]) == [200]  # in the configuration: nothing to save
+        assert json.loads(saved.read_text()) == {"peers": []}
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,39 @@ def test_local_config_says_where_each_value_came_from(
     assert lines["uvloop"].endswith("# default")
 
 
-def test_watch_needs_a_positive_interval(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["status", "--watch", "0", "--admin", "127.0.0.1:1"]) == 2
-    assert "--watch" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["peer", "add", "tcp://192.0.2.1:1", "--wait", "nan"],
+        ["peer", "add", "tcp://192.0.2.1:1", "--wait", "-1"],
+        ["status", "--watch", "inf"],
+        ["status", "--watch", "0"],
+        ["ping", "ab", "-i", "-1"],
+        ["ping", "ab", "-W", "0"],
+        ["ping", "ab", "-c", "-3"],
+    ],
+)
+def test_bad_numbers_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--admin", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    assert "give" in capsys.readouterr().err
+
+
+def test_a_service_that_is_not_the_admin_api_is_named_not_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        assert main(["status", "--admin", f"127.0.0.1:{port}"]) == 1
+        thread.join()
+    assert "is not a Pinewood admin API" in capsys.readouterr().err

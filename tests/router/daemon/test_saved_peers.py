@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from router.daemon.saved_peers import MAX_FILE_BYTES, SavedPeers
 
 
@@ -45,3 +47,13 @@ def test_a_file_that_is_not_the_list_is_set_aside(tmp_path: Path) -> None:
         path.write_bytes(content)
         assert SavedPeers(tmp_path).load() == []
         assert not path.exists() and (tmp_path / "peers.json.bad").read_bytes() == content
+
+
+def test_a_file_that_cannot_be_read_is_not_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "peers.json"
+    path.mkdir()  # reading it fails (a directory), as a file of another owner would
+    saved = SavedPeers(tmp_path)
+    assert saved.load() == []
+    with pytest.raises(OSError, match="could not be read at start"):
+        saved.add("tcp://192.0.2.1:1")
+    assert path.is_dir()
