@@ -3,19 +3,42 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+BUILD  := $(VENV)/.build
+# What setup.py compiles is under these (a superset: any change rebuilds).
+HOT_PATH := setup.py $(wildcard router/wire/*.py router/routing/*.py) router/links/queues.py
+# The core tests also run on the sources alone, from a copy without the compiled modules.
+PURE   := build/pure
 
-.PHONY: run test lint typecheck unit bench microbench clean
+.PHONY: run test lint typecheck unit unit-pure compiled clean-compiled bench microbench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The hot path compiled with mypyc, in place beside its sources (setup.py says
+# which modules).  Where no C compiler is, everything runs as pure Python.
+# $(BUILD) holds which of the two this checkout has.
+compiled: $(BUILD)
+$(BUILD): $(STAMP) $(HOT_PATH)
+	@if command -v "$${CC:-cc}" >/dev/null 2>&1; then \
+		echo "compiling the hot path with mypyc"; \
+		$(PY) -m pip install --quiet "setuptools>=77" wheel && \
+		PINEWOOD_COMPILE=1 $(PY) -m pip install --quiet --no-build-isolation --no-deps -e . && echo compiled > $(BUILD); \
+	else \
+		echo "no C compiler: the hot path runs as pure Python"; $(MAKE) --no-print-directory clean-compiled; echo pure > $(BUILD); \
+	fi
+
+clean-compiled:
+	find router relay -name '*.so' -delete
+	rm -f ./*__mypyc*.so $(BUILD)
+	rm -rf build/temp.* build/lib.*
+
+run: $(BUILD)
 	$(VENV)/bin/pinewood run
 
-test: lint typecheck unit
+test: lint typecheck unit unit-pure
 
 lint: $(STAMP)
 	$(PY) -m ruff check router relay bench tests
@@ -30,8 +53,19 @@ typecheck: $(STAMP)
 	$(PY) -m mypy router relay bench tests
 
 # Benchmarks run once each as tests (no timing) so they cannot rot.
-unit: $(STAMP)
-	$(PY) -m pytest --benchmark-disable -q
+unit: $(BUILD)
+	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q
+
+# The sans-I/O core's tests on the pure-Python sources (a copy of the tree
+# without the compiled modules, beside a link to ../shared).
+unit-pure: $(STAMP)
+	rm -rf $(PURE) && mkdir -p $(PURE)/pinewood
+	ln -s $(abspath ../shared) $(PURE)/shared
+	tar --exclude='*.so' --exclude=__pycache__ -cf - pyproject.toml setup.py router relay bench tests \
+		| tar -xf - -C $(PURE)/pinewood
+	cd $(PURE)/pinewood && PYTHONPATH=. PINEWOOD_EXPECT_BUILD=pure $(abspath $(PY)) -m pytest \
+		--benchmark-disable -q -p no:cacheprovider \
+		tests/build tests/router/wire tests/router/routing tests/router/sim tests/router/links/test_queues.py
 
 # The full report: simulator, throughput, sessions and relay into bench/results/REPORT.md.
 # One section alone: make bench BENCH_ARGS="--only sim"; reduced set: BENCH_ARGS=--quick.
@@ -41,5 +75,5 @@ bench: $(STAMP)
 microbench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
 
-clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+clean: clean-compiled
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build

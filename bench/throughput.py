@@ -30,6 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from router.daemon.build import is_compiled
 from router.wire import Identity, PublicKey, TrafficFrame, build_handshake, encode_frame
 
 PAYLOAD_BYTES = 1024
@@ -251,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "seconds": args.seconds,
         "payload_bytes": PAYLOAD_BYTES,
+        "build": "compiled" if is_compiled() else "pure",
         "baseline_frames_s": round(base),
         "baseline_mb_s": round(base * frame_bytes / 1e6, 1),
         "router_frames_s": round(ours),
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         r = result
         runs = f"median of {args.runs} runs of {args.seconds:.0f} s"
-        print(f"{args.nodes}-process chain over {args.link}, 1 KiB payloads, {runs}")
+        print(f"{args.nodes}-process chain over {args.link}, 1 KiB payloads, {runs}, {r['build']} build")
         print(f"  bare forwarder : {r['baseline_frames_s']:>9,} frames/s  {r['baseline_mb_s']:>7} MB/s")
         print(f"  pinewood       : {r['router_frames_s']:>9,} frames/s  {r['router_mb_s']:>7} MB/s")
         print(f"  ratio          : {r['router_vs_baseline']:.1%} of the bare forwarder")

@@ -13,6 +13,18 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from bench.daemons import DaemonNet
+from router.daemon.build import stale_extensions
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A compiled module older than its source would test old code: refuse."""
+    stale = [s for top in ("router", "relay") for s in stale_extensions(REPO_ROOT / top)]
+    if stale:
+        raise pytest.UsageError(
+            f"compiled modules are older than their sources ({', '.join(stale[:5])}): "
+            "run 'make compiled' to rebuild them, or 'make clean-compiled' to run pure Python"
+        )
+
 
 # "ci" is the default: deterministic (derandomized) so a failure reproduces from the
 # log, and no per-example deadline, since CI machines are shared and slow.

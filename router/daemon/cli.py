@@ -22,6 +22,7 @@ from router import __version__
 from router.daemon import commands as cmds
 from router.daemon.admin import start_admin
 from router.daemon.admin_client import AdminClient, CLIError, ExitCode
+from router.daemon.build import is_compiled
 from router.daemon.config import ConfigError, NodeConfig, load_config_sources
 from router.daemon.errors import StartupError
 from router.daemon.keyfile import (
@@ -116,7 +117,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     configure_logging(config.log_format, config.log_level)
     try:
         identity, source = load_or_create_identity(config.key_path)
-        log.info("pinewood starting", version=__version__, key=identity.public_key.hex(), key_source=source)
+        log.info(
+            "pinewood starting",
+            version=__version__,
+            build="compiled" if is_compiled() else "pure",
+            key=identity.public_key.hex(),
+            key_source=source,
+        )
         if config.uvloop:
             uvloop.run(_serve(config, identity, sources))
         else:

@@ -74,7 +74,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     inbound = sum(1 for p in peers if p.get("direction") == "inbound")
     waiting = sum(1 for p in peers if "port" not in p)
     print(f"node         {status['key']}")
-    print(f"version      {status.get('version', '?')}")
+    build = f" ({status['build']})" if status.get("build") else ""
+    print(f"version      {status.get('version', '?')}{build}")
     print(f"uptime       {duration(status.get('uptime_s'))}")
     print(f"root         {root['key']} (sequence {root['sequence']}){' (this node)' if is_root else ''}")
     coordinates = " ".join(str(c) for c in status["coordinates"])

@@ -10,6 +10,7 @@ from router import __version__
 from router.daemon.admin.errors import HTTPError
 from router.daemon.admin.metrics import render_metrics
 from router.daemon.admin.page import get_page
+from router.daemon.build import is_compiled
 from router.daemon.node import Node
 from router.daemon.settings import SETTINGS
 from router.links.uri import URIError
@@ -26,6 +27,7 @@ def status_view(node: Node) -> dict[str, Any]:
     parent = core.parent
     return {
         "version": __version__,
+        "build": "compiled" if is_compiled() else "pure",
         "key": core.key.hex(),
         "root": {"key": root_key.hex(), "sequence": root_seq},
         "coordinates": list(core.coordinates()),
