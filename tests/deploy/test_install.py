@@ -27,6 +27,7 @@ COPY_IGNORED = shutil.ignore_patterns(
     ".venv",
     "__pycache__",
     "*.pyc",
+    "*.so",  # the compiled hot path (make): this is the plain install, pure Python
     "*.egg-info",
     "build",
     "dist",
