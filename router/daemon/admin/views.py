@@ -239,7 +239,7 @@ async def post_relay_lookup(node: Node, query: dict[str, list[str]], body: Any) 
     }
 
 
-def _session_rows(endpoint: Endpoint) -> list[dict[str, Any]]:
+def _session_rows(endpoint: Endpoint, now: float) -> list[dict[str, Any]]:
     return [
         {
             "key": session.key.hex(),
@@ -251,6 +251,7 @@ def _session_rows(endpoint: Endpoint) -> list[dict[str, Any]]:
             "bytes_sent": session.bytes_sent,
             "bytes_received": session.bytes_received,
             "rtt_ms": round(session.rtt_s * 1000, 2) if session.rtt_s is not None else None,
+            "quiet_s": round(now - session.last_heard_at, 3),
         }
         for session in endpoint.sessions
     ]
@@ -258,7 +259,7 @@ def _session_rows(endpoint: Endpoint) -> list[dict[str, Any]]:
 
 async def get_sessions(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     return 200, {
-        "sessions": _session_rows(node.sessions.endpoint),
+        "sessions": _session_rows(node.sessions.endpoint, node.loop.time()),
         "counters": dict(node.sessions.counters),
         "drops": dict(node.sessions.endpoint.drops),
     }
