@@ -65,7 +65,7 @@ unit-pure: $(STAMP)
 		| tar -xf - -C $(PURE)/pinewood
 	cd $(PURE)/pinewood && PYTHONPATH=. PINEWOOD_EXPECT_BUILD=pure $(abspath $(PY)) -m pytest \
 		--benchmark-disable -q -p no:cacheprovider \
-		tests/build tests/router/wire tests/router/routing tests/router/sim tests/router/links/test_queues.py
+		tests/router/daemon/test_build.py tests/router/wire tests/router/routing tests/router/sim tests/router/links/test_queues.py
 
 # The full report: simulator, throughput, sessions and relay into bench/results/REPORT.md.
 # One section alone: make bench BENCH_ARGS="--only sim"; reduced set: BENCH_ARGS=--quick.
