@@ -73,9 +73,6 @@ class SavedPeers:
                 self._uris.append(uri)
         return list(self._uris)
 
-    def __contains__(self, uri: str) -> bool:
-        return uri in self._uris
-
     def add(self, uri: str) -> None:
         """Save ``uri`` (canonical form) unless it is saved already. Raises OSError."""
         if uri not in self._uris:
