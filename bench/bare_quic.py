@@ -24,7 +24,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 
 from router.links.tls import node_credentials
-from router.quic.engine import stream_buffered_bytes
+from router.quic.aioquic_engine import stream_buffered_bytes
 from router.wire.keys import Identity
 
 ALPN = "bench"

@@ -76,6 +76,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"node         {status['key']}")
     build = f" ({status['build']})" if status.get("build") else ""
     print(f"version      {status.get('version', '?')}{build}")
+    if status.get("quic_engine"):
+        print(f"QUIC engine  {status['quic_engine']} (quic:// peerings)")
     print(f"uptime       {duration(status.get('uptime_s'))}")
     print(f"root         {root['key']} (sequence {root['sequence']}){' (this node)' if is_root else ''}")
     coordinates = " ".join(str(c) for c in status["coordinates"])

@@ -50,6 +50,7 @@ class NodeConfig:
     wakeup_broadcasts: bool = True
     handshake_timeout: float = 10.0
     handshakes_per_minute: int = 120
+    quic_engine: str = "qh3"
     lan_discovery: bool = True
     lan_interfaces: tuple[str, ...] = ()
     allow_keys: tuple[str, ...] = ()

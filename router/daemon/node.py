@@ -128,7 +128,12 @@ class Node:
         self._sweeper: asyncio.TimerHandle | None = None
         self._stopping = False
         self.transports = Transports(
-            self, identity, config.data_path / "tls", config.handshake_timeout, self.counters
+            self,
+            identity,
+            config.data_path / "tls",
+            config.handshake_timeout,
+            self.counters,
+            config.quic_engine,
         )
         self.static_peers = StaticPeers(self.transports.dial)
         self.saved_peers = SavedPeers(config.data_path)
@@ -203,6 +208,8 @@ class Node:
         """Listen, dial and serve as configured; a :class:`StartupError` that names
         the setting if something configured cannot be had."""
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
+        engine = self.transports.quic_engine  # QuicEngineError, named, if it cannot be had
+        log.info("QUIC engine of peerings", engine=engine.name.value, version=engine.version)
         for uri in self.config.listen_uris():
             with startup_step("listen", f"cannot listen on {uri}"):
                 await self.transports.listen(uri)

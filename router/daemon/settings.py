@@ -269,6 +269,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("handshakes_per_minute", whole(1, 1_000_000), 120, metavar="N",
             help="failed, timed-out or refused inbound handshakes a source network (/24, /64) may "
                  "cause in a minute; past that, only keys the node knows get in from it"),
+    Setting("quic_engine", choice("qh3", "aioquic"), "qh3",
+            help="the QUIC library of quic:// peerings: qh3 (native packet engine, the faster) or "
+                 "aioquic; nodes on either peer with each other, and sessions always use aioquic"),
     Setting("lan_discovery", BOOL, True,
             help="send and hear the reference's LAN discovery beacons on the interfaces in "
                  "lan_interfaces, and dial the nodes heard"),

@@ -17,8 +17,6 @@ from http import HTTPStatus
 from pathlib import Path
 
 import structlog
-from aioquic.asyncio.server import QuicServer
-from aioquic.asyncio.server import serve as quic_serve
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server as WebSocketServer
 from websockets.asyncio.server import ServerConnection
@@ -26,9 +24,8 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
 from router.links.owner import LinkOwner
-from router.links.quic import QuicPeerProtocol
-from router.links.quic import configuration as quic_configuration
-from router.links.quic import dial as quic_dial
+from router.links.quic import dial_peer as quic_dial
+from router.links.quic import serve as quic_serve
 from router.links.tcp import PeerLink
 from router.links.tls import ALPN as TLS_ALPN
 from router.links.tls import (
@@ -40,7 +37,7 @@ from router.links.tls import (
 )
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
-from router.quic.engine import server_transport
+from router.quic.engines import PeeringEngine, PeeringListener, peering_engine
 from router.routing.constants import LINK_TYPE_MULTICAST
 from router.wire.keys import Identity
 
@@ -59,8 +56,11 @@ class Transports:
         tls_dir: Path,
         handshake_timeout: float,
         counters: Counter[str],
+        quic_engine: str,
     ) -> None:
         self.owner = owner
+        self.quic_engine_name = quic_engine
+        self._quic_engine: PeeringEngine | None = None
         self.identity = identity
         self.tls_dir = tls_dir
         self.handshake_timeout = handshake_timeout
@@ -68,9 +68,17 @@ class Transports:
         self.listen_addresses: list[tuple[str, str, int]] = []
         self._servers: list[asyncio.Server] = []
         self._ws_servers: list[WebSocketServer] = []
-        self._quic_servers: list[QuicServer] = []
+        self._quic_servers: list[PeeringListener] = []
         self._ws_tasks: set[asyncio.Task[None]] = set()
         self._tls_files: tuple[Path, Path] | None = None
+
+    @property
+    def quic_engine(self) -> PeeringEngine:
+        """The engine of QUIC peerings, looked up (and checked) on first use;
+        QuicEngineError if it is not installed or lacks something."""
+        if self._quic_engine is None:
+            self._quic_engine = peering_engine(self.quic_engine_name)
+        return self._quic_engine
 
     def _tls(self, server: bool, alpn: str = TLS_ALPN) -> ssl.SSLContext:
         if self._tls_files is None:
@@ -87,16 +95,9 @@ class Transports:
         loop = asyncio.get_running_loop()
         scheme = uri.scheme
         if scheme == "quic":
-            quic_server = await quic_serve(
-                uri.host,
-                uri.port,
-                configuration=quic_configuration(self.identity, client=False),
-                create_protocol=partial(QuicPeerProtocol, node=self.owner, outbound=None),
-            )
+            quic_server = await quic_serve(self.quic_engine, self.owner, uri.host, uri.port)
             self._quic_servers.append(quic_server)
-            quic_transport = server_transport(quic_server)
-            assert quic_transport is not None
-            self._listening(scheme, quic_transport.get_extra_info("sockname"))
+            self._listening(scheme, quic_server.sockname())
             return
         if scheme in WEBSOCKET_SCHEMES:
             ws_server = await ws_serve(
@@ -156,7 +157,9 @@ class Transports:
             task.add_done_callback(self._ws_tasks.discard)
             return link
         if uri.scheme == "quic":
-            return await quic_dial(self.owner, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S, uri.key)
+            return await quic_dial(
+                self.quic_engine, self.owner, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S, uri.key
+            )
         tls = uri.scheme == "tls"
         _, link = await asyncio.wait_for(
             loop.create_connection(

@@ -1,1 +1,1 @@
-"""The QUIC engine: aioquic, with what the project needs beyond its public API."""
+"""The QUIC engines (aioquic, qh3): the only package that imports either library."""

@@ -4,5 +4,5 @@ from __future__ import annotations
 
 
 class QuicEngineError(Exception):
-    """The installed aioquic lacks something the engine relies on; the message
-    names the aioquic release and what is missing."""
+    """A QUIC engine is unknown, not installed, or lacks something Pinewood relies
+    on; the message names the engine's release and what is missing."""

@@ -35,21 +35,18 @@ import hmac
 import os
 from collections import Counter
 
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import (
+from router.quic.aioquic_engine import (
+    MIN_STATELESS_RESET_BYTES,
+    AdjustedConnection,
     ConnectionIdIssued,
     ConnectionIdRetired,
     ConnectionTerminated,
     HandshakeCompleted,
     PingAcknowledged,
+    QuicConfiguration,
+    QuicPacketType,
     StreamDataReceived,
     StreamReset,
-)
-from aioquic.quic.packet import QuicPacketType
-
-from router.quic.engine import (
-    MIN_STATELESS_RESET_BYTES,
-    AdjustedConnection,
     check_aioquic,
     is_stateless_reset,
     live_stream_ids,

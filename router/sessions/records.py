@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from router.quic.engine import AdjustedConnection
+from router.quic.aioquic_engine import AdjustedConnection
 
 CRYPTO_ERROR = 0x100
 """QUIC's transport error code for a TLS alert is this plus the alert (RFC 9001, section 4.8)."""

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from router.quic.engine import stream_buffered_bytes
+from router.quic.aioquic_engine import stream_buffered_bytes
 from router.sessions.endpoint import UNREACHABLE, Endpoint
 from router.sessions.errors import SessionError, SessionTimeout
 from router.sessions.records import (

@@ -8,6 +8,7 @@ import socket
 import ssl
 import time
 
+import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -53,12 +54,24 @@ def test_secure_websocket_presents_the_node_key_and_honours_a_pin(net: DaemonNet
     net.wait_converged(timeout=30)
 
 
-def test_quic_network_converges_and_pings(net: DaemonNet) -> None:
-    net.start(["a", "b", "c"], [("b", "a"), ("c", "b")], scheme="quic")
+@pytest.mark.parametrize(
+    "engines",
+    [("qh3", "qh3", "qh3"), ("aioquic", "aioquic", "aioquic"), ("aioquic", "qh3", "aioquic")],
+    ids=["qh3", "aioquic", "mixed"],
+)
+def test_quic_network_converges_and_pings(net: DaemonNet, engines: tuple[str, str, str]) -> None:
+    """On either QUIC engine, and mixed: in the mixed chain b (qh3) dials a
+    (aioquic) and c (aioquic) dials b (qh3)."""
+    for name, engine in zip("abc", engines, strict=True):
+        net.start([name], [], scheme="quic", extra=[f"--quic-engine={engine}"])
+    for a, b in (("b", "a"), ("c", "b")):
+        net.daemons[a].api("POST", "/peers", {"uri": net.daemons[b].uri, "save": False})
     net.wait_converged()
     net.ping_all_pairs()
     peers = net.daemons["b"].api("GET", "/peers")
     assert {p["link_type"] for p in peers if "port" in p} == {"quic"}
+    for name, engine in zip("abc", engines, strict=True):
+        assert net.daemons[name].api("GET", "/status")["quic_engine"] == engine
 
 
 def test_mixed_link_types_in_one_network(net: DaemonNet) -> None:
@@ -73,8 +86,9 @@ def test_mixed_link_types_in_one_network(net: DaemonNet) -> None:
     assert kinds == {"tcp", "tls", "ws", "quic"}
 
 
-def test_pinned_key_mismatch_over_quic_is_refused(net: DaemonNet) -> None:
-    net.start(["a", "b"], [], scheme="quic")
+@pytest.mark.parametrize("engine", ["qh3", "aioquic"])
+def test_pinned_key_mismatch_over_quic_is_refused(net: DaemonNet, engine: str) -> None:
+    net.start(["a", "b"], [], scheme="quic", extra=[f"--quic-engine={engine}"])
     a, b = net.daemons["a"], net.daemons["b"]
     a.api("POST", "/peers", {"uri": f"{b.uri}?key={'22' * 32}"})
     wait_until(
@@ -85,10 +99,11 @@ def test_pinned_key_mismatch_over_quic_is_refused(net: DaemonNet) -> None:
     assert a.api("GET", "/status")["peers"] == 0
 
 
-def test_a_vanished_quic_peer_is_noticed_within_the_keepalive_deadline(net: DaemonNet) -> None:
+@pytest.mark.parametrize("engine", ["qh3", "aioquic"])
+def test_a_vanished_quic_peer_is_noticed_within_the_keepalive_deadline(net: DaemonNet, engine: str) -> None:
     """UDP has no connection for the kernel to reset: a SIGKILLed QUIC peer is
     noticed by the 5 s keepalive deadline, as a frozen TCP peer is."""
-    net.start(["a", "b"], [("b", "a")], scheme="quic")
+    net.start(["a", "b"], [("b", "a")], scheme="quic", extra=[f"--quic-engine={engine}"])
     net.wait_converged()
     a = net.daemons["a"]
     net.kill("b")

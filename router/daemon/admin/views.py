@@ -28,6 +28,7 @@ def status_view(node: Node) -> dict[str, Any]:
     return {
         "version": __version__,
         "build": "compiled" if is_compiled() else "pure",
+        "quic_engine": node.config.quic_engine,
         "key": core.key.hex(),
         "root": {"key": root_key.hex(), "sequence": root_seq},
         "coordinates": list(core.coordinates()),

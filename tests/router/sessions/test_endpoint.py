@@ -9,7 +9,7 @@ from aioquic.tls import AlertDescription
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.quic.engine import peer_certificate_key
+from router.quic.aioquic_engine import peer_certificate_key
 from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW
 from router.sessions.endpoint import NO_ANSWER_TO_PROBE, PROBE_TIMEOUT_S, RESET_BY_PEER, Endpoint
 from router.sessions.records import (

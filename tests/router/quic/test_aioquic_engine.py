@@ -1,4 +1,4 @@
-"""aioquic's internals are reached from one module only, router/quic/engine.py,
+"""aioquic's internals are reached from one module only, router/quic/aioquic_engine.py,
 and that module checks at start that the installed aioquic still has them.
 
 Every other module of router/ and relay/ may use aioquic's public API and
@@ -29,7 +29,7 @@ import pytest
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic.connection import QuicConnection
 
-from router.quic.engine import aioquic_version, check_aioquic
+from router.quic.aioquic_engine import aioquic_version, check_aioquic
 from router.quic.errors import QuicEngineError
 
 ROOT = Path(__file__).resolve().parents[3]

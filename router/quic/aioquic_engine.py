@@ -1,10 +1,10 @@
-"""The one module that reaches into aioquic's internals.
+"""aioquic, the QUIC engine of sessions (and of peerings, if chosen).
 
-aioquic's public API (``QuicConnection``'s methods and events,
-``QuicConfiguration``, the asyncio ``serve`` and ``QuicConnectionProtocol``) is
-used wherever it is needed.  What the project needs beyond it is here, as small
-named functions and one connection class, so that an aioquic release that
-renames something breaks this module and nothing else:
+No module outside :mod:`router.quic` imports aioquic: what the rest of the
+project uses of aioquic's public API (the configuration, the events, the packet
+types) it takes from here, and what it needs beyond that API is here too, as
+small named functions and classes, so that an aioquic release that renames
+something breaks this module and nothing else:
 
 * a packet's header read from a datagram that belongs to no connection yet
   (aioquic's reader takes a buffer from its private ``_buffer`` module):
@@ -24,7 +24,9 @@ renames something breaks this module and nothing else:
   :func:`smoothed_rtt_s`, :func:`packet_received_at`;
 * for a protocol driven by hand, aioquic's own event dispatch (which also tells a
   listener about new connection IDs), and a listener's socket:
-  :func:`process_events`, :func:`server_transport`.
+  :func:`process_events`, :func:`server_transport`;
+* a peering's connection (:class:`~router.quic.peering.PeeringConnection` over
+  aioquic's protocol class): :class:`AioquicPeering`.
 
 :func:`check_aioquic` looks for every one of these in the installed aioquic when
 the node starts and raises :class:`QuicEngineError`, naming the aioquic version
@@ -37,23 +39,71 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ssl
 from collections.abc import Callable, KeysView
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from aioquic._buffer import Buffer
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import QuicServer
+from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic import connection as quic_connection
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import QuicFrameType, QuicHeader, pull_quic_header
+from aioquic.quic.events import (
+    ConnectionIdIssued,
+    ConnectionIdRetired,
+    ConnectionTerminated,
+    HandshakeCompleted,
+    PingAcknowledged,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.quic.packet import QuicFrameType, QuicHeader, QuicPacketType, pull_quic_header
 from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
+from aioquic.tls import CipherSuite
 from aioquic.tls import Context as TlsContext
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from router.quic.errors import QuicEngineError
+from router.quic.peering import Acceptor, PeeringConnection
+
+__all__ = [
+    "MIN_STATELESS_RESET_BYTES",
+    "AdjustedConnection",
+    "AioquicPeering",
+    "CipherSuite",
+    "ConnectionIdIssued",
+    "ConnectionIdRetired",
+    "ConnectionTerminated",
+    "HandshakeCompleted",
+    "PingAcknowledged",
+    "QuicConfiguration",
+    "QuicConnection",
+    "QuicPacketType",
+    "QuicServer",
+    "StreamDataReceived",
+    "StreamReset",
+    "aioquic_version",
+    "check_aioquic",
+    "client_connection",
+    "is_stateless_reset",
+    "live_stream_ids",
+    "packet_received_at",
+    "peer_certificate_key",
+    "peering_configuration",
+    "process_events",
+    "read_header",
+    "serve",
+    "server_transport",
+    "smoothed_rtt_s",
+    "stateless_reset_token",
+    "stream_buffered_bytes",
+]
 
 RESET_TOKEN_BYTES = 16
 """The size of a QUIC stateless reset token (RFC 9000, section 10.3)."""
@@ -127,6 +177,52 @@ def process_events(protocol: QuicConnectionProtocol) -> None:
 def server_transport(server: QuicServer) -> asyncio.DatagramTransport | None:
     """The UDP socket's transport of a listener made by aioquic's ``serve``."""
     return server._transport
+
+
+# ------------------------------------------------------------------ peerings
+
+
+def peering_configuration(
+    cert_pem: bytes, key_pem: bytes, *, alpn: str, idle_timeout: float, client: bool
+) -> QuicConfiguration:
+    """A peering's configuration: the node's ed25519 certificate, no authorities
+    (the key is checked by hand)."""
+    config = QuicConfiguration(
+        is_client=client, alpn_protocols=[alpn], idle_timeout=idle_timeout, verify_mode=ssl.CERT_NONE
+    )
+    key = load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise QuicEngineError("a peering's key must be an ed25519 key")
+    config.certificate, config.private_key = x509.load_pem_x509_certificate(cert_pem), key
+    return config
+
+
+def client_connection(config: QuicConfiguration) -> QuicConnection:
+    return QuicConnection(configuration=config)
+
+
+class AioquicPeering(PeeringConnection, QuicConnectionProtocol):
+    """A peering's connection on aioquic."""
+
+    handshake_event = HandshakeCompleted
+    stream_event = StreamDataReceived
+    terminated_event = ConnectionTerminated
+
+    def __init__(self, quic: QuicConnection, accept: Acceptor | None = None, **_: Any) -> None:
+        QuicConnectionProtocol.__init__(self, quic)
+        self._setup(quic, accept)
+
+    def dispatch_events(self) -> None:
+        process_events(self)
+
+    def peer_key(self) -> bytes | None:
+        return peer_certificate_key(self.quic)
+
+    def rtt_s(self) -> float | None:
+        return smoothed_rtt_s(self.quic)
+
+    def unsent(self, stream_id: int) -> int:
+        return stream_buffered_bytes(self.quic, stream_id)
 
 
 # ------------------------------------------------------------------ the adjusted connection
@@ -329,6 +425,6 @@ def check_aioquic() -> None:
     if missing:
         raise QuicEngineError(
             f"aioquic {aioquic_version()} does not have what Pinewood's QUIC engine "
-            f"(router/quic/engine.py) relies on: {', '.join(missing)}; "
+            f"(router/quic/aioquic_engine.py) relies on: {', '.join(missing)}; "
             "install an aioquic release that has them"
         )

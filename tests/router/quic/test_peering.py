@@ -1,0 +1,232 @@
+"""A peering's connection on either QUIC engine, and across the two, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sys
+
+import pytest
+
+import router.quic
+from router.links.tls import certificate_pem
+from router.quic.engines import (
+    PeeringCredentials,
+    PeeringEngine,
+    QuicEngineName,
+    dial,
+    listen,
+    peering_engine,
+)
+from router.quic.errors import QuicEngineError
+from router.quic.peering import PeeringConnection, PeeringHandler
+from router.wire.keys import Identity
+
+ENGINES = [e.value for e in QuicEngineName]
+PAIRS = [(a, b) for a in ENGINES for b in ENGINES]
+
+
+def credentials(identity: Identity) -> PeeringCredentials:
+    cert, key = certificate_pem(identity, datetime.datetime.now(datetime.UTC))
+    return PeeringCredentials(cert, key, alpn="pinewood-test", idle_timeout=5.0)
+
+
+def loop_errors() -> list[str]:
+    """What the running loop reports as unhandled in callbacks, from now on."""
+    errors: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(repr(context)))
+    return errors
+
+
+class Echo:
+    """The listener's handler: sends back what its stream brings."""
+
+    def __init__(self, connection: PeeringConnection, stream_id: int) -> None:
+        self.connection = connection
+        self.stream_id = stream_id
+        self.ended_with: str | None = None
+
+    def handshake_completed(self) -> None:
+        pass
+
+    def stream_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        self.connection.send(stream_id, data)
+
+    def transmitted(self) -> None:
+        pass
+
+    def ended(self, reason: str) -> None:
+        self.ended_with = reason
+
+
+class Collector:
+    """The dialler's handler: keeps what comes back."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.arrived = asyncio.Event()
+        self.wanted = 0
+        self.transmits = 0
+        self.ended_with: str | None = None
+
+    def handshake_completed(self) -> None:
+        pass
+
+    def stream_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        self.received += data
+        if len(self.received) >= self.wanted:
+            self.arrived.set()
+
+    def transmitted(self) -> None:
+        self.transmits += 1
+
+    def ended(self, reason: str) -> None:
+        self.ended_with = reason
+
+
+@pytest.mark.parametrize(("server_engine", "client_engine"), PAIRS)
+def test_a_stream_crosses_between_any_two_engines(server_engine: str, client_engine: str) -> None:
+    """Either engine dials either engine; the dialler learns the key the
+    listener's certificate names; bytes cross both ways intact."""
+
+    async def main() -> None:
+        errors = loop_errors()
+        server_identity = Identity.generate()
+        accepted: list[Echo] = []
+
+        def accept(connection: PeeringConnection, stream_id: int) -> PeeringHandler | None:
+            accepted.append(Echo(connection, stream_id))
+            return accepted[-1]
+
+        listener = await listen(
+            peering_engine(server_engine), "127.0.0.1", 0, credentials(server_identity), accept
+        )
+        try:
+            port = listener.sockname()[1]
+            client = await dial(
+                peering_engine(client_engine), "127.0.0.1", port, credentials(Identity.generate()), 10.0
+            )
+            assert client.peer_key() == bytes(server_identity.public_key)
+            collector = Collector()
+            client.attach(collector)
+            payload = bytes(range(256)) * 1024  # 256 KiB: many packets, flow control
+            collector.wanted = len(payload)
+            stream_id = client.next_stream_id()
+            client.send(stream_id, payload)
+            await asyncio.wait_for(collector.arrived.wait(), 20.0)
+            assert bytes(collector.received) == payload
+            assert len(accepted) == 1 and accepted[0].stream_id == stream_id
+            assert collector.transmits > 0
+            assert client.unsent(stream_id) == 0
+            rtt = client.rtt_s()
+            assert rtt is not None and 0 < rtt < 1.0
+            client.shut()
+            for _ in range(200):  # the listener hears the close
+                if accepted[0].ended_with is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert accepted[0].ended_with is not None
+            client.close_socket()
+        finally:
+            listener.close()
+        assert errors == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_dial_that_nobody_answers_times_out_and_closes_its_socket(engine: str) -> None:
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await dial(peering_engine(engine), "127.0.0.1", 9, credentials(Identity.generate()), 0.3)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_handshake_that_completes_before_anyone_waits_is_not_missed(engine: str) -> None:
+    """The engines' ``wait_connected`` misses a handshake that completed before it
+    was called; on a busy machine that happens between sending the Initial and
+    starting to wait.  The connection's own future, made before the Initial, sees it."""
+
+    async def main() -> None:
+        chosen = peering_engine(engine)
+        server_identity = Identity.generate()
+        listener = await listen(chosen, "127.0.0.1", 0, credentials(server_identity), lambda c, s: None)
+        loop = asyncio.get_running_loop()
+        quic = chosen.connection(
+            chosen.configuration(
+                *certificate_pem(Identity.generate(), datetime.datetime.now(datetime.UTC)),
+                alpn="pinewood-test",
+                idle_timeout=5.0,
+                client=True,
+            )
+        )
+        transport, client = await loop.create_datagram_endpoint(
+            lambda: chosen.protocol(quic), local_addr=("127.0.0.1", 0)
+        )
+        assert isinstance(client, PeeringConnection)
+        try:
+            client.start(("127.0.0.1", listener.sockname()[1]))
+            for _ in range(500):  # let the handshake finish with nobody waiting
+                await asyncio.sleep(0.01)
+                if client.handshake.done():
+                    break
+            await asyncio.wait_for(asyncio.shield(client.handshake), 1.0)
+            assert client.peer_key() == bytes(server_identity.public_key)
+        finally:
+            client.shut()
+            transport.close()
+            listener.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_connection_that_ends_before_its_handshake_fails_the_dial_at_once(engine: str) -> None:
+    async def main() -> None:
+        chosen = peering_engine(engine)
+        loop = asyncio.get_running_loop()
+        quic = chosen.connection(
+            chosen.configuration(
+                *certificate_pem(Identity.generate(), datetime.datetime.now(datetime.UTC)),
+                alpn="pinewood-test",
+                idle_timeout=5.0,
+                client=True,
+            )
+        )
+        transport, client = await loop.create_datagram_endpoint(
+            lambda: chosen.protocol(quic), local_addr=("127.0.0.1", 0)
+        )
+        assert isinstance(client, PeeringConnection)
+        try:
+            client.start(("127.0.0.1", 9))  # nobody answers
+            client.ended("closed")
+            done, _ = await asyncio.wait([client.handshake], timeout=1.0)
+            assert done and isinstance(client.handshake.exception(), ConnectionError)
+        finally:
+            transport.close()
+
+    asyncio.run(main())
+
+
+def test_an_unknown_engine_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(QuicEngineError, match="unknown QUIC engine 'quiche'; known: aioquic, qh3"):
+        peering_engine("quiche")
+
+
+def test_a_missing_engine_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if qh3 were not installed: the engine module is imported afresh and fails.
+    monkeypatch.delattr(router.quic, "qh3_engine", raising=False)
+    monkeypatch.delitem(sys.modules, "router.quic.qh3_engine", raising=False)
+    for name in [m for m in sys.modules if m == "qh3" or m.startswith("qh3.")] or ["qh3"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(QuicEngineError, match=r'pip install qh3\) or set quic_engine = "aioquic"'):
+        peering_engine("qh3")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_engine_names_itself_and_its_release(engine: str) -> None:
+    chosen: PeeringEngine = peering_engine(engine)
+    assert chosen.name.value == engine
+    assert chosen.version[0].isdigit()
