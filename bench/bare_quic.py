@@ -1,79 +1,109 @@
-"""The QUIC baseline for ``bench.throughput --link quic``: one aioquic stream
-between two processes, the sender writing 64 KiB at a time as fast as aioquic
-and the network take them, the receiver counting bytes.
+"""The QUIC baselines for ``bench.throughput --link quic`` and ``bench.sessions``:
+one stream of a QUIC library's own stock client and server between two
+processes, the sender writing 64 KiB at a time as fast as the library and the
+network take them, the receiver counting bytes.
 
-    python -m bench.bare_quic serve PORT
-    python -m bench.bare_quic send PORT SECONDS     # prints "MB/s <figure>"
+    python -m bench.bare_quic ENGINE serve PORT
+    python -m bench.bare_quic ENGINE send PORT SECONDS     # prints "MB/s <figure>"
 
-Both run on asyncio's own event loop, aioquic's stock protocol's best: under
-uvloop, whose clock moves in milliseconds, its pacing holds it back.
+ENGINE is ``aioquic`` or ``qh3``.  Both run on asyncio's own event loop, the
+stock protocols' best: under uvloop, whose clock moves in milliseconds, aioquic's
+pacing holds it back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import ssl
 import sys
 import time
+from typing import Any
 
-from aioquic.asyncio.client import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import serve
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import QuicEvent, StreamDataReceived
+import aioquic.asyncio
+import aioquic.asyncio.client
+import aioquic.asyncio.server
+import aioquic.quic.configuration
+import aioquic.quic.events
+import qh3.asyncio
+import qh3.asyncio.client
+import qh3.asyncio.server
+import qh3.quic.configuration
+import qh3.quic.events
+import qh3.tls
 
-from router.links.tls import node_credentials
+from router.links.tls import certificate_pem, node_credentials
 from router.quic.aioquic_engine import stream_buffered_bytes
 from router.wire.keys import Identity
 
 ALPN = "bench"
+ENGINES = ("aioquic", "qh3")
+received = 0
 
 
-class Counter(QuicConnectionProtocol):
-    """Counts the bytes of the stream; answers the total when it ends."""
+def counter(engine: str) -> type:
+    """The server's protocol: counts the bytes of the stream, answers the total when it ends."""
+    asyncio_api = aioquic.asyncio if engine == "aioquic" else qh3.asyncio
+    data_event = (aioquic.quic.events if engine == "aioquic" else qh3.quic.events).StreamDataReceived
 
-    received = 0
+    class Counter(asyncio_api.QuicConnectionProtocol):  # type: ignore[name-defined,misc]
+        def quic_event_received(self, event: Any) -> None:
+            global received  # noqa: PLW0603 (one connection per server process)
+            if isinstance(event, data_event):
+                received += len(event.data)
+                if event.end_stream:
+                    self._quic.send_stream_data(event.stream_id, str(received).encode(), end_stream=True)
+                    self.transmit()
 
-    def quic_event_received(self, event: QuicEvent) -> None:
-        if isinstance(event, StreamDataReceived):
-            Counter.received += len(event.data)
-            if event.end_stream:
-                self._quic.send_stream_data(event.stream_id, str(Counter.received).encode(), end_stream=True)
-                self.transmit()
+    return Counter
 
 
-def config(client: bool) -> QuicConfiguration:
+def config(engine: str, client: bool) -> Any:
     identity = Identity.generate()
-    configuration = QuicConfiguration(is_client=client, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE)
-    configuration.certificate, configuration.private_key = node_credentials(identity)
+    if engine == "aioquic":
+        configuration: Any = aioquic.quic.configuration.QuicConfiguration(
+            is_client=client, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE
+        )
+        configuration.certificate, configuration.private_key = node_credentials(identity)
+        return configuration
+    configuration = qh3.quic.configuration.QuicConfiguration(
+        is_client=client, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE
+    )
+    configuration.load_cert_chain(*certificate_pem(identity, datetime.datetime.now(datetime.UTC)))
+    if client:  # qh3 leaves EdDSA out of what a client offers by default
+        configuration.signature_algorithms = [qh3.tls.SignatureAlgorithm.ED25519]
     return configuration
 
 
-async def run_server(port: int) -> None:
-    await serve("127.0.0.1", port, configuration=config(False), create_protocol=Counter)
+async def run_server(engine: str, port: int) -> None:
+    serve = aioquic.asyncio.server.serve if engine == "aioquic" else qh3.asyncio.server.serve
+    await serve("127.0.0.1", port, configuration=config(engine, False), create_protocol=counter(engine))
     print("ready", flush=True)
     await asyncio.Event().wait()
 
 
-def unsent(protocol: QuicConnectionProtocol, stream_id: int) -> int:
-    # aioquic offers no public way to the connection behind a client protocol.
-    return stream_buffered_bytes(protocol._quic, stream_id)
+def unsent(engine: str, protocol: Any, stream_id: int) -> int:
+    # Neither library offers a public way to the connection behind a client protocol.
+    if engine == "aioquic":
+        return stream_buffered_bytes(protocol._quic, stream_id)
+    sent: int = protocol._quic.get_send_buffer_size(stream_id)
+    return sent
 
 
-async def run_sender(port: int, seconds: float) -> None:
+async def run_sender(engine: str, port: int, seconds: float) -> None:
     chunk = os.urandom(1024) * 64
-    async with connect("127.0.0.1", port, configuration=config(True)) as protocol:
+    connect = aioquic.asyncio.client.connect if engine == "aioquic" else qh3.asyncio.client.connect
+    async with connect("127.0.0.1", port, configuration=config(engine, True)) as protocol:
         reader, writer = await protocol.create_stream()
         started = time.monotonic()
         stream_id = writer.get_extra_info("stream_id")
         while time.monotonic() - started < seconds:
             writer.write(chunk)
-            await writer.drain()
-            # aioquic's drain does not wait for the network: hold the sender back
+            # Neither library's drain waits for the network: hold the sender back
             # while more than 1 MiB is unsent (as the router's QUIC links do), so
             # it does not buffer without bound and time out on a loaded machine.
-            while unsent(protocol, stream_id) > 1 << 20:
+            while unsent(engine, protocol, stream_id) > 1 << 20:
                 await asyncio.sleep(0.0005)
             await asyncio.sleep(0)  # let acknowledgements in
         writer.write_eof()
@@ -83,10 +113,13 @@ async def run_sender(port: int, seconds: float) -> None:
 
 
 def main() -> None:
-    if sys.argv[1] == "serve":
-        asyncio.run(run_server(int(sys.argv[2])))
+    engine, command = sys.argv[1], sys.argv[2]
+    if engine not in ENGINES:
+        raise SystemExit(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
+    if command == "serve":
+        asyncio.run(run_server(engine, int(sys.argv[3])))
     else:
-        asyncio.run(run_sender(int(sys.argv[2]), float(sys.argv[3])))
+        asyncio.run(run_sender(engine, int(sys.argv[3]), float(sys.argv[4])))
 
 
 if __name__ == "__main__":

@@ -91,8 +91,11 @@ def rate(samples: list[tuple[float, int]], start: float, end: float) -> float:
     return (n1 - n0) / (t1 - t0)
 
 
-def router_run(seconds: float, workdir: Path, link: str = "tcp", nodes: int = 3) -> dict[str, float]:
-    """The router chain, its nodes peered over ``link``; the generator enters by TCP."""
+def router_run(
+    seconds: float, workdir: Path, link: str = "tcp", nodes: int = 3, quic_engine: str = "qh3"
+) -> dict[str, float]:
+    """The router chain, its nodes peered over ``link`` (QUIC peerings on
+    ``quic_engine``); the generator enters by TCP."""
     ports = [free_port() for _ in range(nodes)]
     admins = [free_port() for _ in range(nodes)]
     entry = free_port()
@@ -103,7 +106,7 @@ def router_run(seconds: float, workdir: Path, link: str = "tcp", nodes: int = 3)
                 sys.executable, "-m", "router", "run",
                 f"--listen={link}://127.0.0.1:{ports[i]}", f"--admin=127.0.0.1:{admins[i]}",
                 f"--data-dir={workdir / f'n{i}'}", "--log-level=warning", "--log-format=json",
-                "--handshakes-per-minute=1000",
+                "--handshakes-per-minute=1000", f"--quic-engine={quic_engine}",
             ]  # fmt: skip
             if i == 0 and link != "tcp":
                 args.append(f"--listen=tcp://127.0.0.1:{entry}")
@@ -202,17 +205,20 @@ def baseline_run(seconds: float) -> dict[str, float]:
                 proc.stdout.close()
 
 
-def quic_stream_run(seconds: float) -> dict[str, float]:
-    """The QUIC baseline: a bare aioquic stream from one process to another."""
+def quic_stream_run(seconds: float, engine: str = "aioquic") -> dict[str, float]:
+    """A QUIC baseline: a bare stream of ``engine``'s stock client and server from
+    one process to another."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_quic", "serve", str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "bench.bare_quic", engine, "serve", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert server.stdout is not None
         server.stdout.readline()
         client = subprocess.run(
-            [sys.executable, "-m", "bench.bare_quic", "send", str(port), str(seconds)],
+            [sys.executable, "-m", "bench.bare_quic", engine, "send", str(port), str(seconds)],
             capture_output=True,
             text=True,
             timeout=seconds + 60,
@@ -235,19 +241,29 @@ def main(argv: list[str] | None = None) -> int:
         "--link", choices=["tcp", "tls", "quic", "ws", "wss"], default="tcp", help="peerings in the chain"
     )
     parser.add_argument("--nodes", type=int, choices=[2, 3], default=3, help="router processes in the chain")
+    parser.add_argument(
+        "--quic-engine",
+        choices=["qh3", "aioquic"],
+        default="qh3",
+        help="the QUIC library of quic:// peerings",
+    )
     args = parser.parse_args(argv)
-    routers, baselines, quic_baselines = [], [], []
+    routers, baselines, quic_baselines, qh3_baselines = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             baselines.append(baseline_run(args.seconds))
-            routers.append(router_run(args.seconds, Path(tmp) / f"run{run}", args.link, args.nodes))
+            routers.append(
+                router_run(args.seconds, Path(tmp) / f"run{run}", args.link, args.nodes, args.quic_engine)
+            )
             if args.link == "quic":
-                quic_baselines.append(quic_stream_run(args.seconds))
+                quic_baselines.append(quic_stream_run(args.seconds, "aioquic"))
+                qh3_baselines.append(quic_stream_run(args.seconds, "qh3"))
     base = statistics.median(b["frames_s"] for b in baselines)
     ours = statistics.median(r["frames_s"] for r in routers)
     frame_bytes = PAYLOAD_BYTES + 10 + 2 + 4 + 64 + 33
     result: dict[str, Any] = {
         "link": args.link,
+        "quic_engine": args.quic_engine if args.link == "quic" else None,
         "nodes": args.nodes,
         "runs": args.runs,
         "seconds": args.seconds,
@@ -267,12 +283,17 @@ def main(argv: list[str] | None = None) -> int:
         result["bare_aioquic_stream_mb_s"] = round(quic_mb, 1)
         result["router_vs_bare_aioquic"] = round(ours * frame_bytes / 1e6 / quic_mb, 3)
         result["per_run"]["bare_aioquic"] = quic_baselines
+        qh3_mb = statistics.median(q["mb_s"] for q in qh3_baselines)
+        result["bare_qh3_stream_mb_s"] = round(qh3_mb, 1)
+        result["router_vs_bare_qh3"] = round(ours * frame_bytes / 1e6 / qh3_mb, 3)
+        result["per_run"]["bare_qh3"] = qh3_baselines
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         r = result
         runs = f"median of {args.runs} runs of {args.seconds:.0f} s"
-        print(f"{args.nodes}-process chain over {args.link}, 1 KiB payloads, {runs}, {r['build']} build")
+        over = f"{args.link} ({args.quic_engine})" if args.link == "quic" else args.link
+        print(f"{args.nodes}-process chain over {over}, 1 KiB payloads, {runs}, {r['build']} build")
         print(f"  bare forwarder : {r['baseline_frames_s']:>9,} frames/s  {r['baseline_mb_s']:>7} MB/s")
         print(f"  pinewood       : {r['router_frames_s']:>9,} frames/s  {r['router_mb_s']:>7} MB/s")
         print(f"  ratio          : {r['router_vs_baseline']:.1%} of the bare forwarder")
@@ -282,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if "bare_aioquic_stream_mb_s" in r:
             print(f"  bare aioquic stream between two processes: {r['bare_aioquic_stream_mb_s']} MB/s")
             print(f"  pinewood over QUIC / bare aioquic stream: {r['router_vs_bare_aioquic']:.1%}")
+            print(f"  bare qh3 stream between two processes: {r['bare_qh3_stream_mb_s']} MB/s")
+            print(f"  pinewood over QUIC / bare qh3 stream: {r['router_vs_bare_qh3']:.1%}")
     return 0
 
 
