@@ -68,6 +68,8 @@ class NodeConfig:
     relay_max_expiry: float = 7 * 86400.0
     relay_mailbox_max_count: int = 10_000
     relay_mailbox_max_bytes: int = 256 << 20
+    relay_requests_per_second: float = 2000.0
+    relay_request_burst: float = 4000.0
     relay_fetch_interval: float = 60.0
     relay_direct: bool = False
 

@@ -238,6 +238,8 @@ class Node:
             max_expiry_s=self.config.relay_max_expiry,
             mailbox_max_count=self.config.relay_mailbox_max_count,
             mailbox_max_bytes=self.config.relay_mailbox_max_bytes,
+            requests_per_second=self.config.relay_requests_per_second,
+            burst=self.config.relay_request_burst,
         )
         self.relay_service = RelayService(self.identity, store, self.sessions, limits)
         self.sessions.listen(RELAY_ALPN, self.relay_service.handle)

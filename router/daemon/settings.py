@@ -317,6 +317,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay_mailbox_max_bytes", whole(1 << 20, 1 << 40), 256 << 20, section=Section.RELAY,
             metavar="BYTES", default_text="256 MiB",
             help="bytes one mailbox may hold"),
+    Setting("relay_requests_per_second", number(1.0, 1_000_000.0), 2000.0, section=Section.RELAY,
+            metavar="N",
+            help="relay requests one node may make each second, on average; past that it is "
+                 "answered rate-limited"),
+    Setting("relay_request_burst", number(1.0, 10_000_000.0), 4000.0, section=Section.RELAY, metavar="N",
+            help="relay requests one node may make at once before relay_requests_per_second holds it"),
     Setting("relay_fetch_interval", number(0.2, 86_400.0), 60.0, section=Section.RELAY, metavar="SECONDS",
             help="seconds between fetches of this node's own mailboxes while online; "
                  "it also fetches them at start"),
