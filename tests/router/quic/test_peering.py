@@ -10,6 +10,7 @@ import pytest
 
 import router.quic
 from router.links.tls import certificate_pem
+from router.quic import qh3_engine
 from router.quic.engines import (
     PeeringCredentials,
     PeeringEngine,
@@ -233,15 +234,11 @@ def test_each_engine_names_itself_and_its_release(engine: str) -> None:
 
 
 def test_the_installed_qh3_has_everything_its_engine_relies_on() -> None:
-    from router.quic.qh3_engine import REQUIREMENTS, check_qh3
-
-    check_qh3()
-    assert len(REQUIREMENTS) >= 5
+    qh3_engine.check_qh3()
+    assert len(qh3_engine.REQUIREMENTS) >= 5
 
 
 def test_a_qh3_without_a_hook_fails_the_check_naming_its_release(monkeypatch: pytest.MonkeyPatch) -> None:
-    from router.quic import qh3_engine
-
     monkeypatch.delattr(qh3_engine.QuicConnection, "get_send_buffer_size")
     with pytest.raises(QuicEngineError, match=r"qh3 \d[^ ]* does not have .*get_send_buffer_size"):
         peering_engine("qh3")
