@@ -54,6 +54,7 @@ from router.routing.outputs import (
 from router.routing.tree import LOCAL_PORT
 from router.sessions.records import Limits as SessionLimits
 from router.sessions.runtime import Sessions
+from router.wire.fastpath import is_traffic_frame
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
 
@@ -358,10 +359,19 @@ class Node:
         core = self.core
         port = link.port
         apply = self._apply_outputs
+        forward = self._forward_traffic
         deadline = time.perf_counter() + SLICE_S
         try:
             for i, frame in enumerate(frames):
-                apply(core.handle_frame(port, frame, now), link)
+                if is_traffic_frame(frame):
+                    # The fast path: no output record for a frame passed on.
+                    sent = core.forward_traffic(port, frame, now)
+                    if sent is not None:
+                        forward(sent[0], sent[1], link)
+                    if core.has_outputs:
+                        apply(core.take_outputs(), link)
+                else:
+                    apply(core.handle_frame(port, frame, now), link)
                 if link.closed:
                     return []
                 # Checked after every frame: one frame can cost milliseconds (a
@@ -401,18 +411,12 @@ class Node:
         link whose frame caused it (None: this node's own)."""
         for out in outputs:
             if isinstance(out, SendFrame):
+                if out.traffic:
+                    self._forward_traffic(out.port, out.data, source)
+                    continue
                 link = self.links.get(out.port)
                 if link is None:
                     self.counters["sent to a closed link"] += 1
-                elif out.traffic:
-                    link.send_traffic(source.port if source is not None else LOCAL_PORT, out.data)
-                    if source is not None and (
-                        link.writing_paused or link.traffic.frames >= link.pause_depth
-                    ):
-                        # Backpressure: stop reading from the peer feeding this
-                        # one until its queue has been written out.
-                        link.waiting_sources.add(source.port)
-                        source.pause_reading()
                 else:
                     link.send_proto(out.data)
             elif isinstance(out, Deliver):
@@ -445,6 +449,20 @@ class Node:
                 self.relay_client.moved()
             elif isinstance(out, BroadcastReceived):
                 self.counters["wakeup broadcasts seen"] += 1
+
+    def _forward_traffic(self, port: int, data: bytes, source: PeerLink | None) -> None:
+        """Queue a traffic frame for the peer on ``port``, charged to ``source``
+        (the link whose frame it is; None: this node's own)."""
+        link = self.links.get(port)
+        if link is None:
+            self.counters["sent to a closed link"] += 1
+            return
+        link.send_traffic(source.port if source is not None else LOCAL_PORT, data)
+        if source is not None and (link.writing_paused or link.traffic.frames >= link.pause_depth):
+            # Backpressure: stop reading from the peer feeding this one until
+            # its queue has been written out.
+            link.waiting_sources.add(source.port)
+            source.pause_reading()
 
     def _arm_timer(self) -> None:
         deadline = self.core.next_deadline()

@@ -135,18 +135,25 @@ class PeerLink(asyncio.Protocol):
         offset = 0
         size = len(buf)
         frames: list[bytes] = []
-        while size - offset >= FRAME_HEADER_SIZE:
-            if buf[offset : offset + 4] != FRAME_MAGIC:
-                self.close("frame without the magic bytes")
-                return
-            length = (buf[offset + 8] << 8) | buf[offset + 9]
-            if length < FRAME_HEADER_SIZE:
-                self.close(f"impossible frame length {length}")
-                return
-            if size - offset < length:
-                break
-            frames.append(bytes(buf[offset : offset + length]))
-            offset += length
+        # Frames are cut through a view: one copy each (slicing the bytearray
+        # itself would copy twice).  The view is released before the buffer shrinks.
+        error = None
+        with memoryview(buf) as view:
+            while size - offset >= FRAME_HEADER_SIZE:
+                if view[offset : offset + 4] != FRAME_MAGIC:
+                    error = "frame without the magic bytes"
+                    break
+                length = (buf[offset + 8] << 8) | buf[offset + 9]
+                if length < FRAME_HEADER_SIZE:
+                    error = f"impossible frame length {length}"
+                    break
+                if size - offset < length:
+                    break
+                frames.append(bytes(view[offset : offset + length]))
+                offset += length
+        if error is not None:
+            self.close(error)
+            return
         if offset:
             del buf[:offset]
         if frames:

@@ -38,6 +38,7 @@ from router.routing.state import CoreConfig, PeerInfo
 from router.routing.traffic import TrafficPath
 from router.routing.tree_state import TreeState
 from router.wire.errors import DecodeError, SignatureError
+from router.wire.fastpath import is_traffic_frame
 from router.wire.frames import (
     BootstrapFrame,
     FrameType,
@@ -145,6 +146,34 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
         self._snake_at = now
         self._changed()
 
+    def forward_traffic(self, port: int, data: bytes, now: float) -> tuple[int, bytes] | None:
+        """The traffic fast path: :meth:`handle_frame` for a frame the caller has
+        found to be traffic (:func:`~router.wire.fastpath.is_traffic_frame`),
+        returning where it goes, (port, frame), instead of an output for it, so
+        that the caller writes it out with no output record.  Whatever else the
+        frame causes (a delivery, a closed peer) is an output as usual, to be
+        taken with :meth:`take_outputs` when :attr:`has_outputs` says so."""
+        if port not in self.peers:
+            self.drops["unknown port"] += 1
+            return None
+        self._last_received[port] = now
+        try:
+            sent = self.traffic.forward_frame(port, data, now)
+        except DecodeError as exc:
+            self.close_peer(port, "malformed traffic frame", now, str(exc))
+            return None
+        if sent is not None:
+            self._last_sent[sent[0]] = now
+        return sent
+
+    @property
+    def has_outputs(self) -> bool:
+        return bool(self._out) or self._report_pending
+
+    def take_outputs(self) -> list[Output]:
+        """The outputs waiting since the last call that returned them."""
+        return self._flush()
+
     def handle_frame(self, port: int, data: bytes | bytearray | memoryview, now: float) -> list[Output]:
         """Process one complete frame received on ``port``.
 
@@ -158,7 +187,7 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
         if type(data) is not bytes:
             data = bytes(data)
         self._last_received[port] = now
-        if len(data) > 5 and data[5] == FrameType.TRAFFIC and data[4] == 0:
+        if is_traffic_frame(data):
             try:
                 self.traffic.forward(port, data, now)
             except DecodeError as exc:

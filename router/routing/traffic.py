@@ -75,12 +75,20 @@ class TrafficPath:
     def forward(self, port: int, data: bytes, now: float) -> None:
         """Forward or deliver a peer's traffic frame; :class:`DecodeError` if its
         framing is wrong (only the peer could have done that: the caller closes it)."""
-        core = self.state
+        sent = self.forward_frame(port, data, now)
+        if sent is not None:
+            self.state.send(sent[0], sent[1], now, traffic=True)
+
+    def forward_frame(self, port: int, data: bytes, now: float) -> tuple[int, bytes] | None:
+        """:meth:`forward`, except that the frame to forward is returned, as (port,
+        frame), instead of queued as an output: the traffic fast path's step, for a
+        caller that writes it out itself.  A delivery or a drop happens as in
+        :meth:`forward` (an output, a counter); then the result is None."""
         route = traffic_route(data)
-        if route.destination_key == core.key:
+        if route.destination_key == self.state.key:
             self._deliver(data, now, route)
-        else:
-            self._route(port, data, route, now)
+            return None
+        return self._route(port, data, route, now)
 
     def send_local(self, destination: PublicKey, payload: bytes, now: float, by_key: bool = False) -> None:
         """Send from the local application; ``by_key`` routes by key alone (no
@@ -97,7 +105,9 @@ class TrafficPath:
         if destination == core.key:
             self._deliver(data, now)
             return
-        self._route(LOCAL_PORT, data, traffic_route(data), now)
+        sent = self._route(LOCAL_PORT, data, traffic_route(data), now)
+        if sent is not None:
+            core.send(sent[0], sent[1], now, traffic=True)
 
     def sweep_coords_cache(self, now: float) -> None:
         cache = self.coords_cache
@@ -142,7 +152,9 @@ class TrafficPath:
         self.delivered += 1
         core.emit(Deliver(source_key, destination_key, data[payload_at:]))
 
-    def _route(self, port: int, data: bytes, route: TrafficRoute, now: float) -> None:
+    def _route(self, port: int, data: bytes, route: TrafficRoute, now: float) -> tuple[int, bytes] | None:
+        """Where the frame goes next, (port, frame as rewritten), or None: dropped
+        (counted) or delivered here."""
         core = self.state
         key = (route.destination_key, route.destination, route.watermark_key, route.watermark_sequence, port)
         decision = self._decisions.get(key)
@@ -152,7 +164,7 @@ class TrafficPath:
                 decision = self._decide(port, route, now)
             except DecodeError:
                 core.drops["traffic malformed"] += 1
-                return
+                return None
             if len(self._decisions) >= DECISION_CACHE_MAX:
                 self._decisions.clear()
             if len(route.destination) <= MAX_CACHED_COORDINATE_BYTES:
@@ -162,17 +174,17 @@ class TrafficPath:
         next_port, reason, _, convert_with, wire = decision
         if reason is not None:
             core.drops[reason] += 1
-            return
+            return None
         hop_limit = route.hop_limit
         if core.config.hop_limiting:
             if hop_limit <= 1:
                 core.drops["hop limit"] += 1
-                return
+                return None
             hop_limit -= 1
         if next_port == LOCAL_PORT:
             # We are the closest key to a destination that is not here.
             self._deliver(data, now, route)
-            return
+            return None
         try:
             if convert_with is not None:
                 data = strip_destination(data, route, convert_with, hop_limit)
@@ -183,9 +195,9 @@ class TrafficPath:
         except EncodeError:
             # A frame at the size limit cannot take a longer watermark.
             core.drops["traffic too large to rewrite"] += 1
-            return
+            return None
         self.forwarded += 1
-        core.send(next_port, data, now, traffic=True)
+        return next_port, data
 
     def _decide(self, port: int, route: TrafficRoute, now: float) -> Decision:
         core = self.state

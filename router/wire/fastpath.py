@@ -49,6 +49,12 @@ class TrafficRoute(NamedTuple):
     source_key_offset: int
 
 
+def is_traffic_frame(data: bytes) -> bool:
+    """Whether a complete frame's header says traffic, of the version we know
+    (the rest of the header is checked by :func:`traffic_route`)."""
+    return len(data) > 5 and data[5] == _TRAFFIC and data[4] == FRAME_VERSION
+
+
 def traffic_route(data: bytes) -> TrafficRoute:
     """Routing fields of the traffic frame ``data``; :class:`DecodeError` if malformed."""
     size = len(data)

@@ -416,3 +416,40 @@ def test_without_settling_bootstraps_follow_the_reference_every_five_seconds() -
     core, port = _child_of_high(CoreConfig(settle_window_s=0.0))
     times = _bootstrap_times(core, port, T0, T0 + 30)
     assert len(times) >= 5 and all(4.9 <= b - a <= 5.1 for a, b in pairwise(times))
+
+
+def test_the_traffic_fast_path_forwards_as_handle_frame_does() -> None:
+    """``forward_traffic`` returns the (port, frame) that ``handle_frame`` would
+    have output as a SendFrame, and leaves no output behind for it."""
+    ids = ordered_identities()
+    low, via, other = ids[1], ids[6], ids[5]
+    core = RouterCore(MID, T0, CoreConfig(verify_signatures=False))
+    entry_port, _ = core.add_peer(via.public_key, 3, T0)
+    in_port, _ = core.add_peer(other.public_key, 3, T0)
+    core.routes[low.public_key] = SnakeEntry(low.public_key, entry_port, None, 77, T0, core.root())
+    core.take_outputs()
+    frame = encode_frame(
+        TrafficFrame((), (), low.public_key, other.public_key, b"r", Watermark(low.public_key, 77))
+    )
+    slow = [(o.port, o.data) for o in core.handle_frame(in_port, frame, T0) if isinstance(o, SendFrame)]
+    forwarded = core.traffic.forwarded
+    assert core.forward_traffic(in_port, frame, T0 + 0.1) == slow[0]
+    assert slow[0][0] == entry_port
+    assert not core.has_outputs
+    assert core.traffic.forwarded == forwarded + 1
+
+
+def test_the_traffic_fast_path_leaves_deliveries_and_closes_as_outputs(core: RouterCore) -> None:
+    port, _ = core.add_peer(HIGH.public_key, 3, T0)
+    core.take_outputs()
+    to_us = encode_frame(TrafficFrame((), (), MID.public_key, HIGH.public_key, b"for you"))
+    assert core.forward_traffic(port, to_us, T0) is None
+    assert core.has_outputs
+    delivered = [o for o in core.take_outputs() if isinstance(o, Deliver)]
+    assert [d.payload for d in delivered] == [b"for you"]
+    assert not core.has_outputs
+    assert core.forward_traffic(port, b"pine\x00\x03\x00\x00\x00\x0c\x00\x00", T0) is None
+    assert closes(core.take_outputs())
+    drops = core.drops["unknown port"]
+    assert core.forward_traffic(99, to_us, T0) is None
+    assert core.drops["unknown port"] == drops + 1
