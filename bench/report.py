@@ -130,14 +130,16 @@ def _module_json(module: str, args: list[str], say: Progress) -> dict[str, Any]:
 
 
 def run_throughput(quick: bool, say: Progress) -> dict[str, Any]:
+    """Each link type's chain; QUIC peerings on each engine (qh3 is the default)."""
     runs, seconds = ("1", "1") if quick else ("3", "5")
-    links = ("tcp",) if quick else LINKS
+    chains: dict[str, list[str]] = {link: ["--link", link] for link in (("tcp",) if quick else LINKS)}
+    if not quick:
+        chains["quic"] = ["--link", "quic", "--quic-engine", "qh3"]
+        chains["quic (aioquic)"] = ["--link", "quic", "--quic-engine", "aioquic"]
     return {
         "links": {
-            link: _module_json(
-                "bench.throughput", ["--link", link, "--runs", runs, "--seconds", seconds], say
-            )
-            for link in links
+            name: _module_json("bench.throughput", [*args, "--runs", runs, "--seconds", seconds], say)
+            for name, args in chains.items()
         }
     }
 

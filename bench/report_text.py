@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 REFERENCE = {"first_mean": 2.3, "first_p95": 5.0, "established_mean": 1.5}
@@ -293,6 +294,20 @@ def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
                 f" {r['ping_p50_ms_under_load']} / {r['ping_p99_ms_under_load']} |"
             )
         out.append("")
+        for link, entry in tp["links"].items():
+            r = entry.get("result") or {}
+            if "bare_qh3_stream_mb_s" in r:
+                out.append(
+                    f"- {link} on {r.get('quic_engine', 'aioquic')}: a bare aioquic stream between two"
+                    f" processes moved {r['bare_aioquic_stream_mb_s']} MB/s in the same runs (Pinewood's"
+                    f" chain {r['router_vs_bare_aioquic']:.0%} of it), a bare qh3 stream"
+                    f" {r['bare_qh3_stream_mb_s']} MB/s ({r['router_vs_bare_qh3']:.0%})."
+                )
+        out.append("")
+    profiles = Path(__file__).resolve().parent / "results" / "profiles.md"
+    if profiles.exists():
+        out += ["## Profiles: the middle router of the TCP chain, before and after", ""]
+        out += [profiles.read_text().rstrip(), ""]
     ss = stored.get("sessions")
     if ss is not None:
         out += ["## Sessions: QUIC over the overlay through the gateway", "", _stamp(ss), ""]
