@@ -321,6 +321,14 @@ def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
                 f"| {r['session_stream_mb_s']} | {r['bare_aioquic_stream_mb_s']} |"
                 f" {r['session_vs_bare_aioquic']:.1%} | {r['gateway_requests_s']:,} |",
                 "",
+                'Sessions run on aioquic (docs/design.md, "QUIC engines", says why).'
+                + (
+                    f" A bare qh3 stream between two processes moved {r['bare_qh3_stream_mb_s']} MB/s"
+                    " in the same runs."
+                    if "bare_qh3_stream_mb_s" in r
+                    else ""
+                ),
+                "",
             ]
     relay = stored.get("relay")
     if relay is not None:

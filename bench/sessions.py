@@ -151,7 +151,8 @@ class Chain:
 
     def tunnel(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.proxy_port), timeout=30)
-        sock.sendall(f"CONNECT {self.name}:8448 HTTP/1.1\r\n\r\n".encode())
+        target = f"{self.name}:8448"
+        sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
         answer = b""
         while b"\r\n\r\n" not in answer:
             chunk = sock.recv(4096)
@@ -231,13 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.sink:
         asyncio.run(_sink(args.sink))
         return 0
-    bulk, bare, rps = [], [], []
+    bulk, bare, bare_qh3, rps = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             with Chain(Path(tmp) / f"run{run}") as chain:
                 bulk.append(chain.bulk(args.seconds))
                 rps.append(chain.requests(args.seconds, args.clients))
-            bare.append(quic_stream_run(args.seconds)["mb_s"])
+            bare.append(quic_stream_run(args.seconds, "aioquic")["mb_s"])
+            bare_qh3.append(quic_stream_run(args.seconds, "qh3")["mb_s"])
     result: dict[str, Any] = {
         "runs": args.runs,
         "seconds": args.seconds,
@@ -245,8 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         "session_stream_mb_s": round(statistics.median(bulk), 2),
         "bare_aioquic_stream_mb_s": round(statistics.median(bare), 2),
         "session_vs_bare_aioquic": round(statistics.median(bulk) / statistics.median(bare), 3),
+        "bare_qh3_stream_mb_s": round(statistics.median(bare_qh3), 2),
         "gateway_requests_s": round(statistics.median(rps)),
-        "per_run": {"session_mb_s": bulk, "bare_aioquic_mb_s": bare, "requests_s": rps},
+        "per_run": {
+            "session_mb_s": bulk,
+            "bare_aioquic_mb_s": bare,
+            "bare_qh3_mb_s": bare_qh3,
+            "requests_s": rps,
+        },
     }
     if args.json:
         print(json.dumps(result, indent=1))
@@ -256,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  one session stream, CONNECT tunnel : {result['session_stream_mb_s']:>8} MB/s")
         print(f"  bare aioquic stream, two processes : {result['bare_aioquic_stream_mb_s']:>8} MB/s")
         print(f"  ratio                              : {result['session_vs_bare_aioquic']:.1%}")
+        qh3 = result["bare_qh3_stream_mb_s"]
+        print(f"  bare qh3 stream, two processes     : {qh3:>8} MB/s (sessions run on aioquic)")
         print(
             f"  small federation requests, TLS inside, {args.clients} keep-alive tunnels: "
             f"{result['gateway_requests_s']:,} requests/s"

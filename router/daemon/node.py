@@ -209,8 +209,9 @@ class Node:
         """Listen, dial and serve as configured; a :class:`StartupError` that names
         the setting if something configured cannot be had."""
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL_S, self._sweep)
-        engine = self.transports.quic_engine  # QuicEngineError, named, if it cannot be had
-        log.info("QUIC engine of peerings", engine=engine.name.value, version=engine.version)
+        if any(uri.scheme == "quic" for uri in (*self.config.listen_uris(), *self.config.peer_uris())):
+            engine = self.transports.quic_engine  # QuicEngineError, named, if it cannot be had
+            log.info("QUIC engine of peerings", engine=engine.name.value, version=engine.version)
         for uri in self.config.listen_uris():
             with startup_step("listen", f"cannot listen on {uri}"):
                 await self.transports.listen(uri)

@@ -38,6 +38,7 @@ from router.links.tls import (
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI
 from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
 from router.quic.engines import PeeringEngine, PeeringListener, peering_engine
+from router.quic.errors import QuicEngineError
 from router.routing.constants import LINK_TYPE_MULTICAST
 from router.wire.keys import Identity
 
@@ -157,8 +158,12 @@ class Transports:
             task.add_done_callback(self._ws_tasks.discard)
             return link
         if uri.scheme == "quic":
+            try:
+                engine = self.quic_engine
+            except QuicEngineError as exc:  # a dial's failure, with the reason, like any other
+                raise ConnectionError(str(exc)) from None
             return await quic_dial(
-                self.quic_engine, self.owner, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S, uri.key
+                engine, self.owner, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S, uri.key
             )
         tls = uri.scheme == "tls"
         _, link = await asyncio.wait_for(

@@ -86,6 +86,8 @@ class QuicStreamTransport(CarrierTransport):
         self.peer_link.certificate_key = self.connection.peer_key()
 
     def stream_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        if self._closing or self.peer_link.closed:
+            return  # the link is over (refused, say): what the packet still brought is not its
         if stream_id == self.stream_id and data:
             self.peer_link.data_received(data)
         if end:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import inspect
 import ssl
 from collections.abc import Callable, KeysView
 from importlib.metadata import PackageNotFoundError, version
@@ -221,8 +222,11 @@ class AioquicPeering(PeeringConnection, QuicConnectionProtocol):
     def rtt_s(self) -> float | None:
         return smoothed_rtt_s(self.quic)
 
-    def unsent(self, stream_id: int) -> int:
+    def unsent_bytes(self, stream_id: int) -> int:
         return stream_buffered_bytes(self.quic, stream_id)
+
+    def forget(self) -> None:
+        self._connection_terminated_handler()
 
 
 # ------------------------------------------------------------------ the adjusted connection
@@ -403,6 +407,10 @@ REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("QuicStreamSender._buffer", _has_sender_buffer),
     ("QuicConnectionProtocol._process_events", _callable(QuicConnectionProtocol, "_process_events")),
     ("QuicServer._transport", _server_keeps_transport),
+    (
+        "QuicConnectionProtocol._connection_terminated_handler",
+        lambda: "_connection_terminated_handler" in inspect.getsource(QuicConnectionProtocol.__init__),
+    ),
     ("QuicConnection._host_cids", _has_connection_ids),
     ("QuicConnection._replenish_connection_ids", _callable(QuicConnection, "_replenish_connection_ids")),
     ("QuicConnection._peer_cid, _peer_cid_available", _has_peer_connection_ids),

@@ -135,8 +135,8 @@ async def dial(
     assert isinstance(protocol, PeeringConnection)
     protocol.owns_socket = True
     protocol.peer_address = (str(address[0]), int(address[1]))
-    protocol.start(address)
     try:
+        protocol.start(address)
         await asyncio.wait_for(asyncio.shield(protocol.handshake), timeout)
     except BaseException:
         protocol.shut()

@@ -19,7 +19,7 @@ How the connection is driven decides the throughput:
   armed for; waking early is harmless (nothing is due, the timer is armed again).
 
 The dialler waits for the handshake on a future of its own, created before the
-first Initial goes out.  The engines' ``wait_connected`` notes a completed
+first Initial goes out.  aioquic's ``wait_connected`` notes a completed
 handshake only if somebody is already waiting for it, so a handshake that
 completes in the loop turn between sending the Initial and starting to wait (on a
 busy machine, the server's reply is read in that same turn) was never seen.
@@ -80,6 +80,7 @@ class PeeringConnection(asyncio.DatagramProtocol):
         self.owns_socket = False
         """A dialler's connection has a UDP socket of its own; a listener's shares one."""
         self._lost = False
+        self._failed = False
         self._transmit_pending = False
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = math.inf
@@ -104,8 +105,14 @@ class PeeringConnection(asyncio.DatagramProtocol):
     def rtt_s(self) -> float | None:
         raise NotImplementedError
 
-    def unsent(self, stream_id: int) -> int:
-        """Bytes written to ``stream_id`` that the engine still holds."""
+    def unsent_bytes(self, stream_id: int) -> int:
+        """Bytes written to ``stream_id`` that the engine still holds (it may raise
+        one of :attr:`engine_errors`)."""
+        raise NotImplementedError
+
+    def forget(self) -> None:
+        """Tell a listener to forget this connection, whose end the engine will
+        not report (it failed)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ the layer above's calls
@@ -117,7 +124,19 @@ class PeeringConnection(asyncio.DatagramProtocol):
         stream_id: int = self.quic.get_next_available_stream_id()
         return stream_id
 
+    def unsent(self, stream_id: int) -> int:
+        """Bytes written to ``stream_id`` that the engine still holds."""
+        if self._failed:
+            return 0
+        try:
+            return self.unsent_bytes(stream_id)
+        except self.engine_errors as exc:
+            self.failed(exc)
+            return 0
+
     def send(self, stream_id: int, data: bytes | bytearray | memoryview) -> None:
+        if self._failed:
+            return
         try:
             self.quic.send_stream_data(stream_id, bytes(data))
         except self.engine_errors as exc:
@@ -126,8 +145,14 @@ class PeeringConnection(asyncio.DatagramProtocol):
         self.transmit_soon()
 
     def shut(self) -> None:
-        """Close the connection (the other side is told at the next transmit)."""
-        self.quic.close()
+        """Close the connection (the other side is told at once)."""
+        if self._failed:
+            return
+        try:
+            self.quic.close()
+        except self.engine_errors as exc:
+            self.failed(exc)
+            return
         self.transmit()
 
     def close_socket(self) -> None:
@@ -149,6 +174,8 @@ class PeeringConnection(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         if self.peer_address is None:
             self.peer_address = (addr[0].removeprefix("::ffff:"), addr[1])
+        if self._failed:
+            return
         try:
             self.quic.receive_datagram(cast(bytes, data), addr, now=clock())
         except self.engine_errors as exc:
@@ -156,6 +183,12 @@ class PeeringConnection(asyncio.DatagramProtocol):
             return
         self.dispatch_events()
         self.transmit_soon()
+
+    def datagrams_received(self, data: list[bytes], addr: Any) -> None:
+        """A batch of datagrams (qh3's protocol takes these from transports that
+        offer them), each as :meth:`datagram_received`."""
+        for datagram in data:
+            self.datagram_received(datagram, addr)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -173,7 +206,7 @@ class PeeringConnection(asyncio.DatagramProtocol):
         """Send what the engine has to send now, and arm the timer for its next deadline."""
         self._transmit_pending = False
         transport = self.udp
-        if transport is None:
+        if transport is None or self._failed:
             return
         now = clock()
         sendto = transport.sendto
@@ -199,6 +232,8 @@ class PeeringConnection(asyncio.DatagramProtocol):
 
     def _timer_fired(self) -> None:
         self._wake, self._wake_at = None, math.inf
+        if self._failed:
+            return
         try:
             self.quic.handle_timer(now=clock())
         except self.engine_errors as exc:
@@ -227,9 +262,20 @@ class PeeringConnection(asyncio.DatagramProtocol):
             self.ended(event.reason_phrase or f"QUIC connection closed ({code})")  # type: ignore[attr-defined]
 
     def failed(self, exc: Exception) -> None:
-        """The engine cannot go on with this connection: end it, saying why."""
+        """The engine cannot go on with this connection: try to tell the other
+        side, stop driving it, have a listener forget it, and end it, saying why."""
+        if self._failed:
+            return
+        self._failed = True
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake, self._wake_at = None, math.inf
         with contextlib.suppress(*self.engine_errors):
             self.quic.close()
+            if self.udp is not None:
+                for data, addr in self.datagrams_to_send(clock()):
+                    self.udp.sendto(data, addr)
+        self.forget()
         self.ended(f"QUIC engine error: {exc}")
 
     def ended(self, reason: str) -> None:

@@ -26,6 +26,7 @@ that uses it starts.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ssl
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -37,6 +38,7 @@ from qh3.asyncio.server import QuicServer, serve
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection, QuicConnectionError
 from qh3.quic.events import ConnectionTerminated, HandshakeCompleted, QuicEvent, StreamDataReceived
+from qh3.quic.packet import QuicErrorCode
 from qh3.tls import SignatureAlgorithm
 
 from router.quic.errors import QuicEngineError
@@ -48,6 +50,7 @@ __all__ = [
     "Qh3Peering",
     "QuicConfiguration",
     "QuicConnection",
+    "QuicConnectionError",
     "QuicConnectionProtocol",
     "QuicEvent",
     "QuicServer",
@@ -118,25 +121,33 @@ def smoothed_rtt_s(connection: QuicConnection) -> float | None:
     return None if core is None else core.smoothed_rtt
 
 
-def datagrams_to_send(connection: QuicConnection, now: float) -> list[tuple[bytes, Any]]:
+MAX_BUILD_FAILURE_S = 1.0
+"""How long qh3's native core may keep failing to build anything before its
+connection counts as broken.  A first flight's failure lasts one or two timer
+rounds (about 50 ms on loopback, measured): the core builds again once a timer
+or a packet from the other side has moved it on."""
+
+
+def datagrams_to_send(connection: QuicConnection, now: float) -> tuple[list[tuple[bytes, Any]], bool]:
     """The datagrams to send now, as ``QuicConnection.datagrams_to_send`` gives
-    them, except that the datagrams built before the native core fails to build
-    one are kept and sent.  qh3 2.1 fails so when, as a server, it answers the
-    Initial of an aioquic client; its ``datagrams_to_send`` then raises and the
-    datagrams it had built (the ServerHello among them) are never sent, though the
-    core counts them sent, and the handshake waits for their loss to be noticed.
-    The next call builds again from where the failed one stopped."""
+    them, and whether the native core failed to build one, except that the
+    datagrams built before such a failure are kept and sent.  qh3 2.1 fails so
+    when, as a server, it answers the Initial of an aioquic client; its
+    ``datagrams_to_send`` then raises and the datagrams it had built (the
+    ServerHello among them) are never sent, though the core counts them sent, and
+    the handshake waits for their loss to be noticed.  The next call builds again
+    from where the failed one stopped."""
     core = connection._core
     datagrams: list[tuple[bytes, Any]] = []
     if core is None:
-        return datagrams
+        return datagrams, False
     while True:
         try:
             transmit = core.poll_transmit(now)
         except RuntimeError:
-            return datagrams
+            return datagrams, True
         if transmit is None:
-            return datagrams
+            return datagrams, False
         datagrams.append((transmit[0], transmit[1]))
 
 
@@ -162,12 +173,26 @@ class Qh3Peering(PeeringConnection, QuicConnectionProtocol):
     def __init__(self, quic: QuicConnection, accept: Acceptor | None = None, **_: Any) -> None:
         QuicConnectionProtocol.__init__(self, quic)
         self._setup(quic, accept)
+        self.failing_since: float | None = None
 
     def dispatch_events(self) -> None:
         process_events(self)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]:
-        return datagrams_to_send(self.quic, now)
+        """What the core built; :class:`QuicConnectionError` once it has failed
+        without building anything, every time, for :data:`MAX_BUILD_FAILURE_S`."""
+        datagrams, failed = datagrams_to_send(self.quic, now)
+        if not failed or datagrams:
+            self.failing_since = None
+        elif self.failing_since is None:
+            self.failing_since = now
+        elif now - self.failing_since >= MAX_BUILD_FAILURE_S:
+            raise QuicConnectionError(
+                QuicErrorCode.INTERNAL_ERROR,
+                None,
+                f"qh3's packet builder has failed for {now - self.failing_since:.1f} s",
+            )
+        return datagrams
 
     def peer_key(self) -> bytes | None:
         return peer_certificate_key(self.quic)
@@ -175,8 +200,11 @@ class Qh3Peering(PeeringConnection, QuicConnectionProtocol):
     def rtt_s(self) -> float | None:
         return smoothed_rtt_s(self.quic)
 
-    def unsent(self, stream_id: int) -> int:
+    def unsent_bytes(self, stream_id: int) -> int:
         return stream_unsent_bytes(self.quic, stream_id)
+
+    def forget(self) -> None:
+        self._connection_terminated_handler()
 
 
 # ------------------------------------------------------------------ the start-up check
@@ -205,6 +233,10 @@ REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("QuicConfiguration.load_cert_chain", _callable(QuicConfiguration, "load_cert_chain")),
     ("QuicConnectionProtocol._process_events", _callable(QuicConnectionProtocol, "_process_events")),
     ("QuicServer._transport", _server_keeps_transport),
+    (
+        "QuicConnectionProtocol._connection_terminated_handler",
+        lambda: "_connection_terminated_handler" in inspect.getsource(QuicConnectionProtocol.__init__),
+    ),
 )
 """What this module relies on beyond qh3's public API, and how to see it is there."""
 

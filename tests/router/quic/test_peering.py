@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import sys
 
 import pytest
@@ -135,18 +136,26 @@ def test_a_stream_crosses_between_any_two_engines(server_engine: str, client_eng
     asyncio.run(main())
 
 
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_dial_that_nobody_answers_times_out_and_closes_its_socket(engine: str) -> None:
     async def main() -> None:
+        chosen = peering_engine(engine)
+        before = open_descriptors()
         with pytest.raises(TimeoutError):
-            await dial(peering_engine(engine), "127.0.0.1", 9, credentials(Identity.generate()), 0.3)
+            await dial(chosen, "127.0.0.1", 9, credentials(Identity.generate()), 0.3)
+        await asyncio.sleep(0)  # a transport closes its socket in the next turn
+        assert open_descriptors() == before
 
     asyncio.run(main())
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_handshake_that_completes_before_anyone_waits_is_not_missed(engine: str) -> None:
-    """The engines' ``wait_connected`` misses a handshake that completed before it
+    """aioquic's ``wait_connected`` misses a handshake that completed before it
     was called; on a busy machine that happens between sending the Initial and
     starting to wait.  The connection's own future, made before the Initial, sees it."""
 
@@ -173,6 +182,7 @@ def test_a_handshake_that_completes_before_anyone_waits_is_not_missed(engine: st
                 await asyncio.sleep(0.01)
                 if client.handshake.done():
                     break
+            assert client.handshake.done()  # completed while nobody waited
             await asyncio.wait_for(asyncio.shield(client.handshake), 1.0)
             assert client.peer_key() == bytes(server_identity.public_key)
         finally:
@@ -242,3 +252,97 @@ def test_a_qh3_without_a_hook_fails_the_check_naming_its_release(monkeypatch: py
     monkeypatch.delattr(qh3_engine.QuicConnection, "get_send_buffer_size")
     with pytest.raises(QuicEngineError, match=r"qh3 \d[^ ]* does not have .*get_send_buffer_size"):
         peering_engine("qh3")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_engine_that_fails_ends_the_peering_and_the_listener_forgets_it(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error the engine raises while driving a connection (qh3's native core
+    raises so) ends that connection with the reason, never the loop, and the
+    listener drops it though the engine will never report its end."""
+
+    async def main() -> None:
+        errors = loop_errors()
+        chosen = peering_engine(engine)
+        accepted: list[Echo] = []
+
+        def accept(connection: PeeringConnection, stream_id: int) -> PeeringHandler | None:
+            accepted.append(Echo(connection, stream_id))
+            return accepted[-1]
+
+        listener = await listen(chosen, "127.0.0.1", 0, credentials(Identity.generate()), accept)
+        try:
+            client = await dial(
+                chosen, "127.0.0.1", listener.sockname()[1], credentials(Identity.generate()), 10.0
+            )
+            collector = Collector()
+            collector.wanted = 5
+            client.attach(collector)
+            client.send(client.next_stream_id(), b"hello")
+            await asyncio.wait_for(collector.arrived.wait(), 10.0)
+            server = accepted[0].connection
+            server_count = len(set(listener._server._protocols.values()))
+            assert server_count == 1
+
+            class CoreFailure(Exception):
+                pass
+
+            def broken(now: float) -> list[tuple[bytes, object]]:
+                raise CoreFailure("packet builder capacity exhausted")
+
+            monkeypatch.setattr(type(server), "engine_errors", (CoreFailure,))
+            monkeypatch.setattr(server, "datagrams_to_send", broken)
+            server.send(accepted[0].stream_id, b"more")
+            for _ in range(100):
+                if accepted[0].ended_with is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert accepted[0].ended_with == "QUIC engine error: packet builder capacity exhausted"
+            assert server not in listener._server._protocols.values()
+            client.shut()
+            client.close_socket()
+        finally:
+            listener.close()
+        assert errors == []
+
+    asyncio.run(main())
+
+
+class FailingCore:
+    """A stand-in for qh3's native core that fails to build, or builds ``ready``."""
+
+    def __init__(self) -> None:
+        self.ready: list[tuple[bytes, tuple[str, int]]] = []
+        self.failing = True
+
+    def poll_transmit(self, now: float) -> tuple[bytes, tuple[str, int]] | None:
+        if self.ready:
+            return self.ready.pop(0)
+        if self.failing:
+            raise RuntimeError("packet builder capacity exhausted")
+        return None
+
+
+def test_a_qh3_core_that_keeps_failing_to_build_is_broken_after_a_second() -> None:
+    """qh3's core fails to build its first flight to an aioquic client for a
+    timer round or two; what it built before failing is sent, and only a core
+    that has built nothing for MAX_BUILD_FAILURE_S counts as broken."""
+
+    async def main() -> None:
+        quic = qh3_engine.client_connection(qh3_engine.QuicConfiguration(is_client=True))
+        core = FailingCore()
+        quic._core = core  # type: ignore[assignment]
+        peering = qh3_engine.Qh3Peering(quic)
+        core.ready = [(b"built", ("127.0.0.1", 9))]
+        assert peering.datagrams_to_send(10.0) == [(b"built", ("127.0.0.1", 9))]
+        assert peering.datagrams_to_send(10.0) == []  # failing since 10.0
+        assert peering.datagrams_to_send(10.9) == []
+        core.failing = False
+        assert peering.datagrams_to_send(11.0) == []  # nothing to send is not a failure
+        core.failing = True
+        assert peering.datagrams_to_send(11.5) == []  # failing since 11.5
+        with pytest.raises(qh3_engine.QuicConnectionError, match=r"has failed for 1\.0 s"):
+            peering.datagrams_to_send(11.5 + qh3_engine.MAX_BUILD_FAILURE_S)
+
+    asyncio.run(main())

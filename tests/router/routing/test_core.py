@@ -435,6 +435,7 @@ def test_the_traffic_fast_path_forwards_as_handle_frame_does() -> None:
     forwarded = core.traffic.forwarded
     assert core.forward_traffic(in_port, frame, T0 + 0.1) == slow[0]
     assert slow[0][0] == entry_port
+    assert core._last_sent[entry_port] == T0 + 0.1  # what keepalives are timed from
     assert not core.has_outputs
     assert core.traffic.forwarded == forwarded + 1
 
