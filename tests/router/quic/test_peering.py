@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import random
 import sys
 
 import pytest
@@ -344,5 +345,78 @@ def test_a_qh3_core_that_keeps_failing_to_build_is_broken_after_a_second() -> No
         assert peering.datagrams_to_send(11.5) == []  # failing since 11.5
         with pytest.raises(qh3_engine.QuicConnectionError, match=r"has failed for 1\.0 s"):
             peering.datagrams_to_send(11.5 + qh3_engine.MAX_BUILD_FAILURE_S)
+
+    asyncio.run(main())
+
+
+def garbage_datagrams(dcids: list[bytes]) -> list[bytes]:
+    """Datagrams no QUIC stack made: random bytes of every size class, Initials
+    padded to 1200 bytes with random contents, long headers of unknown
+    versions, and short-header packets addressed to the listener's own
+    connection IDs with random (undecryptable) contents."""
+    rng = random.Random(7)
+
+    def noise(n: int) -> bytes:
+        return rng.randbytes(n)
+
+    out = [b"", b"\x00", b"\xc0", noise(5), noise(40), noise(1200), noise(1500)]
+    for version in (b"\x00\x00\x00\x01", b"\x6b\x33\x43\xcf", b"\xfa\xce\xb0\x0c", b"\x00\x00\x00\x00"):
+        out.append(b"\xc3" + version + b"\x08" + noise(8) + b"\x08" + noise(8) + noise(1180))
+        out.append(b"\xc3" + version + b"\xff" + noise(40))  # a connection ID longer than any
+    for dcid in dcids:
+        out.append(bytes([0x40 | rng.randrange(64)]) + dcid + noise(60))
+        out.append(bytes([0x40]) + dcid)  # no packet number, no payload
+        out.append(bytes([0x40]) + dcid + noise(1400))
+    return out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_garbage_datagrams_are_shrugged_off_and_the_peering_carries_on(engine: str) -> None:
+    """Untrusted datagrams at a listener, some aimed at a live connection, and
+    at a dialler's socket: no error escapes into the loop, and the live peering
+    still carries bytes."""
+
+    async def main() -> None:
+        errors = loop_errors()
+        chosen = peering_engine(engine)
+        accepted: list[Echo] = []
+
+        def accept(connection: PeeringConnection, stream_id: int) -> PeeringHandler | None:
+            accepted.append(Echo(connection, stream_id))
+            return accepted[-1]
+
+        listener = await listen(chosen, "127.0.0.1", 0, credentials(Identity.generate()), accept)
+        port = listener.sockname()[1]
+        try:
+            client = await dial(chosen, "127.0.0.1", port, credentials(Identity.generate()), 10.0)
+            collector = Collector()
+            client.attach(collector)
+            stream_id = client.next_stream_id()
+            collector.wanted = 5
+            client.send(stream_id, b"first")
+            await asyncio.wait_for(collector.arrived.wait(), 10.0)
+            dcids = [cid for cid in listener._server._protocols if isinstance(cid, bytes)]
+            assert client.udp is not None
+            dialler = client.udp.get_extra_info("sockname")[:2]
+            loop = asyncio.get_running_loop()
+            raw, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+            )
+            for datagram in garbage_datagrams(dcids) * 3:
+                raw.sendto(datagram, ("127.0.0.1", port))
+                raw.sendto(datagram, dialler)  # the dialler's own socket too
+            await asyncio.sleep(0.2)
+            raw.close()
+            collector.arrived.clear()
+            collector.wanted = 5 + 6
+            client.send(stream_id, b"second")
+            await asyncio.wait_for(collector.arrived.wait(), 10.0)
+            assert bytes(collector.received) == b"firstsecond"
+            assert accepted[0].ended_with is None
+            client.shut()
+            client.close_socket()
+        finally:
+            listener.close()
+        assert errors == []
 
     asyncio.run(main())
