@@ -14,6 +14,10 @@ something breaks this module and nothing else:
 * a session's server asks the client for a certificate, and a stream's receive
   window follows what the application has consumed rather than what has
   arrived: :class:`AdjustedConnection`;
+* datagrams larger than a path's MTU allows, once the handshake is done and
+  the other side has said it takes them (the overlay carries frames of up to
+  64 KiB, so a session's packets need not be cut to a UDP path's size):
+  :meth:`AdjustedConnection.enlarge_datagrams`;
 * stateless reset tokens derived from a secret of the node's and the
   connection ID (aioquic draws them at random), so that a node that restarted
   can still reset the sessions its previous run held, and the tokens the other
@@ -50,7 +54,8 @@ from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic import connection as quic_connection
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.congestion.base import create_congestion_control
+from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
@@ -60,9 +65,15 @@ from aioquic.quic.events import (
     StreamDataReceived,
     StreamReset,
 )
-from aioquic.quic.packet import QuicFrameType, QuicHeader, QuicPacketType, pull_quic_header
+from aioquic.quic.packet import (
+    QuicFrameType,
+    QuicHeader,
+    QuicPacketType,
+    pull_quic_header,
+    pull_quic_transport_parameters,
+)
 from aioquic.quic.packet_builder import QuicPacketBuilder
-from aioquic.quic.recovery import QuicPacketSpace
+from aioquic.quic.recovery import QuicPacketPacer, QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 from aioquic.tls import CipherSuite
 from aioquic.tls import Context as TlsContext
@@ -98,6 +109,7 @@ __all__ = [
     "peer_certificate_key",
     "peering_configuration",
     "process_events",
+    "pull_quic_transport_parameters",
     "read_header",
     "serve",
     "server_transport",
@@ -256,6 +268,10 @@ class AdjustedConnection(QuicConnection):
         )
         self.stream_window = configuration.max_stream_data
         self.consumed: dict[int, int] = {}
+        self.peer_max_udp_payload: int | None = None
+        """The other side's ``max_udp_payload_size`` (None: it gave none, which
+        means 65527 bytes, RFC 9000 section 18.2)."""
+        self._datagram_size_wanted: int | None = None
         self.reset_secret = reset_secret
         self._derive_reset_tokens()
 
@@ -271,6 +287,41 @@ class AdjustedConnection(QuicConnection):
     def _replenish_connection_ids(self) -> None:
         super()._replenish_connection_ids()
         self._derive_reset_tokens()
+
+    def _parse_transport_parameters(self, data: bytes, from_session_ticket: bool = False) -> None:
+        super()._parse_transport_parameters(data, from_session_ticket)
+        # aioquic checks the value and then forgets it; read it again to keep it.
+        self.peer_max_udp_payload = pull_quic_transport_parameters(Buffer(data=data)).max_udp_payload_size
+
+    def enlarge_datagrams(self, size: int) -> bool:
+        """Send datagrams of up to ``size`` bytes once the handshake is confirmed
+        (so that no datagram with an Initial or Handshake packet grows: a client's
+        are padded to the full size), if the other side takes them (its
+        ``max_udp_payload_size``); whether it will."""
+        allowed = self.peer_max_udp_payload
+        if size <= self._max_datagram_size or (allowed is not None and allowed < size):
+            return False
+        self._datagram_size_wanted = size
+        return True
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
+        if self._datagram_size_wanted is not None and self._handshake_confirmed:
+            self._use_datagram_size(self._datagram_size_wanted)
+            self._datagram_size_wanted = None
+        return super().datagrams_to_send(now)
+
+    def _use_datagram_size(self, size: int) -> None:
+        """Congestion control and pacing are made afresh for the new size
+        (aioquic sizes them by the datagram size when a connection is made),
+        keeping the bytes in flight."""
+        loss = self._loss
+        in_flight = loss._cc.bytes_in_flight
+        loss._cc = create_congestion_control(
+            self._configuration.congestion_control_algorithm, max_datagram_size=size
+        )
+        loss._cc.bytes_in_flight = in_flight
+        loss._pacer = QuicPacketPacer(max_datagram_size=size)
+        self._max_datagram_size = size
 
     def stream_consumed(self, stream_id: int, count: int) -> None:
         """The application has read ``count`` more bytes of ``stream_id``."""
@@ -346,6 +397,17 @@ def _has_peer_connection_ids() -> bool:
     )
 
 
+def _has_resizable_datagrams() -> bool:
+    connection = _probe_connection()
+    loss = connection._loss
+    return (
+        isinstance(connection._max_datagram_size, int)
+        and isinstance(loss._cc.bytes_in_flight, int)
+        and isinstance(loss._pacer, QuicPacketPacer)
+        and isinstance(connection._configuration.congestion_control_algorithm, str)
+    )
+
+
 def _has_received_times() -> bool:
     spaces = _probe_connection()._spaces
     return isinstance(spaces, dict) and QuicPacketSpace().largest_received_time is None
@@ -390,6 +452,18 @@ def is_stateless_reset(connection: QuicConnection, data: bytes) -> bool:
 REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("tls.Context._request_client_certificate", _has_request_client_certificate),
     ("tls.Context._peer_certificate", _has_peer_certificate),
+    (
+        "QuicConnection._parse_transport_parameters",
+        _callable(QuicConnection, "_parse_transport_parameters"),
+    ),
+    (
+        "QuicConnection._max_datagram_size, _loss._cc, _loss._pacer",
+        _has_resizable_datagrams,
+    ),
+    (
+        "QuicConnection._handshake_confirmed",
+        lambda: _probe_connection()._handshake_confirmed is False,
+    ),
     ("QuicConnection._initialize", _callable(QuicConnection, "_initialize")),
     ("QuicConnection._write_stream_limits", _callable(QuicConnection, "_write_stream_limits")),
     (

@@ -25,6 +25,13 @@ STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 16 << 20
 IDLE_TIMEOUT_S = 15.0  # as the reference's sessions
 MAX_DATAGRAM_BYTES = 1200  # QUIC's smallest; what quic-go on the reference's router takes
+OVERLAY_DATAGRAM_BYTES = 16384
+"""The datagrams a session sends once its handshake is done, if the other side
+takes them.  The overlay carries a datagram as one traffic frame over TCP or
+QUIC peerings, up to 64 KiB, so there is no path MTU to keep under; larger
+packets cost aioquic (and the routers on the way) far less per byte.  quic-go,
+the reference's, says it takes 1452 bytes, so sessions with Go nodes keep to
+MAX_DATAGRAM_BYTES; Pinewood nodes (aioquic sets no limit, so 65527) take these."""
 
 CIPHER_SUITES = [
     CipherSuite.AES_128_GCM_SHA256,

@@ -57,7 +57,7 @@ from router.quic.aioquic_engine import (
     stateless_reset_token,
 )
 from router.routing.budget import TokenBucket
-from router.sessions.connection import configuration
+from router.sessions.connection import OVERLAY_DATAGRAM_BYTES, configuration
 from router.sessions.records import (
     CloseCode,
     Limits,
@@ -481,6 +481,8 @@ class Endpoint:
             # Newest wins for future streams; an older session keeps its streams.
             self._by_peer[(session.key, alpn)] = session
         session.established = True
+        if session.connection.enlarge_datagrams(OVERLAY_DATAGRAM_BYTES):
+            self.counters["sessions sending overlay-sized datagrams"] += 1
         self._events.append(SessionUp(session))
         # A new session from a key often means the node restarted: the older
         # ones with it may be dead.  Those that have gone quiet must answer.

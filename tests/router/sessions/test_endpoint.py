@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import pytest
 from aioquic.quic.packet import QuicErrorCode
 from aioquic.tls import AlertDescription
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.quic import aioquic_engine
 from router.quic.aioquic_engine import peer_certificate_key
-from router.sessions.connection import IDLE_TIMEOUT_S, STREAM_WINDOW
+from router.sessions.connection import (
+    IDLE_TIMEOUT_S,
+    MAX_DATAGRAM_BYTES,
+    OVERLAY_DATAGRAM_BYTES,
+    STREAM_WINDOW,
+)
 from router.sessions.endpoint import NO_ANSWER_TO_PROBE, PROBE_TIMEOUT_S, RESET_BY_PEER, Endpoint
 from router.sessions.records import (
     CloseCode,
@@ -351,3 +359,65 @@ def test_a_session_with_streams_open_that_misses_a_probe_is_set_aside_not_closed
     fresh = a.connect(net.key(1), "matrix", net.now)
     net.run(0.2)
     assert fresh is not session and fresh.established and not session.closed
+
+
+def sizes_sent(net: Net) -> list[int]:
+    """From now on, record the size of every datagram the endpoints send."""
+    sizes: list[int] = []
+    for endpoint in net.endpoints:
+        send = endpoint.datagrams_to_send
+
+        def recorded(now: float, send: Any = send) -> list[tuple[bytes, bytes]]:
+            out: list[tuple[bytes, bytes]] = send(now)
+            sizes.extend(len(payload) for _, payload in out)
+            return out
+
+        endpoint.datagrams_to_send = recorded  # type: ignore[method-assign]
+    return sizes
+
+
+def test_sessions_between_pinewood_nodes_send_overlay_sized_datagrams_once_up() -> None:
+    """The handshake keeps to 1200-byte datagrams; after it, a side that set no
+    limit (aioquic sets none: 65527 bytes) is sent datagrams of up to
+    OVERLAY_DATAGRAM_BYTES, which the overlay carries as one frame each."""
+    net = Net(2)
+    a, b = net.endpoints
+    sizes = sizes_sent(net)
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    assert sizes and max(sizes) <= MAX_DATAGRAM_BYTES
+    assert a.counters["sessions sending overlay-sized datagrams"] == 1
+    assert b.counters["sessions sending overlay-sized datagrams"] == 1
+    sizes.clear()
+    request = os.urandom(300_000)
+    stream = a.open_stream(session, net.now)
+    a.send(session, stream, request, end=True)
+    net.run(1.0)
+    assert received(net, 1) == request
+    assert MAX_DATAGRAM_BYTES < max(sizes) <= OVERLAY_DATAGRAM_BYTES
+
+
+def test_a_side_that_takes_only_small_datagrams_is_sent_small_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """quic-go (the reference's sessions) says it takes 1452 bytes: such a side
+    keeps getting datagrams of MAX_DATAGRAM_BYTES."""
+    real = aioquic_engine.pull_quic_transport_parameters
+
+    def as_quic_go(buf: Any) -> Any:
+        params = real(buf)
+        params.max_udp_payload_size = 1452
+        return params
+
+    monkeypatch.setattr(aioquic_engine, "pull_quic_transport_parameters", as_quic_go)
+    net = Net(2)
+    a, b = net.endpoints
+    sizes = sizes_sent(net)
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    request = os.urandom(300_000)
+    stream = a.open_stream(session, net.now)
+    a.send(session, stream, request, end=True)
+    net.run(1.0)
+    assert received(net, 1) == request
+    assert max(sizes) <= MAX_DATAGRAM_BYTES
+    assert a.counters["sessions sending overlay-sized datagrams"] == 0
+    assert b.counters["sessions sending overlay-sized datagrams"] == 0
