@@ -8,7 +8,9 @@ Two figures for each backend:
   envelopes; each answered only once durable), then fetched back 100 at a time;
 * service: a real relay process (``pinewood run --relay-enable``) and a client
   node in this process, peered over TCP on loopback; deposits go over a session
-  as the relay protocol's ``deposit`` requests, ``--concurrency`` streams at a time.
+  as the relay protocol's ``deposit`` requests, ``--concurrency`` at a time,
+  through the node's relay client's calls (each on a stream kept from an
+  earlier request to the relay, as the node's own deposits go).
 
 For PostgreSQL it needs ``--postgres URL`` (a database it may fill) or a local
 server that :mod:`bench.postgres` can start.
@@ -175,7 +177,7 @@ async def load(
                         "body": body,
                     }
                     try:
-                        answer = await call(node.sessions, relay, request, CALL_TIMEOUT_S)
+                        answer = await node.relay_client.calls.call(relay, request, CALL_TIMEOUT_S)
                     except (SessionError, TimeoutError, ProtocolError):
                         outcomes["failed"] += 1
                         stop.set()  # the relay went away: stop, as a sender would

@@ -27,6 +27,7 @@ from typing import Any
 import msgpack
 import structlog
 
+from relay.calls import RelayCalls
 from relay.envelope import EnvelopeError, new_id, open_envelope, seal, seal_to
 from relay.errors import RelayError
 from relay.homeserver import Outcome, deliver
@@ -36,7 +37,6 @@ from relay.mailboxes import load_mailboxes
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.protocol import ProtocolError
 from relay.records import PREFIX, RelayEntry, RelayRecord, make_record
-from relay.service import call
 from router.sessions.errors import SessionError
 from router.sessions.runtime import Sessions
 from router.tasks import stop_tasks
@@ -99,6 +99,7 @@ class RelayClient:
         self.is_highest = is_highest
         self.directory = data_dir / "relay"
         self.counters: Counter[str] = Counter()
+        self.calls = RelayCalls(sessions)
         self.records = RecordLookups(self.key, send_datagram, settings.lookup_timeout_s, self.counters)
         self._tasks: list[asyncio.Task[None]] = []
         self._mailboxes = (
@@ -122,6 +123,7 @@ class RelayClient:
     async def stop(self) -> None:
         self._stopping = True
         await stop_tasks(self._tasks)
+        self.calls.close()
         if self._inbox is not None:
             with contextlib.suppress(InboxError):
                 await self._inbox.close()
@@ -199,8 +201,7 @@ class RelayClient:
         expires = int(time.time() + self.settings.lifetime_s)
         for relay, (mailbox, secret) in self._mailboxes.items():
             try:
-                answer = await call(
-                    self.sessions,
+                answer = await self.calls.call(
                     relay,
                     {"op": "register", "mailbox": mailbox, "secret": secret, "expires": expires},
                     CALL_TIMEOUT_S,
@@ -250,7 +251,7 @@ class RelayClient:
                 attempts = [(entry.relay, {"op": "sealed", "sealed": sealed})]
             for via, request in attempts:
                 try:
-                    answer = await call(self.sessions, via, request, CALL_TIMEOUT_S)
+                    answer = await self.calls.call(via, request, CALL_TIMEOUT_S)
                 except (SessionError, ProtocolError, TimeoutError) as exc:
                     failures.append(f"{via.hex()[:12]}: {exc}")
                     continue
@@ -284,8 +285,7 @@ class RelayClient:
         assert self._inbox is not None
         delivered = 0
         while True:
-            answer = await call(
-                self.sessions,
+            answer = await self.calls.call(
                 relay,
                 {"op": "fetch", "mailbox": mailbox, "secret": secret, "limit": 100},
                 CALL_TIMEOUT_S,
@@ -332,8 +332,7 @@ class RelayClient:
                     delivered += 1
                 done.append(envelope_id)
             if done:
-                await call(
-                    self.sessions,
+                await self.calls.call(
                     relay,
                     {"op": "ack", "mailbox": mailbox, "secret": secret, "ids": done},
                     CALL_TIMEOUT_S,
