@@ -9,12 +9,15 @@ and finishing a QUIC stream costs both sides about as much as the request.
 
 A kept stream is used again only while it has been idle less than
 :data:`STREAM_IDLE_S`, well inside the relay's own wait for the next request
-(:data:`~relay.service.REQUEST_TIMEOUT_S`), and at most
-:data:`IDLE_STREAMS_PER_RELAY` wait for each relay; the rest are finished.  If
-a kept stream turns out to be dead (its session closed, or the relay finished
-it), the request is sent once more on a fresh stream: every request of the
-protocol may be repeated (a deposit names its envelope, and a relay answers a
-second deposit of it as the first).
+(:data:`~relay.service.REQUEST_TIMEOUT_S`), and only while its session would
+take a new stream unprobed (:meth:`~router.sessions.runtime.Sessions.trusted`:
+a session quiet for a while is probed before it is trusted, and a kept stream
+must not skip that); at most :data:`IDLE_STREAMS_PER_RELAY` wait for each
+relay, and the rest are ended.  If a kept stream turns out to be dead (its
+session closed, or the relay ended it), the request is sent once more on a
+fresh stream, within what is left of its time: every request of the protocol
+may be repeated (a deposit names its envelope, and a relay answers a second
+deposit of it ``ok``, saying it was not stored again).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class RelayCalls:
         """The relay's answer to ``request`` (which may be an error answer);
         :class:`SessionError`, :class:`ProtocolError` or :class:`TimeoutError`
         if there is none."""
+        started = self.clock()
         stream = self._take(relay)
         if stream is not None:
             self.streams_reused += 1
@@ -54,6 +58,7 @@ class RelayCalls:
                 return await self._exchange(relay, stream, request, timeout)
             except (SessionError, ProtocolError):
                 pass  # the kept stream was dead: once more, on a fresh one (not after a timeout)
+            timeout = max(0.0, timeout - (self.clock() - started))
         stream = await self.sessions.open_stream(relay, ALPN, timeout)
         self.streams_opened += 1
         return await self._exchange(relay, stream, request, timeout)
@@ -81,17 +86,22 @@ class RelayCalls:
         now = self.clock()
         while idle:
             stream, since = idle.pop()
-            if not stream.done and now - since < STREAM_IDLE_S:
+            if not stream.done and now - since < STREAM_IDLE_S and self.sessions.trusted(stream.session):
                 return stream
             _finish(stream)
         return None
 
     def _keep(self, relay: bytes, stream: SessionStream) -> None:
-        idle = self._idle.setdefault(relay, [])
         now = self.clock()
-        # Streams that have waited too long go first: they would not be used.
-        while idle and now - idle[0][1] >= STREAM_IDLE_S:
-            _finish(idle.pop(0)[0])
+        # Streams that have waited too long, for any relay, go now: they would not
+        # be used, and each holds its session.
+        for key in list(self._idle):
+            waiting = self._idle[key]
+            while waiting and (waiting[0][0].done or now - waiting[0][1] >= STREAM_IDLE_S):
+                _finish(waiting.pop(0)[0])
+            if not waiting:
+                del self._idle[key]
+        idle = self._idle.setdefault(relay, [])
         if stream.done or len(idle) >= IDLE_STREAMS_PER_RELAY:
             _finish(stream)
         else:

@@ -25,6 +25,9 @@ from router.links.tcp_info import tcp_rtt_s
 
 MAX_MESSAGE_BYTES = 1 << 20
 """The largest message accepted from a peer (a frame is at most 64 KiB)."""
+SEND_MESSAGE_BYTES = 32 * 1024
+"""The largest message sent: the reference's WebSocket library (nhooyr.io/websocket)
+closes a connection on a message past its default read limit of 32768 bytes."""
 
 Connection = ServerConnection | ClientConnection
 
@@ -51,7 +54,11 @@ class WebSocketTransport(CarrierTransport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
             return
-        self._outgoing.append(bytes(data))
+        data = bytes(data)
+        # Messages carry a byte stream, their boundaries mean nothing: cut what
+        # a flush writes into messages the reference's WebSocket library reads.
+        for start in range(0, len(data), SEND_MESSAGE_BYTES):
+            self._outgoing.append(data[start : start + SEND_MESSAGE_BYTES])
         self._unsent += len(data)
         self._wake_writer.set()
         self.note_unsent(self._unsent)

@@ -55,7 +55,7 @@ from aioquic.asyncio.server import QuicServer, serve
 from aioquic.quic import connection as quic_connection
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.congestion.base import create_congestion_control
-from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.connection import NetworkAddress, QuicConnection, QuicNetworkPath
 from aioquic.quic.events import (
     ConnectionIdIssued,
     ConnectionIdRetired,
@@ -272,6 +272,8 @@ class AdjustedConnection(QuicConnection):
         """The other side's ``max_udp_payload_size`` (None: it gave none, which
         means 65527 bytes, RFC 9000 section 18.2)."""
         self._datagram_size_wanted: int | None = None
+        self.small_datagram_size = configuration.max_datagram_size
+        """The size datagrams start at, and keep to while answering path challenges."""
         self.reset_secret = reset_secret
         self._derive_reset_tokens()
 
@@ -308,6 +310,16 @@ class AdjustedConnection(QuicConnection):
         if self._datagram_size_wanted is not None and self._handshake_confirmed:
             self._use_datagram_size(self._datagram_size_wanted)
             self._datagram_size_wanted = None
+        if self._max_datagram_size > self.small_datagram_size and any(
+            path.remote_challenges for path in self._network_paths
+        ):
+            # aioquic pads a datagram that answers a PATH_CHALLENGE to its full
+            # size: a 40-byte challenge must not draw 16 KiB back.
+            size, self._max_datagram_size = self._max_datagram_size, self.small_datagram_size
+            try:
+                return super().datagrams_to_send(now)
+            finally:
+                self._max_datagram_size = size
         return super().datagrams_to_send(now)
 
     def _use_datagram_size(self, size: int) -> None:
@@ -459,6 +471,13 @@ REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
     (
         "QuicConnection._max_datagram_size, _loss._cc, _loss._pacer",
         _has_resizable_datagrams,
+    ),
+    (
+        "QuicConnection._network_paths[].remote_challenges",
+        lambda: (
+            hasattr(QuicNetworkPath(("::1", 1)), "remote_challenges")
+            and isinstance(_probe_connection()._network_paths, list)
+        ),
     ),
     (
         "QuicConnection._handshake_confirmed",

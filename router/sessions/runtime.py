@@ -78,6 +78,18 @@ class Sessions:
             raise ValueError(f"protocol {alpn!r} was not configured for sessions")
         self._handlers[alpn] = handler
 
+    def trusted(self, session: Session) -> bool:
+        """Whether a new request may go on ``session`` without a probe, as
+        :meth:`open_stream` would send it: up, not set aside, not being
+        probed, and heard from lately."""
+        return (
+            session.established
+            and not session.closed
+            and not session.set_aside
+            and not session.probing
+            and not self.endpoint.needs_probe(session, self.loop.time())
+        )
+
     async def open_stream(self, key: bytes, alpn: str, timeout: float | None = None) -> SessionStream:
         """A new stream to the node with ``key``, over a new or reused session.
 

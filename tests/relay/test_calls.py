@@ -134,3 +134,27 @@ def test_a_kept_stream_found_dead_on_use_is_replaced_and_the_request_answered(tm
 
 def test_a_kept_stream_is_given_up_before_the_relay_gives_up_waiting_on_it() -> None:
     assert calls_module.STREAM_IDLE_S < REQUEST_TIMEOUT_S
+
+
+def test_a_kept_stream_whose_session_went_quiet_is_not_trusted_with_a_request(tmp_path: Path) -> None:
+    """A session quiet for a while is probed before a new stream goes on it; a
+    kept stream must not skip that, so the request goes through open_stream."""
+
+    async def main() -> None:
+        overlay = MemoryOverlay(tmp_path)
+        asker, relay = overlay.add(), overlay.add()
+        await overlay.with_service(relay)
+        try:
+            calls = RelayCalls(asker.sessions, Clock())
+            box = os.urandom(16)
+            await calls.call(relay.key, register(box, os.urandom(32)), 5.0)
+            kept = calls._idle[relay.key][0][0]
+            assert asker.sessions.trusted(kept.session)
+            kept.session.last_heard_at -= 10.0  # as if nothing had come from the relay for 10 s
+            assert not asker.sessions.trusted(kept.session)
+            assert (await calls.call(relay.key, deposit(box), 5.0))["ok"]
+            assert calls.streams_reused == 0 and calls.streams_opened == 2
+        finally:
+            await overlay.close()
+
+    asyncio.run(main())

@@ -421,3 +421,22 @@ def test_a_side_that_takes_only_small_datagrams_is_sent_small_ones(monkeypatch: 
     assert max(sizes) <= MAX_DATAGRAM_BYTES
     assert a.counters["sessions sending overlay-sized datagrams"] == 0
     assert b.counters["sessions sending overlay-sized datagrams"] == 0
+
+
+def test_an_answer_to_a_path_challenge_is_not_overlay_sized() -> None:
+    """aioquic pads the datagram that answers a PATH_CHALLENGE to its full size;
+    a session that sends overlay-sized datagrams answers in 1200 bytes, so a
+    40-byte challenge draws no 16 KiB back."""
+    net = Net(2)
+    a, _ = net.endpoints
+    session = a.connect(net.key(1), "matrix", net.now)
+    net.run(0.2)
+    stream = a.open_stream(session, net.now)
+    a.send(session, stream, os.urandom(100_000), end=True)
+    net.run(0.5)  # the datagrams are overlay-sized by now
+    assert session.connection._max_datagram_size == OVERLAY_DATAGRAM_BYTES
+    session.connection._network_paths[0].remote_challenges.append(os.urandom(8))
+    out = session.connection.datagrams_to_send(net.now)
+    assert out and max(len(data) for data, _ in out) <= MAX_DATAGRAM_BYTES
+    assert not session.connection._network_paths[0].remote_challenges  # answered
+    assert session.connection._max_datagram_size == OVERLAY_DATAGRAM_BYTES
