@@ -32,6 +32,7 @@ from router.routing.outputs import (
     Output,
     ParentChanged,
     RootChanged,
+    SendFrame,
 )
 from router.routing.snake_state import SnakeState
 from router.routing.state import CoreConfig, PeerInfo
@@ -181,18 +182,17 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
         framing or that only the peer itself could have made wrong closes the
         peering; anything else it may merely be relaying is dropped and counted.
         """
+        if type(data) is not bytes:
+            data = bytes(data)
+        if is_traffic_frame(data):
+            sent = self.forward_traffic(port, data, now)
+            if sent is not None:
+                self._out.append(SendFrame(sent[0], sent[1], True))
+            return self._flush()
         if port not in self.peers:
             self.drops["unknown port"] += 1
             return []
-        if type(data) is not bytes:
-            data = bytes(data)
         self._last_received[port] = now
-        if is_traffic_frame(data):
-            try:
-                self.traffic.forward(port, data, now)
-            except DecodeError as exc:
-                self.close_peer(port, "malformed traffic frame", now, str(exc))
-            return self._flush()
         if self._waiting_until is not None and now >= self._waiting_until:
             self._end_reparent_wait(now)
         try:

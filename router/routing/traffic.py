@@ -72,18 +72,11 @@ class TrafficPath:
 
     # ------------------------------------------------------------ entry points
 
-    def forward(self, port: int, data: bytes, now: float) -> None:
-        """Forward or deliver a peer's traffic frame; :class:`DecodeError` if its
-        framing is wrong (only the peer could have done that: the caller closes it)."""
-        sent = self.forward_frame(port, data, now)
-        if sent is not None:
-            self.state.send(sent[0], sent[1], now, traffic=True)
-
     def forward_frame(self, port: int, data: bytes, now: float) -> tuple[int, bytes] | None:
-        """:meth:`forward`, except that the frame to forward is returned, as (port,
-        frame), instead of queued as an output: the traffic fast path's step, for a
-        caller that writes it out itself.  A delivery or a drop happens as in
-        :meth:`forward` (an output, a counter); then the result is None."""
+        """Forward or deliver a peer's traffic frame: where it goes next, (port,
+        frame as rewritten), for the caller to send; None if it was delivered here
+        (an output) or dropped (a counter).  :class:`DecodeError` if its framing is
+        wrong (only the peer could have done that: the caller closes it)."""
         route = traffic_route(data)
         if route.destination_key == self.state.key:
             self._deliver(data, now, route)
