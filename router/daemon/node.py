@@ -426,6 +426,8 @@ class Node:
                 link = self.links.pop(out.port, None)
                 if link is not None:
                     log.warning("closing peer", port=out.port, reason=out.reason)
+                    if out.cause is not CloseCause.SILENT:
+                        self.static_peers.closed_for_fault(link)  # no prompt redial
                     link.close(out.reason)
                     if out.cause is CloseCause.BAD_SIGNATURE:
                         self.admission.hold_off(link)

@@ -1,23 +1,23 @@
-"""The operator's static peers: each dialled, and redialled with backoff, for as
-long as it is configured (reference: the connection manager's 5 s doubling to
-an hour)."""
+"""The operator's static peers (configured, saved or added for this run): each
+dialled at once, and redialled for as long as it is configured, on the schedule
+of :mod:`router.daemon.redial` (promptly after a peering is lost, else the
+reference connection manager's 5 s doubling to an hour)."""
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
 from websockets.exceptions import WebSocketException
 
+from router.daemon.redial import RECONNECT_MIN_S, RedialSchedule, Uniform
 from router.links.tcp import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
 from router.tasks import stop_tasks
-
-RECONNECT_MIN_S = 5.0  # reference connection manager: first retry
-RECONNECT_MAX_S = 3600.0  # and the longest wait
 
 log = structlog.get_logger("pinewood")
 
@@ -38,13 +38,18 @@ class StaticPeer:
     link: PeerLink | None = None
     attempts: int = 0
     last_error: str = ""
+    faulted: bool = False
+    """This node closed the current peering for something the peer sent."""
 
 
 class StaticPeers:
     """The configured peers, by URI, each with a task that keeps it connected."""
 
-    def __init__(self, dial: Callable[[PeerURI], Awaitable[PeerLink]]) -> None:
+    def __init__(
+        self, dial: Callable[[PeerURI], Awaitable[PeerLink]], uniform: Uniform | None = None
+    ) -> None:
         self._dial = dial
+        self._uniform = uniform or random.Random().uniform  # jitter: no secret, no need for os.urandom
         self._peers: dict[str, StaticPeer] = {}
         self._stopping = False
 
@@ -84,21 +89,31 @@ class StaticPeers:
             peer.link.close("peer removed by the operator")
         return peer
 
+    def closed_for_fault(self, link: PeerLink) -> None:
+        """This node closed ``link`` for something its peer sent: if it is a static
+        peer's, that peer is redialled on the reference's schedule, not promptly."""
+        for peer in self._peers.values():
+            if peer.link is link:
+                peer.faulted = True
+
     async def stop(self) -> None:
         self._stopping = True
         await stop_tasks([p.task for p in self._peers.values() if p.task is not None])
 
     async def _keep_connected(self, peer: StaticPeer) -> None:
-        backoff = RECONNECT_MIN_S
+        loop = asyncio.get_running_loop()
+        schedule = RedialSchedule(self._uniform)
         while not self._stopping:
             peer.attempts += 1
             try:
                 link = await self._dial(peer.uri)
                 peer.link = link
+                peer.faulted = False
                 if await link.established:
-                    backoff = RECONNECT_MIN_S
+                    schedule.up(loop.time())
                     peer.last_error = ""
                     await link.lost
+                    schedule.down(loop.time(), fault=peer.faulted)
                 peer.last_error = link.close_reason
             except (OSError, TimeoutError, WebSocketException) as exc:
                 # "connection refused", not "[Errno 111] Connect call failed ('127.0.0.1', 1)"
@@ -116,8 +131,13 @@ class StaticPeers:
                 peer.last_error = "gave up: this address is our own node"
                 log.warning("static peer is this node; not retrying", uri=str(peer.uri))
                 return
-            log.info(
-                "peer unreachable, will retry", uri=str(peer.uri), error=peer.last_error, retry_in_s=backoff
+            delay = schedule.next_delay(loop.time())
+            # Prompt retries (several a second) are news only at debug level.
+            say = log.info if delay >= RECONNECT_MIN_S else log.debug
+            say(
+                "peer unreachable, will retry",
+                uri=str(peer.uri),
+                error=peer.last_error,
+                retry_in_s=round(delay, 3),
             )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_MAX_S)
+            await asyncio.sleep(delay)
