@@ -56,6 +56,8 @@ class LocalDelivery:
             if pending is not None and pending[0] == out.source_key and not pending[1].done():
                 del self._ping_waiters[nonce]
                 pending[1].set_result(time.perf_counter())
+            else:
+                self.counters["pongs for no ping waiting"] += 1  # late, or not ours
             return
         self.counters["frames delivered to the application"] += 1
         if payload and payload[0] & 0x40:  # QUIC's fixed bit: a session datagram

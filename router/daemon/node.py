@@ -65,6 +65,12 @@ SLICE_S = 0.005
 BACKLOG_CHUNK = 1024
 SWEEP_INTERVAL_S = 60.0
 
+# Frames with nowhere to go, counted in ``Node.counters`` by these names (the
+# core counts its own in ``RouterCore.drops``; local delivery in its own names).
+SENT_TO_CLOSED = "sent to a closed link"
+UNSENT_AT_CLOSE = "frames unsent when their link closed"
+UNHANDLED_FROM_CLOSED = "frames unhandled when their link closed"
+
 log = structlog.get_logger("pinewood")
 
 
@@ -331,6 +337,7 @@ class Node:
         rest waits, with reading from that peer paused, behind the other peers'
         input (so that no peer's flood holds back another's keepalives or traffic)."""
         if link.port == 0 or self.links.get(link.port) is not link:
+            self.counters[UNHANDLED_FROM_CLOSED] += len(frames)
             return
         if link.backlog:  # still working through earlier frames: keep their order
             link.backlog.extend(frames)
@@ -343,6 +350,7 @@ class Node:
 
     def _work_backlog(self, link: PeerLink) -> None:
         if link.closed or self.links.get(link.port) is not link:
+            self.counters[UNHANDLED_FROM_CLOSED] += len(link.backlog)
             link.backlog.clear()
             return
         backlog = link.backlog
@@ -388,6 +396,9 @@ class Node:
             self.admission.pending.discard(link)
             if not self._stopping:
                 self.admission.failed(link)
+        if link.queue_depth:
+            # Queued for the peer but never written: nowhere to go now.
+            self.counters[UNSENT_AT_CLOSE] += link.queue_depth
         if link.port and self.links.get(link.port) is link:
             del self.links[link.port]
             log.info("peer disconnected", port=link.port, reason=link.close_reason)
@@ -416,8 +427,8 @@ class Node:
                     self._forward_traffic(out.port, out.data, source)
                     continue
                 link = self.links.get(out.port)
-                if link is None:
-                    self.counters["sent to a closed link"] += 1
+                if link is None or link.closed:
+                    self.counters[SENT_TO_CLOSED] += 1
                 else:
                     link.send_proto(out.data)
             elif isinstance(out, Deliver):
@@ -457,8 +468,10 @@ class Node:
         """Queue a traffic frame for the peer on ``port``, charged to ``source``
         (the link whose frame it is; None: this node's own)."""
         link = self.links.get(port)
-        if link is None:
-            self.counters["sent to a closed link"] += 1
+        if link is None or link.closed:
+            # (A link closed here stays in the table until its transport says it
+            # is gone; whatever were queued on it meanwhile would vanish.)
+            self.counters[SENT_TO_CLOSED] += 1
             return
         link.send_traffic(source.port if source is not None else LOCAL_PORT, data)
         if source is not None and (link.writing_paused or link.traffic.frames >= link.pause_depth):

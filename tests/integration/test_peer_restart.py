@@ -81,6 +81,12 @@ def ping(a: Daemon, b: Daemon) -> bool:
     return answer["rtt_ms"] is not None
 
 
+def nowhere(node: Daemon) -> int:
+    """The frames ``/status`` counts as sent to a key with no node and no route."""
+    status = node.api("GET", "/status")
+    return int(status["drops"].get("no route", 0) + status["counters"].get("frames for absent keys", 0))
+
+
 def refuses(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
@@ -104,6 +110,10 @@ def test_restarted_static_peer_is_peered_with_and_reached_at_once(
     net.kill("b", signal.SIGTERM)
     wait_until(lambda: a.api("GET", "/status")["peers"] == 0, 10, "a's peering with b gone")
     down_at = time.monotonic()
+    # Meanwhile a ping to b's key has nowhere to go: it is counted, with its reason.
+    before = nowhere(a)
+    assert not ping(a, b)
+    assert nowhere(a) == before + 1, a.api("GET", "/status")
     wait_until(lambda: time.monotonic() - down_at >= DOWN_S and refuses(b.port), 10, "b down for a while")
 
     net.launch(b, b.extra_args)
