@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     p.add_argument("--duration", type=float, default=DEFAULTS.duration_s, help="seconds per scenario run")
+    p.add_argument("--rest", type=float, default=DEFAULTS.rest_s, help="seconds at rest measured for cost")
     p.add_argument("--workdir", type=Path, default=DEFAULTS.workdir, help="node data and logs")
     p.add_argument(
         "--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})"
@@ -67,7 +68,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = with_overrides(
-        DEFAULTS, graph=args.graph, seed=args.seed, duration_s=args.duration, workdir=args.workdir
+        DEFAULTS,
+        graph=args.graph,
+        seed=args.seed,
+        duration_s=args.duration,
+        rest_s=args.rest,
+        workdir=args.workdir,
     )
     try:
         netns.check_available()
