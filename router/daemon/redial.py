@@ -17,11 +17,15 @@ a *prompt window* of :data:`PROMPT_WINDOW_S`:
   peered with again within a second of its answering;
 * once the window is over, the reference's schedule: 5 s, doubling to 1 h.
 
-A peer never reached, and a peering that this node closed for a fault of the
-peer's (a malformed frame, a forged signature), keep the reference's schedule
-from the start.  A peering that lasted less than :data:`STEADY_PEERING_S`
-opens a window only if none has been opened since the last one that lasted
-longer (a window still open goes on): a peer that accepts and at once drops
+A peer just configured (the node starting, or the operator adding it) opens a
+*start window* of :data:`START_WINDOW_S` with the same prompt retries: nodes
+that start together (a LAN after a power cut, a set of containers) find each
+other within a second of each being up, instead of each dial that came a moment
+too early waiting 5 s.  Outside these windows, a peer never reached, and a
+peering that this node closed for a fault of the peer's (a malformed frame, a
+forged signature), keep the reference's schedule.  A peering that lasted less
+than :data:`STEADY_PEERING_S` opens a window only if none has been opened since
+the last one that lasted longer (a window still open goes on): a peer that accepts and at once drops
 us gets one window of prompt retries, then the reference's pace, not several
 dials a second for ever.
 
@@ -46,6 +50,8 @@ FIRST_REDIAL_MAX_S = 0.3
 RETRY_MIN_S = 0.35
 RETRY_MAX_S = 0.65
 """Each further retry inside the window, jittered between these."""
+START_WINDOW_S = 15.0
+"""How long after a peer is configured it is retried promptly while not yet reached."""
 STEADY_PEERING_S = 2.0
 """A peering up for at least this long opens a prompt window when it ends,
 whatever came before."""
@@ -59,11 +65,13 @@ class RedialSchedule:
 
     __slots__ = ("_armed", "_backoff_s", "_first", "_uniform", "_up_since", "_window_end")
 
-    def __init__(self, uniform: Uniform) -> None:
+    def __init__(self, uniform: Uniform, configured_at: float | None = None) -> None:
+        """``configured_at``: when the peer was configured, which opens the start
+        window; None for none (the reference's schedule until a peering is lost)."""
         self._uniform = uniform
         self._backoff_s = RECONNECT_MIN_S
         self._up_since: float | None = None
-        self._window_end = float("-inf")
+        self._window_end = float("-inf") if configured_at is None else configured_at + START_WINDOW_S
         self._first = False
         self._armed = True  # no window opened since the last steady peering
 

@@ -237,8 +237,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("listen", STRINGS, (f"tcp://0.0.0.0:{DEFAULT_PORT}",), metavar="URI", repeat=True,
             help="where to accept peerings: tcp://, tls://, quic://, ws:// or wss:// URIs"),
     Setting("peers", STRINGS, (), metavar="URI", flag="peer", repeat=True,
-            help="static peers to keep connected: redialled within a second for 30 s after a "
-                 "peering is lost, else with backoff from 5 s up to 1 h; "
+            help="static peers to keep connected: redialled within a second for 15 s after "
+                 "they are configured and for 30 s after a peering is lost, else with backoff "
+                 "from 5 s up to 1 h; "
                  "a URI ending in ?key=HEX pins the key the peer must prove"),
     Setting("admin", STR, DEFAULT_ADMIN, metavar="HOST:PORT",
             help="address of the admin API and Prometheus metrics; it has no authentication, "

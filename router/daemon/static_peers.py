@@ -102,7 +102,7 @@ class StaticPeers:
 
     async def _keep_connected(self, peer: StaticPeer) -> None:
         loop = asyncio.get_running_loop()
-        schedule = RedialSchedule(self._uniform)
+        schedule = RedialSchedule(self._uniform, configured_at=loop.time())
         while not self._stopping:
             peer.attempts += 1
             try:

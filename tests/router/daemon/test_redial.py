@@ -15,6 +15,7 @@ from router.daemon.redial import (
     RECONNECT_MIN_S,
     RETRY_MAX_S,
     RETRY_MIN_S,
+    START_WINDOW_S,
     STEADY_PEERING_S,
     RedialSchedule,
     Uniform,
@@ -46,6 +47,7 @@ def test_the_constants_are_the_documented_ones() -> None:
     assert (FIRST_REDIAL_MIN_S, FIRST_REDIAL_MAX_S) == (0.05, 0.3)
     assert (RETRY_MIN_S, RETRY_MAX_S) == (0.35, 0.65)
     assert PROMPT_WINDOW_S == 30.0
+    assert START_WINDOW_S == 15.0
 
 
 def test_a_peer_never_reached_gets_the_references_doubling_to_an_hour() -> None:
@@ -154,3 +156,27 @@ def test_a_second_loss_inside_the_window_after_a_steady_peering_starts_it_over()
     schedule.down(11.0 + STEADY_PEERING_S)
     assert schedule.prompt_until == 11.0 + STEADY_PEERING_S + PROMPT_WINDOW_S
     assert schedule.next_delay(11.0 + STEADY_PEERING_S) == FIRST_REDIAL_MIN_S
+
+
+@pytest.mark.parametrize("uniform", [lowest, highest], ids=["lowest", "highest"])
+def test_a_peer_just_configured_is_retried_promptly_then_on_the_reference_schedule(uniform: Uniform) -> None:
+    schedule = RedialSchedule(uniform, configured_at=50.0)
+    now = 50.0
+    prompt = []
+    while now < 50.0 + START_WINDOW_S:
+        delay = schedule.next_delay(now)
+        prompt.append(delay)
+        now += delay
+    assert prompt and all(RETRY_MIN_S <= d <= RETRY_MAX_S for d in prompt)
+    assert prompt[0] == uniform(RETRY_MIN_S, RETRY_MAX_S)
+    delays, _ = waits(schedule, now, 3)
+    assert delays == REFERENCE[:3]
+
+
+def test_a_peer_reached_in_its_start_window_and_lost_gets_a_loss_window() -> None:
+    schedule = RedialSchedule(lowest, configured_at=0.0)
+    assert schedule.next_delay(0.0) == RETRY_MIN_S
+    schedule.up(1.0)
+    schedule.down(100.0)
+    assert schedule.next_delay(100.0) == FIRST_REDIAL_MIN_S
+    assert schedule.prompt_until == 100.0 + PROMPT_WINDOW_S
