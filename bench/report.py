@@ -8,6 +8,7 @@ Sections, each runnable alone with ``--only`` (a comma-separated list):
 ``relay``       relay load, if a ``bench.relay`` module exists (skipped with a note if not)
 ``hostile``     attacks on a node while its good peers ping through it (:mod:`bench.hostile`)
 ``fuzz``        coverage-guided fuzzing of the wire decoders (:mod:`bench.fuzz`)
+``testbed``     real processes on emulated links, Pinewood beside the Go reference (:mod:`bench.testbed`)
 
 Every section keeps its figures in ``<out>/<section>.json``; the report is
 written from all of them, so a section that is not re-run keeps its last
@@ -36,8 +37,10 @@ from bench.report_text import render
 from bench.sim import plots
 from bench.sim.runner import simulate
 from bench.sim.setup import SimConfig
+from bench.testbed import plots as testbed_plots
+from bench.testbed.report import render_testbed
 
-SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz")
+SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed")
 LINKS = ("tcp", "tls", "quic", "ws")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 Progress = Callable[[str], None]
@@ -163,6 +166,34 @@ def run_fuzz(quick: bool, say: Progress) -> dict[str, Any]:
     return _module_json("bench.fuzz", ["--runs", "20000"] if quick else [], say)
 
 
+def run_testbed(quick: bool, out: Path, say: Progress) -> dict[str, Any]:
+    """Every testbed scenario on each network (quick: two scenarios, small and short)."""
+    raw = out / "testbed-run.json"
+    args = ["--json", str(raw)]
+    if quick:
+        args += ["--scenarios", "cold,restarts", "--variants", "pinewood,go", "--graph", "er:6:2"]
+        args += ["--duration", "15", "--rest", "3"]
+    command = [sys.executable, "-m", "bench.testbed", *args]
+    say("running " + " ".join(command[1:]))
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"argv": command[1:], "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+    result: dict[str, Any] = json.loads(raw.read_text(encoding="utf-8"))
+    raw.unlink()
+    return {"argv": command[1:], "result": result, "plots": testbed_figures(result, out)}
+
+
+def testbed_figures(result: dict[str, Any], out: Path) -> dict[str, str]:
+    runs = result.get("runs", [])
+    if not runs:
+        return {}
+    return {
+        "delivery": testbed_plots.delivery(runs, out / "testbed-delivery.png").name,
+        "first_answers": testbed_plots.first_answers(runs, out / "testbed-first-answer-cdf.png").name,
+        "stretch": testbed_plots.stretch(runs, out / "testbed-stretch-cdf.png").name,
+    }
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -201,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "relay": lambda: run_relay(args.quick, say),
         "hostile": lambda: run_hostile(args.quick, say),
         "fuzz": lambda: run_fuzz(args.quick, say),
+        "testbed": lambda: run_testbed(args.quick, out, say),
     }
     for section in [] if args.render else only:
         started = time.perf_counter()
@@ -222,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hostile = render_hostile(stored)
     if hostile:
         text += "\n" + "\n".join(hostile).rstrip() + "\n"
+    testbed = render_testbed(stored)
+    if testbed:
+        text += "\n" + "\n".join(testbed).rstrip() + "\n"
     (out / "REPORT.md").write_text(text, encoding="utf-8")
     say(f"wrote {out / 'REPORT.md'}")
     return 0

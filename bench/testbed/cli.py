@@ -2,7 +2,8 @@
 
 Every scenario runs on each variant asked for (all Pinewood, all Go reference,
 half and half), each on a testbed of its own, and the results go to one JSON
-file (``--json``, by default ``bench/results/testbed.json``).  ``calibrate``
+file (``--json``; ``python -m bench report --only testbed`` runs them all into the
+report, with plots).  ``calibrate``
 measures the link emulator itself.  Ctrl-C stops the run and removes every
 namespace and process it made.
 """
@@ -23,8 +24,8 @@ from bench.testbed.calibrate import calibrate
 from bench.testbed.scenarios import SCENARIOS, VARIANTS, Settings, run, with_overrides
 from bench.testbed.summary import describe
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "testbed.json"
 DEFAULTS = Settings()
+RESULTS = DEFAULTS.workdir / "results.json"
 
 
 def _list(text: str, allowed: Sequence[str]) -> list[str]:
