@@ -13,6 +13,9 @@ cost of a node at rest.
   traffic on the overlay, the count it adds up over all nodes is the hops of
   both ways.  Pinewood nodes only (the reference counts
   nothing it could be asked for); a count is kept only when nothing else moved.
+- :func:`peerings_lost` counts, from the nodes' logs, the peerings that ended
+  since a mark, by reason: on a network where nothing fails, every one is a
+  false alarm (a keepalive deadline, a handshake timeout) or a flap.
 - :func:`rest_cost` reads, over a quiet window, the bytes each node's interface
   sent (the emulator reads every one of them), the bytes the node says it sent,
   its CPU time and its resident memory.
@@ -21,7 +24,9 @@ cost of a node at rest.
 from __future__ import annotations
 
 import http.client
+import json
 import random
+import re
 import statistics
 import threading
 import time
@@ -174,6 +179,47 @@ def path_lengths(
             continue
         out.append((source, target, (after - before) / 2))
     return out
+
+
+GO_DISCONNECT = re.compile(r"Disconnected from peer \S+ on port \d+(?: due to error: (.*))?")
+
+
+def log_marks(bed: Testbed) -> list[int]:
+    """Where each node's log ends now."""
+    return [(n.data_dir / "log").stat().st_size if (n.data_dir / "log").exists() else 0 for n in bed.nodes]
+
+
+def peerings_lost(bed: Testbed, marks: Sequence[int]) -> dict[str, int]:
+    """Peerings that ended since ``marks``, counted by reason over all nodes
+    (each loss is seen by both ends), stops of the node itself left out."""
+    lost: dict[str, int] = {}
+    for node, mark in zip(bed.nodes, marks, strict=True):
+        path = node.data_dir / "log"
+        if not path.exists():
+            continue
+        with path.open("rb") as log:
+            log.seek(mark)
+            lines = log.read().decode(errors="replace").splitlines()
+        for line in lines:
+            reason = _disconnect_reason(line)
+            if reason is not None and reason != "node stopping":
+                lost[reason] = lost.get(reason, 0) + 1
+    return lost
+
+
+def _disconnect_reason(line: str) -> str | None:
+    if line.startswith("{"):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None
+        if isinstance(event, dict) and event.get("event") == "peer disconnected":
+            return str(event.get("reason", "?"))[:80]
+        return None
+    match = GO_DISCONNECT.search(line)
+    if match is None:
+        return None
+    return "go: " + (match.group(1) or "closed")[:70]
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,11 +80,18 @@ def _rest(run: dict[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
+def _lost(run: dict[str, Any]) -> str:
+    lost = run.get("peerings_lost")
+    if lost is None:
+        return "-"
+    return str(sum(lost.values()))
+
+
 def _scenario_table(runs: list[dict[str, Any]]) -> list[str]:
     out = [
         "| scenario | network | nodes | pings answered | RTT p50 / p99 (ms) | first answer p50 / p90 (s) |"
-        " stretch mean | at rest, per node (sent B/s, CPU, RSS) |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        " stretch mean | peerings lost | at rest, per node (sent B/s, CPU, RSS) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in runs:
         probes = run["probes"]
@@ -99,12 +106,18 @@ def _scenario_table(runs: list[dict[str, Any]]) -> list[str]:
             f"| {run['scenario']} | {run['variant']} | {run['nodes']} |"
             f" {_pct(probes['delivery'])} of {probes['pings']} |"
             f" {_ms(probes['rtt_ms'], 'p50')} / {_ms(probes['rtt_ms'], 'p99')} | {first_text} |"
-            f" {_s(stretch, 'mean')} | {_rest(run)} |"
+            f" {_s(stretch, 'mean')} | {_lost(run)} | {_rest(run)} |"
         )
     return [*out, ""]
 
 
 WHAT_FIRST = """\
+"Peerings lost" counts the ends that logged a peering ending (so one loss seen by
+both ends counts twice), from all nodes up (cold, wan, harsh) or settled (flaps,
+restarts) to the end of the run, the node's own stops left out; under restarts
+the victims' neighbours lose theirs by design, under flaps where a link stayed
+down long enough.
+
 "First answer" is, for cold and wan, the time from the first launch until a pair's
 first ping was answered (the nodes take a few seconds to start: see "all up");
 for restarts, from the restarted node answering its API until each neighbour's

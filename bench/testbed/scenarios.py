@@ -5,6 +5,8 @@ JSON-ready dict.  Times are wall-clock seconds: these are real processes.
 
 - ``cold``: every node starts at once; pings between random pairs from then on.
 - ``wan``: ``cold`` on wide-area links (10-150 ms each way, 0.5-2% loss, a rate cap).
+- ``harsh``: ``cold`` with every link at 150 ms each way (300 ms round trips per
+  hop), 10% jitter and 2% loss: nothing tuned on loopback may fail here.
 - ``flaps``: on a settled network, links go down for 1-8 s, one at a time.
 - ``restarts``: on a settled network, a node is killed and started again every
   few seconds (a churn rate); its neighbours' and others' first answers from it.
@@ -32,13 +34,15 @@ from bench.testbed.probes import (
     Prober,
     delivery_series,
     first_answers,
+    log_marks,
     path_lengths,
+    peerings_lost,
     quantiles,
     rest_cost,
 )
 
 VARIANTS = ("pinewood", "go", "mixed")
-SCENARIOS = ("cold", "wan", "flaps", "restarts", "mobility")
+SCENARIOS = ("cold", "wan", "harsh", "flaps", "restarts", "mobility")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,9 @@ def wan_shape(seed: int, a: int, b: int) -> LinkShape:
         rate_bps=10e6,
         queue_s=0.1,
     )
+
+
+HARSH_SHAPE = LinkShape(delay_s=0.150, jitter_s=0.015, loss=0.02, rate_bps=10e6, queue_s=0.1)
 
 
 def kinds_for(variant: str, count: int, rng: random.Random) -> list[Kind]:
@@ -203,13 +210,16 @@ def run_cold(bed: Testbed, rng: random.Random, settings: Settings, edges: Sequen
     for index in range(len(bed.nodes)):
         bed.wait_up(index)
     all_up = time.monotonic() - t0
+    marks = log_marks(bed)
     prober = _with_prober(bed, rng, settings, t0)
     pairs = random_pairs(rng, len(bed.nodes), settings.first_pairs)
     first = first_answers(bed, pairs, t0, limit_s=settings.duration_s)
     time.sleep(max(0.0, t0 + settings.duration_s - time.monotonic()))
     probes = prober.stop()
+    lost = peerings_lost(bed, marks)
     return {
         "all_up_s": round(all_up, 3),
+        "peerings_lost": lost,
         "first_answer_s": _summary(list(first.values())),
         "first_answer_values": sorted(v for v in first.values() if v is not None),
         "probes": _probe_summary(probes),
@@ -221,6 +231,7 @@ def run_cold(bed: Testbed, rng: random.Random, settings: Settings, edges: Sequen
 def run_flaps(bed: Testbed, rng: random.Random, settings: Settings, edges: Sequence[tuple[int, int]]) -> Any:
     bed.start_all()
     settled = _settle(bed, rng, settings)
+    marks = log_marks(bed)
     t0 = time.monotonic()
     prober = _with_prober(bed, rng, settings, t0)
     flaps = []
@@ -238,6 +249,7 @@ def run_flaps(bed: Testbed, rng: random.Random, settings: Settings, edges: Seque
     recoveries = [v for f in flaps for v in (f["first"], f["back"])]
     return {
         "settled_s": round(settled, 2),
+        "peerings_lost": peerings_lost(bed, marks),
         "flaps": flaps,
         "recovery_s": _summary(recoveries),
         "recovery_values": sorted(v for v in recoveries if v is not None),
@@ -255,6 +267,7 @@ def run_restarts(
 ) -> Any:
     bed.start_all()
     settled = _settle(bed, rng, settings)
+    marks = log_marks(bed)
     t0 = time.monotonic()
     prober = _with_prober(bed, rng, settings, t0)
     restarts: list[dict[str, Any]] = []
@@ -288,6 +301,7 @@ def run_restarts(
     probes = prober.stop()
     return {
         "settled_s": round(settled, 2),
+        "peerings_lost": peerings_lost(bed, marks),
         "restarts_per_min": round(len(restarts) / (settings.duration_s / 60), 2),
         "restarts": restarts,
         "neighbour_first_answer_s": _summary(near),
@@ -389,6 +403,7 @@ def _connected(count: int, links: set[tuple[int, int]]) -> bool:
 RUNNERS: dict[str, Callable[[Testbed, random.Random, Settings, Sequence[tuple[int, int]]], Any]] = {
     "cold": run_cold,
     "wan": run_cold,
+    "harsh": run_cold,
     "flaps": run_flaps,
     "restarts": run_restarts,
     "mobility": run_mobility,
@@ -403,6 +418,8 @@ def run(scenario: str, variant: str, settings: Settings, pinewood_args: Sequence
     seed = settings.seed
 
     def shape(a: int, b: int) -> LinkShape:
+        if scenario == "harsh":
+            return HARSH_SHAPE
         return wan_shape(seed, a, b) if scenario == "wan" else LAN_SHAPE
 
     mobile = scenario == "mobility"

@@ -33,6 +33,8 @@ def run_line(run: dict[str, Any]) -> str:
         parts.append(f"others p50 {_q(far)} s ({run['restarts_per_min']}/min)")
     if run.get("path"):
         parts.append(f"stretch p50 {_q(run['path']['stretch'])} mean {_q(run['path']['stretch'], 'mean')}")
+    if run.get("peerings_lost") is not None:
+        parts.append(f"peerings lost {sum(run['peerings_lost'].values())}")
     rest = (run.get("rest") or {}).get("by_kind", {})
     for kind, cost in rest.items():
         parts.append(
