@@ -169,7 +169,7 @@ def run_fuzz(quick: bool, say: Progress) -> dict[str, Any]:
 def run_testbed(quick: bool, out: Path, say: Progress) -> dict[str, Any]:
     """Every testbed scenario on each network (quick: two scenarios, small and short)."""
     raw = out / "testbed-run.json"
-    args = ["--json", str(raw)]
+    args = ["--json", str(raw), "--scale", "8,16,32,48"]
     if quick:
         args += ["--scenarios", "cold,restarts", "--variants", "pinewood,go", "--graph", "er:6:2"]
         args += ["--duration", "15", "--rest", "3"]

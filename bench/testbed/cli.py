@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"running {scenario} on {variant} ...", flush=True)
                 outcome = run(scenario, variant, settings, args.pinewood_arg)
                 results["runs"].append(outcome)
+                print(describe({"runs": [outcome]}), flush=True)
+        sizes = [int(n) for n in args.scale.split(",") if n.strip()]
+        if sizes:
+            results["scale"] = []
+        for size in sizes:
+            for variant in args.scale_variants:
+                print(f"running cold on {size} nodes, {variant} ...", flush=True)
+                sized = replace(settings, graph=f"er:{size}:3", stretch_pairs=0)
+                outcome = run("cold", variant, sized, args.pinewood_arg)
+                results["scale"].append(outcome)
                 print(describe({"runs": [outcome]}), flush=True)
     except KeyboardInterrupt:
         print("interrupted: namespaces and processes removed", file=sys.stderr)

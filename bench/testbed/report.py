@@ -35,6 +35,32 @@ def _s(block: Any, key: str) -> str:
     return _f((block or {}).get(key), 2)
 
 
+def _scale(runs: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "### How many nodes this machine holds",
+        "",
+        "A cold start on random graphs of mean degree 3, every link 1 ms, growing sizes:",
+        "",
+        "| nodes | network | all up (s) | first answer p50 / p90 (s) | pings answered | RTT p50 / p99 (ms) |"
+        " CPU at rest, all nodes (cores) | emulator late, mean / max (ms) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        first = run["first_answer_s"]
+        probes = run["probes"]
+        rest = (run.get("rest") or {}).get("by_kind") or {}
+        cores = sum(c["cpu_per_s"].get("mean", 0.0) * c["nodes"] for c in rest.values())
+        emulator = run["emulator"]
+        out.append(
+            f"| {run['nodes']} | {run['variant']} | {run['all_up_s']:.1f} |"
+            f" {_s(first, 'p50')} / {_s(first, 'p90')} ({first['answered']}/{first['count']}) |"
+            f" {_pct(probes['delivery'])} of {probes['pings']} |"
+            f" {_ms(probes['rtt_ms'], 'p50')} / {_ms(probes['rtt_ms'], 'p99')} | {cores:.2f} |"
+            f" {_f(emulator['late_ms_mean'], 3)} / {_f(emulator['late_ms_max'], 1)} |"
+        )
+    return [*out, ""]
+
+
 def _calibration(cal: dict[str, Any]) -> list[str]:
     out = [
         "### The link emulator, measured",
@@ -154,6 +180,8 @@ def render_testbed(stored: dict[str, dict[str, Any]]) -> list[str]:
             plot = section.get("plots", {}).get(name)
             if plot:
                 out += [f"![{name}]({plot})", ""]
+    if result.get("scale"):
+        out += _scale(result["scale"])
     if result.get("calibration"):
         out += _calibration(result["calibration"])
     for extra in section.get("notes", []):
