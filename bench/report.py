@@ -180,10 +180,10 @@ def run_testbed(quick: bool, out: Path, say: Progress) -> dict[str, Any]:
         return {"argv": command[1:], "error": (proc.stderr or proc.stdout).strip()[-2000:]}
     result: dict[str, Any] = json.loads(raw.read_text(encoding="utf-8"))
     raw.unlink()
-    return {"argv": command[1:], "result": result, "plots": testbed_figures(result, out)}
+    return {"argv": command[1:], "result": result, "plots": draw_testbed_plots(result, out)}
 
 
-def testbed_figures(result: dict[str, Any], out: Path) -> dict[str, str]:
+def draw_testbed_plots(result: dict[str, Any], out: Path) -> dict[str, str]:
     runs = result.get("runs", [])
     if not runs:
         return {}

@@ -62,6 +62,17 @@ def parser() -> argparse.ArgumentParser:
         "--json", type=Path, default=RESULTS, help=f"where to write the results (default {RESULTS})"
     )
     p.add_argument(
+        "--scale",
+        default="",
+        help="also a cold start on random graphs (mean degree 3) of these sizes, e.g. 8,16,32,48",
+    )
+    p.add_argument(
+        "--scale-variants",
+        default=["pinewood", "go"],
+        type=lambda t: _list(t, VARIANTS),
+        help="the networks of those runs (default: pinewood,go)",
+    )
+    p.add_argument(
         "--pinewood-arg", action="append", default=[], help="an extra argument for every Pinewood node"
     )
     return p
@@ -82,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except netns.NamespaceError as exc:
         print(f"the testbed cannot run here: {exc}", file=sys.stderr)
         return 2
-    # SIGTERM ends the run as Ctrl-C does: through the cleanup of each testbed.
+    # SIGINT and SIGTERM end the run through the cleanup of each testbed, also
+    # when the shell that started it in the background set SIGINT to be ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     results: dict[str, Any] = {"settings": _settings_view(settings), "started": time.time(), "runs": []}
     try:

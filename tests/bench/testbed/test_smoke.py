@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from bench.daemons import wait_until
+from bench.report import draw_testbed_plots
 from bench.testbed import netns
+from bench.testbed.report import render_testbed
 
 REQUIRE_ENV = "PINEWOOD_REQUIRE_INTEROP"
 
@@ -35,10 +38,16 @@ def test_wan_ring_of_five_delivers_and_cleans_up(tmp_path: Path) -> None:
         sys.executable, "-m", "bench.testbed", "--scenarios=wan", "--variants=pinewood", "--graph=ring:5",
         "--duration=20", "--rest=3", f"--workdir={tmp_path / 'nodes'}", f"--json={out}",
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    done = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed, _ = done.communicate(timeout=120)
+    finally:
+        if done.poll() is None:
+            done.kill()
+            done.wait()
+    assert done.returncode == 0, printed[-4000:]
     (run,) = json.loads(out.read_text())["runs"]
-    print(done.stdout)
+    print(printed)
 
     # Every ordered pair of the five answered, and once answered the network
     # kept delivering (a ping crosses at most four lossy links in all).
@@ -57,10 +66,61 @@ def test_wan_ring_of_five_delivers_and_cleans_up(tmp_path: Path) -> None:
     assert pinewood["link_bytes_per_s"]["mean"] > 0 and pinewood["rss_mib"]["mean"] > 10
     assert run["emulator"]["write_errors"] == 0
 
+    # The report's section and plots are made from these results.
+    result = json.loads(out.read_text())
+    section = {
+        "measured": "now",
+        "command": " ".join(command[1:]),
+        "wall_s": 1.0,
+        "machine": {"python": "3", "platform": "x", "cpus": 2, "load_average": [0.0, 0.0, 0.0]},
+        "result": result,
+        "plots": draw_testbed_plots(result, tmp_path),
+    }
+    text = "\n".join(render_testbed({"testbed": section}))
+    assert "| wan | pinewood | 5 |" in text
+    assert all((tmp_path / name).stat().st_size > 1000 for name in section["plots"].values())
+
     # Nothing is left: no namespace of the run, no process of its nodes.
-    assert not [n for n in netns.owned_names() if n.startswith(f"{netns.PREFIX}{os.getpid()}-")]
-    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "nodes")], capture_output=True, check=False)
-    assert leftover.stdout == b""
+    assert _namespaces(f"{netns.PREFIX}{done.pid}-") == []
+    assert _node_pids(tmp_path / "nodes") == []
+
+
+@pytest.mark.usefixtures("namespaces_or_skip")
+def test_ctrl_c_removes_the_namespaces_and_nodes_of_the_run(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes"
+    command = [
+        sys.executable, "-m", "bench.testbed", "--scenarios=cold", "--variants=pinewood", "--graph=line:3",
+        "--duration=60", f"--workdir={nodes}", f"--json={tmp_path / 'out.json'}",
+    ]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        prefix = f"{netns.PREFIX}{run.pid}-"
+        wait_until(
+            lambda: len([n for n in netns.owned_names() if n.startswith(prefix)]) == 3, 30, "3 namespaces"
+        )
+        wait_until(lambda: len(_node_pids(nodes)) == 3, 30, "3 nodes running")
+        run.send_signal(signal.SIGINT)
+        out, _ = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, out.decode(errors="replace")[-2000:]
+    assert b"interrupted" in out
+    assert _namespaces(prefix) == []
+    assert _node_pids(nodes) == []
+    assert not (tmp_path / "out.json").exists()
+
+
+def _namespaces(prefix: str) -> list[str]:
+    return [n for n in netns.owned_names() if n.startswith(prefix)]
+
+
+def _node_pids(workdir: Path) -> list[int]:
+    """The node processes whose data directories are under ``workdir``."""
+    pattern = f"--data-dir={workdir}/"
+    found = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
 
 
 @pytest.mark.usefixtures("namespaces_or_skip")
