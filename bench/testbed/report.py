@@ -23,8 +23,10 @@ here). Pings are overlay pings between random pairs of live nodes, six every
 0.5 s, each waiting 2 s for its answer. First answers: pairs pinged every 0.2 s
 until answered. Path length: all-Pinewood only, from the nodes' forwarded-frame
 counters with one ping in flight (the reference exposes no such counter).
-Cost at rest: bytes each node's interface sent (the emulator's count) over a quiet
-window after the run, CPU from /proc, RSS at the end."""
+Cost at rest: bytes each node's interface sent (the emulator's count, so Ethernet,
+IP and TCP headers included) over a quiet window after the run, beside the bytes
+a Pinewood node counts itself as written to its peers; CPU from /proc, RSS at the
+end."""
 
 
 def _ms(block: Any, key: str) -> str:
@@ -77,7 +79,8 @@ def _calibration(cal: dict[str, Any]) -> list[str]:
         low, high = row["loss_95"]
         out.append(
             f"| {row['link']} | {_f(row['delay_ms']['p50'], 3)} / {_f(row['delay_ms']['p99'], 3)} |"
-            f" {_f(row['excess_ms']['p50'], 3)} | {_pct(row['loss'])} | {low * 100:.2f}-{high * 100:.2f} % |"
+            f" {_f(row['excess_ms']['p50'], 3)} | {row['loss'] * 100:.2f} % |"
+            f" {low * 100:.2f}-{high * 100:.2f} % |"
         )
     out += [
         "",
@@ -98,8 +101,10 @@ def _calibration(cal: dict[str, Any]) -> list[str]:
 def _rest(run: dict[str, Any]) -> str:
     parts = []
     for kind, cost in ((run.get("rest") or {}).get("by_kind") or {}).items():
+        own = cost.get("node_bytes_per_s")
+        own_text = f" ({_f(own.get('mean'), 0)} by its own count)" if own else ""
         parts.append(
-            f"{kind}: {_f(cost['link_bytes_per_s'].get('mean'), 0)} B/s,"
+            f"{kind}: {_f(cost['link_bytes_per_s'].get('mean'), 0)} B/s{own_text},"
             f" {_f(cost['cpu_per_s'].get('mean', 0) * 100, 2)} % CPU,"
             f" {_f(cost['rss_mib'].get('mean'), 0)} MiB"
         )

@@ -139,6 +139,7 @@ def _probe_summary(probes: Sequence[Any], bin_s: float = 2.0) -> dict[str, Any]:
             {"t": round(t, 3), "delivery": round(d, 4), "pings": n}
             for t, d, n in delivery_series(probes, bin_s)
         ],
+        "unanswered": [[round(p.sent_s, 2), p.source, p.target] for p in probes if p.rtt_s is None],
     }
 
 
