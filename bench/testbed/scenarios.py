@@ -31,6 +31,7 @@ from bench.sim.setup import build_topology
 from bench.testbed.bed import Discovery, Kind, Testbed
 from bench.testbed.medium import LinkShape
 from bench.testbed.probes import (
+    CALL_ERRORS,
     Prober,
     delivery_series,
     first_answers,
@@ -181,6 +182,23 @@ def _rest(bed: Testbed, settings: Settings) -> dict[str, Any]:
             "rss_mib": quantiles([cost.rss_kib[i] / 1024 for i in members]),
         }
     return {"seconds": round(cost.seconds, 2), "by_kind": by_kind}
+
+
+def _pinewood_counts(bed: Testbed) -> dict[str, dict[str, int]]:
+    """The live Pinewood nodes' drops and event counters, summed (since each one's last start)."""
+    drops: dict[str, int] = {}
+    events: dict[str, int] = {}
+    for node in bed.nodes:
+        if node.kind is not Kind.PINEWOOD or not node.alive:
+            continue
+        try:
+            status = bed.api(node.index, "GET", "/status")
+        except CALL_ERRORS:
+            continue
+        for total, counts in ((drops, status.get("drops") or {}), (events, status.get("counters") or {})):
+            for name, count in counts.items():
+                total[name] = total.get(name, 0) + int(count)
+    return {"drops": drops, "counters": events}
 
 
 def _emulator(bed: Testbed) -> dict[str, Any]:
@@ -437,6 +455,7 @@ def run(scenario: str, variant: str, settings: Settings, pinewood_args: Sequence
     with bed:
         result = RUNNERS[scenario](bed, rng, settings, edges)
         emulator = _emulator(bed)
+        result["pinewood_counts"] = _pinewood_counts(bed)
     return {
         "scenario": scenario,
         "variant": variant,
