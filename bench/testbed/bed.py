@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench.go_build import ensure_gopeer
 from bench.testbed import netns
@@ -116,12 +116,8 @@ class Testbed:
         for a, b in self.edges:
             dials[a].append(b)
         prefix = f"pwtb{os.getpid() % 100000}t"
-        self.emulator = subprocess.Popen(
-            [sys.executable, "-m", "bench.testbed.emulator", f"--nodes={count}", f"--prefix={prefix}"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=(self.workdir / "emulator.log").open("wb"),
-        )
+        with (self.workdir / "emulator.log").open("wb") as emulator_log:
+            self.emulator = self._start_emulator(count, prefix, emulator_log)
         ready = self._read_emulator()
         if "ready" not in ready:
             raise netns.NamespaceError(f"the link emulator did not start: {ready}")
@@ -142,6 +138,15 @@ class Testbed:
             )
         for a, b in self.edges:
             self.set_link(a, b, self.shape(a, b))
+
+    @staticmethod
+    def _start_emulator(count: int, prefix: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.testbed.emulator", f"--nodes={count}", f"--prefix={prefix}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
 
     def close(self) -> None:
         """Stop every node (by PID), the emulator, and remove the namespaces."""
