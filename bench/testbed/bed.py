@@ -196,7 +196,11 @@ class Testbed:
                 f"--admin=127.0.0.1:{ADMIN_PORT}",
                 f"--data-dir={node.data_dir}",
                 "--log-format=json",
-                "--lan-discovery" if self.discovery is Discovery.LAN else "--no-lan-discovery",
+                *(
+                    ["--lan-discovery", f"--lan-interfaces={INTERFACE}"]
+                    if self.discovery is Discovery.LAN
+                    else ["--no-lan-discovery"]
+                ),
                 *[f"--peer={p}" for p in peers],
                 *self.pinewood_args,
             ]

@@ -31,7 +31,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -47,6 +47,11 @@ class Probe:
     source: int
     target: int
     rtt_s: float | None
+    reachable: bool = True
+    """Whether a path joined the pair when it was sent (false only where links come and go)."""
+
+
+Reachable = Callable[[int, int], bool]
 
 
 def live(bed: Testbed) -> list[int]:
@@ -57,9 +62,17 @@ class Prober:
     """Pings between random pairs of live nodes, ``pairs`` every ``every_s``."""
 
     def __init__(
-        self, bed: Testbed, rng: random.Random, t0: float, pairs: int, every_s: float, timeout_s: float
+        self,
+        bed: Testbed,
+        rng: random.Random,
+        t0: float,
+        pairs: int,
+        every_s: float,
+        timeout_s: float,
+        reachable: Reachable | None = None,
     ) -> None:
         self.bed = bed
+        self.reachable = reachable
         self.rng = rng
         self.t0 = t0
         self.pairs = pairs
@@ -100,13 +113,14 @@ class Prober:
 
     def _one(self, source: int, target: int) -> None:
         sent = time.monotonic() - self.t0
+        reachable = self.reachable is None or self.reachable(source, target)
         bed = self.bed
         try:
             rtt = bed.ping(source, bed.nodes[target].key, self.timeout_s)
         except CALL_ERRORS:
             return  # the source went down while asked: not a ping that was sent
         with self._lock:
-            self.probes.append(Probe(sent, source, target, rtt))
+            self.probes.append(Probe(sent, source, target, rtt, reachable))
 
 
 def delivery_series(probes: Sequence[Probe], bin_s: float) -> list[tuple[float, float, int]]:
@@ -181,6 +195,7 @@ def path_lengths(
     return out
 
 
+ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+:\d+")
 GO_DISCONNECT = re.compile(r"Disconnected from peer \S+ on port \d+(?: due to error: (.*))?")
 
 
@@ -219,7 +234,8 @@ def _disconnect_reason(line: str) -> str | None:
     match = GO_DISCONNECT.search(line)
     if match is None:
         return None
-    return "go: " + (match.group(1) or "closed")[:70]
+    # Addresses and ports differ from one peering to the next: the reason is the rest.
+    return "go: " + ADDRESS.sub("*", match.group(1) or "closed")[:70]
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,12 @@ def _rest(run: dict[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
+def _with_path(probes: dict[str, Any]) -> str:
+    if "reachable_delivery" not in probes:
+        return ""
+    return f"; {_pct(probes['reachable_delivery'])} of the {probes['reachable_pings']} with a path"
+
+
 def _lost(run: dict[str, Any]) -> str:
     lost = run.get("peerings_lost")
     if lost is None:
@@ -135,7 +141,7 @@ def _scenario_table(runs: list[dict[str, Any]]) -> list[str]:
         stretch = (run.get("path") or {}).get("stretch")
         out.append(
             f"| {run['scenario']} | {run['variant']} | {run['nodes']} |"
-            f" {_pct(probes['delivery'])} of {probes['pings']} |"
+            f" {_pct(probes['delivery'])} of {probes['pings']}{_with_path(probes)} |"
             f" {_ms(probes['rtt_ms'], 'p50')} / {_ms(probes['rtt_ms'], 'p99')} | {first_text} |"
             f" {_s(stretch, 'mean')} | {_lost(run)} | {_rest(run)} |"
         )

@@ -33,6 +33,7 @@ from bench.testbed.medium import LinkShape
 from bench.testbed.probes import (
     CALL_ERRORS,
     Prober,
+    Reachable,
     delivery_series,
     first_answers,
     log_marks,
@@ -60,7 +61,7 @@ class Settings:
     restart_every_s: float = 6.0
     restart_down_s: float = 2.0
     flap_gap_s: float = 2.0
-    mobility_range_m: float = 330.0
+    mobility_range_m: float = 400.0
     mobility_area_m: float = 1000.0
     mobility_speed_m_s: tuple[float, float] = (5.0, 15.0)
     workdir: Path = Path("/tmp/pinewood-testbed")
@@ -141,6 +142,20 @@ def _probe_summary(probes: Sequence[Any], bin_s: float = 2.0) -> dict[str, Any]:
             for t, d, n in delivery_series(probes, bin_s)
         ],
         "unanswered": [[round(p.sent_s, 2), p.source, p.target] for p in probes if p.rtt_s is None],
+        **_reachable_only(probes),
+    }
+
+
+def _reachable_only(probes: Sequence[Any]) -> dict[str, Any]:
+    """Where links come and go: delivery among the pairs a path joined when the ping was sent."""
+    if all(p.reachable for p in probes):
+        return {}
+    joined = [p for p in probes if p.reachable]
+    answered = sum(1 for p in joined if p.rtt_s is not None)
+    return {
+        "reachable_pings": len(joined),
+        "reachable_delivery": answered / len(joined) if joined else None,
+        "unreachable_answered": sum(1 for p in probes if not p.reachable and p.rtt_s is not None),
     }
 
 
@@ -208,15 +223,12 @@ def _emulator(bed: Testbed) -> dict[str, Any]:
     }
 
 
-def _with_prober(bed: Testbed, rng: random.Random, settings: Settings, t0: float) -> Prober:
-    return Prober(
-        bed,
-        random.Random(rng.random()),
-        t0,
-        settings.probe_pairs,
-        settings.probe_every_s,
-        settings.probe_timeout_s,
-    ).start()
+def _with_prober(
+    bed: Testbed, rng: random.Random, settings: Settings, t0: float, reachable: Reachable | None = None
+) -> Prober:
+    own = random.Random(rng.random())
+    s = settings
+    return Prober(bed, own, t0, s.probe_pairs, s.probe_every_s, s.probe_timeout_s, reachable).start()
 
 
 # ---------------------------------------------------------------- scenarios
@@ -372,9 +384,10 @@ def run_mobility(
     links = walk.in_range(settings.mobility_range_m)
     for a, b in links:
         bed.set_link(a, b, RADIO_SHAPE)
+    component = _components(count, links)
     t0 = time.monotonic()
     bed.start_all()
-    prober = _with_prober(bed, rng, settings, t0)
+    prober = _with_prober(bed, rng, settings, t0, lambda a, b: component[a] == component[b])
     changes: list[dict[str, Any]] = []
     stop = threading.Event()
 
@@ -398,6 +411,7 @@ def run_mobility(
                 }
             )
             links = now_links
+            component[:] = _components(count, links)
             tick += 1.0
             stop.wait(max(0.0, tick - time.monotonic()))
 
@@ -417,6 +431,17 @@ def run_mobility(
 
 def _connected(count: int, links: set[tuple[int, int]]) -> bool:
     return all(h >= 0 for h in shortest_hops(count, sorted(links), 0))
+
+
+def _components(count: int, links: set[tuple[int, int]]) -> list[int]:
+    """For each node, the lowest node it has a path to (its component's name)."""
+    names = [-1] * count
+    for start in range(count):
+        if names[start] < 0:
+            for node, hops in enumerate(shortest_hops(count, sorted(links), start)):
+                if hops >= 0:
+                    names[node] = start
+    return names
 
 
 RUNNERS: dict[str, Callable[[Testbed, random.Random, Settings, Sequence[tuple[int, int]]], Any]] = {

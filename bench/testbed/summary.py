@@ -17,6 +17,11 @@ def run_line(run: dict[str, Any]) -> str:
     parts = [
         f"{run['scenario']:<9} {run['variant']:<8} {run['nodes']:>3} nodes",
         f"delivery {probes.get('delivery', 0) * 100:5.1f}% of {probes.get('pings', 0)}",
+        *(
+            [f"{probes['reachable_delivery'] * 100:.1f}% of {probes['reachable_pings']} with a path"]
+            if probes.get("reachable_delivery") is not None
+            else []
+        ),
         f"rtt p50 {_q(rtt, 'p50', digits=1)} ms p99 {_q(rtt, 'p99', digits=1)} ms",
     ]
     if "first_answer_s" in run:
