@@ -9,6 +9,8 @@ Sections, each runnable alone with ``--only`` (a comma-separated list):
 ``hostile``     attacks on a node while its good peers ping through it (:mod:`bench.hostile`)
 ``fuzz``        coverage-guided fuzzing of the wire decoders (:mod:`bench.fuzz`)
 ``testbed``     real processes on emulated links, Pinewood beside the Go reference (:mod:`bench.testbed`)
+``federation``  two Synapses across the testbed, through Pinewood and directly
+                (:mod:`bench.testbed.federation`)
 
 Every section keeps its figures in ``<out>/<section>.json``; the report is
 written from all of them, so a section that is not re-run keeps its last
@@ -38,9 +40,9 @@ from bench.sim import plots
 from bench.sim.runner import simulate
 from bench.sim.setup import SimConfig
 from bench.testbed import plots as testbed_plots
-from bench.testbed.report import render_testbed
+from bench.testbed.report import render_federation, render_testbed
 
-SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed")
+SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed", "federation")
 LINKS = ("tcp", "tls", "quic", "ws")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 Progress = Callable[[str], None]
@@ -183,6 +185,19 @@ def run_testbed(quick: bool, out: Path, say: Progress) -> dict[str, Any]:
     return {"argv": command[1:], "result": result, "plots": draw_testbed_plots(result, out)}
 
 
+def run_federation(out: Path, say: Progress) -> dict[str, Any]:
+    """Synapse to Synapse across the testbed (it takes the Synapse harness of tests/e2e)."""
+    raw = out / "federation-run.json"
+    command = [sys.executable, "-m", "bench.testbed.federation", "--json", str(raw)]
+    say("running " + " ".join(command[1:]))
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"argv": command[1:], "error": (proc.stderr or proc.stdout).strip()[-2000:]}
+    result: dict[str, Any] = json.loads(raw.read_text(encoding="utf-8"))
+    raw.unlink()
+    return {"argv": command[1:], "result": result}
+
+
 def draw_testbed_plots(result: dict[str, Any], out: Path) -> dict[str, str]:
     runs = result.get("runs", [])
     if not runs:
@@ -233,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hostile": lambda: run_hostile(args.quick, say),
         "fuzz": lambda: run_fuzz(args.quick, say),
         "testbed": lambda: run_testbed(args.quick, out, say),
+        "federation": lambda: run_federation(out, say),
     }
     for section in [] if args.render else only:
         started = time.perf_counter()
@@ -254,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hostile = render_hostile(stored)
     if hostile:
         text += "\n" + "\n".join(hostile).rstrip() + "\n"
-    testbed = render_testbed(stored)
+    testbed = render_testbed(stored) + render_federation(stored)
     if testbed:
         text += "\n" + "\n".join(testbed).rstrip() + "\n"
     (out / "REPORT.md").write_text(text, encoding="utf-8")

@@ -480,7 +480,7 @@ def render(stored: dict[str, dict[str, Any]]) -> str:
         "# Pinewood benchmark report",
         "",
         "Regenerate everything with `python -m bench report` (or `make bench`), a section alone with"
-        " `--only sim` (or `throughput`, `sessions`, `relay`, `hostile`, `fuzz`, `testbed`);"
+        " `--only sim` (or `throughput`, `sessions`, `relay`, `hostile`, `fuzz`, `testbed`, `federation`);"
         " `--quick` runs a reduced set."
         " Each section below states when and with which command it was measured.",
         "",

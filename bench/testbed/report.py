@@ -198,3 +198,53 @@ def render_testbed(stored: dict[str, dict[str, Any]]) -> list[str]:
     for extra in section.get("notes", []):
         out += [extra, ""]
     return out
+
+
+ABOUT_FEDERATION = """\
+Two real Synapses exchange room messages across the testbed
+(`bench/testbed/federation.py`). Through Pinewood: five Pinewood nodes in a line
+of four links, each 50 ms one way with 1% loss each way (10 Mbit/s); Synapse A
+beside the first node and B beside the last, each federating through its node's
+gateway, so every request rides a QUIC session over the overlay. The same run then
+kills the middle node (SIGKILL) midway through the messages and starts it again,
+same key, 2 s later. Directly: the same two Synapses over one link with the path's
+whole delay and loss (200 ms one way, 3.94% each way), plain HTTPS federation, no
+node between them: the floor. A user on A sends one message at a time, 1-2 s
+apart; a message's delay runs from A's send call returning to B's client reading it
+from a `/sync` long-poll that is always open. "Stored on B" is B's own record of
+when it persisted the event, on the same clock."""
+
+
+def render_federation(stored: dict[str, dict[str, Any]]) -> list[str]:
+    section = stored.get("federation")
+    if section is None:
+        return []
+    out = ["## Federation across the testbed: Synapse to Synapse, through Pinewood and directly", ""]
+    out += [_stamp(section), ""]
+    if "error" in section:
+        return [*out, f"Failed: `{section['error'].splitlines()[-1] if section['error'] else '?'}`", ""]
+    out += [*ABOUT_FEDERATION.splitlines(), ""]
+    out += [
+        "| path | messages arrived | delay p50 / p90 / p99 / max (ms) | stored on B, p50 / p99 (ms) |"
+        " worst message |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for run in section["result"]["runs"]:
+        for series in run["series"]:
+            delay, stored_delay = series["delay_ms"], series["stored_delay_ms"]
+            worst = series.get("worst") or {}
+            after_kill = worst.get("sent_after_kill_s")
+            worst_text = f"{_f(worst.get('delay_ms'), 0)} ms" + (
+                f", sent {after_kill:.2f} s after the kill" if after_kill is not None else ""
+            )
+            out.append(
+                f"| {series['label']} ({run['path']}) | {series['arrived']}/{series['messages']} |"
+                f" {_f(delay.get('p50'), 0)} / {_f(delay.get('p90'), 0)} / {_f(delay.get('p99'), 0)} /"
+                f" {_f(delay.get('max'), 0)} |"
+                f" {_f(stored_delay.get('p50'), 0)} / {_f(stored_delay.get('p99'), 0)} | {worst_text} |"
+            )
+    return [
+        *out,
+        "Quantiles take the value at rank q x n counted from 0: of 100 messages, p99 is the largest.",
+        "",
+    ]
