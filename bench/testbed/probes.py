@@ -228,8 +228,12 @@ def _disconnect_reason(line: str) -> str | None:
             event = json.loads(line)
         except ValueError:
             return None
-        if isinstance(event, dict) and event.get("event") == "peer disconnected":
+        if not isinstance(event, dict):
+            return None
+        if event.get("event") == "peer disconnected":  # the link ended under the node
             return str(event.get("reason", "?"))[:80]
+        if event.get("event") == "closing peer":  # the router closed it (a silent peer, bad input)
+            return "closed: " + str(event.get("reason", "?"))[:72]
         return None
     match = GO_DISCONNECT.search(line)
     if match is None:
