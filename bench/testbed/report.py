@@ -243,8 +243,5 @@ def render_federation(stored: dict[str, dict[str, Any]]) -> list[str]:
                 f" {_f(delay.get('max'), 0)} |"
                 f" {_f(stored_delay.get('p50'), 0)} / {_f(stored_delay.get('p99'), 0)} | {worst_text} |"
             )
-    return [
-        *out,
-        "Quantiles take the value at rank q x n counted from 0: of 100 messages, p99 is the largest.",
-        "",
-    ]
+    rank = "Quantiles take the value at rank q x n counted from 0: of 100 messages, p99 is the largest."
+    return [*out, "", rank, ""]
