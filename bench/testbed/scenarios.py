@@ -456,7 +456,8 @@ RUNNERS: dict[str, Callable[[Testbed, random.Random, Settings, Sequence[tuple[in
 
 def run(scenario: str, variant: str, settings: Settings, pinewood_args: Sequence[str] = ()) -> dict[str, Any]:
     """One scenario on one variant, on a testbed of its own."""
-    rng = random.Random(f"{settings.seed} {scenario} {variant}")
+    # One seed for every network: the same restarts, flaps and ping pairs, in the same order.
+    rng = random.Random(f"{settings.seed} {scenario}")
     count, edges = topology(settings.graph, settings.seed)
     kinds = kinds_for(variant, count, random.Random(settings.seed))
     seed = settings.seed

@@ -92,7 +92,7 @@ func main() {
 		go serveWS(logger, r, ln)
 	}
 
-	api := &controlAPI{router: r, log: logger, waiters: map[string]chan time.Time{}, received: map[string]int{}, echoed: map[string]int{}}
+	api := &controlAPI{router: r, log: logger, waiters: map[string]pingWaiter{}, received: map[string]int{}, echoed: map[string]int{}}
 	switch *app {
 	case "packets":
 		go api.readPackets()
@@ -240,6 +240,11 @@ func dial(r *router.Router, uri string) error {
 
 // ---------------------------------------------------------------- the control API
 
+type pingWaiter struct {
+	key    types.PublicKey
+	answer chan time.Time
+}
+
 type controlAPI struct {
 	router   *router.Router
 	log      *log.Logger
@@ -247,10 +252,10 @@ type controlAPI struct {
 	http     *sessions.HTTP
 
 	mu       sync.Mutex
-	waiters  map[string]chan time.Time // ping nonce (hex) -> answer
-	received map[string]int            // packets (not pings or pongs) by source key
-	echoed   map[string]int            // pings answered, by source key
-	served   int                       // HTTP requests served over sessions
+	waiters  map[string]pingWaiter // ping nonce (hex) -> who must answer, and where to
+	received map[string]int        // packets (not pings or pongs) by source key
+	echoed   map[string]int        // pings answered, by source key
+	served   int                   // HTTP requests served over sessions
 }
 
 func (a *controlAPI) mux() *http.ServeMux {
@@ -401,10 +406,15 @@ func (a *controlAPI) readPackets() {
 			nonce := hex.EncodeToString(payload[len(pongPrefix):])
 			a.mu.Lock()
 			waiter, found := a.waiters[nonce]
-			delete(a.waiters, nonce)
+			// Only the pinged node's answer counts: the reference hands a frame
+			// that has no better next hop to the local application, so a node
+			// nearest to an absent key answers pings meant for it.
+			if found && waiter.key == source {
+				delete(a.waiters, nonce)
+			}
 			a.mu.Unlock()
-			if found {
-				waiter <- time.Now()
+			if found && waiter.key == source {
+				waiter.answer <- time.Now()
 			}
 		default:
 			a.mu.Lock()
@@ -479,14 +489,14 @@ func (a *controlAPI) postPing(w http.ResponseWriter, req *http.Request) {
 	for i := 0; i < body.Count; i++ {
 		nonce := make([]byte, 8)
 		_, _ = rand.Read(nonce)
-		waiter := make(chan time.Time, 1)
+		waiter := pingWaiter{key: key, answer: make(chan time.Time, 1)}
 		a.mu.Lock()
 		a.waiters[hex.EncodeToString(nonce)] = waiter
 		a.mu.Unlock()
 		started := time.Now()
 		_, _ = a.router.WriteTo(append(append([]byte{}, pingPrefix...), nonce...), key)
 		select {
-		case answered := <-waiter:
+		case answered := <-waiter.answer:
 			rtts = append(rtts, float64(answered.Sub(started).Microseconds())/1000)
 		case <-time.After(time.Duration(body.TimeoutMS) * time.Millisecond):
 			a.mu.Lock()
