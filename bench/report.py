@@ -168,27 +168,9 @@ def run_fuzz(quick: bool, say: Progress) -> dict[str, Any]:
     return _module_json("bench.fuzz", ["--runs", "20000"] if quick else [], say)
 
 
-def run_testbed(quick: bool, out: Path, say: Progress) -> dict[str, Any]:
-    """Every testbed scenario on each network (quick: two scenarios, small and short)."""
-    raw = out / "testbed-run.json"
-    args = ["--json", str(raw), "--scale", "8,16,32,48"]
-    if quick:
-        args += ["--scenarios", "cold,restarts", "--variants", "pinewood,go", "--graph", "er:6:2"]
-        args += ["--duration", "15", "--rest", "3"]
-    command = [sys.executable, "-m", "bench.testbed", *args]
-    say("running " + " ".join(command[1:]))
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return {"argv": command[1:], "error": (proc.stderr or proc.stdout).strip()[-2000:]}
-    result: dict[str, Any] = json.loads(raw.read_text(encoding="utf-8"))
-    raw.unlink()
-    return {"argv": command[1:], "result": result, "plots": draw_testbed_plots(result, out)}
-
-
-def run_federation(out: Path, say: Progress) -> dict[str, Any]:
-    """Synapse to Synapse across the testbed (it takes the Synapse harness of tests/e2e)."""
-    raw = out / "federation-run.json"
-    command = [sys.executable, "-m", "bench.testbed.federation", "--json", str(raw)]
+def _module_file_json(module: str, args: list[str], raw: Path, say: Progress) -> dict[str, Any]:
+    """Run ``module`` with ``--json raw``, and take (then remove) what it wrote there."""
+    command = [sys.executable, "-m", module, "--json", str(raw), *args]
     say("running " + " ".join(command[1:]))
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -196,6 +178,24 @@ def run_federation(out: Path, say: Progress) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(raw.read_text(encoding="utf-8"))
     raw.unlink()
     return {"argv": command[1:], "result": result}
+
+
+def run_testbed(quick: bool, out: Path, say: Progress) -> dict[str, Any]:
+    """Every testbed scenario on each network, and cold starts at growing sizes
+    (quick: two scenarios, small and short, and no sizes)."""
+    args = ["--scale", "8,16,32,48"]
+    if quick:
+        args = ["--scenarios", "cold,restarts", "--variants", "pinewood,go", "--graph", "er:6:2"]
+        args += ["--duration", "15", "--rest", "3"]
+    section = _module_file_json("bench.testbed", args, out / "testbed-run.json", say)
+    if "result" in section:
+        section["plots"] = draw_testbed_plots(section["result"], out)
+    return section
+
+
+def run_federation(out: Path, say: Progress) -> dict[str, Any]:
+    """Synapse to Synapse across the testbed (it takes the Synapse harness of tests/e2e)."""
+    return _module_file_json("bench.testbed.federation", [], out / "federation-run.json", say)
 
 
 def draw_testbed_plots(result: dict[str, Any], out: Path) -> dict[str, str]:
