@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.throughput import api, free_port, quic_stream_run
-from router.gateway.names import server_name
+from router.matrix.names import server_name
 
 REQUEST_BODY = b'{"pdus": [], "edus": [], "origin_server_ts": 0, "origin": "x"}' * 16
 RESPONSE_BODY = b'{"pdus": {}}'

@@ -20,7 +20,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import structlog
 from relay.calls import RelayCalls
 from relay.envelope import EnvelopeError, new_id, open_envelope, seal, seal_to
 from relay.errors import RelayError
-from relay.homeserver import Outcome, deliver
+from relay.homeserver import Outcome, ReplayPolicy, deliver
 from relay.inbox import Inbox, InboxError
 from relay.lookups import RecordLookups
 from relay.mailboxes import load_mailboxes
@@ -79,6 +79,8 @@ class RelayClientSettings:
     lifetime_s: float = 7 * 86400.0
     lookup_timeout_s: float = 3.0
     allow_direct: bool = False
+    replay_policy: ReplayPolicy = field(default_factory=ReplayPolicy)
+    """Which relayed requests reach the homeserver."""
 
 
 class RelayClient:
@@ -321,7 +323,12 @@ class RelayClient:
                     done.append(envelope_id)
                     continue
                 outcome = await deliver(
-                    self.settings.homeserver, opened.payload, CALL_TIMEOUT_S, self.counters
+                    self.settings.homeserver,
+                    opened.payload,
+                    CALL_TIMEOUT_S,
+                    self.counters,
+                    opened.sender,
+                    self.settings.replay_policy,
                 )
                 if outcome is Outcome.LATER:
                     stop = True  # keep order: try again later from here

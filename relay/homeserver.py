@@ -1,15 +1,21 @@
-"""Handing a relayed request to the homeserver, exactly as its sender wrote it."""
+"""Handing a relayed request to the homeserver, exactly as its sender wrote it.
+
+A relayed request is checked as the inbound gateway checks one that arrives on
+a session stream (:mod:`router.matrix.federation`): a server-server API path,
+and a signed origin that names the node that sealed the envelope."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import dataclass
 from enum import Enum
 
 import h11
 import structlog
 
 from relay.errors import RelayError
+from router.matrix.federation import DEFAULT_PATHS, Refusal, check_origin, check_path
 
 log = structlog.get_logger("relay")
 
@@ -32,6 +38,32 @@ READ_CHUNK = 65536
 
 class ReplayError(RelayError):
     """A relayed request that is not one whole HTTP/1.1 request: it can never be delivered."""
+
+
+class ReplayRefused(ReplayError):
+    """A relayed request the homeserver is not to be offered (``refusal`` says why)."""
+
+    def __init__(self, refusal: Refusal, detail: str = "") -> None:
+        super().__init__(refusal.value + (f" ({detail})" if detail else ""))
+        self.refusal = refusal
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPolicy:
+    """Which relayed requests may reach the homeserver."""
+
+    paths: tuple[str, ...] = DEFAULT_PATHS
+    server_name_suffix: str = ""
+
+    def check(self, request: h11.Request, sender: bytes) -> None:
+        """Raise :class:`ReplayRefused` unless ``sender`` may send ``request``."""
+        refusal = check_path(request.target, self.paths)
+        if refusal is not None:
+            raise ReplayRefused(refusal)
+        headers = [(bytes(k), bytes(v)) for k, v in request.headers]
+        found = check_origin(request.target, headers, sender, self.server_name_suffix)
+        if found is not None:
+            raise ReplayRefused(*found)
 
 
 def parse_request(raw: bytes) -> tuple[h11.Request, bytes]:
@@ -58,10 +90,14 @@ def parse_request(raw: bytes) -> tuple[h11.Request, bytes]:
     return request, bytes(body)
 
 
-async def replay(address: tuple[str, int], raw: bytes, timeout: float) -> int:
+async def replay(
+    address: tuple[str, int], raw: bytes, timeout: float, sender: bytes, policy: ReplayPolicy
+) -> int:
     """Send the request in ``raw`` (as its sender wrote it: method, target,
-    headers and body) to the homeserver; the status it answers."""
+    headers and body) to the homeserver, if ``policy`` lets ``sender`` send
+    it; the status it answers."""
     request, body = parse_request(raw)
+    policy.check(request, sender)
     conn = h11.Connection(h11.CLIENT)
     try:
         head = h11.Request(
@@ -109,14 +145,25 @@ async def replay(address: tuple[str, int], raw: bytes, timeout: float) -> int:
 
 
 async def deliver(
-    homeserver: tuple[str, int] | None, request: bytes, timeout: float, counters: Counter[str]
+    homeserver: tuple[str, int] | None,
+    request: bytes,
+    timeout: float,
+    counters: Counter[str],
+    sender: bytes,
+    policy: ReplayPolicy,
 ) -> Outcome:
-    """Replay one request to ``homeserver`` and say what became of it."""
+    """Replay one request from ``sender`` to ``homeserver`` and say what became of it."""
     if homeserver is None:
         counters["envelopes with no homeserver to take them"] += 1
         return Outcome.LATER
     try:
-        status = await replay(homeserver, request, timeout)
+        status = await replay(homeserver, request, timeout, sender, policy)
+    except ReplayRefused as exc:
+        counters[f"envelopes refused: {exc.refusal.value}"] += 1
+        log.warning(
+            "dropping a relayed request the homeserver is not offered", reason=str(exc), sender=sender.hex()
+        )
+        return Outcome.REFUSED
     except ReplayError as exc:
         counters["undeliverable envelopes"] += 1
         log.warning("dropping a relayed request that is not HTTP", reason=str(exc))

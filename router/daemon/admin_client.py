@@ -17,7 +17,7 @@ from typing import Any
 
 from router.daemon.errors import DaemonError
 from router.daemon.settings import DEFAULT_ADMIN, env_name
-from router.gateway.names import key_for_name
+from router.matrix.names import key_for_name
 
 
 class CLIError(DaemonError):

@@ -35,8 +35,8 @@ from router.daemon.keyfile import (
 from router.daemon.logs import configure_logging
 from router.daemon.node import Node, startup_step
 from router.daemon.settings import DEFAULT_ADMIN, add_flags, env_name, flag_values
-from router.gateway.names import server_name
 from router.links.multicast import DiscoveryError
+from router.matrix.names import server_name
 from router.quic.errors import QuicEngineError
 from router.wire.keys import Identity
 

@@ -282,6 +282,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     if "ca_certificate" in answer:
         print(f"CA certificate   {answer['ca_certificate']}")
     print(f"homeserver       {answer.get('homeserver') or 'off (no inbound federation)'}")
+    if busiest := answer.get("inbound_busiest_node_requests"):
+        print(f"busiest node     {busiest['in_1s']} requests in 1 s, {busiest['in_10s']} in 10 s")
     for side in ("proxy_counters", "inbound_counters"):
         for event, count in sorted(answer.get(side, {}).items()):
             print(f"  {side.split('_')[0]:<8} {event}: {count}")

@@ -18,7 +18,9 @@ from typing import Any
 
 from router.daemon.keyfile import default_data_dir
 from router.daemon.settings import BY_NAME, DEFAULT_ADMIN, DEFAULT_PORT, SETTINGS, ConfigError
+from router.gateway.shares import REQUEST_BURST, REQUESTS_PER_S
 from router.links.uri import PeerURI, URIError, parse_peer_uri
+from router.matrix.federation import DEFAULT_PATHS
 
 __all__ = [
     "DEFAULT_ADMIN",
@@ -62,6 +64,10 @@ class NodeConfig:
     server_name_suffix: str = ""
     gateway_max_streams: int = 256
     gateway_idle_timeout: float = 120.0
+    gateway_max_streams_per_peer: int = 0
+    gateway_requests_per_second: float = REQUESTS_PER_S
+    gateway_request_burst: float = REQUEST_BURST
+    gateway_federation_paths: tuple[str, ...] = DEFAULT_PATHS
     relays: tuple[str, ...] = ()
     relay_enable: bool = False
     relay_store: str = ""
@@ -99,6 +105,11 @@ class NodeConfig:
     def gateway_ca_export_path(self) -> Path | None:
         """Where to write the copy of the gateway's CA certificate (None: nowhere)."""
         return Path(self.gateway_ca_export) if self.gateway_ca_export else None
+
+    @property
+    def gateway_streams_per_peer(self) -> int:
+        """Inbound federation streams one node may hold open (a quarter of all unless set)."""
+        return self.gateway_max_streams_per_peer or max(1, self.gateway_max_streams // 4)
 
     @property
     def homeserver_address(self) -> tuple[str, int]:
@@ -200,6 +211,16 @@ def _check_gateway(config: NodeConfig) -> None:
         raise ConfigError(f"gateway_ca_export: {export!r} must name a file, not a directory")
     if config.homeserver:
         config.homeserver_address  # noqa: B018 - validates
+    if config.gateway_max_streams_per_peer > config.gateway_max_streams:
+        raise ConfigError(
+            f"gateway_max_streams_per_peer: {config.gateway_max_streams_per_peer} is more than "
+            f"gateway_max_streams ({config.gateway_max_streams}); one node could take every stream"
+        )
+    for path in config.gateway_federation_paths:
+        if not path.startswith("/_matrix/") or not path.endswith("/") or ".." in path:
+            raise ConfigError(
+                f"gateway_federation_paths: {path!r} must be a path prefix under /_matrix/ ending in '/'"
+            )
     suffix = config.server_name_suffix
     if suffix and (
         not suffix.startswith(".")

@@ -22,6 +22,7 @@ import structlog
 
 from relay.client import RelayClient, RelayClientSettings
 from relay.errors import RelayError
+from relay.homeserver import ReplayPolicy
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.service import RelayLimits, RelayService
 from relay.stores import open_store
@@ -36,6 +37,7 @@ from router.daemon.static_peers import PeerSource, StaticPeer, StaticPeers
 from router.daemon.transports import Transports
 from router.gateway.errors import GatewayError
 from router.gateway.service import Gateway, GatewaySettings
+from router.gateway.shares import ShareLimits
 from router.links.owner import LinkSettings
 from router.links.tcp import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
@@ -173,6 +175,7 @@ class Node:
                 fetch_interval_s=config.relay_fetch_interval,
                 lifetime_s=config.relay_max_expiry,
                 allow_direct=config.relay_direct,
+                replay_policy=ReplayPolicy(config.gateway_federation_paths, config.server_name_suffix),
             ),
             is_highest=lambda: self.core.root()[0] == self.core.key,
         )
@@ -195,6 +198,13 @@ class Node:
                 session_timeout=config.session_timeout,
                 idle_timeout=config.gateway_idle_timeout,
                 max_streams=config.gateway_max_streams,
+                limits=ShareLimits(
+                    requests_per_second=config.gateway_requests_per_second,
+                    request_burst=config.gateway_request_burst,
+                    max_streams=config.gateway_max_streams,
+                    max_streams_per_peer=config.gateway_streams_per_peer,
+                ),
+                federation_paths=config.gateway_federation_paths,
                 ca_export=config.gateway_ca_export_path,
             ),
             self.sessions,

@@ -22,6 +22,8 @@ from types import MappingProxyType
 from typing import Any
 
 from router.daemon.errors import DaemonError
+from router.gateway.shares import REQUEST_BURST, REQUESTS_PER_S
+from router.matrix.federation import DEFAULT_PATHS
 
 DEFAULT_PORT = 65432
 DEFAULT_ADMIN = "127.0.0.1:65433"
@@ -302,6 +304,23 @@ SETTINGS: tuple[Setting, ...] = (
             help="inbound federation streams served at once; more are refused"),
     Setting("gateway_idle_timeout", number(1.0, 86_400.0), 120.0, section=Section.GATEWAY, metavar="SECONDS",
             help="seconds a gateway connection may sit with no bytes either way before it is closed"),
+    Setting("gateway_max_streams_per_peer", whole(0, 100_000), 0, section=Section.GATEWAY, metavar="N",
+            default_text="a quarter of gateway_max_streams",
+            help="inbound federation streams one node may hold open at once, at most gateway_max_streams; "
+                 "0 for a quarter of gateway_max_streams (at least 1)"),
+    Setting("gateway_requests_per_second", number(0.1, 100_000.0), REQUESTS_PER_S, section=Section.GATEWAY,
+            metavar="N",
+            help="inbound federation requests one node may send each second, on average; past that "
+                 "it is answered 429 with Retry-After"),
+    Setting("gateway_request_burst", number(1.0, 1_000_000.0), REQUEST_BURST, section=Section.GATEWAY,
+            metavar="N",
+            help="inbound federation requests one node may send at once before "
+                 "gateway_requests_per_second holds it"),
+    Setting("gateway_federation_paths", STRINGS, DEFAULT_PATHS, section=Section.GATEWAY, metavar="PREFIXES",
+            default_text="the server-server API: " + ", ".join(DEFAULT_PATHS),
+            help="path prefixes inbound requests may have to reach the homeserver; others are answered "
+                 "404. WARNING: every node of the overlay can send requests; a prefix added here "
+                 "(the client API, an admin API) is open to all of them"),
 
     Setting("relays", KEYS, (), section=Section.RELAY, metavar="KEYS",
             help="relays (hex keys) this node keeps mailboxes on, and forwards its own deposits through"),

@@ -1,20 +1,38 @@
-"""The inbound gateway: federation streams from other nodes, to the homeserver.
+"""The inbound gateway: federation requests from other nodes, to the homeserver.
 
-Every stream that arrives with ALPN ``matrix`` is piped to the local
-homeserver's plain-HTTP federation listener, both ways, with backpressure (a
-session stream's flow control and the socket's), an idle timeout and a bound on
-how many are served at once; past it, a stream is refused (reset) and counted.
+Every stream that arrives with ALPN ``matrix`` carries HTTP/1.1 requests from
+the homeserver of the node that opened it.  Each request is read with h11 and
+checked before the homeserver sees it (:mod:`router.matrix.federation`): only
+server-server API paths pass, a signed request must name the node that opened
+the session as its origin, and each node has a share of requests a second
+and of streams at once (:mod:`router.gateway.shares`).  What passes is sent
+on to the homeserver's plain-HTTP federation listener on a connection of its
+own, head first and the body streamed as it arrives (never held whole), and
+the answer streamed back; a refused request is answered by the gateway with
+the reason, counted by reason and logged at a bounded rate, and the stream
+serves the next request.  A stream that breaks HTTP gets ``400`` and is
+closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from enum import IntEnum
+from http import HTTPStatus
 
+import h11
 import structlog
 
-from router.gateway.tunnel import PlainSide, StreamSide, TunnelError, pipe
+from router.gateway.shares import ShareLimits, Shares
+from router.gateway.tunnel import StreamSide
+from router.http.requests import error_response
+from router.matrix.federation import DEFAULT_PATHS, Refusal, check_origin, check_path
+from router.routing.budget import TokenBucket
 from router.sessions.errors import SessionError
 from router.sessions.records import StreamResetCode
 from router.sessions.stream import SessionStream
@@ -22,6 +40,24 @@ from router.sessions.stream import SessionStream
 log = structlog.get_logger("router.gateway")
 
 CONNECT_TIMEOUT_S = 10.0
+MAX_HEAD = 64 * 1024
+"""The largest request or answer head taken (h11 refuses a longer one)."""
+MAX_DISCARD = 1 << 20
+"""The most of a refused request's body read and dropped to keep the stream;
+past it the stream is closed after the answer."""
+READ_CHUNK = 65536
+LOG_LINES_PER_S = 0.2
+LOG_BURST = 10.0
+"""Refusals and broken streams logged: ten at once, then one every five
+seconds; the rest are counted, and the next line says how many went unlogged."""
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"expect")
+)
+"""Headers about one connection, not the request: not passed on either way."""
+MAX_DETAIL = 200
+"""The most of a path, method or error text that other nodes chose put in a log line or answer."""
+LINGER_S = 10.0
+"""The longest a finished stream waits for the other side to finish too."""
 
 
 class InboundResetCode(IntEnum):
@@ -35,43 +71,277 @@ class InboundResetCode(IntEnum):
     HOMESERVER_UNREACHABLE = 0x11
     """The homeserver did not take the connection."""
     BUSY = 0x12
-    """As many federation streams are being served as the node allows."""
+    """As many federation streams are being served as the node allows, in
+    all or from the node that opened this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSettings:
+    host: str
+    port: int
+    idle_timeout: float
+    """Seconds a stream may wait for the next request, or a request or answer for its next bytes."""
+    paths: tuple[str, ...] = DEFAULT_PATHS
+    """Path prefixes that reach the homeserver."""
+    server_name_suffix: str = ""
+    limits: ShareLimits = field(default_factory=ShareLimits)
+
+
+class _Closed(Exception):
+    """The stream cannot carry another request; end it quietly."""
+
+
+class _Unreachable(Exception):
+    """The homeserver did not take a connection."""
 
 
 class InboundGateway:
-    def __init__(self, host: str, port: int, max_streams: int, idle_timeout: float) -> None:
-        self.host = host
-        self.port = port
-        self.max_streams = max_streams
-        self.idle_timeout = idle_timeout
-        self.active = 0
+    def __init__(self, settings: InboundSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.shares = Shares(settings.limits)
         self.counters: Counter[str] = Counter()
+        self._log_budget = TokenBucket(LOG_LINES_PER_S, LOG_BURST, clock())
+        self._unlogged = 0
+
+    @property
+    def active(self) -> int:
+        return self.shares.active
 
     async def handle(self, stream: SessionStream) -> None:
-        if self.active >= self.max_streams:
-            self.counters["refused: too many streams"] += 1
+        peer = stream.key
+        refused = self.shares.open_stream(peer, self.clock())
+        if refused is not None:
+            self.counters[f"refused: {refused}"] += 1
             stream.abort(InboundResetCode.BUSY)
             return
-        self.active += 1
+        self.counters["streams served"] += 1
         try:
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT_S
-                )
-            except (OSError, TimeoutError) as exc:
-                self.counters["failed: homeserver unreachable"] += 1
-                log.warning("cannot reach the homeserver", address=f"{self.host}:{self.port}", error=str(exc))
-                stream.abort(InboundResetCode.HOMESERVER_UNREACHABLE)
-                return
-            self.counters["streams served"] += 1
-            try:
-                down, up = await pipe(StreamSide(stream), PlainSide(reader, writer), self.idle_timeout)
-                self.counters["bytes to the homeserver"] += down
-                self.counters["bytes from the homeserver"] += up
-            except (TunnelError, SessionError, OSError) as exc:
-                self.counters["streams broken"] += 1
-                log.info("inbound federation stream ended", peer=stream.key.hex(), reason=str(exc))
-            finally:
-                writer.close()
+            await self._serve(stream)
         finally:
-            self.active -= 1
+            self.shares.close_stream(peer)
+
+    async def _serve(self, stream: SessionStream) -> None:
+        side = StreamSide(stream)
+        down = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        try:
+            await self._serve_requests(stream, side, down)
+        finally:
+            await self._linger(stream)
+
+    async def _linger(self, stream: SessionStream) -> None:
+        """Once our side is finished, wait a little for the other's, reading and
+        dropping what it still sends: a stream reset now would lose answers
+        still on their way."""
+        if stream.done:
+            return
+        dropped = 0
+        try:
+            async with asyncio.timeout(min(self.settings.idle_timeout, LINGER_S)):
+                while dropped <= MAX_DISCARD and (data := await stream.read(READ_CHUNK)):
+                    dropped += len(data)
+        except (TimeoutError, SessionError):
+            pass
+
+    async def _serve_requests(self, stream: SessionStream, side: StreamSide, down: h11.Connection) -> None:
+        try:
+            while True:
+                request = await self._next(down, side.read, waiting=True)
+                if not isinstance(request, h11.Request):
+                    break  # the other side finished, between requests
+                await self._one(stream, side, down, request)
+                if down.our_state is not h11.DONE or down.their_state is not h11.DONE:
+                    break
+                down.start_next_cycle()
+            await side.finish()
+        except h11.RemoteProtocolError as exc:
+            why = str(exc)[:MAX_DETAIL]
+            self._refused(Refusal.NOT_HTTP, stream.key, b"", b"", why)
+            with contextlib.suppress(SessionError, OSError):
+                if down.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await side.write(
+                        error_response(HTTPStatus.BAD_REQUEST, f"{Refusal.NOT_HTTP.value}: {why}")
+                    )
+                await side.finish()
+        except _Closed:
+            with contextlib.suppress(SessionError, OSError):
+                await side.finish()
+        except _Unreachable as exc:
+            self.counters["failed: homeserver unreachable"] += 1
+            self._log("cannot reach the homeserver", address=self._address, error=str(exc))
+            stream.abort(InboundResetCode.HOMESERVER_UNREACHABLE)
+        except (TimeoutError, SessionError, OSError, h11.LocalProtocolError) as exc:
+            self.counters["streams broken"] += 1
+            reason = (str(exc) or type(exc).__name__)[:MAX_DETAIL]
+            self._log("inbound federation stream ended", peer=stream.key.hex(), reason=reason)
+            stream.abort()
+
+    @property
+    def _address(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    async def _next(
+        self, conn: h11.Connection, read: Callable[[], Awaitable[bytes]], waiting: bool = False
+    ) -> object:
+        """The next h11 event of ``conn``, reading as much as it needs.  With
+        ``waiting`` (between requests) a quiet stream ends quietly."""
+        while True:
+            event = conn.next_event()
+            if event is h11.PAUSED:
+                raise _Closed()  # a protocol switch or a pipelined request past our answer
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await asyncio.wait_for(read(), self.settings.idle_timeout)
+            except TimeoutError:
+                if waiting and conn.their_state is h11.IDLE:
+                    raise _Closed() from None
+                raise
+            conn.receive_data(data)
+
+    async def _one(
+        self, stream: SessionStream, side: StreamSide, down: h11.Connection, request: h11.Request
+    ) -> None:
+        """Check one request; pass it to the homeserver or answer it."""
+        peer = stream.key
+        headers = [(bytes(k), bytes(v)) for k, v in request.headers]  # names in lower case
+        refusal = check_path(request.target, self.settings.paths)
+        detail = ""
+        retry_after: int | None = None
+        if refusal is None:
+            found = check_origin(request.target, headers, peer, self.settings.server_name_suffix)
+            if found is not None:
+                refusal, detail = found
+        if refusal is None:
+            retry_after = self.shares.admit_request(peer, self.clock())
+            if retry_after is not None:
+                refusal = Refusal.OVER_RATE
+                detail = f"retry after {retry_after} s"
+        if refusal is not None:
+            self._refused(refusal, peer, request.method, request.target, detail)
+            await self._answer(side, down, refusal, detail, retry_after)
+            return
+        self.counters["requests passed"] += 1
+        await self._pass(side, down, request)
+
+    def _refused(self, refusal: Refusal, peer: bytes, method: bytes, target: bytes, detail: str) -> None:
+        self.counters[refusal.counter] += 1
+        self._log(
+            "refused an inbound federation request",
+            reason=refusal.value,
+            detail=detail,
+            peer=peer.hex(),
+            method=method[:MAX_DETAIL].decode("latin-1"),
+            path=target[:MAX_DETAIL].decode("latin-1"),
+        )
+
+    def _log(self, event: str, **fields: object) -> None:
+        """Log at a bounded rate: what other nodes can cause must not flood the log."""
+        if not self._log_budget.take(self.clock()):
+            self._unlogged += 1
+            return
+        log.info(event, unlogged_before=self._unlogged, **fields)
+        self._unlogged = 0
+
+    async def _answer(
+        self, side: StreamSide, down: h11.Connection, refusal: Refusal, detail: str, retry_after: int | None
+    ) -> None:
+        body = refusal.answer(detail)
+        headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
+        if retry_after is not None:
+            headers.append((b"Retry-After", str(retry_after).encode()))
+        out = down.send(h11.Response(status_code=refusal.status.value, headers=headers)) or b""
+        out += down.send(h11.Data(data=body)) or b""
+        out += down.send(h11.EndOfMessage()) or b""
+        await side.write(out)
+        dropped = 0
+        while down.their_state is h11.SEND_BODY:
+            if dropped > MAX_DISCARD or down.they_are_waiting_for_100_continue:
+                raise _Closed()  # the answer is out; the body is not worth reading
+            event = await self._next(down, side.read)
+            if isinstance(event, h11.Data):
+                dropped += len(event.data)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise _Closed()
+
+    async def _pass(self, side: StreamSide, down: h11.Connection, request: h11.Request) -> None:
+        """Send ``request`` on to the homeserver, on a connection of its own,
+        and its answer back."""
+        up = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        headers = [(k, v) for k, v in request.headers.raw_items() if k.lower() not in HOP_BY_HOP]
+        headers.append((b"Connection", b"close"))
+        try:
+            head = up.send(h11.Request(method=request.method, target=request.target, headers=headers))
+        except h11.LocalProtocolError as exc:  # an HTTP/1.0 request with no Host, say
+            self._refused(Refusal.NOT_HTTP, side.stream.key, request.method, request.target, str(exc))
+            await self._answer(side, down, Refusal.NOT_HTTP, str(exc), None)
+            raise _Closed() from None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.settings.host, self.settings.port), CONNECT_TIMEOUT_S
+            )
+        except (OSError, TimeoutError) as exc:
+            raise _Unreachable(str(exc)) from None
+        try:
+            writer.write(head or b"")
+            if down.they_are_waiting_for_100_continue:
+                await side.write(down.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+            await self._send_body(side, down, up, writer)
+            try:
+                await self._send_answer(side, down, up, reader)
+            except (OSError, TimeoutError, h11.RemoteProtocolError) as exc:
+                if down.our_state is not h11.SEND_RESPONSE:
+                    raise OSError(f"the homeserver broke its answer: {exc}") from None
+                # Nothing of the answer has gone out yet: say why instead.
+                self.counters["answered 502: the homeserver broke its answer"] += 1
+                log.info("the homeserver broke its answer", error=str(exc) or type(exc).__name__)
+                body = b'{"errcode":"M_UNKNOWN","error":"the homeserver did not answer"}'
+                out = down.send(
+                    h11.Response(status_code=502, headers=[(b"Content-Length", b"%d" % len(body))])
+                )
+                await side.write((out or b"") + (down.send(h11.Data(data=body)) or b""))
+                await side.write(down.send(h11.EndOfMessage()) or b"")
+        finally:
+            writer.close()
+
+    async def _send_body(
+        self, side: StreamSide, down: h11.Connection, up: h11.Connection, writer: asyncio.StreamWriter
+    ) -> None:
+        """The request's body, to the homeserver as it arrives."""
+        sent = 0
+        while True:
+            event = await self._next(down, side.read)
+            if isinstance(event, h11.Data):
+                sent += len(event.data)
+                writer.write(up.send(event) or b"")
+                await writer.drain()
+            elif isinstance(event, h11.EndOfMessage):
+                writer.write(up.send(h11.EndOfMessage(headers=event.headers)) or b"")
+                await writer.drain()
+                break
+            else:
+                raise _Closed()  # the client went away in the middle of a request
+        self.counters["bytes to the homeserver"] += sent
+
+    async def _send_answer(
+        self, side: StreamSide, down: h11.Connection, up: h11.Connection, reader: asyncio.StreamReader
+    ) -> None:
+        """The homeserver's answer, back to the stream as it arrives."""
+        received = 0
+        while True:
+            event = await self._next(up, lambda: reader.read(READ_CHUNK))
+            if isinstance(event, h11.InformationalResponse):
+                continue  # 100 Continue was answered by the gateway
+            if isinstance(event, h11.Response):
+                kept = [(k, v) for k, v in event.headers.raw_items() if k.lower() not in HOP_BY_HOP]
+                answer = h11.Response(status_code=event.status_code, headers=kept, reason=event.reason)
+                await side.write(down.send(answer) or b"")
+            elif isinstance(event, h11.Data):
+                received += len(event.data)
+                await side.write(down.send(event) or b"")
+            elif isinstance(event, h11.EndOfMessage):
+                await side.write(down.send(h11.EndOfMessage()) or b"")
+                break
+            else:
+                raise OSError("the homeserver closed the connection in the middle of its answer")
+        self.counters["bytes from the homeserver"] += received

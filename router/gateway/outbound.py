@@ -7,7 +7,7 @@ One listener on loopback speaks three dialects, told apart by the first byte:
   ``name:443`` for ``/.well-known/matrix/server``, then ``name:8448``);
 * a plain HTTP request in absolute form (``GET http://name/path``).
 
-The destination name must stand for a node key (:mod:`router.gateway.names`);
+The destination name must stand for a node key (:mod:`router.matrix.names`);
 any other is refused with a clear error and never looked up.  Both ports of a
 name reach the same node.  Inside a tunnel, TLS from the homeserver is answered
 here with a certificate minted for the name by the local CA, and the HTTP bytes
@@ -33,7 +33,6 @@ from relay.client import RelayClient
 from router.gateway.ca import LocalCA
 from router.gateway.errors import GatewayError
 from router.gateway.inbound import InboundResetCode
-from router.gateway.names import key_for_name
 from router.gateway.offline import serve_away
 from router.gateway.tunnel import (
     CHUNK,
@@ -50,6 +49,7 @@ from router.gateway.tunnel import (
 )
 from router.http.connection_table import ConnectionTable
 from router.http.requests import RequestError, RequestReader, error_response
+from router.matrix.names import key_for_name
 from router.sessions.errors import SessionError, SessionTimeout, StreamReset
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from relay.client import RelayClient
 from router.gateway.ca import LocalCA, export_certificate
-from router.gateway.inbound import InboundGateway
-from router.gateway.names import server_name
+from router.gateway.inbound import InboundGateway, InboundSettings
 from router.gateway.outbound import MATRIX_ALPN, OutboundProxy, OutboundSettings
+from router.gateway.shares import ShareLimits
+from router.matrix.federation import DEFAULT_PATHS
+from router.matrix.names import server_name
 from router.sessions.runtime import Sessions
 
 
@@ -29,6 +31,10 @@ class GatewaySettings:
     session_timeout: float
     idle_timeout: float
     max_streams: int
+    limits: ShareLimits = field(default_factory=ShareLimits)
+    """Each node's share of the inbound gateway (``max_streams`` is the total)."""
+    federation_paths: tuple[str, ...] = DEFAULT_PATHS
+    """Path prefixes inbound requests may have to reach the homeserver."""
     ca_export: Path | None = None
     """Where to write a world-readable copy of the CA certificate for the homeserver
     (None: none; the homeserver reads the CA's own file in ``ca_dir``)."""
@@ -57,7 +63,16 @@ class Gateway:
             )
         if settings.homeserver is not None:
             host, port = settings.homeserver
-            self.inbound = InboundGateway(host, port, settings.max_streams, settings.idle_timeout)
+            self.inbound = InboundGateway(
+                InboundSettings(
+                    host,
+                    port,
+                    settings.idle_timeout,
+                    settings.federation_paths,
+                    settings.server_name_suffix,
+                    replace(settings.limits, max_streams=settings.max_streams),
+                )
+            )
             sessions.listen(MATRIX_ALPN, self.inbound.handle)
 
     def export_ca(self) -> None:
@@ -97,4 +112,8 @@ class Gateway:
             out["homeserver"] = self.settings.homeserver_url
             out["inbound_streams"] = self.inbound.active
             out["inbound_counters"] = dict(self.inbound.counters)
+            out["inbound_busiest_node_requests"] = {
+                "in_1s": self.inbound.shares.peak_1s,
+                "in_10s": self.inbound.shares.peak_10s,
+            }
         return out

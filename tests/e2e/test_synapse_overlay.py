@@ -70,6 +70,10 @@ def test_synapse_homeservers_federate_over_the_overlay(synapse_python: Path, tmp
             gateway = net.daemons[side].api("GET", "/gateway")
             assert gateway["proxy_counters"]["tunnels opened"] >= 1
             assert gateway["inbound_counters"]["streams served"] >= 1
+            # Nothing Synapse sent was refused by the inbound gateway.
+            refused = {k: v for k, v in gateway["inbound_counters"].items() if k.startswith("refused")}
+            assert refused == {}, gateway["inbound_counters"]
+            print(side, "busiest node's requests", gateway["inbound_busiest_node_requests"])
             sessions = net.daemons[side].api("GET", "/sessions")["sessions"]
             assert any(s["key"] == net.daemons[other].key and s["protocol"] == "matrix" for s in sessions)
         assert net.daemons["m"].api("GET", "/status")["traffic"]["forwarded"] > 0

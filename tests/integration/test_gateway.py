@@ -15,6 +15,8 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.daemons import DaemonNet, free_port
-from router.gateway.names import server_name
+from router.matrix.names import server_name
 
 MB = 1 << 20
 
@@ -36,13 +38,18 @@ class FakeHomeserver(BaseHTTPRequestHandler):
     """POST echoes the body; GET /bytes/N answers N bytes of a known pattern."""
 
     protocol_version = "HTTP/1.1"
+    seen: list[str] = []  # noqa: RUF012 - every path any handler was asked for
 
     def do_POST(self) -> None:
+        self.seen.append(self.path)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self._reply(body, {"X-Path": self.path, "X-Host": self.headers.get("Host", "")})
 
+    do_PUT = do_POST
+
     def do_GET(self) -> None:
-        if self.path.startswith("/bytes/"):
+        self.seen.append(self.path)
+        if self.path.startswith(BYTES_PATH):
             self._reply(pattern(int(self.path.rsplit("/", 1)[1])), {})
         else:
             self._reply(b"hello from the homeserver", {"X-Path": self.path})
@@ -59,6 +66,9 @@ class FakeHomeserver(BaseHTTPRequestHandler):
         pass
 
 
+BYTES_PATH = "/_matrix/media/v3/download/pattern/"
+
+
 def pattern(size: int) -> bytes:
     block = hashlib.sha256(b"pattern").digest() * 2048
     return (block * (size // len(block) + 1))[:size]
@@ -70,6 +80,8 @@ class Overlay:
     proxy: tuple[str, int]
     name: str
     ca: Path
+    origin: str
+    """The server name of node a, whose proxy the tests use, as its homeserver signs."""
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +93,14 @@ def overlay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overlay]:
     net = DaemonNet(tmp_path_factory.mktemp("gateway"))
     proxy_port = free_port()
     try:
-        net.start(["c"], [], extra=[f"--homeserver=http://127.0.0.1:{server.server_address[1]}"])
+        # Node a may hold every stream and send 300 requests at once (the
+        # concurrency test), and 5 a second after that (the rate test).
+        shares = [
+            "--gateway-max-streams-per-peer=256",
+            "--gateway-request-burst=300",
+            "--gateway-requests-per-second=5",
+        ]
+        net.start(["c"], [], extra=[f"--homeserver=http://127.0.0.1:{server.server_address[1]}", *shares])
         net.start(["b"], [("b", "c")])
         gateway = [f"--gateway-listen=127.0.0.1:{proxy_port}", "--session-timeout=3"]
         net.start(["a"], [("a", "b")], extra=gateway)
@@ -93,6 +112,7 @@ def overlay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overlay]:
             ("127.0.0.1", proxy_port),
             server_name(bytes.fromhex(c.key)),
             net.daemons["a"].data_dir / "gateway" / "gateway-ca.pem",
+            server_name(bytes.fromhex(net.daemons["a"].key)),
         )
     finally:
         net.stop_all()
@@ -111,14 +131,28 @@ class Answer:
     body: bytes
 
 
+def signed(origin: str) -> dict[str, str]:
+    """An X-Matrix header as a homeserver signs a federation request (the
+    signature is not checked by the stand-in homeserver)."""
+    return {"Authorization": f'X-Matrix origin="{origin}",key="ed25519:a",sig="c2ln"'}
+
+
 def connect_request(
-    o: Overlay, method: str, path: str, body: bytes | None = None, port: int = 8448, name: str | None = None
+    o: Overlay,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    port: int = 8448,
+    name: str | None = None,
+    origin: str | None = "",
 ) -> Answer:
-    """One request through a CONNECT tunnel, TLS inside, as Synapse sends it."""
+    """One request through a CONNECT tunnel, TLS inside, as Synapse sends it,
+    signed by ``origin`` (node a's name unless given; None: unsigned)."""
     conn = http.client.HTTPSConnection(*o.proxy, timeout=60, context=tls_context(o.ca))
     try:
         conn.set_tunnel(name or o.name, port)
-        conn.request(method, path, body=body)
+        headers = signed(origin or o.origin) if origin is not None else {}
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         return Answer(response.status, dict(response.getheaders()), response.read())
     finally:
@@ -167,7 +201,7 @@ def test_connect_tunnel_carries_ten_megabytes_each_way(overlay: Overlay) -> None
     assert answer.body == body
     assert answer.headers["X-Path"] == "/_matrix/federation/v1/send/1"
     assert answer.headers["X-Host"].startswith(overlay.name)
-    answer = connect_request(overlay, "GET", f"/bytes/{10 * MB}")
+    answer = connect_request(overlay, "GET", f"{BYTES_PATH}{10 * MB}")
     assert answer.body == pattern(10 * MB)
 
 
@@ -197,7 +231,7 @@ def test_socks5_with_tls_carries_ten_megabytes_each_way(overlay: Overlay) -> Non
     with tls_context(overlay.ca).wrap_socket(raw, server_hostname=overlay.name) as sock:
         conn = http.client.HTTPConnection(overlay.name, 8448, timeout=60)
         conn.sock = sock
-        conn.request("POST", "/echo", body=body)
+        conn.request("POST", "/_matrix/federation/v1/send/echo", body=body, headers=signed(overlay.origin))
         response = conn.getresponse()
         assert response.status == 200
         assert response.read() == body
@@ -207,7 +241,7 @@ def test_socks5_with_tls_carries_ten_megabytes_each_way(overlay: Overlay) -> Non
 def test_two_hundred_concurrent_requests(overlay: Overlay) -> None:
     def one(i: int) -> bytes:
         body = f"request {i}".encode() * 50
-        answer = connect_request(overlay, "POST", f"/r/{i}", body)
+        answer = connect_request(overlay, "POST", f"/_matrix/federation/v1/send/{i}", body)
         assert answer.status == 200
         return answer.body
 
@@ -238,7 +272,7 @@ def test_names_that_are_not_keys_are_refused_and_never_looked_up(overlay: Overla
 
 
 def test_sessions_and_gateway_show_in_the_admin_api(overlay: Overlay) -> None:
-    assert connect_request(overlay, "GET", "/").status == 200
+    assert connect_request(overlay, "GET", "/_matrix/key/v2/server").status == 200
     a, c = overlay.net.daemons["a"], overlay.net.daemons["c"]
     sessions = a.api("GET", "/sessions")["sessions"]
     mine = [s for s in sessions if s["key"] == c.key and s["protocol"] == "matrix"]
@@ -278,7 +312,74 @@ def test_a_node_that_runs_no_homeserver_gets_a_502_with_the_reason(overlay: Over
     assert a.api("GET", "/gateway")["proxy_counters"]["answered 502: no answer from the node"] >= 1
 
 
+def test_only_the_server_server_api_reaches_the_homeserver(overlay: Overlay) -> None:
+    FakeHomeserver.seen.clear()
+    for path in ("/_matrix/client/versions", "/_synapse/admin/v1/register", "/made/up/path"):
+        answer = connect_request(overlay, "GET", path)
+        assert answer.status == 404, (path, answer)
+        assert json.loads(answer.body)["error"] == "not a server-server API path"
+    for path in ("/_matrix/federation/v1/version", "/_matrix/key/v2/server"):
+        answer = connect_request(overlay, "GET", path, origin=None)
+        assert answer.status == 200 and answer.headers["X-Path"] == path
+    assert FakeHomeserver.seen == ["/_matrix/federation/v1/version", "/_matrix/key/v2/server"]
+    counters = overlay.net.daemons["c"].api("GET", "/gateway")["inbound_counters"]
+    assert counters["refused 404: not a server-server API path"] >= 3
+
+
+def test_a_forged_origin_is_refused_before_the_homeserver_sees_it(overlay: Overlay) -> None:
+    FakeHomeserver.seen.clear()
+    for origin in (overlay.name, server_name(os.urandom(32)), "matrix.org"):
+        answer = connect_request(overlay, "PUT", "/_matrix/federation/v1/send/forged", b"{}", origin=origin)
+        assert answer.status == 401, (origin, answer)
+        assert json.loads(answer.body)["errcode"] == "M_UNAUTHORIZED"
+    answer = connect_request(overlay, "PUT", "/_matrix/federation/v1/send/unsigned", b"{}", origin=None)
+    assert answer.status == 401
+    hex_origin = overlay.net.daemons["a"].key  # a's other name is a's too
+    answer = connect_request(overlay, "PUT", "/_matrix/federation/v1/send/ok", b"{}", origin=hex_origin)
+    assert answer.status == 200
+    assert FakeHomeserver.seen == ["/_matrix/federation/v1/send/ok"]
+    metrics = overlay.net.daemons["c"].api("GET", "/metrics")
+    [events] = [f for f in text_string_to_metric_families(metrics) if f.name == "pinewood_gateway_events"]
+    forged = [
+        s for s in events.samples if s.labels.get("event", "").startswith("refused 401: the X-Matrix origin")
+    ]
+    assert forged and forged[0].value == 3
+
+
+def test_a_burst_past_a_nodes_share_gets_429_with_retry_after(overlay: Overlay) -> None:
+    conn = http.client.HTTPSConnection(*overlay.proxy, timeout=60, context=tls_context(overlay.ca))
+    conn.set_tunnel(overlay.name, 8448)
+    statuses: list[int] = []
+    try:
+        while len(statuses) < 400 and 429 not in statuses:  # one stream, kept alive
+            conn.request("GET", "/_matrix/federation/v1/version")
+            response = conn.getresponse()
+            body = response.read()
+            statuses.append(response.status)
+    finally:
+        conn.close()
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
+    assert int(response.getheader("Retry-After", "0")) >= 1
+    assert json.loads(body)["errcode"] == "M_LIMIT_EXCEEDED"
+    gateway = overlay.net.daemons["c"].api("GET", "/gateway")
+    assert gateway["inbound_counters"]["refused 429: over this node's share of requests"] >= 1
+    assert gateway["inbound_busiest_node_requests"]["in_10s"] >= len(statuses) - 1
+    shown = subprocess.run(
+        [sys.executable, "-m", "router", "gateway", "--admin", overlay.net.daemons["c"].admin],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "busiest node" in shown and "inbound  refused 429: over this node's share of requests" in shown
+    time.sleep(int(response.getheader("Retry-After", "0")))  # as told; then a's share is back
+    assert connect_request(overlay, "GET", "/_matrix/federation/v1/version").status == 200
+
+
 # The tests below restart nodes; they run last, in this order.
+
+
+SEND = "/_matrix/federation/v1/send/"
 
 
 def timed_request(o: Overlay, path: str) -> tuple[Answer, float]:
@@ -289,13 +390,13 @@ def timed_request(o: Overlay, path: str) -> tuple[Answer, float]:
 
 def test_a_request_after_the_far_node_restarted_is_carried_on_a_fresh_session(overlay: Overlay) -> None:
     net, c = overlay.net, overlay.net.daemons["c"]
-    assert connect_request(overlay, "POST", "/before", body=b"before").status == 200
+    assert connect_request(overlay, "POST", SEND + "before", body=b"before").status == 200
     net.kill("c")
     net.launch(c, c.extra_args)
     net.wait_up(c)
     net.wait_converged()
-    answer, seconds = timed_request(overlay, "/after-c-restarted")
-    assert answer.status == 200 and answer.body == b"/after-c-restarted", answer
+    answer, seconds = timed_request(overlay, SEND + "after-c-restarted")
+    assert answer.status == 200 and answer.body == (SEND + "after-c-restarted").encode(), answer
     assert seconds <= 3.0, seconds
     sessions = net.daemons["a"].api("GET", "/sessions")["counters"]
     assert sessions.get("sessions established", 0) >= 2
@@ -308,6 +409,6 @@ def test_a_request_after_the_near_node_restarted_is_carried(overlay: Overlay) ->
     net.wait_up(a)
     a.api("POST", "/peers", {"uri": b.uri, "save": False})  # the harness's peers are for one run
     net.wait_converged()
-    answer, seconds = timed_request(overlay, "/after-a-restarted")
-    assert answer.status == 200 and answer.body == b"/after-a-restarted", answer
+    answer, seconds = timed_request(overlay, SEND + "after-a-restarted")
+    assert answer.status == 200 and answer.body == (SEND + "after-a-restarted").encode(), answer
     assert seconds <= 3.0, seconds

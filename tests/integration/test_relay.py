@@ -34,7 +34,7 @@ import pytest
 from bench.daemons import Daemon, DaemonNet, free_port, wait_until
 from bench.postgres import postgres_dump, postgres_url
 from relay.envelope import BUCKETS
-from router.gateway.names import server_name
+from router.matrix.names import server_name
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -117,7 +117,13 @@ class GoPeer:
         return answer
 
     def http(
-        self, key: str, method: str, path: str, body_size: int = 0, timeout_s: float = 60.0
+        self,
+        key: str,
+        method: str,
+        path: str,
+        body_size: int = 0,
+        timeout_s: float = 60.0,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One HTTP request over a Pinecone session to ``key``; its status, length and SHA-256."""
         answer: dict[str, Any] = self.api(
@@ -129,6 +135,7 @@ class GoPeer:
                 "path": path,
                 "body_size": body_size,
                 "timeout_ms": int(timeout_s * 1000),
+                "headers": headers or {},
             },
             timeout=timeout_s + 10,
         )

@@ -14,9 +14,13 @@ which the last test pins down.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +68,8 @@ class Overlay:
     """On Synapse, beside router a."""
     dave: MatrixClient
     """On Dendrite, beside router b."""
+    proxy_a: tuple[str, int]
+    ca_a: Path
 
     @contextlib.contextmanager
     def diagnosed(self) -> Iterator[None]:
@@ -82,10 +88,17 @@ class Overlay:
             gateway = self.net.daemons[side].api("GET", "/gateway")
             assert gateway["proxy_counters"]["tunnels opened"] >= 1
             assert gateway["inbound_counters"]["streams served"] >= 1
+            # Nothing a real homeserver sent was refused by the inbound gateway.
+            assert refusals(gateway) == {}, gateway["inbound_counters"]
+            print(side, "busiest node's requests", gateway["inbound_busiest_node_requests"])
             sessions = self.net.daemons[side].api("GET", "/sessions")["sessions"]
             key = self.net.daemons[other].key
             assert any(s["key"] == key and s["protocol"] == "matrix" for s in sessions)
         assert self.net.daemons["m"].api("GET", "/status")["traffic"]["forwarded"] > 0
+
+
+def refusals(gateway: dict[str, Any]) -> dict[str, int]:
+    return {k: v for k, v in gateway["inbound_counters"].items() if k.startswith("refused")}
 
 
 def create_room(client: MatrixClient, room_version: str, name: str) -> str:
@@ -142,7 +155,14 @@ def overlay(
         )
         with synapse, dendrite:
             overlay = Overlay(
-                net, synapse, dendrite, names, synapse.register_user("alice"), dendrite.register_user("dave")
+                net,
+                synapse,
+                dendrite,
+                names,
+                synapse.register_user("alice"),
+                dendrite.register_user("dave"),
+                ("127.0.0.1", proxies["a"]),
+                ca["a"],
             )
             yield overlay
     finally:
@@ -189,3 +209,36 @@ def test_dendrite_refuses_an_invite_to_a_room_of_version_12(overlay: Overlay) ->
         assert refused.value.status == 400
         assert refused.value.body.get("destination_server") == overlay.names["b"]
         assert room not in dave.invited_rooms()
+
+
+def test_only_federation_reaches_dendrite_through_the_gateway(overlay: Overlay) -> None:
+    """Dendrite serves every API on one listener; through b's inbound gateway,
+    another node reaches only the server-server API.  (Runs last: it is refused.)"""
+
+    def get(path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection(
+            *overlay.proxy_a, timeout=60, context=ssl.create_default_context(cafile=str(overlay.ca_a))
+        )
+        try:
+            conn.set_tunnel(overlay.names["b"], 8448)
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    with overlay.diagnosed():
+        for path in (
+            "/_matrix/client/versions",
+            "/_synapse/admin/v1/register",
+            "/_dendrite/admin/x",
+            "/made/up",
+        ):
+            status, body = get(path)
+            assert status == 404 and json.loads(body)["error"] == "not a server-server API path", (path, body)
+        status, body = get("/_matrix/federation/v1/version")
+        assert status == 200 and json.loads(body)["server"]["name"] == "Dendrite", body
+        status, body = get("/_matrix/key/v2/server")
+        assert status == 200 and json.loads(body)["server_name"] == overlay.names["b"], body
+        gateway = overlay.net.daemons["b"].api("GET", "/gateway")
+        assert refusals(gateway) == {"refused 404: not a server-server API path": 4}

@@ -32,13 +32,15 @@ from typing import Any
 import pytest
 
 from bench.daemons import free_port, wait_until
-from router.gateway.names import server_name
+from router.matrix.names import server_name
 from router.sessions.endpoint import PROBE_IDLE_S
 from tests.integration.test_gateway import (
+    BYTES_PATH,
     FakeHomeserver,
     Overlay,
     connect_request,
     pattern,
+    signed,
     socks5_socket,
     tls_context,
 )
@@ -96,6 +98,7 @@ def session_net(net: MixedNet, homeserver: ThreadingHTTPServer) -> SessionNet:
         ("127.0.0.1", proxy_port),
         server_name(bytes.fromhex(gs.key)),
         pa.data_dir / "gateway" / "gateway-ca.pem",
+        server_name(bytes.fromhex(pa.key)),
     )
     return SessionNet(net, overlay, gs, pa.key)
 
@@ -121,20 +124,25 @@ def check_go_answer(answer: dict[str, Any], body: bytes) -> None:
 def test_go_sessions_client_through_pinewood_inbound_gateway(sessions: SessionNet) -> None:
     gs, key = sessions.gs, sessions.pa_key
     path = "/_matrix/federation/v1/send/1"
+    origin = signed(server_name(bytes.fromhex(gs.key)))  # what gs's homeserver would sign
     # 10 MiB up (echoed back by the stand-in homeserver), then 10 MiB down.
-    answer = gs.http(key, "POST", path, body_size=10 * MB)
+    answer = gs.http(key, "POST", path, body_size=10 * MB, headers=origin)
     check_go_answer(answer, pattern(10 * MB))
     assert answer["headers"]["X-Path"] == [path]
-    check_go_answer(gs.http(key, "GET", f"/bytes/{10 * MB}"), pattern(10 * MB))
+    check_go_answer(gs.http(key, "GET", f"{BYTES_PATH}{10 * MB}"), pattern(10 * MB))
+    # The inbound gateway checks what a Go node sends as it checks any other.
+    forged = gs.http(key, "POST", path, body_size=10, headers=signed(server_name(bytes.fromhex(key))))
+    assert forged["status"] == 401, forged
+    assert gs.http(key, "GET", "/_matrix/client/versions")["status"] == 404
 
     def one(i: int) -> dict[str, Any]:
-        return gs.http(key, "POST", f"/r/{i}", body_size=1000 + i)
+        return gs.http(key, "POST", f"/_matrix/federation/v1/send/r{i}", body_size=1000 + i, headers=origin)
 
     with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
         answers = list(pool.map(one, range(CONCURRENT)))
     for i, answer in enumerate(answers):
         check_go_answer(answer, pattern(1000 + i))
-        assert answer["headers"]["X-Path"] == [f"/r/{i}"]
+        assert answer["headers"]["X-Path"] == [f"/_matrix/federation/v1/send/r{i}"]
     inbound = sessions.net.pinewood.daemons["pa"].api("GET", "/gateway")["inbound_counters"]
     assert inbound["streams served"] >= 2 + CONCURRENT
 
@@ -146,7 +154,7 @@ def test_pinewood_gateway_to_go_sessions_server(sessions: SessionNet) -> None:
     assert answer.status == 200 and sha256(answer.body) == sha256(body)
     assert answer.headers["X-Served-By"] == gs.key
     assert answer.headers["X-Path"] == "/_matrix/federation/v1/send/1"
-    answer = connect_request(o, "GET", f"/bytes/{10 * MB}")
+    answer = connect_request(o, "GET", f"/bytes/{10 * MB}")  # the Go stand-in's own path
     assert sha256(answer.body) == sha256(pattern(10 * MB))
 
     # SOCKS5, TLS inside, as Conduit sends it.
@@ -154,14 +162,14 @@ def test_pinewood_gateway_to_go_sessions_server(sessions: SessionNet) -> None:
     with tls_context(o.ca).wrap_socket(raw, server_hostname=o.name) as sock:
         conn = http.client.HTTPConnection(o.name, 8448, timeout=60)
         conn.sock = sock
-        conn.request("POST", "/echo", body=body)
+        conn.request("POST", "/_matrix/federation/v1/send/echo", body=body)
         response = conn.getresponse()
         assert response.status == 200 and sha256(response.read()) == sha256(body)
         assert response.getheader("X-Served-By") == gs.key
         conn.close()
 
     def one(i: int) -> bytes:
-        answer = connect_request(o, "POST", f"/r/{i}", f"request {i}".encode() * 50)
+        answer = connect_request(o, "POST", f"/_matrix/federation/v1/send/r{i}", f"request {i}".encode() * 50)
         assert answer.status == 200, answer
         return answer.body
 
@@ -176,6 +184,7 @@ def test_pinewood_gateway_to_go_sessions_server(sessions: SessionNet) -> None:
 
 # ---------------------------------------------------------------- restarts
 
+SEND = "/_matrix/federation/v1/send/"
 RESTART_ANSWER_S = 3.0
 """A request to a node that restarted since the last one is carried on a fresh session within this."""
 
@@ -184,7 +193,7 @@ def request_after_restart(o: Overlay) -> tuple[float, int | None, bytes, str]:
     """One CONNECT request; its time, and its status and body, or the error that ended it."""
     started = time.monotonic()
     try:
-        answer = connect_request(o, "POST", "/after-restart", b"after a restart")
+        answer = connect_request(o, "POST", "/_matrix/federation/v1/send/after-restart", b"after a restart")
     except (OSError, http.client.HTTPException) as exc:
         return time.monotonic() - started, None, b"", f"{type(exc).__name__}: {exc}"
     return time.monotonic() - started, answer.status, answer.body, ""
@@ -204,7 +213,7 @@ def test_go_node_restarts_while_pinewood_holds_a_session(sessions: SessionNet) -
     within PROBE_IDLE_S of the last packet from a node that restarted in that
     time is not probed, and waits for QUIC's idle timeout: docs/design.md.)"""
     o, gs = sessions.overlay, sessions.gs
-    assert connect_request(o, "POST", "/before", b"before").status == 200
+    assert connect_request(o, "POST", "/_matrix/federation/v1/send/before", b"before").status == 200
     gs.restart()
     sessions.net.wait_converged(timeout=30)
     pa = sessions.net.pinewood.daemons["pa"]
@@ -227,12 +236,13 @@ def test_a_go_session_to_a_restarted_pinewood_node_is_reset_at_once(sessions: Se
     itself meets it, the reference's HTTP client does not retry a POST, so that
     one request errors, at once, and the next succeeds."""
     gs, key = sessions.gs, sessions.pa_key
-    check_go_answer(gs.http(key, "POST", "/before", body_size=100), pattern(100))
+    origin = signed(server_name(bytes.fromhex(gs.key)))
+    check_go_answer(gs.http(key, "POST", SEND + "before", body_size=100, headers=origin), pattern(100))
     sessions.net.restart_pinewood("pa")
     sessions.net.wait_converged(timeout=30)
-    first = gs.http(key, "POST", "/after-restart", body_size=100, timeout_s=30)
+    first = gs.http(key, "POST", SEND + "after-restart", body_size=100, timeout_s=30, headers=origin)
     assert first["seconds"] <= RESTART_ANSWER_S, first
-    second = gs.http(key, "POST", "/after-restart-again", body_size=100, timeout_s=30)
+    second = gs.http(key, "POST", SEND + "after-restart-again", body_size=100, timeout_s=30, headers=origin)
     assert second["seconds"] <= RESTART_ANSWER_S, second
     check_go_answer(second, pattern(100))
     pa = sessions.net.pinewood.daemons["pa"]
@@ -251,7 +261,7 @@ def test_requests_after_both_restarts_succeed_once_sessions_are_new(sessions: Se
     sessions.net.restart_pinewood("pa")
     sessions.net.wait_converged(timeout=30)
     wait_until(
-        lambda: gs.http(key, "POST", "/after", body_size=10, timeout_s=20).get("status") == 200,
+        lambda: gs.http(key, "GET", "/_matrix/federation/v1/version", timeout_s=20).get("status") == 200,
         60,
         "a request from gs to pa after pa's restart",
     )

@@ -15,6 +15,7 @@ import pytest
 
 from relay.client import RelayClientSettings, RelayUnavailable
 from relay.stores.base import secret_hash
+from router.matrix.names import server_name
 from router.wire.keys import Identity
 from tests.overlay import MemoryNode, MemoryOverlay
 
@@ -50,10 +51,12 @@ class Homeserver:
             self.server.close()
 
 
-def request(n: int) -> bytes:
+def request(n: int, origin: bytes, path: str = "/_matrix/federation/v1/send/") -> bytes:
+    """A transaction as ``origin``'s homeserver sends it (the signature is not checked here)."""
     body = f'{{"n": {n}}}'.encode()
     return (
-        f"PUT /_matrix/federation/v1/send/{n} HTTP/1.1\r\nHost: x\r\n"
+        f"PUT {path}{n} HTTP/1.1\r\nHost: x\r\n"
+        f'Authorization: X-Matrix origin="{server_name(origin)}",key="ed25519:a",sig="c2ln"\r\n'
         f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
@@ -108,19 +111,19 @@ async def test_a_deposit_is_delivered_once_and_a_refetched_copy_is_dropped(tmp_p
     assert b.client is not None and s.client is not None and r.service is not None
     try:
         # S finds B's record in key space (from B itself, which is up) and deposits on R.
-        assert await s.client.deposit(b.key, request(1)) == r.key
+        assert await s.client.deposit(b.key, request(1, s.key)) == r.key
         assert s.client.counters["envelopes deposited"] == 1
         mailbox, secret = b.client._mailboxes[r.key]
         [stored] = await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time())
 
         assert await b.client.fetch_all() == 1
-        assert homeserver.requests == [request(1)]  # replayed byte for byte
+        assert homeserver.requests == [request(1, s.key)]  # replayed byte for byte
         assert await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time()) == []
 
         # The same envelope again (as after a lost acknowledgement): dropped, and acknowledged.
         await r.service.store.deposit(mailbox, stored.envelope_id, stored.expires, stored.body, time.time())
         assert await b.client.fetch_all() == 0
-        assert homeserver.requests == [request(1)]
+        assert homeserver.requests == [request(1, s.key)]
         assert b.client.counters["duplicates dropped"] == 1
         assert await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time()) == []
     finally:
@@ -134,13 +137,13 @@ async def test_order_is_kept_while_the_homeserver_cannot_take_a_request(tmp_path
     overlay, homeserver, _r, b, s = await three_nodes(tmp_path, [503, 400, 200])
     assert b.client is not None and s.client is not None
     try:
-        await s.client.deposit(b.key, request(1))
-        await s.client.deposit(b.key, request(2))
+        await s.client.deposit(b.key, request(1, s.key))
+        await s.client.deposit(b.key, request(2, s.key))
         assert await b.client.fetch_all() == 0  # 503 on the first: nothing after it is tried
-        assert homeserver.requests == [request(1)]
+        assert homeserver.requests == [request(1, s.key)]
         assert b.client.counters["homeserver answered 503"] == 1
         assert await b.client.fetch_all() == 1  # 400 drops the first; the second is taken
-        assert homeserver.requests == [request(1), request(1), request(2)]
+        assert homeserver.requests == [request(1, s.key), request(1, s.key), request(2, s.key)]
         assert b.client.counters["homeserver answered 400"] == 1
         assert b.client.counters["envelopes delivered"] == 1
         assert await b.client.fetch_all() == 0  # both acknowledged
@@ -156,7 +159,7 @@ async def test_an_unreachable_homeserver_leaves_the_envelope_on_the_relay(tmp_pa
     assert b.client is not None and s.client is not None and r.service is not None
     homeserver.close()
     try:
-        await s.client.deposit(b.key, request(1))
+        await s.client.deposit(b.key, request(1, s.key))
         assert await b.client.fetch_all() == 0
         assert b.client.counters["homeserver unreachable"] == 1
         mailbox, secret = b.client._mailboxes[r.key]
@@ -171,7 +174,7 @@ async def test_a_node_with_no_record_cannot_be_deposited_for(tmp_path: Path) -> 
     assert s.client is not None
     try:
         with pytest.raises(RelayUnavailable, match="published no relays"):
-            await s.client.deposit(bytes(range(32)), request(1))
+            await s.client.deposit(bytes(range(32)), request(1, s.key))
         assert s.client.counters["deposits without a record"] == 1
     finally:
         homeserver.close()
@@ -205,10 +208,30 @@ async def test_a_deposit_that_is_not_http_is_dropped_not_retried(tmp_path: Path)
     assert b.client is not None and s.client is not None
     try:
         await s.client.deposit(b.key, b"not an HTTP request\r\n\r\n")
-        await s.client.deposit(b.key, request(2))
+        await s.client.deposit(b.key, request(2, s.key))
         assert await b.client.fetch_all() == 1  # the second, after the first was dropped
-        assert homeserver.requests == [request(2)]
+        assert homeserver.requests == [request(2, s.key)]
         assert b.client.counters["undeliverable envelopes"] == 1
+    finally:
+        homeserver.close()
+        await overlay.close()
+
+
+@run
+async def test_a_deposit_the_homeserver_is_not_offered_is_dropped_not_retried(tmp_path: Path) -> None:
+    """A relayed request passes the checks the inbound gateway makes: a federation
+    path, and an origin that names the node that sealed the envelope."""
+    overlay, homeserver, r, b, s = await three_nodes(tmp_path, [200])
+    assert b.client is not None and s.client is not None
+    try:
+        await s.client.deposit(b.key, request(1, r.key))  # signed as R, sealed by S
+        await s.client.deposit(b.key, request(2, s.key, path="/_synapse/admin/v1/register/"))
+        await s.client.deposit(b.key, request(3, s.key))
+        assert await b.client.fetch_all() == 1
+        assert homeserver.requests == [request(3, s.key)]
+        counters = b.client.counters
+        assert counters["envelopes refused: the X-Matrix origin is not the node that sent the request"] == 1
+        assert counters["envelopes refused: not a server-server API path"] == 1
     finally:
         homeserver.close()
         await overlay.close()

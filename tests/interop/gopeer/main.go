@@ -556,11 +556,12 @@ func (a *controlAPI) serveHomeserver(w http.ResponseWriter, req *http.Request) {
 }
 
 type httpRequest struct {
-	Key       string `json:"key"`
-	Method    string `json:"method"`
-	Path      string `json:"path"`
-	BodySize  int    `json:"body_size"`
-	TimeoutMS int    `json:"timeout_ms"`
+	Key       string            `json:"key"`
+	Method    string            `json:"method"`
+	Path      string            `json:"path"`
+	BodySize  int               `json:"body_size"`
+	TimeoutMS int               `json:"timeout_ms"`
+	Headers   map[string]string `json:"headers"`
 }
 
 // postHTTP makes one HTTP request over a session to a key, with a body of
@@ -591,6 +592,9 @@ func (a *controlAPI) postHTTP(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		fail(w, http.StatusBadRequest, err)
 		return
+	}
+	for name, value := range body.Headers {
+		out.Header.Set(name, value)
 	}
 	started := time.Now()
 	resp, err := client.Do(out)

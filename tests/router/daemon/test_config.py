@@ -39,6 +39,10 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
         ("handshake_timeout = -1", "handshake_timeout"),
         ("colour = 1", "unknown setting 'colour'"),
         ("max_peers = ", "c.toml"),
+        ("gateway_max_streams = 8\ngateway_max_streams_per_peer = 9", "one node could take every stream"),
+        ('gateway_federation_paths = ["/"]', "gateway_federation_paths: '/' must be a path prefix"),
+        ('gateway_federation_paths = ["/_matrix/../_synapse/"]', "gateway_federation_paths"),
+        ('gateway_federation_paths = ["/_matrix/client"]', "ending in '/'"),
     ],
 )
 def test_bad_values_name_the_setting(tmp_path: Path, text: str, message: str) -> None:
@@ -103,3 +107,11 @@ def test_admin_must_be_loopback_unless_allowed() -> None:
         load_config(environ={"PINEWOOD_ADMIN": "0.0.0.0:1"})
     config = load_config(environ={"PINEWOOD_ADMIN": "0.0.0.0:1", "PINEWOOD_ADMIN_ALLOW_REMOTE": "true"})
     assert config.admin_address == ("0.0.0.0", 1)
+
+
+def test_a_node_gets_a_quarter_of_the_gateway_streams_unless_set() -> None:
+    assert NodeConfig(gateway_max_streams=256).gateway_streams_per_peer == 64
+    assert NodeConfig(gateway_max_streams=2).gateway_streams_per_peer == 1
+    assert (
+        NodeConfig(gateway_max_streams=256, gateway_max_streams_per_peer=200).gateway_streams_per_peer == 200
+    )

@@ -38,6 +38,9 @@ STRING_SAMPLES: dict[str, str] = {
 }
 """A value other than the default for each free-text setting; other kinds get one
 from their type (:func:`sample`)."""
+STRINGS_SAMPLES: dict[str, tuple[str, ...]] = {
+    "gateway_federation_paths": ("/_matrix/federation/", "/_matrix/client/v3/profile/"),
+}
 
 
 def sample(setting: Setting) -> object:
@@ -47,13 +50,14 @@ def sample(setting: Setting) -> object:
         case Kind.BOOL:
             return not setting.default
         case Kind.INT:
-            return int(value_type.low)
+            low = int(value_type.low)
+            return low if low != setting.default else low + 1
         case Kind.FLOAT:
             return float(value_type.high)
         case Kind.CHOICE:
             return next(c for c in value_type.choices if c != setting.default)
         case Kind.STRINGS:
-            return ("tcp://127.0.0.1:4", "tcp://127.0.0.1:5")
+            return STRINGS_SAMPLES.get(setting.name, ("tcp://127.0.0.1:4", "tcp://127.0.0.1:5"))
         case Kind.KEYS:
             return ("ab" * 32, "cd" * 32)
         case _:

@@ -11,9 +11,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from router.gateway.names import server_name
 from router.gateway.outbound import SocksReply
 from router.gateway.service import Gateway, GatewaySettings
+from router.matrix.names import server_name
 from tests.overlay import MemoryNode, MemoryOverlay
 
 SESSION_TIMEOUT_S = 1.5
