@@ -57,7 +57,9 @@ unit: $(BUILD)
 	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q
 
 # The sans-I/O core's tests on the pure-Python sources (a copy of the tree
-# without the compiled modules, beside a link to ../shared).
+# without the compiled modules, beside a link to ../shared).  The two largest
+# meshes (graph-250, 150-200 random nodes: a minute between them) run in the
+# compiled run only; smaller meshes run the same rules here.
 unit-pure: $(STAMP)
 	rm -rf $(PURE) && mkdir -p $(PURE)/pinewood
 	ln -s $(abspath ../shared) $(PURE)/shared
@@ -65,7 +67,8 @@ unit-pure: $(STAMP)
 		| tar -xf - -C $(PURE)/pinewood
 	cd $(PURE)/pinewood && PYTHONPATH=. PINEWOOD_EXPECT_BUILD=pure $(abspath $(PY)) -m pytest \
 		--benchmark-disable -q -p no:cacheprovider \
-		tests/router/daemon/test_build.py tests/router/wire tests/router/routing tests/router/sim tests/router/links/test_queues.py
+		tests/router/daemon/test_build.py tests/router/wire tests/router/routing tests/router/sim tests/router/links/test_queues.py \
+		-k "not graph-250 and not large_random_graphs"
 
 # The full report: simulator, throughput, sessions and relay into bench/results/REPORT.md.
 # One section alone: make bench BENCH_ARGS="--only sim"; reduced set: BENCH_ARGS=--quick.

@@ -160,6 +160,8 @@ def graph_250() -> topology.Topology:
 
 def test_mesh_250_nodes_per_simulated_second(benchmark: Bench) -> None:
     mesh = Mesh.from_topology(graph_250(), seed=250)
-    mesh.run_for(60)
+    # Measured once settled (bootstraps every 5 s); run as a test (the
+    # benchmark disabled) it only has to converge, which takes 6.5 s simulated.
+    mesh.run_for(15 if benchmark.disabled else 60)
     assert not mesh.tree_problems()
     benchmark.pedantic(mesh.run_for, args=(1.0,), rounds=10, iterations=1)
