@@ -1,4 +1,4 @@
-# Two entry points for a newcomer: `make run` and `make test`.
+# Entry points for a newcomer: `make run`, `make check` (quick) and `make test` (everything).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +9,7 @@ HOT_PATH := setup.py $(wildcard router/wire/*.py router/routing/*.py) router/lin
 # The core tests also run on the sources alone, from a copy without the compiled modules.
 PURE   := build/pure
 
-.PHONY: run test lint typecheck unit unit-pure compiled clean-compiled bench microbench clean
+.PHONY: run check test lint typecheck unit unit-pure compiled clean-compiled bench microbench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ run: $(BUILD)
 	$(VENV)/bin/pinewood run
 
 test: lint typecheck unit unit-pure
+
+# Lint, types and every test that starts no other process (the "process"
+# marker, applied by path in tests/conftest.py).
+check: lint typecheck $(BUILD)
+	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q -m "not process"
 
 lint: $(STAMP)
 	$(PY) -m ruff check router relay bench tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,48 @@ settings.register_profile("dev", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+PROCESS_PATHS = (
+    "tests/integration/",
+    "tests/interop/",
+    "tests/e2e/",
+    "tests/hostile/",
+    "tests/deploy/",
+    "tests/bench/",
+    "tests/relay/stores/test_postgres.py",
+    "tests/router/daemon/test_keyfile.py",
+    "tests/router/daemon/test_metrics.py",
+    "bench/bench_throughput.py",
+    "bench/bench_sessions.py",
+)
+"""Where the tests that start other processes live: they get the ``process``
+marker, and ``make check`` leaves them out (so do the stores' tests run
+against PostgreSQL, a parameter of tests that also run on SQLite).  Any other test that starts a
+process fails, naming this list (:func:`no_processes_here`)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path.relative_to(REPO_ROOT).as_posix()
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        if path.startswith(PROCESS_PATHS) or on_postgres:
+            item.add_marker(pytest.mark.process)
+
+
+@pytest.fixture(autouse=True)
+def no_processes_here(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test outside :data:`PROCESS_PATHS` may not start a process, so that
+    the quick tier stays what it says."""
+    if request.node.get_closest_marker("process") is not None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(
+            f"{request.node.nodeid} starts a process: add its file to PROCESS_PATHS in tests/conftest.py"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 VECTORS_ENV = "PINEWOOD_VECTORS"
 
 
