@@ -150,7 +150,10 @@ def test_transactions_for_an_away_node_are_relayed_and_delivered_once(backend: s
         marker = b"secret-payload-marker"
         for n in range(100):
             body = json.dumps({"origin": "a", "n": n, "note": marker.decode()}).encode()
-            conn.request("PUT", f"/_matrix/federation/v1/send/txn{n}", body=body)
+            origin = f'X-Matrix origin="{server_name(bytes.fromhex(a.key))}",key="ed25519:a",sig="c2ln"'
+            conn.request(
+                "PUT", f"/_matrix/federation/v1/send/txn{n}", body=body, headers={"Authorization": origin}
+            )
             response = conn.getresponse()
             assert response.status == 200, (response.status, response.read())
             response.read()
