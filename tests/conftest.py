@@ -78,6 +78,8 @@ def no_processes_here(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         )
 
     monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
 VECTORS_ENV = "PINEWOOD_VECTORS"
 
 
