@@ -6,9 +6,10 @@ checked before the homeserver sees it (:mod:`router.matrix.federation`): only
 server-server API paths pass, a signed request must name the node that opened
 the session as its origin, and each node has a share of requests a second
 and of streams at once (:mod:`router.gateway.shares`).  What passes is sent
-on to the homeserver's plain-HTTP federation listener on a connection of its
-own, head first and the body streamed as it arrives (never held whole), and
-the answer streamed back; a refused request is answered by the gateway with
+on to the homeserver's plain-HTTP federation listener (on the stream's own
+connection to it, kept while requests follow each other closely), head first
+and the body streamed as it arrives (never held whole), and the answer
+streamed back; a refused request is answered by the gateway with
 the reason, counted by reason and logged at a bounded rate, and the stream
 serves the next request.  A stream that breaks HTTP gets ``400`` and is
 closed.
@@ -56,6 +57,10 @@ HOP_BY_HOP = frozenset(
 """Headers about one connection, not the request: not passed on either way."""
 MAX_DETAIL = 200
 """The most of a path, method or error text that other nodes chose put in a log line or answer."""
+REUSE_IDLE_S = 2.0
+"""A connection to the homeserver quiet for longer is not used again: the
+homeserver may be closing it, and a request already streamed to it could not
+be sent again."""
 LINGER_S = 10.0
 """The longest a finished stream waits for the other side to finish too."""
 
@@ -85,6 +90,26 @@ class InboundSettings:
     """Path prefixes that reach the homeserver."""
     server_name_suffix: str = ""
     limits: ShareLimits = field(default_factory=ShareLimits)
+
+
+@dataclass(slots=True)
+class _Upstream:
+    """A connection to the homeserver, kept for the stream's next request."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    conn: h11.Connection
+    idle_since: float
+
+
+@dataclass(slots=True)
+class _StreamState:
+    upstream: _Upstream | None = None
+
+    def close_upstream(self) -> None:
+        if self.upstream is not None:
+            self.upstream.writer.close()
+            self.upstream = None
 
 
 class _Closed(Exception):
@@ -124,9 +149,11 @@ class InboundGateway:
     async def _serve(self, stream: SessionStream) -> None:
         side = StreamSide(stream)
         down = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        state = _StreamState()
         try:
-            await self._serve_requests(stream, side, down)
+            await self._serve_requests(stream, side, down, state)
         finally:
+            state.close_upstream()
             await self._linger(stream)
 
     async def _linger(self, stream: SessionStream) -> None:
@@ -143,13 +170,15 @@ class InboundGateway:
         except (TimeoutError, SessionError):
             pass
 
-    async def _serve_requests(self, stream: SessionStream, side: StreamSide, down: h11.Connection) -> None:
+    async def _serve_requests(
+        self, stream: SessionStream, side: StreamSide, down: h11.Connection, state: _StreamState
+    ) -> None:
         try:
             while True:
                 request = await self._next(down, side.read, waiting=True)
                 if not isinstance(request, h11.Request):
                     break  # the other side finished, between requests
-                await self._one(stream, side, down, request)
+                await self._one(stream, side, down, request, state)
                 if down.our_state is not h11.DONE or down.their_state is not h11.DONE:
                     break
                 down.start_next_cycle()
@@ -200,7 +229,12 @@ class InboundGateway:
             conn.receive_data(data)
 
     async def _one(
-        self, stream: SessionStream, side: StreamSide, down: h11.Connection, request: h11.Request
+        self,
+        stream: SessionStream,
+        side: StreamSide,
+        down: h11.Connection,
+        request: h11.Request,
+        state: _StreamState,
     ) -> None:
         """Check one request; pass it to the homeserver or answer it."""
         peer = stream.key
@@ -222,7 +256,7 @@ class InboundGateway:
             await self._answer(side, down, refusal, detail, retry_after)
             return
         self.counters["requests passed"] += 1
-        await self._pass(side, down, request)
+        await self._pass(side, down, request, state)
 
     def _refused(self, refusal: Refusal, peer: bytes, method: bytes, target: bytes, detail: str) -> None:
         self.counters[refusal.counter] += 1
@@ -264,45 +298,69 @@ class InboundGateway:
             elif isinstance(event, h11.ConnectionClosed):
                 raise _Closed()
 
-    async def _pass(self, side: StreamSide, down: h11.Connection, request: h11.Request) -> None:
-        """Send ``request`` on to the homeserver, on a connection of its own,
-        and its answer back."""
-        up = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+    async def _pass(
+        self, side: StreamSide, down: h11.Connection, request: h11.Request, state: _StreamState
+    ) -> None:
+        """Send ``request`` on to the homeserver and its answer back, on the
+        stream's connection to the homeserver if it was used within
+        :data:`REUSE_IDLE_S` (a connection quiet for longer may be closing on
+        the homeserver's side), else on a new one."""
         headers = [(k, v) for k, v in request.headers.raw_items() if k.lower() not in HOP_BY_HOP]
-        headers.append((b"Connection", b"close"))
         try:
-            head = up.send(h11.Request(method=request.method, target=request.target, headers=headers))
+            event = h11.Request(method=request.method, target=request.target, headers=headers)
         except h11.LocalProtocolError as exc:  # an HTTP/1.0 request with no Host, say
             self._refused(Refusal.NOT_HTTP, side.stream.key, request.method, request.target, str(exc))
             await self._answer(side, down, Refusal.NOT_HTTP, str(exc), None)
             raise _Closed() from None
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.settings.host, self.settings.port), CONNECT_TIMEOUT_S
+        up = state.upstream
+        if up is not None and (
+            self.clock() - up.idle_since > REUSE_IDLE_S
+            or up.conn.our_state is not h11.IDLE
+            or up.writer.is_closing()
+            or up.reader.at_eof()
+        ):
+            state.close_upstream()
+            up = None
+        if up is None:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.settings.host, self.settings.port), CONNECT_TIMEOUT_S
+                )
+            except (OSError, TimeoutError) as exc:
+                raise _Unreachable(str(exc)) from None
+            up = state.upstream = _Upstream(
+                reader, writer, h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD), 0.0
             )
-        except (OSError, TimeoutError) as exc:
-            raise _Unreachable(str(exc)) from None
+            self.counters["connections to the homeserver"] += 1
         try:
-            writer.write(head or b"")
+            up.writer.write(up.conn.send(event) or b"")
             if down.they_are_waiting_for_100_continue:
                 await side.write(down.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-            await self._send_body(side, down, up, writer)
+            await self._send_body(side, down, up.conn, up.writer)
             try:
-                await self._send_answer(side, down, up, reader)
+                await self._send_answer(side, down, up.conn, up.reader)
             except (OSError, TimeoutError, h11.RemoteProtocolError) as exc:
+                state.close_upstream()
                 if down.our_state is not h11.SEND_RESPONSE:
                     raise OSError(f"the homeserver broke its answer: {exc}") from None
                 # Nothing of the answer has gone out yet: say why instead.
                 self.counters["answered 502: the homeserver broke its answer"] += 1
-                log.info("the homeserver broke its answer", error=str(exc) or type(exc).__name__)
+                self._log("the homeserver broke its answer", error=str(exc) or type(exc).__name__)
                 body = b'{"errcode":"M_UNKNOWN","error":"the homeserver did not answer"}'
                 out = down.send(
                     h11.Response(status_code=502, headers=[(b"Content-Length", b"%d" % len(body))])
                 )
                 await side.write((out or b"") + (down.send(h11.Data(data=body)) or b""))
                 await side.write(down.send(h11.EndOfMessage()) or b"")
-        finally:
-            writer.close()
+                return
+        except BaseException:
+            state.close_upstream()
+            raise
+        if up.conn.our_state is h11.DONE and up.conn.their_state is h11.DONE:
+            up.conn.start_next_cycle()
+            up.idle_since = self.clock()
+        else:
+            state.close_upstream()
 
     async def _send_body(
         self, side: StreamSide, down: h11.Connection, up: h11.Connection, writer: asyncio.StreamWriter

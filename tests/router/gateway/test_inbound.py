@@ -371,3 +371,22 @@ async def test_the_paths_are_the_operators_to_widen(s: Setup) -> None:
     assert (await client.answer()).status == 200
     await client.send(request("GET", "/_matrix/key/v2/server"))  # no longer listed
     assert (await client.answer()).status == 404
+
+
+@run()
+async def test_requests_that_follow_closely_share_a_connection_to_the_homeserver(s: Setup) -> None:
+    now = [100.0]
+    s.gateway.clock = lambda: now[0]
+    client = await s.client()
+    for _ in range(3):
+        await client.send(request("GET", "/_matrix/federation/v1/version"))
+        assert (await client.answer()).status == 200
+    assert s.gateway.counters["connections to the homeserver"] == 1
+    now[0] += inbound_module.REUSE_IDLE_S + 0.1  # quiet too long: it may be closing
+    await client.send(request("GET", "/_matrix/federation/v1/version"))
+    assert (await client.answer()).status == 200
+    assert s.gateway.counters["connections to the homeserver"] == 2
+    other = await s.client()  # each stream has its own
+    await other.send(request("GET", "/_matrix/key/v2/server"))
+    assert (await other.answer()).status == 200
+    assert s.gateway.counters["connections to the homeserver"] == 3
