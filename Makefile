@@ -9,7 +9,7 @@ HOT_PATH := setup.py $(wildcard router/wire/*.py router/routing/*.py) router/lin
 # The core tests also run on the sources alone, from a copy without the compiled modules.
 PURE   := build/pure
 
-.PHONY: run check test lint typecheck unit unit-pure compiled clean-compiled bench microbench clean
+.PHONY: run check test test-conduit lint typecheck unit unit-pure compiled clean-compiled bench microbench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ run: $(BUILD)
 	$(VENV)/bin/pinewood run
 
 test: lint typecheck unit unit-pure
+
+# tuwunel (a Conduit-family homeserver) federating with Synapse through the
+# routers.  The suite does not build tuwunel: point PINEWOOD_TUWUNEL at a
+# binary built from its source (make test skips these tests without one).
+test-conduit: $(BUILD)
+	PINEWOOD_REQUIRE_CONDUIT=1 $(PY) -m pytest -q tests/interop/test_conduit.py
 
 # Lint, types and every test that starts no other process (the "process"
 # marker, applied by path in tests/conftest.py).
