@@ -363,7 +363,8 @@ def test_a_burst_past_a_nodes_share_gets_429_with_retry_after(overlay: Overlay) 
     assert json.loads(body)["errcode"] == "M_LIMIT_EXCEEDED"
     gateway = overlay.net.daemons["c"].api("GET", "/gateway")
     assert gateway["inbound_counters"]["refused 429: over this node's share of requests"] >= 1
-    assert gateway["inbound_busiest_node_requests"]["in_10s"] >= len(statuses) - 1
+    busiest = gateway["inbound_busiest_node_requests"]  # its windows are tested on a fake clock
+    assert 1 <= busiest["in_1s"] <= busiest["in_10s"], busiest
     shown = subprocess.run(
         [sys.executable, "-m", "router", "gateway", "--admin", overlay.net.daemons["c"].admin],
         capture_output=True,
