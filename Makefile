@@ -65,7 +65,7 @@ typecheck: $(STAMP)
 
 # Benchmarks run once each as tests (no timing) so they cannot rot.
 unit: $(BUILD)
-	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q
+	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q --durations=30
 
 # The sans-I/O core's tests on the pure-Python sources (a copy of the tree
 # without the compiled modules, beside a link to ../shared).  The two largest
