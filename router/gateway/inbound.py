@@ -253,7 +253,7 @@ class InboundGateway:
                 detail = f"retry after {retry_after} s"
         if refusal is not None:
             self._refused(refusal, peer, request.method, request.target, detail)
-            await self._answer(side, down, refusal, detail, retry_after)
+            await self._answer(side, down, refusal, detail, retry_after, request.method)
             return
         self.counters["requests passed"] += 1
         await self._pass(side, down, request, state)
@@ -278,16 +278,16 @@ class InboundGateway:
         self._unlogged = 0
 
     async def _answer(
-        self, side: StreamSide, down: h11.Connection, refusal: Refusal, detail: str, retry_after: int | None
+        self,
+        side: StreamSide,
+        down: h11.Connection,
+        refusal: Refusal,
+        detail: str,
+        retry_after: int | None,
+        method: bytes,
     ) -> None:
-        body = refusal.answer(detail)
-        headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
-        if retry_after is not None:
-            headers.append((b"Retry-After", str(retry_after).encode()))
-        out = down.send(h11.Response(status_code=refusal.status.value, headers=headers)) or b""
-        out += down.send(h11.Data(data=body)) or b""
-        out += down.send(h11.EndOfMessage()) or b""
-        await side.write(out)
+        extra = [(b"Retry-After", str(retry_after).encode())] if retry_after is not None else []
+        await _respond(side, down, refusal.status.value, refusal.answer(detail), method, extra)
         dropped = 0
         while down.their_state is h11.SEND_BODY:
             if dropped > MAX_DISCARD or down.they_are_waiting_for_100_continue:
@@ -310,7 +310,7 @@ class InboundGateway:
             event = h11.Request(method=request.method, target=request.target, headers=headers)
         except h11.LocalProtocolError as exc:  # an HTTP/1.0 request with no Host, say
             self._refused(Refusal.NOT_HTTP, side.stream.key, request.method, request.target, str(exc))
-            await self._answer(side, down, Refusal.NOT_HTTP, str(exc), None)
+            await self._answer(side, down, Refusal.NOT_HTTP, str(exc), None, request.method)
             raise _Closed() from None
         up = state.upstream
         if up is not None and (
@@ -347,11 +347,7 @@ class InboundGateway:
                 self.counters["answered 502: the homeserver broke its answer"] += 1
                 self._log("the homeserver broke its answer", error=str(exc) or type(exc).__name__)
                 body = b'{"errcode":"M_UNKNOWN","error":"the homeserver did not answer"}'
-                out = down.send(
-                    h11.Response(status_code=502, headers=[(b"Content-Length", b"%d" % len(body))])
-                )
-                await side.write((out or b"") + (down.send(h11.Data(data=body)) or b""))
-                await side.write(down.send(h11.EndOfMessage()) or b"")
+                await _respond(side, down, 502, body, request.method)
                 return
         except BaseException:
             state.close_upstream()
@@ -403,3 +399,20 @@ class InboundGateway:
             else:
                 raise OSError("the homeserver closed the connection in the middle of its answer")
         self.counters["bytes from the homeserver"] += received
+
+
+async def _respond(
+    side: StreamSide,
+    down: h11.Connection,
+    status: int,
+    body: bytes,
+    method: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A whole JSON answer from the gateway itself (its head alone for HEAD)."""
+    headers = [(b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]
+    out = down.send(h11.Response(status_code=status, headers=headers + (extra or []))) or b""
+    if method != b"HEAD":
+        out += down.send(h11.Data(data=body)) or b""
+    out += down.send(h11.EndOfMessage()) or b""
+    await side.write(out)

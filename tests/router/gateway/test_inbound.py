@@ -390,3 +390,19 @@ async def test_requests_that_follow_closely_share_a_connection_to_the_homeserver
     await other.send(request("GET", "/_matrix/key/v2/server"))
     assert (await other.answer()).status == 200
     assert s.gateway.counters["connections to the homeserver"] == 3
+
+
+@run()
+async def test_a_refused_head_request_gets_the_head_of_the_answer(s: Setup) -> None:
+    client = await s.client()
+    await client.send(request("HEAD", "/_matrix/client/versions"))
+    client.buffer = b""
+    while b"\r\n\r\n" not in client.buffer:
+        assert await client._more()
+    head, rest = client.buffer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 404") and rest == b""
+    client.buffer = b""
+    await client.send(request("HEAD", "/_matrix/federation/v1/version"))  # the stream serves on
+    while b"\r\n\r\n" not in client.buffer:
+        assert await client._more()
+    assert client.buffer.startswith(b"HTTP/1.1 200")
