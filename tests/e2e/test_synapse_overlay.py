@@ -15,27 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.daemons import DaemonNet
+from tests.e2e.line import inbound_refusals, start_gateway_line
 from tests.e2e.synapse import Homeserver, free_port
 
 
 def test_synapse_homeservers_federate_over_the_overlay(synapse_python: Path, tmp_path: Path) -> None:
     net = DaemonNet(tmp_path / "routers")
-    federation = {"a": free_port(), "b": free_port()}
-    proxies = {"a": free_port(), "b": free_port()}
     try:
-        net.start(["m"], [])
-        for side in ("a", "b"):
-            net.start(
-                [side],
-                [(side, "m")],
-                extra=[
-                    f"--gateway-listen=127.0.0.1:{proxies[side]}",
-                    f"--homeserver=http://127.0.0.1:{federation[side]}",
-                ],
-            )
-        net.wait_converged()
-        names = {side: net.daemons[side].api("GET", "/gateway")["server_name"] for side in ("a", "b")}
-        ca = {side: Path(net.daemons[side].api("GET", "/gateway")["ca_certificate"]) for side in ("a", "b")}
+        line = start_gateway_line(net)
+        names, ca, federation = line.names, line.ca, line.federation
         servers = {
             side: Homeserver(
                 synapse_python,
@@ -43,7 +31,7 @@ def test_synapse_homeservers_federate_over_the_overlay(synapse_python: Path, tmp
                 tmp_path / f"synapse-{side}",
                 federation_port=federation[side],
                 client_port=free_port(),
-                proxy_url=f"http://127.0.0.1:{proxies[side]}",
+                proxy_url=line.proxy_url(side),
                 ca_pem=ca[side],
             )
             for side in ("a", "b")
@@ -71,8 +59,7 @@ def test_synapse_homeservers_federate_over_the_overlay(synapse_python: Path, tmp
             assert gateway["proxy_counters"]["tunnels opened"] >= 1
             assert gateway["inbound_counters"]["streams served"] >= 1
             # Nothing Synapse sent was refused by the inbound gateway.
-            refused = {k: v for k, v in gateway["inbound_counters"].items() if k.startswith("refused")}
-            assert refused == {}, gateway["inbound_counters"]
+            assert inbound_refusals(gateway) == {}, gateway["inbound_counters"]
             print(side, "busiest node's requests", gateway["inbound_busiest_node_requests"])
             sessions = net.daemons[side].api("GET", "/sessions")["sessions"]
             assert any(s["key"] == net.daemons[other].key and s["protocol"] == "matrix" for s in sessions)

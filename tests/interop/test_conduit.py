@@ -24,11 +24,11 @@ import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bench.daemons import DaemonNet
+from tests.e2e.line import inbound_refusals, start_gateway_line
 from tests.e2e.synapse import (
     SYNAPSE_VERSION,
     Homeserver,
@@ -64,10 +64,6 @@ def synapse_python(binary: Path) -> Path:
         raise
 
 
-def refusals(gateway: dict[str, Any]) -> dict[str, int]:
-    return {k: v for k, v in gateway["inbound_counters"].items() if k.startswith("refused")}
-
-
 @dataclass
 class Overlay:
     net: DaemonNet
@@ -97,7 +93,7 @@ class Overlay:
             gateway = self.net.daemons[side].api("GET", "/gateway")
             assert gateway["proxy_counters"]["tunnels opened"] >= 1
             assert gateway["inbound_counters"]["requests passed"] >= 1
-            assert refusals(gateway) == {}, gateway["inbound_counters"]
+            assert inbound_refusals(gateway) == {}, gateway["inbound_counters"]
             print(side, "busiest node's requests", gateway["inbound_busiest_node_requests"])
         assert self.net.daemons["m"].api("GET", "/status")["traffic"]["forwarded"] > 0
 
@@ -108,30 +104,16 @@ def overlay(
 ) -> Iterator[Overlay]:
     root = tmp_path_factory.mktemp("conduit-overlay")
     net = DaemonNet(root / "routers")
-    homeserver = {"a": free_port(), "b": free_port()}
-    proxies = {"a": free_port(), "b": free_port()}
     try:
-        net.start(["m"], [])
-        for side in ("a", "b"):
-            net.start(
-                [side],
-                [(side, "m")],
-                extra=[
-                    f"--gateway-listen=127.0.0.1:{proxies[side]}",
-                    f"--homeserver=http://127.0.0.1:{homeserver[side]}",
-                ],
-            )
-        net.wait_converged()
-        gateways = {side: net.daemons[side].api("GET", "/gateway") for side in ("a", "b")}
-        names = {side: str(gateways[side]["server_name"]) for side in ("a", "b")}
-        ca = {side: Path(gateways[side]["ca_certificate"]) for side in ("a", "b")}
+        line = start_gateway_line(net)
+        names, ca, homeserver = line.names, line.ca, line.federation
         synapse = Homeserver(
             synapse_python,
             names["a"],
             root / "synapse-a",
             federation_port=homeserver["a"],
             client_port=free_port(),
-            proxy_url=f"http://127.0.0.1:{proxies['a']}",
+            proxy_url=line.proxy_url("a"),
             ca_pem=ca["a"],
         )
         tuwunel = Tuwunel(
@@ -139,7 +121,7 @@ def overlay(
             names["b"],
             root / "tuwunel-b",
             port=homeserver["b"],
-            proxy_url=f"http://127.0.0.1:{proxies['b']}",
+            proxy_url=line.proxy_url("b"),
             ca_pem=ca["b"],
         )
         with synapse, tuwunel:
@@ -150,7 +132,7 @@ def overlay(
                 names,
                 synapse.register_user("alice"),
                 tuwunel.register_user("tess"),
-                ("127.0.0.1", proxies["a"]),
+                ("127.0.0.1", line.proxies["a"]),
                 ca["a"],
             )
     finally:
@@ -218,6 +200,6 @@ def test_only_federation_reaches_tuwunel_through_the_gateway(overlay: Overlay) -
         assert status == 200 and "server" in json.loads(body), body
         status, body = get("/_matrix/key/v2/server")
         assert status == 200 and json.loads(body)["server_name"] == overlay.names["b"], body
-        assert refusals(overlay.net.daemons["b"].api("GET", "/gateway")) == {
+        assert inbound_refusals(overlay.net.daemons["b"].api("GET", "/gateway")) == {
             "refused 404: not a server-server API path": 3
         }
