@@ -9,6 +9,7 @@ the logs when something fails.
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
@@ -20,6 +21,15 @@ from types import TracebackType
 from typing import ClassVar, Self
 
 from tests.e2e.client import MatrixClient, register_user
+
+PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+CA_VARIABLES = frozenset({"SSL_CERT_FILE", "SSL_CERT_DIR"})
+
+
+def environment_without_proxy_or_ca() -> dict[str, str]:
+    """This process's environment minus proxy and CA settings, for a homeserver
+    whose proxy and CA a test sets itself."""
+    return {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES and k not in CA_VARIABLES}
 
 
 class HomeserverFailed(RuntimeError):

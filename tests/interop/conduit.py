@@ -30,12 +30,11 @@ import os
 from pathlib import Path
 
 from tests.e2e.client import MatrixClient, MatrixError, _request
-from tests.e2e.process import HomeserverFailed, HomeserverProcess
+from tests.e2e.process import HomeserverFailed, HomeserverProcess, environment_without_proxy_or_ca
 
 BINARY_ENV = "PINEWOOD_TUWUNEL"
 REQUIRE_ENV = "PINEWOOD_REQUIRE_CONDUIT"
 DEFAULT_BINARY = Path("/var/cache/pinewood-conduit/tuwunel")
-_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
 class TuwunelUnavailable(RuntimeError):
@@ -128,11 +127,7 @@ class Tuwunel(HomeserverProcess):
 
     def environment(self) -> dict[str, str]:
         """Ours, minus proxy and CA settings, plus ``ca_pem`` as the only roots."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.lower() not in _PROXY_VARIABLES and k not in {"SSL_CERT_FILE", "SSL_CERT_DIR"}
-        }
+        env = environment_without_proxy_or_ca()
         if self.ca_pem is not None:
             env["SSL_CERT_FILE"] = str(self.ca_pem.resolve())
         return env

@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.process import HomeserverFailed, HomeserverProcess
+from tests.e2e.process import HomeserverFailed, HomeserverProcess, environment_without_proxy_or_ca
 
 DENDRITE_VERSION = "v0.13.8"
 DENDRITE_MODULE = "github.com/matrix-org/dendrite"
@@ -64,7 +64,6 @@ DIR_ENV = "PINEWOOD_DENDRITE_DIR"
 BINARIES = ("dendrite", "generate-keys")
 _STAMP_NAME = ".pinewood-dendrite-built"
 _BUILD_TIMEOUT_S = 1200.0
-_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
 class DendriteUnavailable(RuntimeError):
@@ -297,11 +296,7 @@ class Dendrite(HomeserverProcess):
 
     def environment(self) -> dict[str, str]:
         """The process environment: ours, minus proxy and CA settings, plus ``proxy_url`` and ``ca_pem``."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.lower() not in _PROXY_VARIABLES and k not in {"SSL_CERT_FILE", "SSL_CERT_DIR"}
-        }
+        env = environment_without_proxy_or_ca()
         if self.proxy_url is not None:
             env["HTTPS_PROXY"] = env["https_proxy"] = self.proxy_url
         if self.ca_pem is not None:
