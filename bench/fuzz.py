@@ -35,6 +35,7 @@ from typing import Any
 from router import wire
 from router.wire import SIGNATURE_SIZE, DecodeError, PublicKey, TrafficRoute, Watermark
 from router.wire.coordinates import coordinate_depth, decode_coordinate_prefix
+from router.wire.extension import Direction, PathNotice, decode_extension, encode_path_notice
 from router.wire.fastpath import splice_watermark, strip_destination, watermark_bytes
 
 Probe = Callable[[bytes], object]
@@ -122,6 +123,12 @@ def _coordinates(data: bytes) -> None:
     assert decode_coordinate_prefix(body, len(ports) // 2) == ports[: len(ports) // 2]
 
 
+def _extension(data: bytes) -> None:
+    notice = decode_extension(data)
+    with _strict():
+        assert encode_path_notice(notice) == data
+
+
 def _varu64(data: bytes) -> None:
     value, end = wire.decode_varu64(data)
     assert wire.encode_varu64(value) == data[:end]
@@ -135,6 +142,7 @@ PROBES: tuple[tuple[str, Probe], ...] = (
     ("bootstrap", lambda b: _stamp(wire.decode_bootstrap, BOOTSTRAP_SIGNER, b)),
     ("wakeup", lambda b: _stamp(wire.decode_wakeup, WAKEUP_SIGNER, b)),
     ("handshake", wire.parse_handshake),
+    ("extension", _extension),
     ("coordinates", _coordinates),
     ("coordinate_ports", wire.decode_coordinate_ports),
     ("varu64", _varu64),
@@ -180,6 +188,14 @@ def seed_corpus(path: Path) -> list[bytes]:
     return found
 
 
+def own_seeds() -> list[bytes]:
+    """Frames the reference never makes, so its vectors hold none: Pinewood's extensions."""
+    return [
+        encode_path_notice(PathNotice(direction, BOOTSTRAP_SIGNER, 1 << shift))
+        for direction, shift in ((Direction.TOWARDS_ORIGIN, 3), (Direction.TOWARDS_END, 40))
+    ]
+
+
 def _child(target: str, flags: list[str]) -> None:
     import atheris  # noqa: PLC0415 - only the fuzzing process needs it
 
@@ -216,7 +232,7 @@ def fuzz(runs: int, seconds: int | None, vectors: Path, target: str, echo: bool)
         corpus, artifacts = Path(tmp, "corpus"), Path(tmp, "artifacts")
         corpus.mkdir()
         artifacts.mkdir()
-        for i, seed in enumerate(seed_corpus(vectors)):
+        for i, seed in enumerate(seed_corpus(vectors) + own_seeds()):
             (corpus / f"seed-{i:03d}").write_bytes(seed)
         flags = [str(corpus), f"-runs={runs}", "-print_final_stats=1", f"-artifact_prefix={artifacts}/"]
         flags += [f"-max_total_time={seconds}"] if seconds else []

@@ -4,15 +4,18 @@
 ed25519 signature (64) over the 40 bytes before it`` = 104 bytes.  Reference:
 ``router/router.go`` (the handshake in ``Connect``) and ``router/version.go``.
 
-The reserved bytes are covered by the signature but not checked, as in the
-reference, so a future use of them does not break old nodes.
+The reference writes zeros into bytes 1-3 and never reads them; they are
+covered by the signature.  A Pinewood node announces its routing extensions
+there (:mod:`router.wire.extension`); with none, its handshake is byte for
+byte the reference's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.wire.errors import DecodeError, SignatureError
+from router.wire.errors import DecodeError, EncodeError, SignatureError
+from router.wire.extension import EXTENSION_BITS
 from router.wire.keys import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, Identity, PublicKey, verify_signature
 
 HANDSHAKE_VERSION = 1
@@ -32,12 +35,21 @@ class Handshake:
     capabilities: int
     public_key: PublicKey
     signature: bytes
+    extensions: int = 0
+    """Bytes 1-3, big-endian: the extension bits the peer announces (any value is
+    taken; the bits this node does not know are ignored, as the reference ignores all)."""
 
 
-def build_handshake(identity: Identity) -> bytes:
-    """The 104 bytes this node sends first on every new link."""
+def build_handshake(identity: Identity, extensions: int = 0) -> bytes:
+    """The 104 bytes this node sends first on every new link, announcing the
+    ``extensions`` bits in bytes 1-3 (0: the reference's handshake)."""
+    if not 0 <= extensions < 1 << EXTENSION_BITS:
+        raise EncodeError(f"extensions take {EXTENSION_BITS} bits, got {extensions}")
     head = (
-        bytes((HANDSHAKE_VERSION, 0, 0, 0)) + HANDSHAKE_CAPABILITIES.to_bytes(4, "big") + identity.public_key
+        bytes((HANDSHAKE_VERSION,))
+        + extensions.to_bytes(3, "big")
+        + HANDSHAKE_CAPABILITIES.to_bytes(4, "big")
+        + identity.public_key
     )
     return head + identity.sign(head)
 
@@ -65,4 +77,4 @@ def parse_handshake(data: bytes | bytearray | memoryview) -> Handshake:
     signature = data[HANDSHAKE_SIGNED_SIZE:]
     if not verify_signature(key, data[:HANDSHAKE_SIGNED_SIZE], signature):
         raise SignatureError("handshake signature does not verify")
-    return Handshake(version, capabilities, key, signature)
+    return Handshake(version, capabilities, key, signature, int.from_bytes(data[1:4], "big"))

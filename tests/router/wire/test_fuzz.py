@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.fuzz import check, seed_corpus
+from bench.fuzz import check, own_seeds, seed_corpus
+from router.wire.extension import EXTENSION_FRAME_TYPE
 from tests.conftest import vectors_path
 
 # The probes and their invariants live in bench/fuzz.py, shared with the
@@ -27,7 +28,7 @@ def test_random_bytes(data: bytes) -> None:
 
 @given(st.binary(max_size=200))
 def test_random_bytes_behind_a_valid_header(body: bytes) -> None:
-    for frame_type in range(6):
+    for frame_type in (*range(6), EXTENSION_FRAME_TYPE):
         total = 10 + len(body)
         check(b"pine" + bytes((0, frame_type, 0, 0)) + total.to_bytes(2, "big") + body)
 
@@ -39,10 +40,16 @@ def test_every_truncation_of_every_vector() -> None:
             check(sample[:cut])
 
 
+def test_every_truncation_of_every_extension_frame() -> None:
+    for sample in own_seeds():
+        for cut in range(len(sample) + 1):
+            check(sample[:cut])
+
+
 @pytest.mark.skipif(not CORPUS, reason="reference vectors not found; set $PINEWOOD_VECTORS")
 @given(st.data())
 def test_mutated_vectors(data: st.DataObject) -> None:
-    sample = bytearray(data.draw(st.sampled_from(CORPUS)))
+    sample = bytearray(data.draw(st.sampled_from(CORPUS + own_seeds())))
     for _ in range(data.draw(st.integers(1, 4))):
         op = data.draw(st.sampled_from(["flip", "set", "insert", "delete"]))
         at = data.draw(st.integers(0, max(len(sample) - 1, 0)))

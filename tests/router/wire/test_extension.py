@@ -1,0 +1,86 @@
+"""The extension frame: path notices round-trip, and anything else is refused."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from router.wire import DecodeError, EncodeError, PublicKey
+from router.wire.extension import (
+    EXTENSION_FRAME_TYPE,
+    Direction,
+    Extension,
+    PathNotice,
+    decode_extension,
+    encode_path_notice,
+    extension_names,
+    is_extension_frame,
+)
+from tests.router.wire.strategies import keys, u64
+
+notices = st.builds(PathNotice, st.sampled_from(list(Direction)), keys, u64)
+ORIGIN = PublicKey(bytes(range(32)))
+
+
+@given(notices)
+def test_a_path_notice_round_trips(notice: PathNotice) -> None:
+    raw = encode_path_notice(notice)
+    assert is_extension_frame(raw)
+    assert decode_extension(raw) == notice
+
+
+def test_the_layout_is_the_ordinary_header_then_kind_direction_origin_sequence() -> None:
+    raw = encode_path_notice(PathNotice(Direction.TOWARDS_END, ORIGIN, 300))
+    assert raw[:4] == b"pine" and raw[4] == 0 and raw[5] == EXTENSION_FRAME_TYPE == 0x20
+    assert raw[6:8] == b"\0\0"  # no extra byte, no hop limit: it goes one hop
+    assert int.from_bytes(raw[8:10], "big") == len(raw) == 10 + 2 + 1 + 1 + 32 + 2
+    assert int.from_bytes(raw[10:12], "big") == len(raw) - 12
+    assert raw[12:14] == b"\x01\x01"  # kind 1 (path notice), towards the end
+    assert raw[14:46] == ORIGIN
+    assert raw[46:] == bytes((0x82, 0x2C))  # 300 as a varu64
+
+
+def good() -> bytearray:
+    return bytearray(encode_path_notice(PathNotice(Direction.TOWARDS_ORIGIN, ORIGIN, 7)))
+
+
+def with_lengths(raw: bytearray) -> bytes:
+    raw[8:10] = len(raw).to_bytes(2, "big")
+    raw[10:12] = (len(raw) - 12).to_bytes(2, "big")
+    return bytes(raw)
+
+
+def changed(at: int, value: int) -> bytes:
+    raw = good()
+    raw[at] = value
+    return bytes(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (changed(12, 2), "unknown extension kind 2"),
+        (changed(13, 2), "direction 2"),
+        (changed(6, 1), "extra byte or hop limit"),
+        (changed(7, 1), "extra byte or hop limit"),
+        (changed(9, 99), "length field"),
+        (changed(11, 1), "payload length"),
+        (with_lengths(good() + b"\0"), "trailing bytes"),
+        (with_lengths(good()[:-2]), "truncated"),
+        (changed(5, 3), "not an extension frame"),
+    ],
+)
+def test_a_malformed_extension_frame_is_refused(raw: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        decode_extension(raw)
+
+
+def test_an_origin_of_the_wrong_size_cannot_be_sent() -> None:
+    with pytest.raises(EncodeError, match="32 bytes"):
+        encode_path_notice(PathNotice(Direction.TOWARDS_END, PublicKey(b"short"), 1))
+
+
+def test_extension_names_are_the_settings_words() -> None:
+    assert extension_names(Extension.PATH_REPAIR | 0x800000) == ["path-repair"]
+    assert extension_names(0) == []
