@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.sim.runner import simulate
 from bench.sim.setup import SCENARIOS, SimConfig
+from router.wire.extension import EXTENSION_NAMES
 
 DEFAULTS = SimConfig()
 
@@ -52,10 +53,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="bootstrap on the reference's schedule only, without settling bootstraps",
     )
+    add(
+        "--extensions",
+        type=extension_bits,
+        default=0,
+        help="Pinewood's routing extensions, comma-separated (path-repair); default none, as the reference",
+    )
+    add(
+        "--extended-fraction",
+        type=float,
+        default=DEFAULTS.extended_fraction,
+        help="the share of the nodes that run the extensions (the rest behave as reference nodes)",
+    )
     add("--no-signatures", action="store_true", help="skip ed25519 signing and verifying (simulator only)")
     add("--progress", action="store_true", help="show a progress bar")
     add("--json", action="store_true", help="print the full result as JSON")
     add("--out", type=Path, help="also write the JSON result to this file")
+
+
+def extension_bits(text: str) -> int:
+    """``path-repair,...`` as extension bits (``none`` or nothing: 0)."""
+    bits = 0
+    for word in filter(None, (w.strip() for w in text.split(","))):
+        if word == "none":
+            continue
+        if word not in EXTENSION_NAMES:
+            known = ", ".join(EXTENSION_NAMES)
+            raise argparse.ArgumentTypeError(f"unknown extension {word!r}; known: {known}")
+        bits |= EXTENSION_NAMES[word]
+    return bits
 
 
 def config_from(args: argparse.Namespace) -> SimConfig:
@@ -78,6 +104,8 @@ def config_from(args: argparse.Namespace) -> SimConfig:
         progress=args.progress,
         bootstrap_interval_s=args.bootstrap_interval,
         settle_window_s=0.0 if args.reference_bootstrap else DEFAULTS.settle_window_s,
+        extensions=args.extensions,
+        extended_fraction=args.extended_fraction,
     )
 
 

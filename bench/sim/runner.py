@@ -31,11 +31,12 @@ from bench.sim.probes import KINDS, Prober, round_summary
 from bench.sim.scenarios import plan
 from bench.sim.setup import SimConfig, build_mesh
 from router.routing.outputs import Deliver
+from router.wire.extension import EXTENSION_FRAME_TYPE
 from router.wire.frames import FrameType
 
 STEP_S = 0.25
 TRAFFIC = int(FrameType.TRAFFIC)
-FRAME_NAMES = {int(t): t.name.lower() for t in FrameType}
+FRAME_NAMES = {int(t): t.name.lower() for t in FrameType} | {EXTENSION_FRAME_TYPE: "extension"}
 
 
 class Simulation:

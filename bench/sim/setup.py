@@ -23,7 +23,7 @@ import math
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from router.routing.constants import BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S
@@ -63,6 +63,12 @@ class SimConfig:
     """An experiment only: the reference (and every daemon) bootstraps every 5 s."""
     settle_window_s: float = SETTLE_WINDOW_S
     """0: the reference's bootstrap schedule, without this router's settling bootstraps."""
+    extensions: int = 0
+    """The :class:`router.wire.extension.Extension` bits the extended nodes announce
+    (0: every node behaves as the reference does)."""
+    extended_fraction: float = 1.0
+    """The share of the nodes (drawn from the seed) that announce ``extensions``;
+    the others announce none, as reference nodes."""
 
 
 def graphs_dir() -> Path:
@@ -132,6 +138,16 @@ def build_mesh(config: SimConfig, rng: random.Random) -> Built:
         settle_window_s=config.settle_window_s,
     )
     mesh = Mesh(config.seed, MeshConfig(traffic_loss=config.loss, core=core))
+    if not 0.0 <= config.extended_fraction <= 1.0:
+        raise ValueError(f"the extended share must be between 0 and 1, got {config.extended_fraction}")
+    if config.extensions:
+        extended = replace(core, extensions=config.extensions)
+        names = sorted(topo.nodes)
+        count = round(len(names) * config.extended_fraction)
+        # A generator of its own, so that the topology, latencies and events are
+        # the same whatever the share.
+        for name in random.Random(f"extended-{config.seed}").sample(names, count):
+            mesh.node_configs[name] = extended
     latency = latency_model(config.latency)
     for name in topo.nodes:
         mesh.add_node(name)

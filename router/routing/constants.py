@@ -67,6 +67,23 @@ reference only tries again five seconds later; settling sooner costs at most twe
 more bootstraps per change, and bootstraps are ordinary frames to every other node,
 so Go nodes are unaffected."""
 
+# Path repair (Pinewood's own, between Pinewood nodes only: router.routing.repair_state)
+REPAIR_MIN_INTERVAL_S = 0.5
+"""An origin told that its bootstrap path broke sends a new bootstrap at once, but
+at most this often; a notice inside the interval makes the next maintenance tick
+bootstrap instead."""
+REPAIR_SETTLE_S = 2.0
+"""After a repair the origin bootstraps on the settling schedule for this long: the
+nodes around the break are rebuilding their own paths, and a bootstrap sent while
+they do can end at the wrong node."""
+PATH_NOTICES_PER_S = 50.0
+"""Path notices a second that one peer may send us (a token bucket per peer; the
+rest are dropped and counted, which only leaves those paths to the reference's
+periodic repair)."""
+PATH_NOTICES_BURST = 500.0
+"""And at once: a peer whose link to a busy node broke reports every path that
+crossed it in one go."""
+
 # Wakeup broadcasts
 WAKEUP_INTERVAL_S = 60.0  # reference: wakeupBroadcastInterval
 BROADCAST_EXPIRY_S = 180.0  # reference: broadcastExpiryPeriod

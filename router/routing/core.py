@@ -34,11 +34,12 @@ from router.routing.outputs import (
     RootChanged,
     SendFrame,
 )
-from router.routing.snake_state import SnakeState
+from router.routing.repair_state import PathRepairState
 from router.routing.state import CoreConfig, PeerInfo
 from router.routing.traffic import TrafficPath
 from router.routing.tree_state import TreeState
 from router.wire.errors import DecodeError, SignatureError
+from router.wire.extension import is_extension_frame
 from router.wire.fastpath import is_traffic_frame
 from router.wire.frames import (
     BootstrapFrame,
@@ -56,7 +57,7 @@ __all__ = ["KEEPALIVE_FRAME", "CoreConfig", "RouterCore"]
 KEEPALIVE_FRAME = encode_frame(Keepalive())
 
 
-class RouterCore(TreeState, SnakeState, BroadcastState):
+class RouterCore(TreeState, PathRepairState, BroadcastState):
     """One node's routing state machine."""
 
     def __init__(self, identity: Identity, now: float, config: CoreConfig | None = None) -> None:
@@ -67,12 +68,13 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
         self._run_timers(now)
 
     def add_peer(
-        self, key: bytes, link_type: int, now: float, port: int | None = None
+        self, key: bytes, link_type: int, now: float, port: int | None = None, extensions: int = 0
     ) -> tuple[int, list[Output]]:
         """Attach a peer that completed its handshake; returns its port and outputs.
 
-        The lowest free port is used unless ``port`` is given.  Raises
-        ``ValueError`` if the node is full or ``port`` is taken.
+        The lowest free port is used unless ``port`` is given; ``extensions`` are
+        the bits the peer's handshake announced (the peering uses those this node
+        announces too).  Raises ``ValueError`` if the node is full or ``port`` is taken.
         """
         if port is None:
             port = next((p for p in range(1, self.config.max_peers + 1) if p not in self.peers), 0)
@@ -87,6 +89,7 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
         self._budgets[port] = TokenBucket(
             self.config.signature_checks_per_s, self.config.signature_checks_burst, now
         )
+        self._start_extensions(port, extensions, now)
         self._changed()
         self._send_announcement_to(port, self._root_announcement(), now)
         return port, self._flush()
@@ -99,7 +102,9 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
     def _disconnect(self, port: int, now: float) -> None:
         if port not in self.peers:
             return
+        notices = self._notices_for_lost_link(port)
         del self.peers[port], self.peer_keys[port], self.link_types[port]
+        self._stop_extensions(port)
         self._budgets.pop(port, None)
         self._last_sent.pop(port, None)
         self._announced.pop(port, None)
@@ -115,6 +120,7 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
             self._set_descending(None, now)
         if self.parent == port and self._select_new_parent(now):
             self._bootstrap_soon(now)
+        self._link_lost(port, notices, now)
 
     def close_peer(
         self,
@@ -196,6 +202,9 @@ class RouterCore(TreeState, SnakeState, BroadcastState):
         if self._waiting_until is not None and now >= self._waiting_until:
             self._end_reparent_wait(now)
         try:
+            if is_extension_frame(data):
+                self._handle_extension_frame(port, data, now)
+                return self._flush()
             if (
                 len(data) >= 6
                 and data[:4] == b"pine"

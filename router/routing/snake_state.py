@@ -60,6 +60,7 @@ class SnakeState(RoutingState):
         port, watermark = self.snek(self.key, FULL_WATERMARK, bootstrap=True, now=now)
         if port is not None and port != LOCAL_PORT:
             self.stats["bootstraps sent"] += 1
+            self._last_bootstrap_port, self._last_bootstrap_sequence = port, sequence
             self.send(port, encode_frame(BootstrapFrame(self.key, watermark, body)), now)
         self._last_bootstrap = now
 
@@ -114,4 +115,6 @@ class SnakeState(RoutingState):
         if origin < self.key:
             desc = self.descending
             if desc is None or not desc.valid(now) or desc.key == origin or desc.key < origin:
+                if desc is not None and desc.key < origin and desc.valid(now):
+                    self._descending_displaced(desc, now)
                 self._set_descending(entry, now)

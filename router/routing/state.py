@@ -78,6 +78,9 @@ class CoreConfig:
     signature_checks_per_s: float = SIGNATURE_CHECKS_PER_S
     """Each peer's budget of signature checks (:mod:`router.routing.budget`)."""
     signature_checks_burst: float = SIGNATURE_CHECKS_BURST
+    extensions: int = 0
+    """The :class:`router.wire.extension.Extension` bits this node announces; a
+    peering uses those both ends announced (0: the reference's behaviour)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,15 @@ class RoutingState:
         """The root announcement last sent to each peer (before our hop was added), and when."""
         self._last_received: dict[int, float] = {}
         self._budgets: dict[int, TokenBucket] = {}
+        self.peer_extensions: dict[int, int] = {}
+        """The extensions each peering uses: what both ends announced."""
+        self._notice_budgets: dict[int, TokenBucket] = {}
+        self._notices_passed: dict[PublicKey, int] = {}
+        """The bootstrap sequence of each path a notice towards its origin was last
+        passed on for (each is passed on once)."""
+        self._last_bootstrap_port: int | None = None
+        self._last_bootstrap_sequence = -1
+        self._last_repair = -1e18
         self._seen_broadcasts = SeenBroadcasts(
             now, filter_s=BROADCAST_FILTER_S, expiry_s=BROADCAST_EXPIRY_S, capacity=MAX_SEEN_BROADCASTS
         )
@@ -198,6 +210,10 @@ class RoutingState:
         self._report_pending = True
         if not (old is not None and entry is not None and old.key == entry.key):
             self._bootstrap_soon(now)
+
+    def _descending_displaced(self, old: SnakeEntry, now: float) -> None:
+        """A closer node took ``old``'s place as our descending node (path repair
+        tells ``old``; without extensions nothing happens)."""
 
     def _wakeup_frame(self, now: float) -> bytes:
         root_key, root_sequence = self.root()

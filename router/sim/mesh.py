@@ -24,6 +24,7 @@ from router.routing.constants import LINK_TYPE_REMOTE
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import ClosePeer, Deliver, Output, SendFrame
 from router.sim.topology import Topology
+from router.wire.extension import is_extension_frame
 from router.wire.frames import FrameType
 from router.wire.keys import Identity, PublicKey
 
@@ -79,6 +80,9 @@ class Mesh:
         self.lost = 0
         self.frame_observer: Callable[[str, str, bytes], None] | None = None
         self.delivery_observer: Callable[[str, Deliver], None] | None = None
+        self.node_configs: dict[str, CoreConfig] = {}
+        """Nodes that run with a core configuration of their own (else ``config.core``),
+        kept across a node's leaving and joining again."""
 
     # ------------------------------------------------------------ building
 
@@ -95,7 +99,7 @@ class Mesh:
         if name in self.nodes:
             raise ValueError(f"node {name!r} exists")
         ident = identity or identity_for(name, self.seed)
-        node = MeshNode(name, RouterCore(ident, self.now, self.config.core))
+        node = MeshNode(name, RouterCore(ident, self.now, self.node_configs.get(name, self.config.core)))
         self.nodes[name] = node
         self.by_key[ident.public_key] = name
         self._reschedule(node)
@@ -112,8 +116,13 @@ class Mesh:
         if latency_s is None:
             latency_s = self.rng.uniform(self.config.min_latency_s, self.config.max_latency_s)
         na, nb = self.nodes[a], self.nodes[b]
-        a_port, a_out = na.core.add_peer(nb.core.key, LINK_TYPE_REMOTE, self.now)
-        b_port, b_out = nb.core.add_peer(na.core.key, LINK_TYPE_REMOTE, self.now)
+        # Each end is told the extensions the other announced, as its handshake would.
+        a_port, a_out = na.core.add_peer(
+            nb.core.key, LINK_TYPE_REMOTE, self.now, extensions=nb.core.config.extensions
+        )
+        b_port, b_out = nb.core.add_peer(
+            na.core.key, LINK_TYPE_REMOTE, self.now, extensions=na.core.config.extensions
+        )
         link = Link(a, a_port, b, b_port, latency_s, self._next_link)
         self._next_link += 1
         self.links[link.id] = link
@@ -205,7 +214,10 @@ class Mesh:
         if link is None:
             return
         data = out.data
-        kind = FrameType(data[5]).name if len(data) > 5 and data[5] <= 4 else "invalid"
+        if len(data) > 5 and data[5] <= FrameType.WAKEUP_BROADCAST:
+            kind = FrameType(data[5]).name
+        else:
+            kind = "EXTENSION" if is_extension_frame(data) else "invalid"
         self.transmissions[kind] += 1
         if out.traffic and self.config.traffic_loss and self.rng.random() < self.config.traffic_loss:
             self.lost += 1

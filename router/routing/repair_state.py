@@ -1,0 +1,200 @@
+"""Path repair: Pinewood's own extension, between Pinewood nodes only.
+
+In the reference a bootstrap path that breaks stays broken until its origin's
+next periodic bootstrap (up to five seconds): nothing on the wire tells the
+nodes along it.  Frames routed by key into the break meanwhile are lost, and
+under churn that is most of what is lost.  With path repair, on peerings whose
+ends both announced :attr:`~router.wire.extension.Extension.PATH_REPAIR`:
+
+* a node that loses a link sends a path notice along every bootstrap path that
+  crossed it, both ways: *towards the origin* on the entry's source, and
+  *towards the end* on the entry's destination;
+* a notice towards the origin is passed on, hop by hop, to the origin, which
+  bootstraps again at once (at most every ``REPAIR_MIN_INTERVAL_S``) and then
+  settles for ``REPAIR_SETTLE_S``;
+* a notice towards the end removes each entry of the path after the break (they
+  lead nowhere now) and is passed on;
+* a node that takes a closer descending node tells the one it displaced, along
+  that one's path, so that it bootstraps again and finds its new successor.
+
+A notice is acted on only when it names a route entry this node holds, with
+the same bootstrap sequence, whose next hop in the notice's direction is the
+very peer it came from; each is passed on at most once per path; a peer's
+notices come out of a token bucket (``PATH_NOTICES_PER_S``).  So a peer can
+touch only paths that already cross it, which it could black-hole anyway, and
+a notice costs at most one frame per hop of an existing path.  A notice stops
+at the first hop whose next peering does not use the extension: the rest of
+that path behaves as in the reference.  Sans-I/O.
+"""
+
+from __future__ import annotations
+
+from router.routing.budget import TokenBucket
+from router.routing.constants import (
+    PATH_NOTICES_BURST,
+    PATH_NOTICES_PER_S,
+    REPAIR_MIN_INTERVAL_S,
+    REPAIR_SETTLE_S,
+)
+from router.routing.snake_state import SnakeState
+from router.routing.snek import SnakeEntry
+from router.routing.tree import LOCAL_PORT
+from router.wire.extension import (
+    Direction,
+    Extension,
+    ExtensionKind,
+    PathNotice,
+    decode_extension,
+    encode_path_notice,
+)
+from router.wire.keys import PublicKey
+
+
+class PathRepairState(SnakeState):
+    """The snake with path repair: notices out, notices in, and the origin's repair."""
+
+    def _uses(self, port: int | None, extension: Extension) -> bool:
+        return port is not None and bool(self.peer_extensions.get(port, 0) & extension)
+
+    def _start_extensions(self, port: int, announced: int, now: float) -> None:
+        """The peer on ``port`` announced ``announced``: use what we announced too."""
+        both = announced & self.config.extensions
+        if both:
+            self.peer_extensions[port] = both
+            self._notice_budgets[port] = TokenBucket(PATH_NOTICES_PER_S, PATH_NOTICES_BURST, now)
+
+    def _stop_extensions(self, port: int) -> None:
+        self.peer_extensions.pop(port, None)
+        self._notice_budgets.pop(port, None)
+
+    # ------------------------------------------------------------ a link is lost
+
+    def _notices_for_lost_link(self, port: int) -> list[tuple[int, bytes]]:
+        """The notices to send because the link on ``port`` is going, worked out
+        while its route entries are still there: (port, frame) pairs."""
+        if not self.config.extensions & Extension.PATH_REPAIR:
+            return []
+        notices = []
+        for entry in self.routes.ordered:
+            if entry.destination == port and entry.source != port:
+                if self._uses(entry.source, Extension.PATH_REPAIR):
+                    notice = PathNotice(Direction.TOWARDS_ORIGIN, entry.key, entry.sequence)
+                    notices.append((entry.source, encode_path_notice(notice)))
+            elif entry.source == port and (onwards := self._onwards(entry, port)) is not None:
+                notice = PathNotice(Direction.TOWARDS_END, entry.key, entry.sequence)
+                notices.append((onwards, encode_path_notice(notice)))
+        return notices
+
+    def _link_lost(self, port: int, notices: list[tuple[int, bytes]], now: float) -> None:
+        """After the peer on ``port`` is forgotten: send what
+        :meth:`_notices_for_lost_link` found, and repair our own path if our last
+        bootstrap left on that link."""
+        for to, frame in notices:
+            if to in self.peers:
+                self.stats["path notices sent"] += 1
+                self.send(to, frame, now)
+        if (
+            self.config.extensions & Extension.PATH_REPAIR
+            and port == self._last_bootstrap_port
+            and port not in self.peers
+        ):
+            self._last_bootstrap_port = None
+            self._repair(now)
+
+    def _descending_displaced(self, old: SnakeEntry, now: float) -> None:
+        if not self._uses(old.source, Extension.PATH_REPAIR):
+            return
+        current = self.routes.get(old.key)
+        if current is None or current.sequence != old.sequence:
+            return
+        self.stats["path notices sent"] += 1
+        notice = PathNotice(Direction.TOWARDS_ORIGIN, old.key, old.sequence)
+        self.send(old.source, encode_path_notice(notice), now)
+
+    # ------------------------------------------------------------ a notice comes in
+
+    def _handle_extension_frame(self, port: int, data: bytes, now: float) -> None:
+        """An extension frame from the peer on ``port``.  Raises :class:`DecodeError`
+        if the peer, which announced the extension, sent it malformed."""
+        if not self.peer_extensions.get(port):
+            # As the reference ignores a type it does not know, from any peer.
+            self.drops["extension frame on a peering without extensions"] += 1
+            return
+        if len(data) > 12 and data[12] != ExtensionKind.PATH_NOTICE:
+            self.drops["extension frame of an unknown kind"] += 1
+            return
+        notice = decode_extension(data)
+        budget = self._notice_budgets.get(port)
+        if budget is not None and not budget.take(now):
+            self.drops["over budget: path notice"] += 1
+            return
+        self.stats["path notices received"] += 1
+        self._handle_path_notice(port, notice, data, now)
+
+    def _handle_path_notice(self, port: int, notice: PathNotice, data: bytes, now: float) -> None:
+        if notice.origin == self.key:
+            if notice.direction != Direction.TOWARDS_ORIGIN:
+                self.drops["path notice: towards the end, for our own path"] += 1
+            elif port != self._last_bootstrap_port or notice.sequence != self._last_bootstrap_sequence:
+                self.drops["path notice: not our last bootstrap"] += 1
+            else:
+                self._repair(now)
+            return
+        entry = self.routes.get(notice.origin)
+        if entry is None or entry.sequence != notice.sequence:
+            self.drops["path notice: no such path"] += 1
+            return
+        if notice.direction == Direction.TOWARDS_ORIGIN:
+            if entry.destination != port:
+                self.drops["path notice: not from the path"] += 1
+            elif self._notices_passed.get(notice.origin) == notice.sequence:
+                self.drops["path notice: passed on before"] += 1
+            else:
+                self._remember_passed(notice.origin, notice.sequence)
+                if self._uses(entry.source, Extension.PATH_REPAIR):
+                    self.stats["path notices passed on"] += 1
+                    self.send(entry.source, data, now)
+            return
+        if entry.source != port:
+            self.drops["path notice: not from the path"] += 1
+            return
+        del self.routes[notice.origin]
+        self._changed()
+        if self.descending is not None and self.descending.key == notice.origin:
+            self._set_descending(None, now)
+        onwards = self._onwards(entry, port)
+        if onwards is not None:
+            self.stats["path notices passed on"] += 1
+            self.send(onwards, data, now)
+
+    def _onwards(self, entry: SnakeEntry, port: int) -> int | None:
+        """The port ``entry``'s path goes on to past us, if the peer there takes
+        notices (it did not come in on ``port``)."""
+        destination = entry.destination
+        if destination is None or destination in (LOCAL_PORT, port):
+            return None
+        return destination if self._uses(destination, Extension.PATH_REPAIR) else None
+
+    def _remember_passed(self, origin: PublicKey, sequence: int) -> None:
+        passed = self._notices_passed
+        passed[origin] = sequence
+        if len(passed) > 2 * len(self.routes) + 64:
+            # Bounded by the route table: forget paths we no longer hold.
+            for key in [k for k, s in passed.items() if (e := self.routes.get(k)) is None or e.sequence != s]:
+                del passed[key]
+
+    # ------------------------------------------------------------ the origin
+
+    def _repair(self, now: float) -> None:
+        """Our bootstrap path broke: bootstrap again at once, then settle."""
+        if self.parent is None:
+            return  # the root sends no bootstraps
+        self._settling_until = max(self._settling_until, now + REPAIR_SETTLE_S)
+        if now - self._last_repair < REPAIR_MIN_INTERVAL_S:
+            # Recently repaired: the next maintenance tick bootstraps.
+            self._last_bootstrap = min(self._last_bootstrap, now - self.config.bootstrap_interval_s)
+            self.drops["path repair: deferred to the next tick"] += 1
+            return
+        self._last_repair = now
+        self.stats["path repairs"] += 1
+        self._bootstrap_now(now)
