@@ -118,6 +118,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
         byte_counts = f"{size(peer['bytes_in'])}/{size(peer['bytes_out'])}"
         frames = f"{peer['frames_in']}/{peer['frames_out']}"
         notes = [n for n in ("parent" if peer["is_parent"] else "", peer.get("static") or "") if n]
+        notes += peer.get("extensions") or []
         direction = "in" if peer.get("direction") == "inbound" else "out"
         print(
             f"{peer['port']:>4}  {(peer['key'] or '?')[:16]:16}  {direction:3}  {peer['link_type']:9}  "

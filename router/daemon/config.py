@@ -17,10 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from router.daemon.keyfile import default_data_dir
-from router.daemon.settings import BY_NAME, DEFAULT_ADMIN, DEFAULT_PORT, SETTINGS, ConfigError
+from router.daemon.settings import (
+    BY_NAME,
+    DEFAULT_ADMIN,
+    DEFAULT_EXTENSIONS,
+    DEFAULT_PORT,
+    SETTINGS,
+    ConfigError,
+)
 from router.gateway.shares import REQUEST_BURST, REQUESTS_PER_S
 from router.links.uri import PeerURI, URIError, parse_peer_uri
 from router.matrix.federation import DEFAULT_PATHS
+from router.wire.extension import EXTENSION_NAMES
 
 __all__ = [
     "DEFAULT_ADMIN",
@@ -50,6 +58,7 @@ class NodeConfig:
     traffic_queue_frames: int = 2048
     hop_limiting: bool = False
     wakeup_broadcasts: bool = True
+    routing_extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     handshake_timeout: float = 10.0
     handshakes_per_minute: int = 120
     quic_engine: str = "qh3"
@@ -92,6 +101,14 @@ class NodeConfig:
 
     def peer_uris(self) -> list[PeerURI]:
         return [_uri(u, "peers") for u in self.peers]
+
+    @property
+    def extension_bits(self) -> int:
+        """The routing extensions this node announces, as handshake bits."""
+        bits = 0
+        for name in self.routing_extensions:
+            bits |= EXTENSION_NAMES[name]
+        return bits
 
     @property
     def admin_address(self) -> tuple[str, int]:
@@ -174,6 +191,7 @@ def load_config_sources(
     config.peer_uris()
     _check_gateway(config)
     _check_relay(config)
+    _check_routing(config)
     host, _ = config.admin_address
     if not config.admin_allow_remote and not _is_loopback(host):
         raise ConfigError(
@@ -190,6 +208,14 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
+
+
+def _check_routing(config: NodeConfig) -> None:
+    for name in config.routing_extensions:
+        if name not in EXTENSION_NAMES:
+            raise ConfigError(
+                f"routing_extensions: unknown extension {name!r}; known: {', '.join(EXTENSION_NAMES)}"
+            )
 
 
 def _check_relay(config: NodeConfig) -> None:

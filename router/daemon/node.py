@@ -124,10 +124,11 @@ class Node:
                 wakeup_broadcasts=config.wakeup_broadcasts,
                 max_peers=config.max_peers,
                 clock_offset_s=time.time() - now,
+                extensions=config.extension_bits,
             ),
         )
         self.started_at = now
-        self.handshake_bytes = build_handshake(identity)
+        self.handshake_bytes = build_handshake(identity, config.extension_bits)
         self.link_settings = LinkSettings(config.handshake_timeout, config.traffic_queue_frames)
         self.links: dict[int, PeerLink] = {}
         self.counters: Counter[str] = Counter()
@@ -327,7 +328,9 @@ class Node:
         refusal = self.admission.refusal(link, key)
         if refusal is None:
             try:
-                port, outputs = self.core.add_peer(key, link.link_type, self.loop.time())
+                port, outputs = self.core.add_peer(
+                    key, link.link_type, self.loop.time(), extensions=link.handshake.extensions
+                )
             except ValueError:
                 refusal = ("all peer ports in use", "")
             else:

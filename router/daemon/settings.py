@@ -24,9 +24,12 @@ from typing import Any
 from router.daemon.errors import DaemonError
 from router.gateway.shares import REQUEST_BURST, REQUESTS_PER_S
 from router.matrix.federation import DEFAULT_PATHS
+from router.wire.extension import EXTENSION_NAMES
 
 DEFAULT_PORT = 65432
 DEFAULT_ADMIN = "127.0.0.1:65433"
+DEFAULT_EXTENSIONS = tuple(EXTENSION_NAMES)
+"""Every routing extension this release knows: they act only between nodes that announce them."""
 ENV_PREFIX = "PINEWOOD_"
 HEX_KEY_CHARS = 64
 REFERENCE_PATH = "docs/settings.md"
@@ -268,6 +271,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("wakeup_broadcasts", BOOL, True,
             help="send a wakeup broadcast every minute and flood other nodes' broadcasts on, "
                  "as the reference does"),
+    Setting("routing_extensions", STRINGS, DEFAULT_EXTENSIONS, metavar="NAMES", default_text="path-repair",
+            help="routing beyond the reference, used only on peerings whose other end announced it too "
+                 "(Go nodes announce none and see nothing new); path-repair reports a broken bootstrap "
+                 "path to the nodes along it, so that its origin repairs it at once; [] turns them off"),
     Setting("handshake_timeout", number(0.1, 600.0), 10.0, metavar="SECONDS",
             help="seconds a new peering has to complete its handshake"),
     Setting("handshakes_per_minute", whole(1, 1_000_000), 120, metavar="N",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench.daemons import Daemon, DaemonNet
+from bench.daemons import Daemon, DaemonNet, wait_until
 
 LINE = ([f"n{i}" for i in range(5)], [(f"n{i + 1}", f"n{i}") for i in range(4)])
 RING = ([f"n{i}" for i in range(6)], [(f"n{(i + 1) % 6}", f"n{i}") for i in range(6)])
@@ -67,3 +67,45 @@ def test_frozen_peer_is_dropped_by_the_keepalive_deadline(net: DaemonNet) -> Non
     assert set(noticed) == {"n1", "n3"}
     # silence may have begun up to one keepalive interval before the stop
     assert min(noticed.values()) >= 1.0 and max(noticed.values()) <= 6.0
+
+
+def routing(daemon: Daemon) -> dict[str, int]:
+    counters: dict[str, int] = daemon.api("GET", "/status")["routing"]
+    return counters
+
+
+def test_pinewood_peerings_use_path_repair_and_a_broken_path_is_reported(net: DaemonNet) -> None:
+    """Daemons announce path repair by default and every peering between them uses
+    it; a node configured without it peers as a reference node would.  When a
+    node on a bootstrap path dies, the node before it reports the break."""
+    names, edges = RING
+    net.start(names, edges)
+    net.start(["plain"], [("plain", "n0")], extra=["--routing-extensions="])
+    net.wait_converged()
+    name_of = {d.key: d.name for d in net.daemons.values()}
+    ports: dict[str, dict[int, str]] = {}
+    for daemon in net.daemons.values():
+        peers = [p for p in daemon.api("GET", "/peers") if "port" in p]
+        ports[daemon.name] = {p["port"]: name_of[p["key"]] for p in peers}
+        for peer in peers:
+            plain = "plain" in (daemon.name, name_of[peer["key"]])
+            assert peer["extensions"] == ([] if plain else ["path-repair"]), (daemon.name, peer)
+    # A node that carries someone's bootstrap path on to a third node, none of them
+    # the plain one: that third node is killed under the path.
+    transit = [
+        (name, route["key"], ports[name][route["destination_port"]])
+        for name in names
+        for route in net.daemons[name].api("GET", "/snake")["routes"]
+        if route["destination_port"] and ports[name].get(route["destination_port"]) not in (None, "plain")
+    ]
+    assert transit, "no bootstrap path crosses two ring nodes"
+    carrier, _, victim = transit[0]
+    sent_before = routing(net.daemons[carrier]).get("path notices sent", 0)
+    net.kill(victim)
+    wait_until(
+        lambda: routing(net.daemons[carrier]).get("path notices sent", 0) > sent_before,
+        8.0,
+        f"{carrier} reporting the path it carried to {victim}",
+    )
+    net.wait_converged()
+    net.ping_all_pairs()

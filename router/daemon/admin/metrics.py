@@ -92,6 +92,12 @@ class NodeCollector(Collector):
             "reason",
             core.drops,
         )
+        yield _counter_by(
+            "routing_events",
+            "What the routing core did: bootstraps, announcements, path notices and repairs, by kind.",
+            "event",
+            core.stats,
+        )
         yield _counter_by("node_events", "Runtime events, by kind.", "event", node.counters)
 
     def _peers(self) -> Iterable[Metric]:

@@ -16,6 +16,7 @@ from router.daemon.settings import SETTINGS
 from router.links.uri import URIError
 from router.sessions.endpoint import Endpoint
 from router.wire.errors import EncodeError
+from router.wire.extension import extension_names
 from router.wire.keys import PublicKey, key_from_hex
 
 Handler = Callable[[Node, dict[str, list[str]], Any], Awaitable[tuple[int, Any]]]
@@ -46,6 +47,7 @@ def status_view(node: Node) -> dict[str, Any]:
             "decision_cache_misses": core.traffic.misses,
         },
         "drops": dict(core.drops),
+        "routing": dict(core.stats),
         "counters": dict(node.counters),
     }
 
@@ -70,6 +72,7 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
                 "rtt_ms": None if rtt is None else round(rtt * 1000, 3),
                 "coordinates": list(ann.peer_coordinates) if ann else None,
                 "is_parent": port == core.parent,
+                "extensions": extension_names(core.peer_extensions.get(port, 0)),
                 "bytes_in": link.bytes_in,
                 "bytes_out": link.bytes_out,
                 "frames_in": link.frames_in,
