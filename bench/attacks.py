@@ -56,6 +56,7 @@ from router.wire import (
     build_handshake,
     encode_frame,
 )
+from router.wire.extension import Direction, Extension, PathNotice, encode_path_notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,29 @@ def traffic(target: Target, seconds: float) -> Outcome:
     )
     with sock:
         sent, closed_after = flood(sock, lambda n: to_victim if n & 1 else nowhere, until)
+    return Outcome(sent, "frames", seconds, closed_after)
+
+
+def path_notices(target: Target, seconds: float) -> Outcome:
+    """A peer that announces path repair and floods path notices that lie: both
+    directions, for the keys it knows (the target's, the root's, the victim's)
+    and for random ones, with random bootstrap sequences.  None names a path
+    that crosses the attacker, so each must be dropped and counted."""
+    until = time.monotonic() + seconds
+    sock, _ = peer(target, extensions=Extension.PATH_REPAIR)
+    known = [target.victim, target.root_key]
+    frames = [
+        encode_path_notice(
+            PathNotice(
+                Direction(n & 1),
+                PublicKey(known[n % 2] if n % 3 else os.urandom(32)),
+                int.from_bytes(os.urandom(6), "big"),
+            )
+        )
+        for n in range(4096)
+    ]
+    with sock:
+        sent, closed_after = flood(sock, lambda n: frames[n % len(frames)], until)
     return Outcome(sent, "frames", seconds, closed_after)
 
 
@@ -361,6 +385,7 @@ SIMPLE: dict[str, Attack] = {
     "garbage-handshakes": garbage_handshakes,
     "slowloris": slowloris,
     "never-reads": never_reads,
+    "path-notices": path_notices,
 }
 NAMES = (
     "forged-bootstrap",

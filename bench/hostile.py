@@ -53,6 +53,7 @@ EXPECT_CLOSED = {
     "deep-announcements": False,
     "deep-coordinates": False,
     "traffic": False,
+    "path-notices": False,
 }
 """Whether T must close the attacker (rule: bad signatures, bad handshakes, a peer
 that takes nothing) or must not (genuine frames, however many); absent: no peering."""

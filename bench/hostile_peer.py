@@ -64,9 +64,9 @@ def connect(port: int, source: str = "127.0.0.1", timeout: float = 10.0) -> sock
     return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
 
 
-def handshake_as(sock: socket.socket, identity: Identity) -> PublicKey:
-    """Send our handshake and read the target's; its key."""
-    sock.sendall(build_handshake(identity))
+def handshake_as(sock: socket.socket, identity: Identity, extensions: int = 0) -> PublicKey:
+    """Send our handshake (announcing ``extensions``) and read the target's; its key."""
+    sock.sendall(build_handshake(identity, extensions))
     data = b""
     while len(data) < HANDSHAKE_SIZE:
         chunk = sock.recv(HANDSHAKE_SIZE - len(data))
@@ -100,12 +100,14 @@ def below(key: bytes) -> Identity:
             return identity
 
 
-def peer(target: Target, identity: Identity | None = None) -> tuple[socket.socket, Identity]:
-    """A peering with the target (raises OSError if it is refused)."""
+def peer(
+    target: Target, identity: Identity | None = None, extensions: int = 0
+) -> tuple[socket.socket, Identity]:
+    """A peering with the target, announcing ``extensions`` (raises OSError if it is refused)."""
     identity = identity or below(target.root_key)
     sock = connect(target.port, target.source)
     try:
-        handshake_as(sock, identity)
+        handshake_as(sock, identity, extensions)
     except OSError:
         sock.close()
         raise

@@ -39,6 +39,10 @@ def checks(attack: str, row: Row, t_status: dict[str, Any], gateway: dict[str, A
         events = [json.loads(line) for line in t_log.splitlines() if line.startswith("{")]
         held = [e for e in events if e["event"] == "peer held off after a bad signature"]
         assert len(held) == 1 and held[0]["address"] == "127.0.1.1" and held[0]["seconds"] == 30.0, held
+    if attack == "path-notices":
+        drops = t_status["drops"].items()
+        lies = sum(v for k, v in drops if k.startswith(("path notice:", "over budget: path")))
+        assert lies > 0 and "path repairs" not in t_status["routing"], t_status
     if attack == "never-reads":
         assert row.refused == 0, "the peer feeding the stalled one was closed"
     if attack == "silent-connections":
