@@ -140,8 +140,11 @@ def deep_size(root: object, exclude: Iterable[object] = ()) -> int:
                 stack.append(vars(obj))
             for klass in type(obj).__mro__:
                 slots = getattr(klass, "__slots__", ())
-                for slot in (slots,) if isinstance(slots, str) else slots:
-                    if hasattr(obj, slot):
+                # A class compiled by mypyc has neither __dict__ entries nor __slots__
+                # for its attributes: it lists them in __mypyc_attrs__.
+                compiled = getattr(klass, "__mypyc_attrs__", ())
+                for slot in ((slots,) if isinstance(slots, str) else tuple(slots)) + tuple(compiled):
+                    if slot != "__dict__" and hasattr(obj, slot):
                         stack.append(getattr(obj, slot))
     return total
 

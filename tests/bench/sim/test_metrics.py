@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 from bench.sim.metrics import (
     core_state_breakdown,
@@ -16,8 +17,10 @@ from bench.sim.metrics import (
     table_sizes,
     tree_agreement,
 )
+from router.routing.snek import SnakeEntry
 from router.sim.mesh import Mesh
 from router.sim.topology import grid, line, ring
+from router.wire import PublicKey
 from tests.router.sim.mesh_checks import settle
 
 
@@ -92,3 +95,11 @@ def test_sizes_of_state() -> None:
     assert parts["peer announcements"] > 0
     shared = [1, 2, 3]
     assert deep_size({"a": shared}, exclude=(shared,)) < deep_size({"a": shared})
+
+
+def test_deep_size_follows_the_fields_of_compiled_classes_too() -> None:
+    """On the compiled build a record has neither ``__dict__`` nor ``__slots__``
+    entries for its fields; their sizes must be counted all the same."""
+    key = PublicKey(bytes(range(32)))
+    entry = SnakeEntry(key, 1, 2, 3, 0.0, (PublicKey(bytes(32)), 4))
+    assert deep_size(entry) >= sys.getsizeof(entry) + sys.getsizeof(key) + sys.getsizeof(entry.root)
