@@ -41,6 +41,7 @@ from bench.sim.runner import simulate
 from bench.sim.setup import SimConfig
 from bench.testbed import plots as testbed_plots
 from bench.testbed.report import render_federation, render_testbed
+from router.wire.extension import Extension
 
 SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed", "federation")
 LINKS = ("tcp", "tls", "quic", "ws")
@@ -67,6 +68,11 @@ def sim_scenarios(quick: bool) -> list[SimConfig]:
         replace(g250, scenario="link-cuts", duration_s=90.0, cuts=10),
         replace(g250, scenario="mobility", duration_s=90.0),
         replace(g250, scenario="churn", duration_s=170.0),
+        # The same churn with Pinewood's path repair on every node, then on half of them.
+        replace(g250, scenario="churn", duration_s=170.0, extensions=Extension.PATH_REPAIR),
+        replace(
+            g250, scenario="churn", duration_s=170.0, extensions=Extension.PATH_REPAIR, extended_fraction=0.5
+        ),
         replace(g250, settle_window_s=0.0),
         SimConfig(graph="ba:100:2", duration_s=75.0, pairs=50),
         SimConfig(graph="ba:300:2", duration_s=75.0, pairs=50),

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from router.wire.extension import Extension, extension_names
+
 REFERENCE = {"first_mean": 2.3, "first_p95": 5.0, "established_mean": 1.5}
 """The reference implementation's stretch on graph-250.txt, as measured with its simulator."""
 TOLERANCE = 1.05
@@ -26,7 +28,17 @@ def _scenario(r: dict[str, Any]) -> str:
     tag = "" if interval == REFERENCE_BOOTSTRAP_S else f" (experiment: bootstrap every {interval:g} s)"
     if r["config"].get("settle_window_s", 1.0) == 0:
         tag += " (the reference's bootstrap schedule)"
-    return f"{r['config']['scenario']}{tag}"
+    return f"{r['config']['scenario']}{tag}{_extended(r)}"
+
+
+def _extended(r: dict[str, Any]) -> str:
+    """Which nodes ran Pinewood's routing extensions (nothing: every node behaved as the reference)."""
+    bits = r["config"].get("extensions", 0)
+    if not bits:
+        return ""
+    share = r["config"].get("extended_fraction", 1.0)
+    who = "every node" if share == 1.0 else f"{share:.0%} of the nodes"
+    return f", {' + '.join(extension_names(bits))} on {who}"
 
 
 def _f(value: Any, digits: int = 2, unit: str = "") -> str:
@@ -109,6 +121,20 @@ def _sim(section: dict[str, Any]) -> list[str]:
             f" {_f(f['p95'])} | {_f(f['max'])} | {_f(e['mean'])} | {_f(e['p50'])} | {_f(e['p95'])} |"
             f" {_f(e['max'])} |"
         )
+    out += ["", "### Time from sending a frame to its delivery (ms, rounds after the event)", ""]
+    out += [
+        "| scenario | graph | first frame p50 | p99 | established p50 | p99 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lat = r.get("latency_ms")
+        if lat is None:
+            continue  # a run stored before this was measured
+        f, e = lat["first"], lat["established"]
+        out.append(
+            f"| {_scenario(r)} | {r['graph']['name']} | {_f(f['p50'], 0)} | {_f(f['p99'], 0)} |"
+            f" {_f(e['p50'], 0)} | {_f(e['p99'], 0)} |"
+        )
     out += ["", "### Routing tables at the end of each run (mean / max per node)", ""]
     names = list(runs[0]["tables"]) if runs else []
     out += ["| scenario | graph | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
@@ -187,7 +213,9 @@ def _stretch_row(against: str, reference: dict[str, float], stretch: dict[str, A
 def targets(section: dict[str, Any]) -> list[str]:
     runs = section["runs"]
 
-    def find(graph: str, scenario: str, signatures: bool = True) -> dict[str, Any] | None:
+    def find(
+        graph: str, scenario: str, signatures: bool = True, extensions: int = 0, share: float = 1.0
+    ) -> dict[str, Any] | None:
         for r in runs:
             if (
                 r["graph"]["name"] == graph
@@ -195,6 +223,8 @@ def targets(section: dict[str, Any]) -> list[str]:
                 and r["signatures"] is signatures
                 and r["config"]["bootstrap_interval_s"] == REFERENCE_BOOTSTRAP_S
                 and r["config"].get("settle_window_s", 1.0) != 0
+                and r["config"].get("extensions", 0) == extensions
+                and r["config"].get("extended_fraction", 1.0) == share
             ):
                 found: dict[str, Any] = r
                 return found
@@ -246,6 +276,11 @@ def targets(section: dict[str, Any]) -> list[str]:
             f"| graph-250: delivery at or above 99 % under {rate:.0f} % churn per minute |"
             f" first frame {_pct(d['first'])}, established {_pct(d['established'])} | {_verdict(ok)} |"
         )
+    rows += _extension_targets(
+        churn,
+        find("graph-250.txt", "churn", extensions=Extension.PATH_REPAIR),
+        find("graph-250.txt", "churn", extensions=Extension.PATH_REPAIR, share=0.5),
+    )
     thousand = [
         r
         for r in runs
@@ -270,6 +305,45 @@ def targets(section: dict[str, Any]) -> list[str]:
     if len(rows) == 2:
         rows.append("| (quick run: the target graphs were not simulated) | - | not evaluated |")
     return ["## Targets", "", *rows, ""]
+
+
+def _extension_targets(
+    reference: dict[str, Any] | None, extended: dict[str, Any] | None, mixed: dict[str, Any] | None
+) -> list[str]:
+    """The targets of routing beyond the reference, on graph-250 under churn: the same
+    seed with every node, half the nodes and no node running path repair."""
+    if reference is None or extended is None:
+        return []
+    d, ref = extended["delivery"], reference["delivery"]
+    rows = [
+        "| graph-250 under churn, every node with path repair: first frames delivered at least"
+        f" 99.5 % (reference behaviour: {_pct(ref['first'])}) | {_pct(d['first'])} |"
+        f" {_verdict(d['first'] >= 0.995)} |",
+        "| ... and established frames at least 99.9 % (reference behaviour:"
+        f" {_pct(ref['established'])}) | {_pct(d['established'])} | {_verdict(d['established'] >= 0.999)} |",
+    ]
+    cost, base = extended["control"]["bytes_per_node_s"], reference["control"]["bytes_per_node_s"]
+    rows.append(
+        f"| ... control bytes per node no higher than the reference behaviour's ({base:.0f} B/s) |"
+        f" {cost:.0f} B/s ({cost / base - 1:+.1%}) | {_verdict(cost <= base)} |"
+    )
+    lat, ref_lat = extended.get("latency_ms"), reference.get("latency_ms")
+    if lat is not None and ref_lat is not None:
+        f, rf = lat["first"], ref_lat["first"]
+        ok = f["p50"] <= rf["p50"] * TOLERANCE and f["p99"] <= rf["p99"] * TOLERANCE
+        rows.append(
+            "| ... time to a first frame's delivery no worse at p50 and p99 (within 5 %; reference"
+            f" behaviour {rf['p50']:.0f} / {rf['p99']:.0f} ms) | {f['p50']:.0f} / {f['p99']:.0f} ms |"
+            f" {_verdict(ok)} |"
+        )
+    if mixed is not None:
+        m = mixed["delivery"]
+        no_worse = m["first"] >= ref["first"]
+        rows.append(
+            "| graph-250 under churn, half the nodes with path repair: first frames no worse than"
+            f" with none ({_pct(ref['first'])}) | {_pct(m['first'])} | {_verdict(no_worse)} |"
+        )
+    return rows
 
 
 def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:

@@ -10,12 +10,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from router.wire.extension import extension_names
+
 Result = dict[str, Any]
 
 
 def _label(result: Result) -> str:
-    g = result["graph"]
-    return f"{result['config']['scenario']} · {g['name']} ({g['nodes']})"
+    g, config = result["graph"], result["config"]
+    label = f"{config['scenario']} · {g['name']} ({g['nodes']})"
+    if config.get("extensions"):
+        share = config.get("extended_fraction", 1.0)
+        label += f" · {'+'.join(extension_names(config['extensions']))}"
+        label += "" if share == 1.0 else f" on {share:.0%}"
+    return label
 
 
 def convergence(results: list[Result], path: Path) -> Path:

@@ -17,6 +17,7 @@ A frame that has not arrived by the end of its window counts as lost.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ class Probe:
     tag: bytes
     hops: int = 0
     delivered: bool = False
+    delivered_at: float = math.nan
+    """Simulated time of the delivery (the first, should a frame arrive twice)."""
 
 
 @dataclass(slots=True)
@@ -77,8 +80,9 @@ class Prober:
         if probe is None or probe.destination != name:
             return
         node = self.mesh.nodes.get(name)
-        if node is not None and out.destination_key == node.core.key:
+        if node is not None and out.destination_key == node.core.key and not probe.delivered:
             probe.delivered = True
+            probe.delivered_at = self.mesh.now
 
     # ------------------------------------------------------------ rounds
 

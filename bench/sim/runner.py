@@ -22,6 +22,7 @@ from tqdm import tqdm
 from bench.sim.metrics import (
     core_state_breakdown,
     core_state_bytes,
+    percentile,
     snake_correctness,
     summarise,
     table_sizes,
@@ -148,6 +149,22 @@ class Simulation:
             ]
             samples[kind] = sorted(values)
             stretch[kind] = summarise(values).as_dict()
+        # Time from sending to delivery, over the rounds after the event: a first
+        # frame's is what a session's first packet waits.
+        latency: dict[str, dict[str, float]] = {}
+        for kind in ("first", "established"):
+            ordered = sorted(
+                (p.delivered_at - p.sent_at) * 1000
+                for r in self.prober.rounds
+                if r.started >= t0 - 1e-9
+                for p in r.probes[kind]
+                if p.delivered
+            )
+            latency[kind] = {
+                "count": len(ordered),
+                "p50": percentile(ordered, 0.50) if ordered else math.nan,
+                "p99": percentile(ordered, 0.99) if ordered else math.nan,
+            }
         full_at = _recovered(after, t0, _complete, cold)
         settled = [r for r in after if converged_at is not None and r["t"] >= converged_at - 1e-9]
         delivery = {kind: _ratio(after, kind) for kind in KINDS}
@@ -183,6 +200,7 @@ class Simulation:
             "delivery": delivery,
             "stretch_from": stretch_from,
             "stretch": stretch,
+            "latency_ms": latency,
             "stretch_samples": samples,
             "control": {
                 "frames_per_node_s": _mean(s["control_frames_per_node_s"] for s in steady),
