@@ -35,7 +35,15 @@ from typing import Any
 from router import wire
 from router.wire import SIGNATURE_SIZE, DecodeError, PublicKey, TrafficRoute, Watermark
 from router.wire.coordinates import coordinate_depth, decode_coordinate_prefix
-from router.wire.extension import Direction, PathNotice, decode_extension, encode_path_notice
+from router.wire.extension import (
+    Direction,
+    Neighbours,
+    NeighboursGone,
+    PathNotice,
+    decode_extension,
+    encode_extension,
+    encode_path_notice,
+)
 from router.wire.fastpath import splice_watermark, strip_destination, watermark_bytes
 
 Probe = Callable[[bytes], object]
@@ -124,9 +132,9 @@ def _coordinates(data: bytes) -> None:
 
 
 def _extension(data: bytes) -> None:
-    notice = decode_extension(data)
+    message = decode_extension(data)
     with _strict():
-        assert encode_path_notice(notice) == data
+        assert encode_extension(message) == data
 
 
 def _varu64(data: bytes) -> None:
@@ -190,9 +198,15 @@ def seed_corpus(path: Path) -> list[bytes]:
 
 def own_seeds() -> list[bytes]:
     """Frames the reference never makes, so its vectors hold none: Pinewood's extensions."""
+    signer = wire.Identity.from_seed(bytes([7]) * 32)
+    claim = wire.RootAnnouncement.create(BOOTSTRAP_SIGNER, 5).with_hop(signer, 3).raw
     return [
-        encode_path_notice(PathNotice(direction, BOOTSTRAP_SIGNER, 1 << shift))
-        for direction, shift in ((Direction.TOWARDS_ORIGIN, 3), (Direction.TOWARDS_END, 40))
+        *(
+            encode_path_notice(PathNotice(direction, BOOTSTRAP_SIGNER, 1 << shift))
+            for direction, shift in ((Direction.TOWARDS_ORIGIN, 3), (Direction.TOWARDS_END, 40))
+        ),
+        encode_extension(Neighbours((claim, claim[:40]))),
+        encode_extension(NeighboursGone((BOOTSTRAP_SIGNER, signer.public_key))),
     ]
 
 

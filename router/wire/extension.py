@@ -14,16 +14,25 @@ limit are 0: an extension frame goes one hop), then a kind and its body:
 
 ``header (10) | u16 payload length | kind (1) | body``
 
-============  ================================================================
-path notice   direction (1: 0 towards the origin, 1 towards the end) | origin
-              key (32) | sequence of the origin's bootstrap (varu64)
-============  ================================================================
+===============  =============================================================
+path notice      direction (1: 0 towards the origin, 1 towards the end) | origin
+                 key (32) | sequence of the origin's bootstrap (varu64)
+neighbours       count (1, at most 64) | count x (u16 length | a root
+                 announcement as one of the sender's peers sent it)
+neighbours gone  count (1, at most 64) | count x key (32)
+===============  =============================================================
 
 A path notice tells the next node along a bootstrap path that the path is
 broken further on (:mod:`router.routing.repair_state`).  It names the path by
 its origin and the bootstrap's sequence, which every node on the path keeps in
 its route entry.  It is unsigned: it can only remove a route through its
 sender, or ask an origin to send its own (signed) bootstrap again.
+
+*Neighbours* tell a peer the coordinates of the sender's own peers, so that it
+can route over two hops of the tree (:mod:`router.routing.lookahead_state`).
+Each is the root announcement that neighbour sent the sender, whose hops are
+signed by the neighbour and its ancestors: a node can only pass on
+coordinates that were signed for it.  *Neighbours gone* withdraws them by key.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 from router.wire.errors import DecodeError, EncodeError
-from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_VERSION
+from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_VERSION, MAX_FRAME_SIZE
 from router.wire.keys import PUBLIC_KEY_SIZE, PublicKey
 from router.wire.varu64 import decode_varu64, encode_varu64
 
@@ -48,15 +57,23 @@ class Extension(IntFlag):
     NONE = 0
     PATH_REPAIR = 1
     """Path notices: a broken bootstrap path is reported to the nodes along it."""
+    LOOKAHEAD = 2
+    """Neighbours: tree routing over the coordinates of peers' peers too."""
 
 
-EXTENSION_NAMES: dict[str, Extension] = {"path-repair": Extension.PATH_REPAIR}
+EXTENSION_NAMES: dict[str, Extension] = {
+    "path-repair": Extension.PATH_REPAIR,
+    "lookahead": Extension.LOOKAHEAD,
+}
 """How settings and the simulator name each extension."""
-KNOWN_EXTENSIONS = Extension.PATH_REPAIR
+MAX_NEIGHBOURS = 64
+"""Neighbours in one frame, and kept from one peer."""
 
 
 class ExtensionKind(IntEnum):
     PATH_NOTICE = 1
+    NEIGHBOURS = 2
+    NEIGHBOURS_GONE = 3
 
 
 class Direction(IntEnum):
@@ -73,6 +90,20 @@ class PathNotice:
     sequence: int
 
 
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    announcements: tuple[bytes, ...]
+    """Each the raw root announcement one of the sender's peers sent it (unverified)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeighboursGone:
+    keys: tuple[PublicKey, ...]
+
+
+ExtensionMessage = PathNotice | Neighbours | NeighboursGone
+
+
 def extension_names(bits: int) -> list[str]:
     """The setting names of the known extensions in ``bits``."""
     return [name for name, bit in EXTENSION_NAMES.items() if bits & bit]
@@ -86,7 +117,45 @@ def encode_path_notice(notice: PathNotice) -> bytes:
         + bytes(notice.origin)
         + encode_varu64(notice.sequence)
     )
+    return _frame(payload)
+
+
+def encode_neighbours(message: Neighbours) -> bytes:
+    """The frame; :class:`EncodeError` if it holds too many or does not fit one frame."""
+    if len(message.announcements) > MAX_NEIGHBOURS:
+        raise EncodeError(f"at most {MAX_NEIGHBOURS} neighbours in one frame")
+    parts = [bytes((ExtensionKind.NEIGHBOURS, len(message.announcements)))]
+    for raw in message.announcements:
+        if len(raw) > 0xFFFF:
+            raise EncodeError("an announcement does not fit a u16 length")
+        parts.append(len(raw).to_bytes(2, "big") + raw)
+    return _frame(b"".join(parts))
+
+
+def encode_neighbours_gone(message: NeighboursGone) -> bytes:
+    if len(message.keys) > MAX_NEIGHBOURS:
+        raise EncodeError(f"at most {MAX_NEIGHBOURS} neighbours in one frame")
+    if any(len(key) != PUBLIC_KEY_SIZE for key in message.keys):
+        raise EncodeError(f"keys must be {PUBLIC_KEY_SIZE} bytes")
+    return _frame(bytes((ExtensionKind.NEIGHBOURS_GONE, len(message.keys))) + b"".join(message.keys))
+
+
+def encode_extension(message: ExtensionMessage) -> bytes:
+    if isinstance(message, PathNotice):
+        return encode_path_notice(message)
+    if isinstance(message, Neighbours):
+        return encode_neighbours(message)
+    return encode_neighbours_gone(message)
+
+
+NEIGHBOURS_ROOM = MAX_FRAME_SIZE - FRAME_HEADER_SIZE - 2 - 2
+"""Bytes of (length, announcement) pairs one neighbours frame can hold."""
+
+
+def _frame(payload: bytes) -> bytes:
     total = FRAME_HEADER_SIZE + 2 + len(payload)
+    if total > MAX_FRAME_SIZE:
+        raise EncodeError(f"extension frame of {total} bytes exceeds the {MAX_FRAME_SIZE}-byte maximum")
     return (
         FRAME_MAGIC
         + bytes((FRAME_VERSION, EXTENSION_FRAME_TYPE, 0, 0))
@@ -106,7 +175,7 @@ def is_extension_frame(data: bytes) -> bool:
     )
 
 
-def decode_extension(data: bytes) -> PathNotice:
+def decode_extension(data: bytes) -> ExtensionMessage:
     """Decode one complete extension frame; raise :class:`DecodeError` if it is
     malformed or of a kind this node does not know."""
     if len(data) < FRAME_HEADER_SIZE + 3 or not is_extension_frame(data):
@@ -119,6 +188,10 @@ def decode_extension(data: bytes) -> PathNotice:
     if int.from_bytes(data[10:12], "big") != len(data) - 12:
         raise DecodeError("extension payload length disagrees with the frame length")
     kind = data[12]
+    if kind == ExtensionKind.NEIGHBOURS:
+        return _decode_neighbours(data)
+    if kind == ExtensionKind.NEIGHBOURS_GONE:
+        return _decode_gone(data)
     if kind != ExtensionKind.PATH_NOTICE:
         raise DecodeError(f"unknown extension kind {kind}")
     if len(data) < 14 + PUBLIC_KEY_SIZE + 1:
@@ -131,3 +204,32 @@ def decode_extension(data: bytes) -> PathNotice:
     if end != len(data):
         raise DecodeError("path notice has trailing bytes")
     return PathNotice(Direction(direction), origin, sequence)
+
+
+def _decode_neighbours(data: bytes) -> Neighbours:
+    count = data[13]
+    if count > MAX_NEIGHBOURS:
+        raise DecodeError(f"more than {MAX_NEIGHBOURS} neighbours")
+    at, out = 14, []
+    for _ in range(count):
+        if at + 2 > len(data):
+            raise DecodeError("neighbours truncated")
+        length = int.from_bytes(data[at : at + 2], "big")
+        end = at + 2 + length
+        if end > len(data):
+            raise DecodeError("neighbours truncated")
+        out.append(data[at + 2 : end])
+        at = end
+    if at != len(data):
+        raise DecodeError("neighbours frame has trailing bytes")
+    return Neighbours(tuple(out))
+
+
+def _decode_gone(data: bytes) -> NeighboursGone:
+    count = data[13]
+    if count > MAX_NEIGHBOURS:
+        raise DecodeError(f"more than {MAX_NEIGHBOURS} neighbours")
+    if len(data) != 14 + count * PUBLIC_KEY_SIZE:
+        raise DecodeError("neighbours gone frame has the wrong length")
+    size = PUBLIC_KEY_SIZE
+    return NeighboursGone(tuple(PublicKey(data[14 + i * size : 14 + (i + 1) * size]) for i in range(count)))

@@ -9,10 +9,15 @@ from hypothesis import strategies as st
 from router.wire import DecodeError, EncodeError, PublicKey
 from router.wire.extension import (
     EXTENSION_FRAME_TYPE,
+    MAX_NEIGHBOURS,
     Direction,
     Extension,
+    Neighbours,
+    NeighboursGone,
     PathNotice,
     decode_extension,
+    encode_neighbours,
+    encode_neighbours_gone,
     encode_path_notice,
     extension_names,
     is_extension_frame,
@@ -60,7 +65,7 @@ def changed(at: int, value: int) -> bytes:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (changed(12, 2), "unknown extension kind 2"),
+        (changed(12, 9), "unknown extension kind 9"),
         (changed(13, 2), "direction 2"),
         (changed(6, 1), "extra byte or hop limit"),
         (changed(7, 1), "extra byte or hop limit"),
@@ -83,4 +88,43 @@ def test_an_origin_of_the_wrong_size_cannot_be_sent() -> None:
 
 def test_extension_names_are_the_settings_words() -> None:
     assert extension_names(Extension.PATH_REPAIR | 0x800000) == ["path-repair"]
+    assert extension_names(Extension.PATH_REPAIR | Extension.LOOKAHEAD) == ["path-repair", "lookahead"]
     assert extension_names(0) == []
+
+
+claims = st.lists(st.binary(max_size=300), max_size=MAX_NEIGHBOURS).map(tuple)
+
+
+@given(claims)
+def test_neighbours_round_trip(announcements: tuple[bytes, ...]) -> None:
+    raw = encode_neighbours(Neighbours(announcements))
+    assert raw[5] == EXTENSION_FRAME_TYPE and raw[12] == 2 and raw[13] == len(announcements)
+    assert decode_extension(raw) == Neighbours(announcements)
+
+
+@given(st.lists(keys, max_size=MAX_NEIGHBOURS).map(tuple))
+def test_neighbours_gone_round_trip(gone: tuple[PublicKey, ...]) -> None:
+    raw = encode_neighbours_gone(NeighboursGone(gone))
+    assert len(raw) == 14 + 32 * len(gone)
+    assert decode_extension(raw) == NeighboursGone(gone)
+
+
+def test_more_neighbours_than_a_frame_may_hold_are_refused_both_ways() -> None:
+    with pytest.raises(EncodeError, match="at most 64"):
+        encode_neighbours(Neighbours((b"",) * (MAX_NEIGHBOURS + 1)))
+    raw = bytearray(encode_neighbours(Neighbours((b"",) * MAX_NEIGHBOURS)))
+    raw[13] = MAX_NEIGHBOURS + 1
+    with pytest.raises(DecodeError, match="more than 64"):
+        decode_extension(bytes(raw))
+    with pytest.raises(EncodeError, match="exceeds"):
+        encode_neighbours(Neighbours((bytes(40_000), bytes(40_000))))
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5])
+def test_a_truncated_neighbours_frame_is_refused(cut: int) -> None:
+    whole = bytearray(encode_neighbours(Neighbours((b"abcdef", b"xyz"))))
+    short = whole[:-cut]
+    short[8:10] = len(short).to_bytes(2, "big")
+    short[10:12] = (len(short) - 12).to_bytes(2, "big")
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_extension(bytes(short))
