@@ -271,10 +271,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("wakeup_broadcasts", BOOL, True,
             help="send a wakeup broadcast every minute and flood other nodes' broadcasts on, "
                  "as the reference does"),
-    Setting("routing_extensions", STRINGS, DEFAULT_EXTENSIONS, metavar="NAMES", default_text="path-repair",
+    Setting("routing_extensions", STRINGS, DEFAULT_EXTENSIONS, metavar="NAMES",
+            default_text=", ".join(DEFAULT_EXTENSIONS),
             help="routing beyond the reference, used only on peerings whose other end announced it too "
-                 "(Go nodes announce none and see nothing new); path-repair reports a broken bootstrap "
-                 "path to the nodes along it, so that its origin repairs it at once; [] turns them off"),
+                 "(Go nodes announce none and see nothing new): path-repair reports a broken bootstrap "
+                 "path to the nodes along it, so that its origin repairs it at once; lookahead routes "
+                 "over the coordinates of peers' peers too, for shorter paths; [] turns them off"),
     Setting("handshake_timeout", number(0.1, 600.0), 10.0, metavar="SECONDS",
             help="seconds a new peering has to complete its handshake"),
     Setting("handshakes_per_minute", whole(1, 1_000_000), 120, metavar="N",

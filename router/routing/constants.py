@@ -84,6 +84,13 @@ PATH_NOTICES_BURST = 500.0
 """And at once: a peer whose link to a busy node broke reports every path that
 crossed it in one go."""
 
+# Lookahead (Pinewood's own, between Pinewood nodes only: router.routing.lookahead_state)
+CLAIMS_INTERVAL_S = 0.5
+"""A node tells its lookahead peers what changed among its other peers at most this often."""
+MAX_CLAIMS = 1024
+"""Neighbour claims a node keeps from all its peers together (64 from any one): a hub
+would otherwise hold tens of thousands, and weigh every one on each new decision."""
+
 # Wakeup broadcasts
 WAKEUP_INTERVAL_S = 60.0  # reference: wakeupBroadcastInterval
 BROADCAST_EXPIRY_S = 180.0  # reference: broadcastExpiryPeriod

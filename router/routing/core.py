@@ -25,6 +25,7 @@ from router.routing.constants import (
     PEER_TIMEOUT_S,
     WAKEUP_INTERVAL_S,
 )
+from router.routing.lookahead_state import LookaheadState
 from router.routing.outputs import (
     CloseCause,
     ClosePeer,
@@ -39,7 +40,14 @@ from router.routing.state import CoreConfig, PeerInfo
 from router.routing.traffic import TrafficPath
 from router.routing.tree_state import TreeState
 from router.wire.errors import DecodeError, SignatureError
-from router.wire.extension import is_extension_frame
+from router.wire.extension import (
+    Extension,
+    ExtensionKind,
+    Neighbours,
+    PathNotice,
+    decode_extension,
+    is_extension_frame,
+)
 from router.wire.fastpath import is_traffic_frame
 from router.wire.frames import (
     BootstrapFrame,
@@ -55,9 +63,15 @@ from router.wire.keys import Identity, PublicKey
 __all__ = ["KEEPALIVE_FRAME", "CoreConfig", "RouterCore"]
 
 KEEPALIVE_FRAME = encode_frame(Keepalive())
+EXTENSION_OF_KIND: dict[int, Extension] = {
+    ExtensionKind.PATH_NOTICE: Extension.PATH_REPAIR,
+    ExtensionKind.NEIGHBOURS: Extension.LOOKAHEAD,
+    ExtensionKind.NEIGHBOURS_GONE: Extension.LOOKAHEAD,
+}
+"""The extension a peering must have negotiated for each kind of extension frame."""
 
 
-class RouterCore(TreeState, PathRepairState, BroadcastState):
+class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
     """One node's routing state machine."""
 
     def __init__(self, identity: Identity, now: float, config: CoreConfig | None = None) -> None:
@@ -105,6 +119,7 @@ class RouterCore(TreeState, PathRepairState, BroadcastState):
         notices = self._notices_for_lost_link(port)
         del self.peers[port], self.peer_keys[port], self.link_types[port]
         self._stop_extensions(port)
+        self._forget_claims(port)
         self._budgets.pop(port, None)
         self._last_sent.pop(port, None)
         self._announced.pop(port, None)
@@ -239,6 +254,8 @@ class RouterCore(TreeState, PathRepairState, BroadcastState):
     def next_deadline(self) -> float:
         """When :meth:`handle_timer` must next be called."""
         deadline = min(self._tree_at, self._snake_at, self._peer_tick_at, self._cache_sweep_at)
+        if self.config.extensions & Extension.LOOKAHEAD and self._claims_dirty:
+            deadline = min(deadline, self._claims_at)
         if self.config.wakeup_broadcasts:
             deadline = min(deadline, self._broadcast_at)
         if self._waiting_until is not None:
@@ -280,6 +297,8 @@ class RouterCore(TreeState, PathRepairState, BroadcastState):
         if self.config.wakeup_broadcasts and now >= self._broadcast_at:
             self._broadcast_at = now + WAKEUP_INTERVAL_S
             self._maintain_broadcasts(now)
+        if self.config.extensions & Extension.LOOKAHEAD and self._claims_dirty and now >= self._claims_at:
+            self._maintain_claims(now)
 
     def _maintain_peers(self, now: float) -> None:
         for port in list(self.peers):
@@ -321,6 +340,30 @@ class RouterCore(TreeState, PathRepairState, BroadcastState):
         """Routing state changed: cached forwarding decisions are void."""
         self.traffic.invalidate()
         self._report_pending = True
+        self._claims_dirty = True
+
+    def _handle_extension_frame(self, port: int, data: bytes, now: float) -> None:
+        """An extension frame from the peer on ``port``.  Raises :class:`DecodeError`
+        if the peer, which announced the extension, sent it malformed."""
+        bits = self.peer_extensions.get(port, 0)
+        if not bits:
+            # As the reference ignores a type it does not know, from any peer.
+            self.drops["extension frame on a peering without extensions"] += 1
+            return
+        needed = EXTENSION_OF_KIND.get(data[12]) if len(data) > 12 else None
+        if needed is None:
+            self.drops["extension frame of an unknown kind"] += 1
+            return
+        if not bits & needed:
+            self.drops["extension frame the peering did not negotiate"] += 1
+            return
+        message = decode_extension(data)
+        if isinstance(message, PathNotice):
+            self._take_path_notice(port, message, data, now)
+        elif isinstance(message, Neighbours):
+            self._handle_neighbours(port, message, now)
+        else:
+            self._handle_neighbours_gone(port, message)
 
     def _forget_coordinates(self) -> None:
         self.traffic.coords_cache.clear()

@@ -39,14 +39,7 @@ from router.routing.constants import (
 from router.routing.snake_state import SnakeState
 from router.routing.snek import SnakeEntry
 from router.routing.tree import LOCAL_PORT
-from router.wire.extension import (
-    Direction,
-    Extension,
-    ExtensionKind,
-    PathNotice,
-    decode_extension,
-    encode_path_notice,
-)
+from router.wire.extension import Direction, Extension, PathNotice, encode_path_notice
 from router.wire.keys import PublicKey
 
 
@@ -61,7 +54,6 @@ class PathRepairState(SnakeState):
         both = announced & self.config.extensions
         if both:
             self.peer_extensions[port] = both
-            self._notice_budgets[port] = TokenBucket(PATH_NOTICES_PER_S, PATH_NOTICES_BURST, now)
 
     def _stop_extensions(self, port: int) -> None:
         self.peer_extensions.pop(port, None)
@@ -113,19 +105,12 @@ class PathRepairState(SnakeState):
 
     # ------------------------------------------------------------ a notice comes in
 
-    def _handle_extension_frame(self, port: int, data: bytes, now: float) -> None:
-        """An extension frame from the peer on ``port``.  Raises :class:`DecodeError`
-        if the peer, which announced the extension, sent it malformed."""
-        if not self.peer_extensions.get(port):
-            # As the reference ignores a type it does not know, from any peer.
-            self.drops["extension frame on a peering without extensions"] += 1
-            return
-        if len(data) > 12 and data[12] != ExtensionKind.PATH_NOTICE:
-            self.drops["extension frame of an unknown kind"] += 1
-            return
-        notice = decode_extension(data)
+    def _take_path_notice(self, port: int, notice: PathNotice, data: bytes, now: float) -> None:
+        """A path notice from a peering that negotiated path repair, within its budget."""
         budget = self._notice_budgets.get(port)
-        if budget is not None and not budget.take(now):
+        if budget is None:  # made at the first notice: most peers send none for hours
+            budget = self._notice_budgets[port] = TokenBucket(PATH_NOTICES_PER_S, PATH_NOTICES_BURST, now)
+        if not budget.take(now):
             self.drops["over budget: path notice"] += 1
             return
         self.stats["path notices received"] += 1

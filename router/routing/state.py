@@ -32,6 +32,7 @@ from router.routing.constants import (
     WAKEUP_HOP_LIMIT,
     WAKEUP_INTERVAL_S,
 )
+from router.routing.lookahead import unpack_claims
 from router.routing.outputs import (
     Output,
     SendFrame,
@@ -44,6 +45,7 @@ from router.routing.tree import (
 from router.routing.verified import VerifiedAnnouncements
 from router.wire.announcement import RootAnnouncement
 from router.wire.broadcast import sign_wakeup
+from router.wire.coordinates import Coordinates, decode_coordinate_ports
 from router.wire.frames import (
     WakeupBroadcastFrame,
     encode_frame,
@@ -123,6 +125,15 @@ class RoutingState:
         self._notices_passed: dict[PublicKey, int] = {}
         """The bootstrap sequence of each path a notice towards its origin was last
         passed on for (each is passed on once)."""
+        self.neighbour_claims: dict[int, bytes] = {}
+        """What each lookahead peer told us of its peers under ``claims_root``, packed
+        (:func:`router.routing.lookahead.pack_claims`): a fifth of the memory of a
+        dict of keys and coordinates, and most nodes hold some tens of them."""
+        self.claims_root: Root | None = None
+        self._claims_sent: dict[int, tuple[tuple[PublicKey, ...], tuple[bytes, ...]]] = {}
+        """What we last told each lookahead peer of ours: keys, and their raw announcements."""
+        self._claims_dirty = False
+        self._claims_at = now
         self._last_bootstrap_port: int | None = None
         self._last_bootstrap_sequence = -1
         self._last_repair = -1e18
@@ -151,6 +162,17 @@ class RoutingState:
         """Routing state changed: there are events to report, and decisions cached
         on the old state (the traffic path's) are void."""
         self._report_pending = True
+        self._claims_dirty = True
+
+    def neighbour_coordinates(self, root: Root) -> dict[int, list[Coordinates]]:
+        """The coordinates under ``root`` of each lookahead peer's own peers."""
+        if root != self.claims_root:
+            return {}
+        return {
+            port: [decode_coordinate_ports(raw) for raw in unpack_claims(packed).values()]
+            for port, packed in self.neighbour_claims.items()
+            if packed
+        }
 
     def _sequence_ms(self, now: float) -> int:
         """Milliseconds for bootstrap and broadcast sequences, strictly increasing."""

@@ -15,6 +15,7 @@ tree) that lets replies be tree-routed (reference: ``_coordsCache``).
 from __future__ import annotations
 
 from router.routing.constants import COORDS_CACHE_LIFETIME_S, ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
+from router.routing.lookahead import next_hop_lookahead
 from router.routing.outputs import Deliver
 from router.routing.state import RoutingState
 from router.routing.tree import LOCAL_PORT, next_hop_tree
@@ -197,17 +198,36 @@ class TrafficPath:
         converted = False
         if route.destination:
             ours = core.coordinates()
+            root = core.root()
+            # With lookahead, our lookahead peers' peers too (Pinewood's own extension).
+            neighbours = core.neighbour_coordinates(root) if core.neighbour_claims else {}
             # Only as many ports as the deepest coordinates they are compared with,
             # and one more: the rest of a deep destination matters only by its length.
-            needed = 1 + max([len(ours)] + [len(a.peer_coordinates) for a in core.announcements.values()])
+            needed = 1 + max(
+                [len(ours)]
+                + [len(a.peer_coordinates) for a in core.announcements.values()]
+                + [len(c) for found in neighbours.values() for c in found]
+            )
             depth = coordinate_depth(route.destination)
             if depth > needed:
                 destination = decode_coordinate_prefix(route.destination, needed)
             else:
                 destination = decode_coordinate_ports(route.destination)
             tree_port = next_hop_tree(
-                destination, ours, port, core.root(), core.announcements, core.link_types, depth
+                destination, ours, port, root, core.announcements, core.link_types, depth
             )
+            if neighbours and tree_port is not None and tree_port != LOCAL_PORT:
+                better = next_hop_lookahead(
+                    destination,
+                    depth,
+                    ours,
+                    port,
+                    {p: a.peer_coordinates for p, a in core.announcements.items() if a.root == root},
+                    neighbours,
+                    {p: (core.link_types.get(p, 0), a.order) for p, a in core.announcements.items()},
+                )
+                if better is not None:
+                    tree_port = better
             # Where the coordinates lead here but the key is not ours, they were
             # stale (the destination moved, or the tree changed under a cached
             # entry).  The reference hands such a frame to the local application;

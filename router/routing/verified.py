@@ -43,12 +43,18 @@ class VerifiedAnnouncements:
         self.signatures_checked = 0
         self.signatures_skipped = 0
 
-    def verify(self, announcement: RootAnnouncement, afford: Callable[[int], bool] | None = None) -> bool:
+    def verify(
+        self,
+        announcement: RootAnnouncement,
+        afford: Callable[[int], bool] | None = None,
+        remember_last: bool = True,
+    ) -> bool:
         """Raise :class:`~router.wire.SignatureError` unless every hop verifies.
 
         ``afford`` is asked first whether the signatures still to check (those past
         the longest known prefix) may be checked now; if not, nothing is checked
-        and the result is False."""
+        and the result is False.  Without ``remember_last`` the whole announcement
+        is not remembered, only its prefixes: for one that no other will extend."""
         hops = announcement.hops
         raw = announcement.raw
         count = len(hops)
@@ -79,8 +85,9 @@ class VerifiedAnnouncements:
         announcement.verify_hops(start)
         self.signatures_checked += count - start
         self.signatures_skipped += start
-        if start < count:
-            self._remember(root, digests[start:])
+        keep = digests[start:] if remember_last else digests[start : count - 1]
+        if keep:
+            self._remember(root, keep)
         return True
 
     def _remember(self, root: tuple[bytes, int], digests: list[bytes]) -> None:

@@ -89,7 +89,7 @@ def test_pinewood_peerings_use_path_repair_and_a_broken_path_is_reported(net: Da
         ports[daemon.name] = {p["port"]: name_of[p["key"]] for p in peers}
         for peer in peers:
             plain = "plain" in (daemon.name, name_of[peer["key"]])
-            assert peer["extensions"] == ([] if plain else ["path-repair"]), (daemon.name, peer)
+            assert peer["extensions"] == ([] if plain else ["path-repair", "lookahead"]), (daemon.name, peer)
     # A node that carries someone's bootstrap path on to a third node, none of them
     # the plain one: that third node is killed under the path.
     transit = [

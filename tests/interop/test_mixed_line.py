@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.daemons import holds_for, wait_until
+from router.daemon.settings import DEFAULT_EXTENSIONS
 from tests.interop.mixed import MixedNet, key_of
 
 LENGTH = 8
@@ -246,17 +247,18 @@ def test_no_go_peer_was_ever_closed_for_a_bad_signature(line: Line) -> None:
 
 
 def test_go_nodes_take_the_extension_word_and_are_never_sent_an_extension(line: Line) -> None:
-    """Every Pinewood node announces path repair in handshake bytes 1-3, which the
-    reference signs but never reads: every peering above came up with it.  On a
-    line where Pinewood nodes have only Go neighbours no peering may use it, and
-    after the restarts above, which broke links under live bootstrap paths, no
-    Pinewood node may have sent a path notice."""
+    """Every Pinewood node announces its extensions in handshake bytes 1-3, which
+    the reference signs but never reads: every peering above came up with them.
+    On a line where Pinewood nodes have only Go neighbours no peering may use
+    one, and after the restarts above, which broke links under live bootstrap
+    paths and moved the tree, no Pinewood node may have sent an extension frame."""
     for name in line.of_kind("pinewood"):
         daemon = line.net.pinewood.daemons[name]
         peers = [p for p in daemon.api("GET", "/peers") if "port" in p]
         assert peers and all(p["extensions"] == [] for p in peers), (name, peers)
         setting = {row["name"]: row["value"] for row in daemon.api("GET", "/config")}
-        assert setting["routing_extensions"] == ["path-repair"], name
+        assert setting["routing_extensions"] == list(DEFAULT_EXTENSIONS), name
         status = line.net.pinewood_status(name)
         assert "path notices sent" not in status["routing"], (name, status["routing"])
+        assert "lookahead frames sent" not in status["routing"], (name, status["routing"])
         assert status["routing"].get("keepalives received", 0) > 0  # the counters are live

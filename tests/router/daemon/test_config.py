@@ -44,7 +44,7 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
         ('gateway_federation_paths = ["/"]', "gateway_federation_paths: '/' must be a path prefix"),
         ('gateway_federation_paths = ["/_matrix/../_synapse/"]', "gateway_federation_paths"),
         ('gateway_federation_paths = ["/_matrix/client"]', "ending in '/'"),
-        ('routing_extensions = ["lookahead"]', "unknown extension 'lookahead'; known: path-repair"),
+        ('routing_extensions = ["teleport"]', "unknown extension 'teleport'; known: path-repair, lookahead"),
     ],
 )
 def test_bad_values_name_the_setting(tmp_path: Path, text: str, message: str) -> None:
@@ -120,7 +120,7 @@ def test_a_node_gets_a_quarter_of_the_gateway_streams_unless_set() -> None:
 
 
 def test_routing_extensions_become_the_bits_the_handshake_announces(tmp_path: Path) -> None:
-    assert NodeConfig().extension_bits == Extension.PATH_REPAIR
+    assert NodeConfig().extension_bits == Extension.PATH_REPAIR | Extension.LOOKAHEAD
     path = tmp_path / "c.toml"
     path.write_text("routing_extensions = []\n")
     assert load_config(path, environ={}).extension_bits == 0

@@ -40,8 +40,7 @@ STRING_SAMPLES: dict[str, str] = {
 from their type (:func:`sample`)."""
 STRINGS_SAMPLES: dict[str, tuple[str, ...]] = {
     "gateway_federation_paths": ("/_matrix/federation/", "/_matrix/client/v3/profile/"),
-    # Only one extension is known, so a value other than the default names it twice.
-    "routing_extensions": ("path-repair", "path-repair"),
+    "routing_extensions": ("path-repair",),
 }
 
 

@@ -33,7 +33,8 @@ def sends(outputs: list[Output]) -> list[SendFrame]:
 
 
 def notices(outputs: list[Output]) -> list[tuple[int, PathNotice]]:
-    return [(o.port, decode_extension(o.data)) for o in sends(outputs) if is_extension_frame(o.data)]
+    found = [(o.port, decode_extension(o.data)) for o in sends(outputs) if is_extension_frame(o.data)]
+    return [(port, m) for port, m in found if isinstance(m, PathNotice)]
 
 
 def core_with_peers(
