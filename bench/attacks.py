@@ -40,6 +40,7 @@ from bench.hostile_peer import (
     connect,
     deep_announcements,
     deep_traffic,
+    first_announcement,
     flood,
     forged_frame,
     peer,
@@ -56,7 +57,15 @@ from router.wire import (
     build_handshake,
     encode_frame,
 )
-from router.wire.extension import Direction, Extension, PathNotice, encode_path_notice
+from router.wire.extension import (
+    MAX_NEIGHBOURS,
+    Direction,
+    Extension,
+    Neighbours,
+    PathNotice,
+    encode_neighbours,
+    encode_path_notice,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +138,29 @@ def path_notices(target: Target, seconds: float) -> Outcome:
         )
         for n in range(4096)
     ]
+    with sock:
+        sent, closed_after = flood(sock, lambda n: frames[n % len(frames)], until)
+    return Outcome(sent, "frames", seconds, closed_after)
+
+
+def lookahead_claims(target: Target, seconds: float) -> Outcome:
+    """A peer that announces lookahead and floods neighbour claims: 64 made-up
+    neighbours below itself, under the target's own root and validly signed
+    (each a hop of a fresh key on the announcement the target sent it), their
+    ports changed every round so that each claim is new and must be verified;
+    and as many under roots of their own.  The target must keep to its limits
+    and its signature budget, and keep the peering."""
+    until = time.monotonic() + seconds
+    me = below(target.root_key)
+    sock, _ = peer(target, me, extensions=Extension.LOOKAHEAD)
+    to_me = first_announcement(sock)
+    fakes = [Identity.generate() for _ in range(MAX_NEIGHBOURS)]
+    frames = []
+    for n in range(24):
+        mine = to_me.with_hop(me, 1 + n)
+        frames.append(encode_neighbours(Neighbours(tuple(mine.with_hop(f, 1).raw for f in fakes))))
+        elsewhere = RootAnnouncement.create(me.public_key, 1 + n).with_hop(me, 1)
+        frames.append(encode_neighbours(Neighbours(tuple(elsewhere.with_hop(f, 1).raw for f in fakes))))
     with sock:
         sent, closed_after = flood(sock, lambda n: frames[n % len(frames)], until)
     return Outcome(sent, "frames", seconds, closed_after)
@@ -386,6 +418,7 @@ SIMPLE: dict[str, Attack] = {
     "slowloris": slowloris,
     "never-reads": never_reads,
     "path-notices": path_notices,
+    "lookahead-claims": lookahead_claims,
 }
 NAMES = (
     "forged-bootstrap",

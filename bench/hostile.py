@@ -54,6 +54,7 @@ EXPECT_CLOSED = {
     "deep-coordinates": False,
     "traffic": False,
     "path-notices": False,
+    "lookahead-claims": False,
 }
 """Whether T must close the attacker (rule: bad signatures, bad handshakes, a peer
 that takes nothing) or must not (genuine frames, however many); absent: no peering."""

@@ -26,6 +26,7 @@ from router.wire import (
     TreeAnnouncementFrame,
     WakeupBroadcastFrame,
     build_handshake,
+    decode_announcement,
     encode_frame,
     parse_handshake,
     sign_bootstrap,
@@ -141,6 +142,24 @@ def flood(sock: socket.socket, frame: Callable[[int], bytes], until: float) -> t
         sent += BATCH
     closed.wait(0.5 if time.monotonic() < until else 0.0)
     return sent, (closed_at[0] if closed_at else None)
+
+
+def first_announcement(sock: socket.socket, timeout: float = 5.0) -> RootAnnouncement:
+    """Read frames until the target's tree announcement to us; that announcement."""
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    sock.settimeout(timeout)
+    while time.monotonic() < deadline:
+        while len(buffer) >= 10 and len(buffer) >= int.from_bytes(buffer[8:10], "big"):
+            size = int.from_bytes(buffer[8:10], "big")
+            frame, buffer = buffer[:size], buffer[size:]
+            if frame[5] == 1:  # a tree announcement
+                return decode_announcement(frame[12:], verify=False)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("closed before announcing its root")
+        buffer += chunk
+    raise TimeoutError("no tree announcement")
 
 
 def come_back(target: Target, until: float) -> int:

@@ -43,6 +43,10 @@ def checks(attack: str, row: Row, t_status: dict[str, Any], gateway: dict[str, A
         drops = t_status["drops"].items()
         lies = sum(v for k, v in drops if k.startswith(("path notice:", "over budget: path")))
         assert lies > 0 and "path repairs" not in t_status["routing"], t_status
+    if attack == "lookahead-claims":
+        drops = t_status["drops"]
+        assert drops.get("lookahead claim for another root", 0) > 0, drops
+        assert drops.get("over budget: lookahead claim", 0) > 0, drops
     if attack == "never-reads":
         assert row.refused == 0, "the peer feeding the stalled one was closed"
     if attack == "silent-connections":
