@@ -90,13 +90,15 @@ def test_pinewood_peerings_use_path_repair_and_a_broken_path_is_reported(net: Da
         for peer in peers:
             plain = "plain" in (daemon.name, name_of[peer["key"]])
             assert peer["extensions"] == ([] if plain else ["path-repair", "lookahead"]), (daemon.name, peer)
-    # A node that carries someone's bootstrap path on to a third node, none of them
-    # the plain one: that third node is killed under the path.
+    # A node that carries someone's bootstrap path from one ring node on to
+    # another (neither the plain one): that next node is killed under the path,
+    # and the carrier must tell the node it came from.
+    ring = set(names)
     transit = [
         (name, route["key"], ports[name][route["destination_port"]])
         for name in names
         for route in net.daemons[name].api("GET", "/snake")["routes"]
-        if route["destination_port"] and ports[name].get(route["destination_port"]) not in (None, "plain")
+        if {ports[name].get(route["destination_port"]), ports[name].get(route["source_port"])} <= ring
     ]
     assert transit, "no bootstrap path crosses two ring nodes"
     carrier, _, victim = transit[0]
