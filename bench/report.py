@@ -43,6 +43,8 @@ from bench.testbed import plots as testbed_plots
 from bench.testbed.report import render_federation, render_testbed
 from router.wire.extension import Extension
 
+EXTENDED = Extension.PATH_REPAIR | Extension.LOOKAHEAD
+"""Pinewood's routing extensions, as a daemon announces them by default."""
 SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed", "federation")
 LINKS = ("tcp", "tls", "quic", "ws")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -68,15 +70,16 @@ def sim_scenarios(quick: bool) -> list[SimConfig]:
         replace(g250, scenario="link-cuts", duration_s=90.0, cuts=10),
         replace(g250, scenario="mobility", duration_s=90.0),
         replace(g250, scenario="churn", duration_s=170.0),
-        # The same churn with Pinewood's path repair on every node, then on half of them.
-        replace(g250, scenario="churn", duration_s=170.0, extensions=Extension.PATH_REPAIR),
-        replace(
-            g250, scenario="churn", duration_s=170.0, extensions=Extension.PATH_REPAIR, extended_fraction=0.5
-        ),
+        # The same with Pinewood's extensions (the daemon's default) on every node,
+        # and under churn on half of them too: same seeds, same events.
+        replace(g250, extensions=EXTENDED),
+        replace(g250, scenario="churn", duration_s=170.0, extensions=EXTENDED),
+        replace(g250, scenario="churn", duration_s=170.0, extensions=EXTENDED, extended_fraction=0.5),
         replace(g250, settle_window_s=0.0),
         SimConfig(graph="ba:100:2", duration_s=75.0, pairs=50),
         SimConfig(graph="ba:300:2", duration_s=75.0, pairs=50),
         SimConfig(graph="ba:1000:2", duration_s=75.0, pairs=50, probe_every_s=4.0),
+        SimConfig(graph="ba:1000:2", duration_s=75.0, pairs=50, probe_every_s=4.0, extensions=EXTENDED),
         replace(scale, graph="ba:1000:2", scenario="churn"),
         replace(scale, graph="fc00.txt", scenario="cold", duration_s=70.0),
         replace(scale, graph="fc00.txt", scenario="churn"),
@@ -96,7 +99,10 @@ def sim_scenarios(quick: bool) -> list[SimConfig]:
 def run_sim(quick: bool, out: Path, progress: bool, say: Progress) -> dict[str, Any]:
     results = []
     for config in sim_scenarios(quick):
-        say(f"sim: {config.scenario} on {config.graph} for {config.duration_s:.0f} s simulated")
+        extended = ""
+        if config.extensions:
+            extended = f", extensions {config.extensions} on {config.extended_fraction:.0%}"
+        say(f"sim: {config.scenario} on {config.graph} for {config.duration_s:.0f} s simulated{extended}")
         results.append(simulate(replace(config, progress=progress)))
     g250 = [
         r
@@ -118,7 +124,9 @@ def run_sim(quick: bool, out: Path, progress: bool, say: Progress) -> dict[str, 
             [
                 r
                 for r in results
-                if r["config"]["scenario"] == "cold" and r["config"]["graph"].startswith("ba:")
+                if r["config"]["scenario"] == "cold"
+                and r["config"]["graph"].startswith("ba:")
+                and not r["config"]["extensions"]
             ],
             out / "sim-memory.png",
         ).name,
