@@ -85,8 +85,6 @@ PATH_NOTICES_BURST = 500.0
 crossed it in one go."""
 
 # Lookahead (Pinewood's own, between Pinewood nodes only: router.routing.lookahead_state)
-CLAIMS_INTERVAL_S = 0.5
-"""A node tells its lookahead peers what changed among its other peers at most this often."""
 MAX_CLAIMS = 1024
 """Neighbour claims a node keeps from all its peers together (64 from any one): a hub
 would otherwise hold tens of thousands, and weigh every one on each new decision."""

@@ -36,12 +36,11 @@ from router.routing.outputs import (
     SendFrame,
 )
 from router.routing.repair_state import PathRepairState
-from router.routing.state import CoreConfig, PeerInfo
+from router.routing.state import LOOKAHEAD_BIT, PATH_REPAIR_BIT, CoreConfig, PeerInfo
 from router.routing.traffic import TrafficPath
 from router.routing.tree_state import TreeState
 from router.wire.errors import DecodeError, SignatureError
 from router.wire.extension import (
-    Extension,
     ExtensionKind,
     Neighbours,
     PathNotice,
@@ -63,10 +62,10 @@ from router.wire.keys import Identity, PublicKey
 __all__ = ["KEEPALIVE_FRAME", "CoreConfig", "RouterCore"]
 
 KEEPALIVE_FRAME = encode_frame(Keepalive())
-EXTENSION_OF_KIND: dict[int, Extension] = {
-    ExtensionKind.PATH_NOTICE: Extension.PATH_REPAIR,
-    ExtensionKind.NEIGHBOURS: Extension.LOOKAHEAD,
-    ExtensionKind.NEIGHBOURS_GONE: Extension.LOOKAHEAD,
+EXTENSION_OF_KIND: dict[int, int] = {
+    ExtensionKind.PATH_NOTICE: PATH_REPAIR_BIT,
+    ExtensionKind.NEIGHBOURS: LOOKAHEAD_BIT,
+    ExtensionKind.NEIGHBOURS_GONE: LOOKAHEAD_BIT,
 }
 """The extension a peering must have negotiated for each kind of extension frame."""
 
@@ -254,8 +253,6 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
     def next_deadline(self) -> float:
         """When :meth:`handle_timer` must next be called."""
         deadline = min(self._tree_at, self._snake_at, self._peer_tick_at, self._cache_sweep_at)
-        if self.config.extensions & Extension.LOOKAHEAD and self._claims_dirty:
-            deadline = min(deadline, self._claims_at)
         if self.config.wakeup_broadcasts:
             deadline = min(deadline, self._broadcast_at)
         if self._waiting_until is not None:
@@ -290,6 +287,10 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         if now >= self._peer_tick_at:
             self._peer_tick_at = now + PEER_TICK_S
             self._maintain_peers(now)
+            if self.uses_lookahead and self._claims_dirty:
+                # On the peer tick: a timer of its own, armed when claims change,
+                # could fall due before the time of the call that changed them.
+                self._maintain_claims(now)
         if now >= self._cache_sweep_at:
             self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
             self.traffic.sweep_coords_cache(now)
@@ -297,8 +298,6 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         if self.config.wakeup_broadcasts and now >= self._broadcast_at:
             self._broadcast_at = now + WAKEUP_INTERVAL_S
             self._maintain_broadcasts(now)
-        if self.config.extensions & Extension.LOOKAHEAD and self._claims_dirty and now >= self._claims_at:
-            self._maintain_claims(now)
 
     def _maintain_peers(self, now: float) -> None:
         for port in list(self.peers):

@@ -10,7 +10,7 @@ hop), keeps the coordinates, and routes frames with coordinates over the two
 hops it now sees (:func:`router.routing.lookahead.next_hop_lookahead`).
 
 What is sent is a difference: a neighbour's announcement again only when it
-changed, a withdrawal when it went, at most every ``CLAIMS_INTERVAL_S``.  At
+changed, a withdrawal when it went, on the peer tick (``PEER_TICK_S``).  At
 most ``MAX_NEIGHBOURS`` neighbours are taken from one peer and
 ``MAX_CLAIMS`` in all; past that they are dropped and counted.  A peer can
 pass on only coordinates that were signed for it, and a claim that fails its
@@ -19,16 +19,15 @@ signature closes the peering, as a bad tree announcement does.  Sans-I/O.
 
 from __future__ import annotations
 
-from router.routing.constants import CLAIMS_INTERVAL_S, MAX_ANNOUNCEMENT_HOPS, MAX_CLAIMS
+from router.routing.constants import MAX_ANNOUNCEMENT_HOPS, MAX_CLAIMS
 from router.routing.lookahead import count_claims, pack_claims, unpack_claims
-from router.routing.state import RoutingState
+from router.routing.state import LOOKAHEAD_BIT, RoutingState
 from router.routing.tree import Root
 from router.wire.announcement import decode_announcement
 from router.wire.errors import DecodeError
 from router.wire.extension import (
     MAX_NEIGHBOURS,
     NEIGHBOURS_ROOM,
-    Extension,
     Neighbours,
     NeighboursGone,
     encode_neighbours,
@@ -42,13 +41,13 @@ class LookaheadState(RoutingState):
     """Neighbour claims out and in."""
 
     def _lookahead_peers(self) -> list[int]:
-        return [p for p, bits in self.peer_extensions.items() if bits & Extension.LOOKAHEAD]
+        return [p for p, bits in self.peer_extensions.items() if bits & LOOKAHEAD_BIT]
 
     def _forget_claims(self, port: int) -> None:
         """The peer on ``port`` is gone: its claims, and what we told it."""
         if self.neighbour_claims.pop(port, None):
             self._changed()
-        self._claims_sent.pop(port, None)
+        self._claims_told.pop(port, None)
         self._claims_dirty = True
 
     def _claims_of(self, port: int) -> dict[bytes, bytes]:
@@ -65,9 +64,6 @@ class LookaheadState(RoutingState):
 
     def _maintain_claims(self, now: float) -> None:
         """Tell each lookahead peer what changed among our other peers since we last did."""
-        self._claims_at = now + CLAIMS_INTERVAL_S
-        if not self._claims_dirty:
-            return
         self._claims_dirty = False
         peers = self._lookahead_peers()
         if not peers:
@@ -89,17 +85,18 @@ class LookaheadState(RoutingState):
             ]
             for root, found in by_root.items()
         }
+        # Every peer told under a root was told the same list (less itself), so one
+        # list a root is kept, not one a peer: a hub has hundreds of peers.
+        previous, told = self._claims_sent, self._claims_told
         for port in peers:
             peer_key = self.peer_keys[port]
             theirs = self.announcements.get(port)
             if theirs is None:
                 continue  # its root is not known yet
-            wanted = {key: raw for key, raw in ordered.get(theirs.root, ()) if key != peer_key}
-            if len(wanted) > MAX_NEIGHBOURS:
-                wanted.pop(next(reversed(wanted)))
-            sent_keys, sent_raws = self._claims_sent.get(port, ((), ()))
-            sent = dict(zip(sent_keys, sent_raws, strict=True))
-            gone = [key for key in sent_keys if key not in wanted]
+            wanted = _for_peer(ordered.get(theirs.root, []), peer_key)
+            sent = _for_peer(previous.get(theirs.root, []), peer_key) if told.get(port) == theirs.root else {}
+            told[port] = theirs.root
+            gone = [key for key in sent if key not in wanted]
             changed = [raw for key, raw in wanted.items() if sent.get(key) != raw]
             for start in range(0, len(gone), MAX_NEIGHBOURS):
                 frame = encode_neighbours_gone(NeighboursGone(tuple(gone[start : start + MAX_NEIGHBOURS])))
@@ -116,7 +113,8 @@ class LookaheadState(RoutingState):
                     room -= 2 + len(raw)
             if batch:
                 self._send_neighbours(port, batch, now)
-            self._claims_sent[port] = (tuple(wanted), tuple(wanted.values()))
+        roots = set(told.values())
+        self._claims_sent = {root: found for root, found in ordered.items() if root in roots}
 
     def _send_neighbours(self, port: int, batch: list[bytes], now: float) -> None:
         self.stats["lookahead frames sent"] += 1
@@ -161,10 +159,11 @@ class LookaheadState(RoutingState):
                 continue
             if key in self.peer_keys.values():
                 continue  # our own peer too: we know its coordinates first-hand
-            # The claim's last hop extends nothing we will see again: its prefixes
-            # are remembered, not the claim itself.
+            # Checked against the prefixes of our tree, which most of a claim is;
+            # the rest is not remembered: claims are seen once, and a hub's many
+            # branches would take the room of the tree's own prefixes.
             if self.config.verify_signatures and not self._verified.verify(
-                ann, lambda checks: self._afford(port, "lookahead claim", now, checks), remember_last=False
+                ann, lambda checks: self._afford(port, "lookahead claim", now, checks), remember=False
             ):
                 continue
             coordinates = b"".join(encode_varu64(hop.port) for hop in ann.hops[:-1])
@@ -184,3 +183,15 @@ class LookaheadState(RoutingState):
         if removed:
             self._store_claims(port, claims)
             self._changed()
+
+
+def _for_peer(ordered: list[tuple[PublicKey, bytes]], peer_key: bytes) -> dict[PublicKey, bytes]:
+    """What a peer is told of ``ordered`` (shallowest first): all but itself, at most
+    ``MAX_NEIGHBOURS``."""
+    out: dict[PublicKey, bytes] = {}
+    for key, raw in ordered:
+        if key != peer_key:
+            out[key] = raw
+            if len(out) == MAX_NEIGHBOURS:
+                break
+    return out

@@ -38,15 +38,16 @@ from router.routing.constants import (
 )
 from router.routing.snake_state import SnakeState
 from router.routing.snek import SnakeEntry
+from router.routing.state import PATH_REPAIR_BIT
 from router.routing.tree import LOCAL_PORT
-from router.wire.extension import Direction, Extension, PathNotice, encode_path_notice
+from router.wire.extension import Direction, PathNotice, encode_path_notice
 from router.wire.keys import PublicKey
 
 
 class PathRepairState(SnakeState):
     """The snake with path repair: notices out, notices in, and the origin's repair."""
 
-    def _uses(self, port: int | None, extension: Extension) -> bool:
+    def _uses(self, port: int | None, extension: int) -> bool:
         return port is not None and bool(self.peer_extensions.get(port, 0) & extension)
 
     def _start_extensions(self, port: int, announced: int, now: float) -> None:
@@ -64,12 +65,12 @@ class PathRepairState(SnakeState):
     def _notices_for_lost_link(self, port: int) -> list[tuple[int, bytes]]:
         """The notices to send because the link on ``port`` is going, worked out
         while its route entries are still there: (port, frame) pairs."""
-        if not self.config.extensions & Extension.PATH_REPAIR:
+        if not self.uses_path_repair:
             return []
         notices = []
         for entry in self.routes.ordered:
             if entry.destination == port and entry.source != port:
-                if self._uses(entry.source, Extension.PATH_REPAIR):
+                if self._uses(entry.source, PATH_REPAIR_BIT):
                     notice = PathNotice(Direction.TOWARDS_ORIGIN, entry.key, entry.sequence)
                     notices.append((entry.source, encode_path_notice(notice)))
             elif entry.source == port and (onwards := self._onwards(entry, port)) is not None:
@@ -85,16 +86,12 @@ class PathRepairState(SnakeState):
             if to in self.peers:
                 self.stats["path notices sent"] += 1
                 self.send(to, frame, now)
-        if (
-            self.config.extensions & Extension.PATH_REPAIR
-            and port == self._last_bootstrap_port
-            and port not in self.peers
-        ):
+        if self.uses_path_repair and port == self._last_bootstrap_port and port not in self.peers:
             self._last_bootstrap_port = None
             self._repair(now)
 
     def _descending_displaced(self, old: SnakeEntry, now: float) -> None:
-        if not self._uses(old.source, Extension.PATH_REPAIR):
+        if not self._uses(old.source, PATH_REPAIR_BIT):
             return
         current = self.routes.get(old.key)
         if current is None or current.sequence != old.sequence:
@@ -136,7 +133,7 @@ class PathRepairState(SnakeState):
                 self.drops["path notice: passed on before"] += 1
             else:
                 self._remember_passed(notice.origin, notice.sequence)
-                if self._uses(entry.source, Extension.PATH_REPAIR):
+                if self._uses(entry.source, PATH_REPAIR_BIT):
                     self.stats["path notices passed on"] += 1
                     self.send(entry.source, data, now)
             return
@@ -158,7 +155,7 @@ class PathRepairState(SnakeState):
         destination = entry.destination
         if destination is None or destination in (LOCAL_PORT, port):
             return None
-        return destination if self._uses(destination, Extension.PATH_REPAIR) else None
+        return destination if self._uses(destination, PATH_REPAIR_BIT) else None
 
     def _remember_passed(self, origin: PublicKey, sequence: int) -> None:
         passed = self._notices_passed

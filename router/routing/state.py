@@ -46,6 +46,7 @@ from router.routing.verified import VerifiedAnnouncements
 from router.wire.announcement import RootAnnouncement
 from router.wire.broadcast import sign_wakeup
 from router.wire.coordinates import Coordinates, decode_coordinate_ports
+from router.wire.extension import Extension
 from router.wire.frames import (
     WakeupBroadcastFrame,
     encode_frame,
@@ -55,6 +56,9 @@ from router.wire.snake import (
     SignedRootStamp,
     Watermark,
 )
+
+PATH_REPAIR_BIT = int(Extension.PATH_REPAIR)
+LOOKAHEAD_BIT = int(Extension.LOOKAHEAD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,10 @@ class RoutingState:
         """The root announcement last sent to each peer (before our hop was added), and when."""
         self._last_received: dict[int, float] = {}
         self._budgets: dict[int, TokenBucket] = {}
+        # Plain ints: an IntFlag operation makes a new enum member each time, and
+        # these are tested on every timer and lost link.
+        self.uses_path_repair = bool(self.config.extensions & PATH_REPAIR_BIT)
+        self.uses_lookahead = bool(self.config.extensions & LOOKAHEAD_BIT)
         self.peer_extensions: dict[int, int] = {}
         """The extensions each peering uses: what both ends announced."""
         self._notice_budgets: dict[int, TokenBucket] = {}
@@ -130,10 +138,12 @@ class RoutingState:
         (:func:`router.routing.lookahead.pack_claims`): a fifth of the memory of a
         dict of keys and coordinates, and most nodes hold some tens of them."""
         self.claims_root: Root | None = None
-        self._claims_sent: dict[int, tuple[tuple[PublicKey, ...], tuple[bytes, ...]]] = {}
-        """What we last told each lookahead peer of ours: keys, and their raw announcements."""
+        self._claims_sent: dict[Root, list[tuple[PublicKey, bytes]]] = {}
+        """What we last told our lookahead peers of ours, by root: (key, raw announcement),
+        shallowest first, one more than a peer takes."""
+        self._claims_told: dict[int, Root] = {}
+        """The root each lookahead peer was last told of our peers under."""
         self._claims_dirty = False
-        self._claims_at = now
         self._last_bootstrap_port: int | None = None
         self._last_bootstrap_sequence = -1
         self._last_repair = -1e18

@@ -47,14 +47,14 @@ class VerifiedAnnouncements:
         self,
         announcement: RootAnnouncement,
         afford: Callable[[int], bool] | None = None,
-        remember_last: bool = True,
+        remember: bool = True,
     ) -> bool:
         """Raise :class:`~router.wire.SignatureError` unless every hop verifies.
 
         ``afford`` is asked first whether the signatures still to check (those past
         the longest known prefix) may be checked now; if not, nothing is checked
-        and the result is False.  Without ``remember_last`` the whole announcement
-        is not remembered, only its prefixes: for one that no other will extend."""
+        and the result is False.  Without ``remember`` nothing new is remembered: for
+        an announcement seen once, whose prefixes would take the room of the tree's."""
         hops = announcement.hops
         raw = announcement.raw
         count = len(hops)
@@ -85,9 +85,8 @@ class VerifiedAnnouncements:
         announcement.verify_hops(start)
         self.signatures_checked += count - start
         self.signatures_skipped += start
-        keep = digests[start:] if remember_last else digests[start : count - 1]
-        if keep:
-            self._remember(root, keep)
+        if remember and start < count:
+            self._remember(root, digests[start:])
         return True
 
     def _remember(self, root: tuple[bytes, int], digests: list[bytes]) -> None:
