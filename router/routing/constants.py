@@ -76,14 +76,6 @@ REPAIR_SETTLE_S = 2.0
 """After a repair the origin bootstraps on the settling schedule for this long: the
 nodes around the break are rebuilding their own paths, and a bootstrap sent while
 they do can end at the wrong node."""
-PATH_NOTICES_PER_S = 50.0
-"""Path notices a second that one peer may send us (a token bucket per peer; the
-rest are dropped and counted, which only leaves those paths to the reference's
-periodic repair)."""
-PATH_NOTICES_BURST = 500.0
-"""And at once: a peer whose link to a busy node broke reports every path that
-crossed it in one go."""
-
 # Lookahead (Pinewood's own, between Pinewood nodes only: router.routing.lookahead_state)
 MAX_CLAIMS = 1024
 """Neighbour claims a node keeps from all its peers together (64 from any one): a hub

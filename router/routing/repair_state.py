@@ -20,7 +20,7 @@ ends both announced :attr:`~router.wire.extension.Extension.PATH_REPAIR`:
 A notice is acted on only when it names a route entry this node holds, with
 the same bootstrap sequence, whose next hop in the notice's direction is the
 very peer it came from; each is passed on at most once per path; a peer's
-notices come out of a token bucket (``PATH_NOTICES_PER_S``).  So a peer can
+notices are charged to its budget (:mod:`router.routing.budget`).  So a peer can
 touch only paths that already cross it, which it could black-hole anyway, and
 a notice costs at most one frame per hop of an existing path.  A notice stops
 at the first hop whose next peering does not use the extension: the rest of
@@ -29,10 +29,7 @@ that path behaves as in the reference.  Sans-I/O.
 
 from __future__ import annotations
 
-from router.routing.budget import TokenBucket
 from router.routing.constants import (
-    PATH_NOTICES_BURST,
-    PATH_NOTICES_PER_S,
     REPAIR_MIN_INTERVAL_S,
     REPAIR_SETTLE_S,
 )
@@ -58,7 +55,6 @@ class PathRepairState(SnakeState):
 
     def _stop_extensions(self, port: int) -> None:
         self.peer_extensions.pop(port, None)
-        self._notice_budgets.pop(port, None)
 
     # ------------------------------------------------------------ a link is lost
 
@@ -104,11 +100,9 @@ class PathRepairState(SnakeState):
 
     def _take_path_notice(self, port: int, notice: PathNotice, data: bytes, now: float) -> None:
         """A path notice from a peering that negotiated path repair, within its budget."""
-        budget = self._notice_budgets.get(port)
-        if budget is None:  # made at the first notice: most peers send none for hours
-            budget = self._notice_budgets[port] = TokenBucket(PATH_NOTICES_PER_S, PATH_NOTICES_BURST, now)
-        if not budget.take(now):
-            self.drops["over budget: path notice"] += 1
+        # Charged to the peer's budget for costly work, as a signature check is: a
+        # notice costs far less, but a flood of them must not cost without end.
+        if not self._afford(port, "path notice", now):
             return
         self.stats["path notices received"] += 1
         self._handle_path_notice(port, notice, data, now)

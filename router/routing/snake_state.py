@@ -38,6 +38,11 @@ class SnakeState(RoutingState):
         expired = [e.key for e in self.routes.ordered if not e.valid(now)]
         for key in expired:
             del self.routes[key]
+        if self._notices_passed:
+            # Only paths we still hold, at the sequence a notice was passed on for.
+            passed = self._notices_passed
+            for key in [k for k, s in passed.items() if (e := self.routes.get(k)) is None or e.sequence != s]:
+                del passed[key]
         if expired:
             self._changed()
         interval = (

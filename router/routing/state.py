@@ -129,7 +129,6 @@ class RoutingState:
         self.uses_lookahead = bool(self.config.extensions & LOOKAHEAD_BIT)
         self.peer_extensions: dict[int, int] = {}
         """The extensions each peering uses: what both ends announced."""
-        self._notice_budgets: dict[int, TokenBucket] = {}
         self._notices_passed: dict[PublicKey, int] = {}
         """The bootstrap sequence of each path a notice towards its origin was last
         passed on for (each is passed on once)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.routing.constants import PATH_NOTICES_BURST, REPAIR_MIN_INTERVAL_S
+from router.routing.constants import REPAIR_MIN_INTERVAL_S
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import ClosePeer, Output, SendFrame
 from router.routing.snek import SnakeEntry
@@ -185,11 +185,14 @@ def test_a_notice_that_does_not_name_a_path_through_its_sender_is_dropped_and_co
 
 
 def test_a_peer_that_floods_notices_is_held_to_its_budget() -> None:
-    core, (_, b) = core_with_peers(2)
+    small = CoreConfig(
+        extensions=Extension.PATH_REPAIR, signature_checks_burst=100, signature_checks_per_s=10
+    )
+    core, (_, b) = core_with_peers(2, small)
     frame = notice(Direction.TOWARDS_ORIGIN, origin=IDS[2].public_key)
-    for _ in range(int(PATH_NOTICES_BURST) + 10):
+    for _ in range(110):
         core.handle_frame(b, frame, T0 + 1)
-    assert core.drops["path notice: no such path"] == PATH_NOTICES_BURST
+    assert core.drops["path notice: no such path"] == 100
     assert core.drops["over budget: path notice"] == 10
     assert b in core.peers
 
