@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.daemons import DaemonNet, free_port
+from tests.e2e.synapse import Homeserver
 
 SIDES = ("a", "b")
 
@@ -52,6 +53,19 @@ def start_gateway_line(net: DaemonNet) -> GatewayLine:
         proxies,
         {side: str(gateways[side]["server_name"]) for side in SIDES},
         {side: Path(gateways[side]["ca_certificate"]) for side in SIDES},
+    )
+
+
+def synapse_beside_a(line: GatewayLine, synapse_python: Path, directory: Path) -> Homeserver:
+    """Synapse as side a's homeserver: federation on a's gateway, out through a's proxy."""
+    return Homeserver(
+        synapse_python,
+        line.names["a"],
+        directory,
+        federation_port=line.federation["a"],
+        client_port=free_port(),
+        proxy_url=line.proxy_url("a"),
+        ca_pem=line.ca["a"],
     )
 
 

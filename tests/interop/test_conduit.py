@@ -28,14 +28,13 @@ from pathlib import Path
 import pytest
 
 from bench.daemons import DaemonNet
-from tests.e2e.line import inbound_refusals, start_gateway_line
+from tests.e2e.line import inbound_refusals, start_gateway_line, synapse_beside_a
 from tests.e2e.synapse import (
     SYNAPSE_VERSION,
     Homeserver,
     MatrixClient,
     SynapseUnavailable,
     ensure_synapse,
-    free_port,
 )
 from tests.interop.conduit import REQUIRE_ENV, Tuwunel, TuwunelUnavailable, tuwunel_binary
 
@@ -107,15 +106,7 @@ def overlay(
     try:
         line = start_gateway_line(net)
         names, ca, homeserver = line.names, line.ca, line.federation
-        synapse = Homeserver(
-            synapse_python,
-            names["a"],
-            root / "synapse-a",
-            federation_port=homeserver["a"],
-            client_port=free_port(),
-            proxy_url=line.proxy_url("a"),
-            ca_pem=ca["a"],
-        )
+        synapse = synapse_beside_a(line, synapse_python, root / "synapse-a")
         tuwunel = Tuwunel(
             binary,
             names["b"],
