@@ -102,7 +102,8 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         self._budgets[port] = TokenBucket(
             self.config.signature_checks_per_s, self.config.signature_checks_burst, now
         )
-        self._start_extensions(port, extensions, now)
+        if both := extensions & self.config.extensions:
+            self.peer_extensions[port] = both
         self._changed()
         self._send_announcement_to(port, self._root_announcement(), now)
         return port, self._flush()
@@ -117,7 +118,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
             return
         notices = self._notices_for_lost_link(port)
         del self.peers[port], self.peer_keys[port], self.link_types[port]
-        self._stop_extensions(port)
+        self.peer_extensions.pop(port, None)
         self._forget_claims(port)
         self._budgets.pop(port, None)
         self._last_sent.pop(port, None)

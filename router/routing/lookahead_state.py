@@ -44,11 +44,10 @@ class LookaheadState(RoutingState):
         return [p for p, bits in self.peer_extensions.items() if bits & LOOKAHEAD_BIT]
 
     def _forget_claims(self, port: int) -> None:
-        """The peer on ``port`` is gone: its claims, and what we told it."""
-        if self.neighbour_claims.pop(port, None):
-            self._changed()
+        """The peer on ``port`` is gone: its claims, and what we told it (the
+        caller marks the state changed)."""
+        self.neighbour_claims.pop(port, None)
         self._claims_told.pop(port, None)
-        self._claims_dirty = True
 
     def _claims_of(self, port: int) -> dict[bytes, bytes]:
         packed = self.neighbour_claims.get(port)

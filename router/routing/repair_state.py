@@ -38,7 +38,6 @@ from router.routing.snek import SnakeEntry
 from router.routing.state import PATH_REPAIR_BIT
 from router.routing.tree import LOCAL_PORT
 from router.wire.extension import Direction, PathNotice, encode_path_notice
-from router.wire.keys import PublicKey
 
 
 class PathRepairState(SnakeState):
@@ -46,15 +45,6 @@ class PathRepairState(SnakeState):
 
     def _uses(self, port: int | None, extension: int) -> bool:
         return port is not None and bool(self.peer_extensions.get(port, 0) & extension)
-
-    def _start_extensions(self, port: int, announced: int, now: float) -> None:
-        """The peer on ``port`` announced ``announced``: use what we announced too."""
-        both = announced & self.config.extensions
-        if both:
-            self.peer_extensions[port] = both
-
-    def _stop_extensions(self, port: int) -> None:
-        self.peer_extensions.pop(port, None)
 
     # ------------------------------------------------------------ a link is lost
 
@@ -126,7 +116,8 @@ class PathRepairState(SnakeState):
             elif self._notices_passed.get(notice.origin) == notice.sequence:
                 self.drops["path notice: passed on before"] += 1
             else:
-                self._remember_passed(notice.origin, notice.sequence)
+                # Only for entries we hold: pruned with them on the snake tick.
+                self._notices_passed[notice.origin] = notice.sequence
                 if self._uses(entry.source, PATH_REPAIR_BIT):
                     self.stats["path notices passed on"] += 1
                     self.send(entry.source, data, now)
@@ -150,14 +141,6 @@ class PathRepairState(SnakeState):
         if destination is None or destination in (LOCAL_PORT, port):
             return None
         return destination if self._uses(destination, PATH_REPAIR_BIT) else None
-
-    def _remember_passed(self, origin: PublicKey, sequence: int) -> None:
-        passed = self._notices_passed
-        passed[origin] = sequence
-        if len(passed) > 2 * len(self.routes) + 64:
-            # Bounded by the route table: forget paths we no longer hold.
-            for key in [k for k, s in passed.items() if (e := self.routes.get(k)) is None or e.sequence != s]:
-                del passed[key]
 
     # ------------------------------------------------------------ the origin
 
