@@ -97,6 +97,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
             raise ValueError(f"port {port} is invalid or in use")
         self.peers[port] = PeerInfo(port, PublicKey(bytes(key)), link_type)
         self.peer_keys[port] = PublicKey(bytes(key))
+        self._signers_stale = True
         self.link_types[port] = link_type
         self._last_received[port] = now
         self._budgets[port] = TokenBucket(
@@ -118,6 +119,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
             return
         notices = self._notices_for_lost_link(port)
         del self.peers[port], self.peer_keys[port], self.link_types[port]
+        self._signers_stale = True
         self.peer_extensions.pop(port, None)
         self._forget_claims(port)
         self._budgets.pop(port, None)
@@ -161,6 +163,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         self._ordering = 0
         self._waiting_until = None
         self.announcements.clear()
+        self._signers_stale = True
         self.routes.clear()
         self._forget_coordinates()
         self._seen_broadcasts.clear()

@@ -5,8 +5,6 @@ installed, passed on), and route entries that expire (reference:
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from router.routing.snek import SnakeEntry
 from router.routing.state import RoutingState
 from router.routing.tree import (
@@ -86,7 +84,10 @@ class SnakeState(RoutingState):
         elif watermark.worse_than(frame.watermark):
             self.drops["bootstrap watermark"] += 1
         else:
-            self.send(next_port, encode_frame(replace(frame, watermark=watermark)), now)
+            onward = BootstrapFrame(
+                frame.destination_key, watermark, frame.payload, frame.hop_limit, frame.extra
+            )
+            self.send(next_port, encode_frame(onward), now)
 
     def _checked_bootstrap(self, port: int, frame: BootstrapFrame, now: float) -> BootstrapBody | None:
         """The bootstrap's body if it is for our root and newer than the route we

@@ -11,7 +11,7 @@ their last moments take no new frames (``ENTRY_BOARDING_MARGIN_S``).
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -71,6 +71,10 @@ class RouteTable(Mapping[bytes, SnakeEntry]):
         if index < 0:
             raise KeyError(key)
         return self._entries[index]
+
+    def get(self, key: bytes, default: SnakeEntry | None = None) -> SnakeEntry | None:  # type: ignore[override]
+        index = self._find(key)
+        return self._entries[index] if index >= 0 else default
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, bytes) and self._find(key) >= 0
@@ -152,6 +156,67 @@ def lowest_usable_entry(
     return None
 
 
+SIGNER_INDEX_MIN = 48
+"""Below this many signer keys over all peers a scan is as quick as a search, and
+the index would only cost memory: :meth:`SignerIndex.build` returns ``None``."""
+
+
+class SignerIndex:
+    """Every peer's ancestors (the keys that signed its root announcement), in key
+    order, for :func:`next_hop_snek`'s second step on a node with many peers.
+
+    The scan that step replaces takes, of every key above the destination and
+    below the best so far, the lowest, and of equal keys the first in the
+    announcements' order; for traffic, the destination's own key first.  Each key
+    is kept once, with the port of its first appearance in that order, so a search
+    gives the same answer.  ``direct`` holds, for each peer's key, the ports that
+    peer announced on, in the same order (steps 3 and 5).  Built from the
+    announcements and peer keys as they stand; whoever changes them drops the index.
+    """
+
+    __slots__ = ("direct", "keys", "ports")
+
+    def __init__(self, keys: list[bytes], ports: list[int], direct: dict[bytes, list[int]]) -> None:
+        self.keys = keys
+        self.ports = ports
+        self.direct = direct
+
+    @classmethod
+    def build(
+        cls,
+        announcements: Mapping[int, PeerAnnouncement],
+        peer_keys: Mapping[int, bytes],
+        minimum: int = SIGNER_INDEX_MIN,
+    ) -> SignerIndex | None:
+        first: dict[bytes, int] = {}
+        direct: dict[bytes, list[int]] = {}
+        count = 0
+        for port, ann in announcements.items():
+            count += len(ann.signers)
+            for key in ann.signers:
+                if key not in first:
+                    first[key] = port
+            peer = peer_keys.get(port)
+            if peer is not None:
+                direct.setdefault(peer, []).append(port)
+        if count < minimum:
+            return None
+        keys = sorted(first)
+        return cls(keys, [first[key] for key in keys], direct)
+
+    def exact(self, key: bytes) -> int | None:
+        """The port of ``key``'s first appearance, if any peer's ancestors hold it."""
+        keys = self.keys
+        index = bisect_left(keys, key)
+        return self.ports[index] if index < len(keys) and keys[index] == key else None
+
+    def above(self, key: bytes) -> tuple[bytes, int] | None:
+        """The lowest key strictly above ``key``, with its port, if any."""
+        keys = self.keys
+        index = bisect_right(keys, key)
+        return (keys[index], self.ports[index]) if index < len(keys) else None
+
+
 def next_hop_snek(
     *,
     bootstrap: bool,
@@ -165,6 +230,7 @@ def next_hop_snek(
     link_types: Mapping[int, int],
     routes: Mapping[bytes, SnakeEntry],
     now: float,
+    signers: SignerIndex | None = None,
 ) -> tuple[int | None, Watermark]:
     """The next hop for a frame routed by key, and the watermark it leaves with.
 
@@ -173,7 +239,8 @@ def next_hop_snek(
     is always the chosen key and its entry sequence (0 unless a route entry won),
     except for traffic addressed to our own key, which keeps its watermark.
     A :class:`RouteTable` brings its entries in key order; other mappings are
-    sorted here.
+    sorted here.  ``signers``, if given, must be :meth:`SignerIndex.build` of
+    ``announcements``.
     """
     if not bootstrap and destination == our_key:
         return LOCAL_PORT, watermark
@@ -198,15 +265,31 @@ def next_hop_snek(
                     best_key, best_seq, best_port, best_ann = key, 0, parent, parent_ann
 
     # 2. Every peer's ancestors, the peer itself included (its last signature).
-    for port, ann in announcements.items():
-        for key in ann.signers:
-            if (traffic and key == destination and best_key != destination) or (destination < key < best_key):
-                best_key, best_seq, best_port, best_ann = key, 0, port, ann
+    if signers is None:
+        for port, ann in announcements.items():
+            for key in ann.signers:
+                if (traffic and key == destination and best_key != destination) or (
+                    destination < key < best_key
+                ):
+                    best_key, best_seq, best_port, best_ann = key, 0, port, ann
+    else:
+        found = signers.exact(destination) if traffic and best_key != destination else None
+        if found is not None:
+            best_key, best_seq, best_port, best_ann = destination, 0, found, announcements.get(found)
+        else:
+            above = signers.above(destination)
+            if above is not None and above[0] < best_key:
+                best_key, best_seq, best_port = above[0], 0, above[1]
+                best_ann = announcements.get(best_port)
 
     # 3. A direct peering with the best key beats reaching it through someone else.
-    for port, ann in announcements.items():
-        if peer_keys.get(port) == best_key:
-            best_seq, best_port, best_ann = 0, port, ann
+    if signers is None:
+        for port, ann in announcements.items():
+            if peer_keys.get(port) == best_key:
+                best_seq, best_port, best_ann = 0, port, ann
+    elif (direct := signers.direct.get(best_key)) is not None:
+        best_seq, best_port = 0, direct[-1]
+        best_ann = announcements.get(best_port)
 
     # 4. Route entries from bootstraps, unless their watermark is worse than the frame's.
     ordered = routes.ordered if isinstance(routes, RouteTable) else sorted(routes.values(), key=_entry_key)
@@ -225,9 +308,10 @@ def next_hop_snek(
 
     # 5. Among several links to the best key, the faster type, then the earlier announcement.
     if best_port is not None and best_ann is not None:
-        for port, ann in announcements.items():
+        for port in announcements if signers is None else signers.direct.get(best_key, ()):
             if peer_keys.get(port) != best_key:
                 continue
+            ann = announcements[port]
             kind, best_kind = link_types.get(port, 0), link_types.get(best_port, 0)
             if kind < best_kind or (
                 kind == best_kind and ann.root == best_ann.root and ann.order < best_ann.order

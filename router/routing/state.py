@@ -37,7 +37,7 @@ from router.routing.outputs import (
     Output,
     SendFrame,
 )
-from router.routing.snek import RouteTable, SnakeEntry, next_hop_snek
+from router.routing.snek import RouteTable, SignerIndex, SnakeEntry, next_hop_snek
 from router.routing.tree import (
     PeerAnnouncement,
     Root,
@@ -109,6 +109,9 @@ class RoutingState:
         self.peer_keys: dict[int, PublicKey] = {}
         self.link_types: dict[int, int] = {}
         self.announcements: dict[int, PeerAnnouncement] = {}
+        """Changed only where ``_signers_stale`` is set with it (and ``peer_keys`` too)."""
+        self._signer_index: SignerIndex | None = None
+        self._signers_stale = True
         self.routes = RouteTable()
         self.parent: int | None = None
         self.descending: SnakeEntry | None = None
@@ -220,7 +223,15 @@ class RoutingState:
             link_types=self.link_types,
             routes=self.routes,
             now=now,
+            signers=self._signers(),
         )
+
+    def _signers(self) -> SignerIndex | None:
+        """The index of the peers' ancestors, rebuilt after the announcements changed."""
+        if self._signers_stale:
+            self._signer_index = SignerIndex.build(self.announcements, self.peer_keys)
+            self._signers_stale = False
+        return self._signer_index
 
     def _afford(self, port: int, kind: str, now: float, checks: int = 1) -> bool:
         """Take ``checks`` signature checks from ``port``'s budget; drop and count if

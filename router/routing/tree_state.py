@@ -118,6 +118,7 @@ class TreeState(RoutingState):
         delta = (ann.root_key > last.root_key) - (ann.root_key < last.root_key)
         self._ordering += 1
         self.announcements[port] = PeerAnnouncement.of(ann, now, self._ordering)
+        self._signers_stale = True
         self._changed()
         if self._waiting_until is None:
             action = announcement_action(

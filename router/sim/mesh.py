@@ -62,6 +62,10 @@ class MeshConfig:
     keep_deliveries: int = 100_000
 
 
+_FRAME_NAMES = tuple(t.name for t in sorted(FrameType))
+"""Frame type names by type number (0 to 4), for the transmissions count."""
+
+
 class Mesh:
     """Nodes, links and the event queue that runs them."""
 
@@ -173,9 +177,9 @@ class Mesh:
                 self._process(node, node.core.handle_timer(when))
             else:
                 link = node.ports.get(arg)
-                if link is None or link.id != int.from_bytes(data[:8], "big"):
+                if link is None or link.id != kind - 1:
                     continue  # the link went away while the frame was in flight
-                self._process(node, node.core.handle_frame(arg, data[8:], when))
+                self._process(node, node.core.handle_frame(arg, data, when))
             if stop is not None and stop():
                 return
         self.now = max(self.now, until)
@@ -184,6 +188,8 @@ class Mesh:
         self.run_until(self.now + seconds)
 
     def _push(self, when: float, kind: int, name: str, arg: int, data: bytes) -> None:
+        """Queue an event: ``kind`` 0 is ``name``'s timer; otherwise a frame arriving
+        on port ``arg`` over the link whose id is ``kind - 1``."""
         self._sequence += 1
         heapq.heappush(self._events, (when, self._sequence, kind, name, arg, data))
 
@@ -217,8 +223,8 @@ class Mesh:
         if link is None:
             return
         data = out.data
-        if len(data) > 5 and data[5] <= FrameType.WAKEUP_BROADCAST:
-            kind = FrameType(data[5]).name
+        if len(data) > 5 and data[5] < len(_FRAME_NAMES):
+            kind = _FRAME_NAMES[data[5]]
         else:
             kind = "EXTENSION" if is_extension_frame(data) else "invalid"
         self.transmissions[kind] += 1
@@ -228,7 +234,7 @@ class Mesh:
         peer, port = (link.b, link.b_port) if link.a == node.name else (link.a, link.a_port)
         if self.frame_observer is not None:
             self.frame_observer(node.name, peer, data)
-        self._push(self.now + link.latency_s, 1, peer, port, link.id.to_bytes(8, "big") + data)
+        self._push(self.now + link.latency_s, link.id + 1, peer, port, data)
 
     # ------------------------------------------------------------ inspection
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from router.routing.constants import ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
 from router.routing.snek import (
     RouteTable,
+    SignerIndex,
     SnakeEntry,
     entry_usable,
     lowest_usable_entry,
@@ -142,6 +143,67 @@ def test_a_route_table_and_a_plain_dict_route_alike(
         )
 
     assert hop(table) == hop(dict(table.items()))
+
+
+many_announcements = st.dictionaries(
+    st.integers(1, 6),
+    st.lists(keys, min_size=1, max_size=4, unique=True).map(
+        lambda signers: announcement(ROOT, tuple(range(1, len(signers) + 1)), tuple(signers))
+    ),
+    min_size=1,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    bootstrap=st.booleans(),
+    destination=keys,
+    ours=keys,
+    watermark=watermarks,
+    anns=many_announcements,
+    parent=st.one_of(st.none(), st.integers(1, 6)),
+    peers=st.dictionaries(st.integers(1, 6), st.one_of(st.just(ZERO), keys)),
+    route_list=st.lists(entries, max_size=6),
+)
+def test_the_signer_index_picks_what_the_scan_picks(
+    bootstrap: bool,
+    destination: PublicKey,
+    ours: PublicKey,
+    watermark: Watermark,
+    anns: dict[int, PeerAnnouncement],
+    parent: int | None,
+    peers: dict[int, PublicKey],
+    route_list: list[SnakeEntry],
+) -> None:
+    table = RouteTable()
+    for entry in route_list:
+        table[entry.key] = entry
+
+    def hop(signers: SignerIndex | None) -> tuple[int | None, Watermark]:
+        return next_hop_snek(
+            bootstrap=bootstrap,
+            destination=destination,
+            our_key=ours,
+            watermark=watermark,
+            parent=parent if parent in anns else None,
+            root_key=ROOT[0],
+            announcements=anns,
+            peer_keys=peers,
+            link_types={},
+            routes=table,
+            now=NOW,
+            signers=signers,
+        )
+
+    index = SignerIndex.build(anns, peers, minimum=0)
+    assert index is not None and index.keys == sorted({k for a in anns.values() for k in a.signers})
+    assert hop(index) == hop(None)
+
+
+def test_a_node_with_few_signers_goes_without_an_index() -> None:
+    few = {1: announcement(ROOT, (1, 2), (K(14), K(3)))}
+    assert SignerIndex.build(few, {1: K(3)}) is None
+    assert SignerIndex.build(few, {1: K(3)}, minimum=2) is not None
 
 
 @given(st.lists(st.tuples(st.booleans(), keys)))

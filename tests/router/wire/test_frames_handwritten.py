@@ -12,12 +12,14 @@ from router.wire import (
     BootstrapFrame,
     DecodeError,
     EncodeError,
+    FrameType,
     Keepalive,
     PublicKey,
     TrafficFrame,
     TreeAnnouncementFrame,
     WakeupBroadcastFrame,
     Watermark,
+    check_header,
     decode_frame,
     encode_frame,
 )
@@ -150,3 +152,13 @@ def test_oversized_frame_refused() -> None:
 def test_malformed_frames(data: str, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         decode_frame(bytes.fromhex(data))
+
+
+@pytest.mark.parametrize("number", range(256))
+def test_every_type_byte_reads_as_its_own_type_or_fails(number: int) -> None:
+    header = b"pine\x00" + bytes([number]) + b"\x00\x00\x00\x0a"
+    if number in set(FrameType):
+        assert check_header(header) is FrameType(number)
+    else:
+        with pytest.raises(DecodeError, match=f"unknown frame type {number}"):
+            check_header(header)
