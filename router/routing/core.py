@@ -298,6 +298,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         if now >= self._cache_sweep_at:
             self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
             self.traffic.sweep_coords_cache(now)
+            self._forget_unused_prefixes()
             self._seen_broadcasts.sweep(now)
         if self.config.wakeup_broadcasts and now >= self._broadcast_at:
             self._broadcast_at = now + WAKEUP_INTERVAL_S
@@ -329,6 +330,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
                 self._out.append(ParentChanged(self.parent))
             if state[1] != old_root:
                 self._out.append(RootChanged(root.root_key, root.root_sequence, root.coordinates))
+                self._forget_unused_prefixes()
                 if state[1][0] != old_root[0]:
                     # Cached coordinates were learned under the old root and lead
                     # nowhere under the new one.  (The reference clears them only
@@ -367,6 +369,13 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
             self._handle_neighbours(port, message, now)
         else:
             self._handle_neighbours_gone(port, message)
+
+    def _forget_unused_prefixes(self) -> None:
+        """Verified prefixes of roots that neither we nor any peer announce now."""
+        roots: set[tuple[bytes, int]] = {ann.root for ann in self.announcements.values()}
+        roots.add(self.root())
+        if self._verified.keep_only(roots):
+            self.stats["verified prefixes of unused roots forgotten"] += 1
 
     def _forget_coordinates(self) -> None:
         self.traffic.coords_cache.clear()

@@ -115,5 +115,19 @@ class VerifiedAnnouncements:
                 if self._latest.get(oldest_root[0]) == oldest_root[1]:
                     del self._latest[oldest_root[0]]
 
+    def keep_only(self, roots: set[tuple[bytes, int]]) -> int:
+        """Forget the prefixes of every root and sequence not in ``roots`` (the ones
+        this node and its peers still announce); return how many were forgotten.
+        After a cold start or a change of root, the weaker roots' prefixes would
+        otherwise stay until the bound pushed them out: nobody sends them again."""
+        gone = [root for root in self._roots if root not in roots]
+        forgotten = 0
+        for root in gone:
+            forgotten += len(self._roots.pop(root))
+            if self._latest.get(root[0]) == root[1]:
+                del self._latest[root[0]]
+        self._count -= forgotten
+        return forgotten
+
     def __len__(self) -> int:
         return self._count

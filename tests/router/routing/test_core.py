@@ -454,3 +454,18 @@ def test_the_traffic_fast_path_leaves_deliveries_and_closes_as_outputs(core: Rou
     drops = core.drops["unknown port"]
     assert core.forward_traffic(99, to_us, T0) is None
     assert core.drops["unknown port"] == drops + 1
+
+
+def test_a_root_nobody_announces_any_more_leaves_the_verified_cache() -> None:
+    ids = ordered_identities()
+    weaker, stronger = ids[5], ids[7]
+    core = RouterCore(MID, T0)
+    port, _ = core.add_peer(weaker.public_key, 3, T0)
+    core.handle_frame(port, announcement_frame(rooted_at(weaker, port=5)), T0)
+    assert core.root() == (weaker.public_key, 1) and len(core._verified) == 1
+    # The peer finds a stronger root: it announces that one, and nobody the weaker.
+    through = rooted_at(stronger, port=2).with_hop(weaker, 5)
+    core.handle_frame(port, announcement_frame(through), T0 + 1)
+    assert core.root() == (stronger.public_key, 1)
+    assert len(core._verified) == 2  # the stronger root's two prefixes only
+    assert core.stats["verified prefixes of unused roots forgotten"] == 1

@@ -102,3 +102,21 @@ def test_the_caller_is_asked_for_the_unverified_hops_only() -> None:
     assert cache.verify(longer, answer(True))  # nothing new: not asked
     assert asked == [2, 2, 2]
     assert cache.signatures_checked == 4
+
+
+def test_the_prefixes_of_roots_nobody_announces_are_forgotten() -> None:
+    cache = VerifiedAnnouncements()
+    weak = RootAnnouncement.create(K1.public_key, 1).with_hop(K1, 1).with_hop(K2, 2)
+    strong = RootAnnouncement.create(K4.public_key, 3).with_hop(K4, 1)
+    cache.verify(weak)
+    cache.verify(strong)
+    assert len(cache) == 3
+    assert cache.keep_only({(K4.public_key, 3)}) == 2
+    assert len(cache) == 1
+    checked = cache.signatures_checked
+    cache.verify(strong)
+    assert cache.signatures_checked == checked  # the root in use is still known
+    cache.verify(weak)
+    assert cache.signatures_checked == checked + 2  # forgotten: checked again, and kept again
+    assert len(cache) == 3
+    assert cache.keep_only({(K4.public_key, 3), (K1.public_key, 1)}) == 0
