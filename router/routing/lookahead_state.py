@@ -20,7 +20,7 @@ signature closes the peering, as a bad tree announcement does.  Sans-I/O.
 from __future__ import annotations
 
 from router.routing.constants import MAX_ANNOUNCEMENT_HOPS, MAX_CLAIMS
-from router.routing.lookahead import count_claims, pack_claims, unpack_claims
+from router.routing.lookahead import claim_id, count_claims, pack_claims, unpack_claims
 from router.routing.state import LOOKAHEAD_BIT, RoutingState
 from router.routing.tree import Root
 from router.wire.announcement import decode_announcement
@@ -50,6 +50,7 @@ class LookaheadState(RoutingState):
         self._claims_told.pop(port, None)
 
     def _claims_of(self, port: int) -> dict[bytes, bytes]:
+        """The claims from the peer on ``port``: :func:`claim_id` -> encoded ports."""
         packed = self.neighbour_claims.get(port)
         return unpack_claims(packed) if packed else {}
 
@@ -143,17 +144,18 @@ class LookaheadState(RoutingState):
                 self.drops["lookahead claim too deep"] += 1
                 continue
             key = ann.hops[-1].signer
+            ident = claim_id(key)
             if key in (self.key, self.peer_keys.get(port)):
                 self.drops["lookahead claim of ourselves or the sender"] += 1
                 continue
             if (ann.root_key, ann.root_sequence) != root:
                 # Only claims under our root are kept (and verified): the sender
                 # tells us of those under the root we announce to it.
-                if claims.pop(key, None) is not None:
+                if claims.pop(ident, None) is not None:
                     changed = True
                 self.drops["lookahead claim for another root"] += 1
                 continue
-            if key not in claims and (len(claims) >= MAX_NEIGHBOURS or total + len(claims) >= MAX_CLAIMS):
+            if ident not in claims and (len(claims) >= MAX_NEIGHBOURS or total + len(claims) >= MAX_CLAIMS):
                 self.drops["lookahead claims over the limit"] += 1
                 continue
             if key in self.peer_keys.values():
@@ -169,7 +171,7 @@ class LookaheadState(RoutingState):
             if len(coordinates) > 255:
                 self.drops["lookahead claim too deep"] += 1
                 continue
-            claims[key] = coordinates
+            claims[ident] = coordinates
             changed = True
         if changed:
             self._store_claims(port, claims)
@@ -178,7 +180,7 @@ class LookaheadState(RoutingState):
 
     def _handle_neighbours_gone(self, port: int, message: NeighboursGone) -> None:
         claims = self._claims_of(port)
-        removed = [claims.pop(key) for key in message.keys if key in claims]
+        removed = [claims.pop(ident) for ident in map(claim_id, message.keys) if ident in claims]
         if removed:
             self._store_claims(port, claims)
             self._changed()
