@@ -62,8 +62,8 @@ class MeshConfig:
     keep_deliveries: int = 100_000
 
 
-_FRAME_NAMES = tuple(t.name for t in sorted(FrameType))
-"""Frame type names by type number (0 to 4), for the transmissions count."""
+_FRAME_NAMES = {int(t): t.name for t in FrameType}
+"""Frame type names by type byte, for the transmissions count."""
 
 
 class Mesh:
@@ -223,9 +223,8 @@ class Mesh:
         if link is None:
             return
         data = out.data
-        if len(data) > 5 and data[5] < len(_FRAME_NAMES):
-            kind = _FRAME_NAMES[data[5]]
-        else:
+        kind = _FRAME_NAMES.get(data[5]) if len(data) > 5 else None
+        if kind is None:
             kind = "EXTENSION" if is_extension_frame(data) else "invalid"
         self.transmissions[kind] += 1
         if out.traffic and self.config.traffic_loss and self.rng.random() < self.config.traffic_loss:
