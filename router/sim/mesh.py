@@ -64,6 +64,8 @@ class MeshConfig:
 
 _FRAME_NAMES = {int(t): t.name for t in FrameType}
 """Frame type names by type byte, for the transmissions count."""
+_TIMER = -1
+"""The link id of a timer event in the queue (links are numbered from 1)."""
 
 
 class Mesh:
@@ -165,19 +167,19 @@ class Mesh:
         """Process events up to virtual time ``until`` (or until ``stop()`` is true)."""
         events = self._events
         while events and events[0][0] <= until:
-            when, _, kind, name, arg, data = heapq.heappop(events)
+            when, _, link_id, name, arg, data = heapq.heappop(events)
             self.now = when
             node = self.nodes.get(name)
             if node is None:
                 continue
-            if kind == 0:
+            if link_id == _TIMER:
                 if when != node.timer_at:
                     continue  # superseded
                 node.timer_at = float("inf")
                 self._process(node, node.core.handle_timer(when))
             else:
                 link = node.ports.get(arg)
-                if link is None or link.id != kind - 1:
+                if link is None or link.id != link_id:
                     continue  # the link went away while the frame was in flight
                 self._process(node, node.core.handle_frame(arg, data, when))
             if stop is not None and stop():
@@ -187,11 +189,11 @@ class Mesh:
     def run_for(self, seconds: float) -> None:
         self.run_until(self.now + seconds)
 
-    def _push(self, when: float, kind: int, name: str, arg: int, data: bytes) -> None:
-        """Queue an event: ``kind`` 0 is ``name``'s timer; otherwise a frame arriving
-        on port ``arg`` over the link whose id is ``kind - 1``."""
+    def _push(self, when: float, link_id: int, name: str, arg: int, data: bytes) -> None:
+        """Queue an event: ``name``'s timer (``link_id`` is ``_TIMER``), or a frame
+        arriving on port ``arg`` over the link ``link_id``."""
         self._sequence += 1
-        heapq.heappush(self._events, (when, self._sequence, kind, name, arg, data))
+        heapq.heappush(self._events, (when, self._sequence, link_id, name, arg, data))
 
     def _reschedule(self, node: MeshNode) -> None:
         deadline = node.core.next_deadline()
@@ -200,7 +202,7 @@ class Mesh:
             raise RuntimeError(f"{node.name} asked for a timer at {deadline}, before now ({self.now})")
         if deadline < node.timer_at or node.timer_at == float("inf"):
             node.timer_at = deadline
-            self._push(deadline, 0, node.name, 0, b"")
+            self._push(deadline, _TIMER, node.name, 0, b"")
 
     def _process(self, node: MeshNode, outputs: Iterable[Output]) -> None:
         for out in outputs:
@@ -233,7 +235,7 @@ class Mesh:
         peer, port = (link.b, link.b_port) if link.a == node.name else (link.a, link.a_port)
         if self.frame_observer is not None:
             self.frame_observer(node.name, peer, data)
-        self._push(self.now + link.latency_s, link.id + 1, peer, port, data)
+        self._push(self.now + link.latency_s, link.id, peer, port, data)
 
     # ------------------------------------------------------------ inspection
 
