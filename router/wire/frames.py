@@ -164,7 +164,7 @@ def encode_frame(frame: Frame) -> bytes:
 # --------------------------------------------------------------------- decode
 
 _FRAME_TYPES: tuple[FrameType | None, ...] = tuple(
-    FrameType(n) if n in FrameType._value2member_map_ else None for n in range(256)
+    next((t for t in FrameType if t == n), None) for n in range(256)
 )
 """Frame types by type byte (``None`` where unknown): a lookup is much cheaper
 than calling the enum."""
