@@ -46,6 +46,14 @@ def scan(
     return found
 
 
+def table_of(route_list: list[SnakeEntry]) -> RouteTable:
+    """A route table holding ``route_list`` (the last entry for a key wins)."""
+    table = RouteTable()
+    for entry in route_list:
+        table[entry.key] = entry
+    return table
+
+
 keys = st.integers(1, 6).map(K)  # few keys, so that they often collide
 ages = st.sampled_from([0.0, 4.0, ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S, 9.0, ENTRY_EXPIRY_S])
 entries = st.builds(
@@ -83,9 +91,7 @@ def test_ordered_walk_matches_the_scan(
 ) -> None:
     # The best key so far: often the destination itself (found among ancestors or peers).
     best_key = data.draw(st.one_of(st.just(destination), keys, st.just(ROOT[0])))
-    table = RouteTable()
-    for entry in route_list:
-        table[entry.key] = entry
+    table = table_of(route_list)
     shuffled = data.draw(st.permutations(list(table.values())))
     expected = scan(
         shuffled,
@@ -123,9 +129,7 @@ def test_a_route_table_and_a_plain_dict_route_alike(
     anns: dict[int, PeerAnnouncement],
     route_list: list[SnakeEntry],
 ) -> None:
-    table = RouteTable()
-    for entry in route_list:
-        table[entry.key] = entry
+    table = table_of(route_list)
 
     def hop(routes: Mapping[bytes, SnakeEntry]) -> tuple[int | None, Watermark]:
         return next_hop_snek(
@@ -175,9 +179,7 @@ def test_the_signer_index_picks_what_the_scan_picks(
     peers: dict[int, PublicKey],
     route_list: list[SnakeEntry],
 ) -> None:
-    table = RouteTable()
-    for entry in route_list:
-        table[entry.key] = entry
+    table = table_of(route_list)
 
     def hop(signers: SignerIndex | None) -> tuple[int | None, Watermark]:
         return next_hop_snek(
