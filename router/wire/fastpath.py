@@ -133,6 +133,22 @@ def traffic_route(data: bytes) -> TrafficRoute:
     )
 
 
+def traffic_flow(data: bytes) -> int:
+    """A traffic frame's source, as the first eight bytes of its source key (0
+    when the frame is too short to hold one): what a queue tells flows apart by.
+    Never raises; the frame is expected to have passed :func:`traffic_route`."""
+    size = len(data)
+    if size < 16:
+        return 0
+    dest_end = 14 + ((data[12] << 8) | data[13])
+    if dest_end + 2 > size:
+        return 0
+    at = dest_end + 2 + ((data[dest_end] << 8) | data[dest_end + 1]) + PUBLIC_KEY_SIZE
+    if at + 8 > size:
+        return 0
+    return int.from_bytes(data[at : at + 8], "big")
+
+
 def watermark_bytes(watermark: Watermark) -> bytes:
     """A watermark as it sits in a traffic frame: key, then varu64 sequence."""
     if len(watermark.key) != PUBLIC_KEY_SIZE:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from router.wire import (
     FULL_WATERMARK,
@@ -14,6 +16,9 @@ from router.wire import (
     rewrite_traffic,
     traffic_route,
 )
+from router.wire.fastpath import traffic_flow
+
+from .strategies import traffic_frames
 
 DEST = PublicKey(b"\x42" * 32)
 SRC = PublicKey(b"\x24" * 32)
@@ -74,3 +79,14 @@ def test_malformed(mutate: object) -> None:
     raw = encode_frame(TrafficFrame((), (1,), DEST, SRC, b"payload", Watermark(W, 5)))
     with pytest.raises(DecodeError):
         traffic_route(mutate(raw))  # type: ignore[operator]
+
+
+@given(traffic_frames())
+def test_the_flow_is_the_source_keys_first_eight_bytes(frame: TrafficFrame) -> None:
+    raw = encode_frame(frame)
+    assert traffic_flow(raw) == int.from_bytes(bytes(frame.source_key)[:8], "big")
+
+
+@given(st.binary(max_size=200))
+def test_the_flow_of_any_bytes_is_a_number_never_an_error(data: bytes) -> None:
+    assert 0 <= traffic_flow(data) < 1 << 64
