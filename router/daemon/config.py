@@ -56,6 +56,8 @@ class NodeConfig:
     log_level: str = "info"
     max_peers: int = 64
     traffic_queue_frames: int = 2048
+    queue_target_ms: float = 5.0
+    peer_receive_buffer: int = 131072
     hop_limiting: bool = False
     wakeup_broadcasts: bool = True
     routing_extensions: tuple[str, ...] = DEFAULT_EXTENSIONS

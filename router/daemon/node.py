@@ -129,7 +129,12 @@ class Node:
         )
         self.started_at = now
         self.handshake_bytes = build_handshake(identity, config.extension_bits)
-        self.link_settings = LinkSettings(config.handshake_timeout, config.traffic_queue_frames)
+        self.link_settings = LinkSettings(
+            config.handshake_timeout,
+            config.traffic_queue_frames,
+            config.peer_receive_buffer,
+            config.queue_target_ms / 1000,
+        )
         self.links: dict[int, PeerLink] = {}
         self.counters: Counter[str] = Counter()
         self._timer: asyncio.TimerHandle | None = None
@@ -487,9 +492,10 @@ class Node:
             self.counters[SENT_TO_CLOSED] += 1
             return
         link.send_traffic(source.port if source is not None else LOCAL_PORT, data)
-        if source is not None and (link.writing_paused or link.traffic.frames >= link.pause_depth):
-            # Backpressure: stop reading from the peer feeding this one until
-            # its queue has been written out.
+        if source is not None and link.traffic.port_size(source.port) >= link.pause_bytes:
+            # Backpressure, per source: stop reading from a peer whose frames
+            # for this one stand past the bound, until the queue is written out.
+            # A source with less waiting is still read, so each gets its share.
             link.waiting_sources.add(source.port)
             source.pause_reading()
 

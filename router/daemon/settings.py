@@ -265,7 +265,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_peers", whole(1, 253), 64, metavar="N",
             help="peerings at most; a slot is kept free for every configured static peer"),
     Setting("traffic_queue_frames", whole(16, 1_000_000), 2048, metavar="N",
-            help="traffic frames queued per peer and per source before the oldest is dropped"),
+            help="traffic frames queued per peer from one source node before the oldest is dropped"),
+    Setting("queue_target_ms", number(1.0, 1000.0), 5.0, metavar="MS",
+            help="the wait in a peer's queue past which a source that stays above it for 100 ms "
+                 "starts losing frames (CoDel's target)"),
+    Setting("peer_receive_buffer", whole(0, 64 * 1024 * 1024), 131072, metavar="BYTES",
+            help="the kernel's receive buffer of a TCP, TLS or WebSocket peering; small keeps "
+                 "traffic waiting in the sender's fair queues, but bounds a peering to about one "
+                 "buffer per round trip; 0 leaves it to the kernel's autotuning"),
     Setting("hop_limiting", BOOL, False,
             help="count down the hop limit of forwarded traffic and drop frames that reach zero"),
     Setting("wakeup_broadcasts", BOOL, True,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-HIGH_WATER_BYTES = 1024 * 1024
-"""Unsent bytes past which a link stops taking frames to write."""
+HIGH_WATER_BYTES = 64 * 1024
+"""Unsent bytes past which a link stops taking frames to write: little, so that
+what waits, waits in the fair queues (see :mod:`router.links.queues`)."""
 
 
 class WritePauser(Protocol):

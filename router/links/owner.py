@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from router.links.queues import CODEL_TARGET_S
 from router.wire.keys import Identity, PublicKey
 
 if TYPE_CHECKING:
@@ -24,7 +25,11 @@ class LinkSettings:
     handshake_timeout: float
     """Seconds for the peer's handshake to arrive and verify."""
     traffic_queue_frames: int
-    """Traffic frames queued for one peer before its sources are paused (at half) and frames dropped."""
+    """Traffic frames queued for one peer from one source before the oldest is dropped."""
+    receive_buffer: int = 0
+    """The kernel's receive buffer for a stream peering in bytes; 0 leaves it to the kernel."""
+    queue_target_s: float = CODEL_TARGET_S
+    """The wait in a peer's queue past which a source standing above it loses frames."""
 
 
 class LinkOwner(Protocol):

@@ -8,32 +8,38 @@ impossible length closes the peering.
 
 Writes are batched: frames are queued (protocol first, then fair traffic) and
 one ``transport.write`` per peer per turn of the event loop sends what has
-accumulated.  When the kernel buffer is full (``pause_writing``) the queues
-hold, traffic beyond their bound is dropped, and the runtime pauses reading
-from the peers whose traffic is waiting for this one.
+accumulated.  The kernel and the transport are kept to small buffers (see
+:mod:`router.links.tcp_socket`), so what waits, waits in the fair queues; when
+they are full (``pause_writing``) the queues hold, frames that stand too long
+are dropped, and the runtime pauses reading from the peers whose traffic is
+waiting for this one.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import monotonic
 from typing import TYPE_CHECKING, cast
 
 from router.links.adapter import HIGH_WATER_BYTES, CarrierTransport
 from router.links.queues import FairQueue
-from router.links.tcp_info import tcp_rtt_s
+from router.links.tcp_socket import kernel_queues, tcp_rtt_s, tune_peer_socket
 from router.links.tls import peer_certificate_key
 from router.routing.constants import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
+from router.wire.fastpath import traffic_flow
 from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC
 from router.wire.handshake import HANDSHAKE_SIZE, Handshake, handshake_key, parse_handshake
 
 if TYPE_CHECKING:
     from router.links.owner import LinkOwner
 
-WRITE_BATCH_BYTES = 256 * 1024
+WRITE_BATCH_BYTES = 64 * 1024
 PROTO_QUEUE_MAX_BYTES = 4 * 1024 * 1024
-TRAFFIC_BYTES_PER_SOURCE = 4 * 1024 * 1024
+TRAFFIC_QUEUE_MAX_BYTES = 4 * 1024 * 1024
+PAUSE_SOURCES_BYTES = 128 * 1024
+"""Traffic queued for a peer from one source port past which that source is paused."""
 MAX_READ_PAUSE_S = 1.0
 """A source is never paused longer than this: then the fair queue drops instead,
 as the reference does, so a stuck link cannot starve the peers feeding it (nor
@@ -70,9 +76,12 @@ class PeerLink(asyncio.Protocol):
         self.close_reason = ""
         self._buffer = bytearray()
         self._proto: deque[bytes] = deque()
-        self.traffic = FairQueue(node.link_settings.traffic_queue_frames, TRAFFIC_BYTES_PER_SOURCE)
-        # Sources feeding this link are paused once this many frames wait.
-        self.pause_depth = max(1, node.link_settings.traffic_queue_frames // 2)
+        settings = node.link_settings
+        self.traffic = FairQueue(
+            settings.traffic_queue_frames, TRAFFIC_QUEUE_MAX_BYTES, settings.queue_target_s
+        )
+        # Sources feeding this link are paused once this many bytes wait.
+        self.pause_bytes = PAUSE_SOURCES_BYTES
         self._flush_scheduled = False
         self.writing_paused = False
         self.reading_paused = False  # paused for backpressure
@@ -96,6 +105,7 @@ class PeerLink(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
+        tune_peer_socket(transport.get_extra_info("socket"), self.node.link_settings.receive_buffer)
         if self.scheme == "tls":
             self.certificate_key = peer_certificate_key(transport.get_extra_info("ssl_object"))
         peer = transport.get_extra_info("peername")
@@ -206,7 +216,8 @@ class PeerLink(asyncio.Protocol):
         self._schedule_flush()
 
     def send_traffic(self, source: int, data: bytes) -> None:
-        self.traffic.push(source, data)
+        """Queue a traffic frame that came in on port ``source`` (0: this node's own)."""
+        self.traffic.push(source, traffic_flow(data), data, monotonic())
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -223,6 +234,7 @@ class PeerLink(asyncio.Protocol):
             return
         proto = self._proto
         traffic = self.traffic
+        now = monotonic()
         while (proto or traffic) and not self.writing_paused:
             batch: list[bytes] = []
             taken = 0
@@ -232,7 +244,9 @@ class PeerLink(asyncio.Protocol):
                 taken += len(data)
             self._proto_bytes -= taken
             if taken < WRITE_BATCH_BYTES:
-                taken += traffic.pop_batch(WRITE_BATCH_BYTES - taken, batch)
+                taken += traffic.pop_batch(WRITE_BATCH_BYTES - taken, batch, now)
+            if not batch:  # every frame taken was dropped for its wait
+                continue
             self.frames_out += len(batch)
             self.bytes_out += taken
             transport.write(b"".join(batch))  # may call pause_writing() at once
@@ -301,6 +315,26 @@ class PeerLink(asyncio.Protocol):
             return transport.rtt_s()
         return tcp_rtt_s(transport.get_extra_info("socket"))
 
+    def kernel_queues(self) -> tuple[int, int] | None:
+        """Bytes in the kernel for this peering: (unread, unacknowledged); None
+        for carriers that are not a socket of our own, or when unknown."""
+        transport = self.transport
+        if transport is None or isinstance(transport, CarrierTransport):
+            return None
+        return kernel_queues(transport.get_extra_info("socket"))
+
+    @property
+    def queue_wait_p50_s(self) -> float:
+        """The median wait of the latest traffic frames sent, in seconds (NaN: none yet)."""
+        waits = self.traffic.sojourn_quantiles()
+        return waits[0] if waits is not None else float("nan")
+
+    @property
+    def queue_wait_p99_s(self) -> float:
+        """The 99th percentile wait of the latest traffic frames sent, in seconds (NaN: none yet)."""
+        waits = self.traffic.sojourn_quantiles()
+        return waits[1] if waits is not None else float("nan")
+
     @property
     def dropped(self) -> int:
-        return self.traffic.dropped + self.proto_dropped
+        return self.traffic.dropped + self.traffic.late + self.proto_dropped

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from router.links.adapter import CarrierTransport
 from router.links.tcp import PeerLink
-from router.links.tcp_info import tcp_rtt_s
+from router.links.tcp_socket import tcp_rtt_s, tune_peer_socket
 
 MAX_MESSAGE_BYTES = 1 << 20
 """The largest message accepted from a peer (a frame is at most 64 KiB)."""
@@ -81,6 +81,8 @@ class WebSocketTransport(CarrierTransport):
 
     async def run(self) -> None:
         """Pump messages both ways until either side closes; then tell the protocol."""
+        sock = self.connection.transport.get_extra_info("socket")
+        tune_peer_socket(sock, self.protocol.node.link_settings.receive_buffer)
         self.protocol.connection_made(self)
         writer = asyncio.get_running_loop().create_task(self._write_loop())
         error: Exception | None = None

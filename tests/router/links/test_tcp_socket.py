@@ -1,12 +1,20 @@
-"""The kernel's round-trip estimate for stream links."""
+"""What stream links ask of the kernel's TCP sockets and learn from them."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 import pytest
 
-from router.links.tcp_info import TCP_INFO, tcp_rtt_s
+from router.links.tcp_socket import (
+    NOTSENT_LOWAT_BYTES,
+    TCP_INFO,
+    TCP_NOTSENT_LOWAT,
+    kernel_queues,
+    tcp_rtt_s,
+    tune_peer_socket,
+)
 
 
 @pytest.mark.skipif(TCP_INFO is None, reason="TCP_INFO is Linux's")
@@ -29,3 +37,44 @@ def test_no_round_trip_where_there_is_none_to_know() -> None:
         assert tcp_rtt_s(udp) is None
     assert tcp_rtt_s(None) is None
     assert tcp_rtt_s(object()) is None
+
+
+@pytest.mark.skipif(TCP_NOTSENT_LOWAT is None, reason="TCP_NOTSENT_LOWAT is Linux's")
+def test_a_peer_socket_keeps_little_unsent_and_a_bounded_receive_buffer() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        with client, accepted:
+            assert tune_peer_socket(client, 65536)
+            assert TCP_NOTSENT_LOWAT is not None
+            assert client.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT) == NOTSENT_LOWAT_BYTES
+            # Linux doubles the value for its bookkeeping; autotuning would grow it to megabytes.
+            assert client.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 65536
+            before = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            assert tune_peer_socket(accepted, 0)  # 0: the receive side is the kernel's
+            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == before
+            # The kernel's queues as the operator's view reads them.
+            client.sendall(b"x" * 1000)
+            for _ in range(100):
+                queues = kernel_queues(accepted)
+                assert queues is not None
+                if queues[0] == 1000:
+                    break
+            assert kernel_queues(accepted) == (1000, 0)
+            client.setblocking(False)
+            # A full window: what the peer does not read stays unacknowledged with us.
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    client.send(b"y" * 65536)
+            unread, unsent = kernel_queues(client) or (0, 0)
+            assert unread == 0 and unsent > 0
+
+
+def test_tuning_and_queues_are_skipped_where_there_is_no_tcp_socket() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        assert not tune_peer_socket(udp, 65536)
+    assert not tune_peer_socket(None, 65536)
+    assert kernel_queues(None) is None
+    closed = socket.socket()
+    closed.close()
+    assert kernel_queues(closed) is None
