@@ -106,14 +106,16 @@ def cmd_peers(args: argparse.Namespace) -> int:
         return ExitCode.OK
     header = (
         f"{'port':>4}  {'key':16}  {'dir':3}  {'type':9}  {'uptime':>8}  {'rtt':>8}  "
-        f"{'bytes in/out':>21}  {'frames in/out':>17}  {'queue':>5}  {'drops':>5}  uri"
+        f"{'bytes in/out':>21}  {'frames in/out':>17}  {'queue':>5}  {'wait p99':>8}  {'drops':>5}  uri"
     )
     print(header)
     for peer in peers:
         if "port" not in peer:
             error = peer["last_error"] or "connecting"
             print(f"{'-':>4}  {'(not connected)':16}  out  {'':9}  {'':>8}  {'':>8}  {'':>21}  ", end="")
-            print(f"{'':>17}  {'':>5}  {'':>5}  {peer['uri']}  ({error}; attempt {peer['attempts']})")
+            print(
+                f"{'':>17}  {'':>5}  {'':>8}  {'':>5}  {peer['uri']}  ({error}; attempt {peer['attempts']})"
+            )
             continue
         byte_counts = f"{size(peer['bytes_in'])}/{size(peer['bytes_out'])}"
         frames = f"{peer['frames_in']}/{peer['frames_out']}"
@@ -123,7 +125,8 @@ def cmd_peers(args: argparse.Namespace) -> int:
         print(
             f"{peer['port']:>4}  {(peer['key'] or '?')[:16]:16}  {direction:3}  {peer['link_type']:9}  "
             f"{duration(peer.get('uptime_s')):>8}  {milliseconds(peer.get('rtt_ms')):>8}  "
-            f"{byte_counts:>21}  {frames:>17}  {peer['queue_depth']:>5}  {peer['dropped']:>5}  "
+            f"{byte_counts:>21}  {frames:>17}  {peer['queue_depth']:>5}  "
+            f"{milliseconds(peer.get('queue_wait_p99_ms')):>8}  {peer['dropped']:>5}  "
             f"{peer['uri']}" + (f"  ({', '.join(notes)})" if notes else "")
         )
     return ExitCode.OK

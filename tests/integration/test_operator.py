@@ -31,7 +31,14 @@ def test_peers_added_and_removed_at_run_time(net: DaemonNet) -> None:
     status = cli("status", f"--admin={a.admin}")
     assert status.returncode == 0 and a.key in status.stdout and "peers        1" in status.stdout
     peers = cli("peers", f"--admin={a.admin}")
-    assert b.key[:16] in peers.stdout
+    assert b.key[:16] in peers.stdout and "wait p99" in peers.stdout
+    [towards_b] = a.api("GET", "/peers")
+    # The pings went out through the queue: their waits are sampled; the
+    # kernel's queues of the peering are read (empty or not, they are numbers).
+    assert towards_b["queue_wait_p50_ms"] is not None and towards_b["queue_wait_p99_ms"] >= 0
+    assert isinstance(towards_b["kernel_unread_bytes"], int)
+    assert isinstance(towards_b["kernel_unsent_bytes"], int)
+    assert towards_b["dropped_late"] == 0
     metrics = a.api("GET", "/metrics")
     samples = [s for family in text_string_to_metric_families(metrics) for s in family.samples]
     assert [s.value for s in samples if s.name == "pinewood_peers"] == [1.0]

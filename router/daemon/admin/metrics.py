@@ -51,6 +51,18 @@ PEER_METRICS = (
     ("peer_frames_out", "counter", "Frames sent to the peer.", "frames_out"),
     ("peer_queue_depth", "gauge", "Frames waiting to be sent to the peer.", "queue_depth"),
     ("peer_dropped", "counter", "Frames for the peer dropped from its queue.", "dropped"),
+    (
+        "peer_queue_wait_p50_seconds",
+        "gauge",
+        "Median wait of the latest traffic frames in the peer's queue.",
+        "queue_wait_p50_s",
+    ),
+    (
+        "peer_queue_wait_p99_seconds",
+        "gauge",
+        "99th percentile wait of the latest traffic frames in the peer's queue.",
+        "queue_wait_p99_s",
+    ),
 )
 
 

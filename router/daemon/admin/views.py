@@ -59,6 +59,8 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
     for port, link in sorted(node.links.items()):
         ann = core.announcements.get(port)
         rtt = link.rtt_s()
+        waits = link.traffic.sojourn_quantiles()
+        kernel = link.kernel_queues()
         static = node.static_peers.get(link.outbound) if link.outbound is not None else None
         out.append(
             {
@@ -78,7 +80,13 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
                 "frames_in": link.frames_in,
                 "frames_out": link.frames_out,
                 "queue_depth": link.queue_depth,
+                "queue_bytes": link.traffic.size,
+                "queue_wait_p50_ms": None if waits is None else round(waits[0] * 1000, 3),
+                "queue_wait_p99_ms": None if waits is None else round(waits[1] * 1000, 3),
+                "kernel_unread_bytes": None if kernel is None else kernel[0],
+                "kernel_unsent_bytes": None if kernel is None else kernel[1],
                 "dropped": link.dropped,
+                "dropped_late": link.traffic.late,
                 "static": static.source.value if static is not None else None,
             }
         )

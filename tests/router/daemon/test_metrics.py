@@ -65,7 +65,15 @@ async def test_a_label_value_with_a_newline_and_quotes_is_escaped(node: Node) ->
 async def test_per_peer_metrics_carry_port_key_and_link_type(node: Node) -> None:
     key = PublicKey(bytes(range(32)))
     link = SimpleNamespace(
-        kind="quic", bytes_in=1000, bytes_out=2000, frames_in=10, frames_out=20, queue_depth=4, dropped=1
+        kind="quic",
+        bytes_in=1000,
+        bytes_out=2000,
+        frames_in=10,
+        frames_out=20,
+        queue_depth=4,
+        dropped=1,
+        queue_wait_p50_s=0.002,
+        queue_wait_p99_s=0.009,
     )
     node.links[7] = cast(PeerLink, link)
     node.core.peer_keys[7] = key
@@ -77,6 +85,8 @@ async def test_per_peer_metrics_carry_port_key_and_link_type(node: Node) -> None
     assert value_of(families["pinewood_peer_frames_in"], **labels) == 10
     assert value_of(families["pinewood_peer_frames_out"], **labels) == 20
     assert value_of(families["pinewood_peer_dropped"], **labels) == 1
+    assert value_of(families["pinewood_peer_queue_wait_p50_seconds"], **labels) == 0.002
+    assert value_of(families["pinewood_peer_queue_wait_p99_seconds"], **labels) == 0.009
     queue = families["pinewood_peer_queue_depth"]
     assert queue.type == "gauge" and value_of(queue, **labels) == 4
 
