@@ -92,10 +92,15 @@ def rate(samples: list[tuple[float, int]], start: float, end: float) -> float:
 
 
 def router_run(
-    seconds: float, workdir: Path, link: str = "tcp", nodes: int = 3, quic_engine: str = "qh3"
+    seconds: float,
+    workdir: Path,
+    link: str = "tcp",
+    nodes: int = 3,
+    quic_engine: str = "qh3",
+    node_args: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """The router chain, its nodes peered over ``link`` (QUIC peerings on
-    ``quic_engine``); the generator enters by TCP."""
+    ``quic_engine``) and run with ``node_args`` besides; the generator enters by TCP."""
     ports = [free_port() for _ in range(nodes)]
     admins = [free_port() for _ in range(nodes)]
     entry = free_port()
@@ -106,7 +111,7 @@ def router_run(
                 sys.executable, "-m", "router", "run",
                 f"--listen={link}://127.0.0.1:{ports[i]}", f"--admin=127.0.0.1:{admins[i]}",
                 f"--data-dir={workdir / f'n{i}'}", "--log-level=warning", "--log-format=json",
-                "--handshakes-per-minute=1000", f"--quic-engine={quic_engine}",
+                "--handshakes-per-minute=1000", f"--quic-engine={quic_engine}", *node_args,
             ]  # fmt: skip
             if i == 0 and link != "tcp":
                 args.append(f"--listen=tcp://127.0.0.1:{entry}")
@@ -247,13 +252,27 @@ def main(argv: list[str] | None = None) -> int:
         default="qh3",
         help="the QUIC library of quic:// peerings",
     )
+    parser.add_argument(
+        "--node-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an argument for every router process (repeatable), e.g. --node-arg=--peer-receive-buffer=0",
+    )
     args = parser.parse_args(argv)
     routers, baselines, quic_baselines, qh3_baselines = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             baselines.append(baseline_run(args.seconds))
             routers.append(
-                router_run(args.seconds, Path(tmp) / f"run{run}", args.link, args.nodes, args.quic_engine)
+                router_run(
+                    args.seconds,
+                    Path(tmp) / f"run{run}",
+                    args.link,
+                    args.nodes,
+                    args.quic_engine,
+                    tuple(args.node_arg),
+                )
             )
             if args.link == "quic":
                 quic_baselines.append(quic_stream_run(args.seconds, "aioquic"))
