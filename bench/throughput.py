@@ -80,6 +80,25 @@ def spawn_generator(port: int, destination: str, seconds: float) -> subprocess.P
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+def burn(seconds: float) -> None:
+    """Keep one processor busy for ``seconds`` (run as its own process)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+class Burners:
+    """``count`` processes that only keep processors busy: the floor run's load."""
+
+    def __init__(self, count: int, seconds: float) -> None:
+        code = f"from bench.throughput import burn; burn({seconds})"
+        self.procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+    def wait(self, timeout: float | None = None) -> None:
+        for proc in self.procs:
+            proc.wait(timeout)
+
+
 def rate(samples: list[tuple[float, int]], start: float, end: float) -> float:
     """Counter rate over [start, end], from the samples that bracket it most closely
     (a busy node may answer its admin API late, so samples can be sparse)."""
@@ -98,9 +117,12 @@ def router_run(
     nodes: int = 3,
     quic_engine: str = "qh3",
     node_args: tuple[str, ...] = (),
+    burners: int = 0,
 ) -> dict[str, float]:
     """The router chain, its nodes peered over ``link`` (QUIC peerings on
-    ``quic_engine``) and run with ``node_args`` besides; the generator enters by TCP."""
+    ``quic_engine``) and run with ``node_args`` besides; the generator enters by TCP.
+    With ``burners``, no generator: that many processes keep the processors busy
+    instead, and the pings measure what contention alone costs them."""
     ports = [free_port() for _ in range(nodes)]
     admins = [free_port() for _ in range(nodes)]
     entry = free_port()
@@ -129,7 +151,11 @@ def router_run(
             if api(admins[0], "POST", "/ping", {"key": keys[-1], "timeout": 1})["rtt_ms"] is not None:
                 break
             time.sleep(0.1)
-        generator = spawn_generator(ports[0] if link == "tcp" else entry, keys[-1], seconds + 2)
+        generator: subprocess.Popen[bytes] | Burners = (
+            Burners(burners, seconds + 2)
+            if burners
+            else spawn_generator(ports[0] if link == "tcp" else entry, keys[-1], seconds + 2)
+        )
         samples: list[tuple[float, int]] = []
         rtts: list[float] = []
         started = time.monotonic()
@@ -259,8 +285,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ARG",
         help="an argument for every router process (repeatable), e.g. --node-arg=--peer-receive-buffer=0",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also ping through the idle chain while two processes keep both processors busy: "
+        "the wait that processor contention alone adds, beside the ping under load",
+    )
     args = parser.parse_args(argv)
-    routers, baselines, quic_baselines, qh3_baselines = [], [], [], []
+    routers, baselines, quic_baselines, qh3_baselines, floors = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             baselines.append(baseline_run(args.seconds))
@@ -274,6 +306,18 @@ def main(argv: list[str] | None = None) -> int:
                     tuple(args.node_arg),
                 )
             )
+            if args.floor:
+                floors.append(
+                    router_run(
+                        args.seconds,
+                        Path(tmp) / f"floor{run}",
+                        args.link,
+                        args.nodes,
+                        args.quic_engine,
+                        tuple(args.node_arg),
+                        burners=2,
+                    )
+                )
             if args.link == "quic":
                 quic_baselines.append(quic_stream_run(args.seconds, "aioquic"))
                 qh3_baselines.append(quic_stream_run(args.seconds, "qh3"))
@@ -297,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         "ping_p99_ms_under_load": round(statistics.median(r["ping_p99_ms"] for r in routers), 2),
         "per_run": {"baseline": baselines, "router": routers},
     }
+    if floors:
+        result["ping_p50_ms_contention_only"] = round(statistics.median(f["ping_p50_ms"] for f in floors), 2)
+        result["ping_p99_ms_contention_only"] = round(statistics.median(f["ping_p99_ms"] for f in floors), 2)
+        result["per_run"]["contention_only"] = floors
     if quic_baselines:
         quic_mb = statistics.median(q["mb_s"] for q in quic_baselines)
         result["bare_aioquic_stream_mb_s"] = round(quic_mb, 1)
@@ -319,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  ping under load: p50 {r['ping_p50_ms_under_load']} ms, p99 {r['ping_p99_ms_under_load']} ms"
         )
+        if "ping_p99_ms_contention_only" in r:
+            print(
+                f"  ping, idle chain, both processors busy: p50 {r['ping_p50_ms_contention_only']} ms, "
+                f"p99 {r['ping_p99_ms_contention_only']} ms"
+            )
         if "bare_aioquic_stream_mb_s" in r:
             print(f"  bare aioquic stream between two processes: {r['bare_aioquic_stream_mb_s']} MB/s")
             print(f"  pinewood over QUIC / bare aioquic stream: {r['router_vs_bare_aioquic']:.1%}")
