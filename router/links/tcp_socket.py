@@ -32,8 +32,10 @@ TCP_INFO = getattr(socket, "TCP_INFO", None)
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 RTT_OFFSET = 8 + 15 * 4
 INFO_BYTES = RTT_OFFSET + 4
-NOTSENT_LOWAT_BYTES = 16 * 1024
-"""Unsent bytes the kernel holds for a peering at most (a few frames' worth)."""
+NOTSENT_LOWAT_BYTES = 128 * 1024
+"""Unsent bytes the kernel holds for a peering at most: about 1.5 ms at 85 MB/s.
+16 KiB waited less but cost the sender a quarter more processor time per frame
+in smaller writes."""
 SIOCINQ = termios.FIONREAD
 SIOCOUTQ = termios.TIOCOUTQ
 
