@@ -152,6 +152,7 @@ def run_throughput(quick: bool, say: Progress) -> dict[str, Any]:
     """Each link type's chain; QUIC peerings on each engine (qh3 is the default)."""
     runs, seconds = ("1", "1") if quick else ("3", "5")
     chains: dict[str, list[str]] = {link: ["--link", link] for link in (("tcp",) if quick else LINKS)}
+    chains["tcp"].append("--floor")  # what processor contention alone costs the ping
     if not quick:
         chains["quic"] = ["--link", "quic", "--quic-engine", "qh3"]
         chains["quic (aioquic)"] = ["--link", "quic", "--quic-engine", "aioquic"]
@@ -161,6 +162,31 @@ def run_throughput(quick: bool, say: Progress) -> dict[str, Any]:
             for name, args in chains.items()
         }
     }
+
+
+def previous_throughput(path: Path) -> dict[str, Any] | None:
+    """The last stored throughput run's rows, kept beside the new run's so the
+    report shows before and after."""
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        rows = {
+            name: {
+                key: entry["result"][key]
+                for key in (
+                    "router_frames_s",
+                    "router_vs_baseline",
+                    "ping_p50_ms_under_load",
+                    "ping_p99_ms_under_load",
+                )
+            }
+            for name, entry in old["links"].items()
+            if "result" in entry
+        }
+    except (ValueError, KeyError, TypeError):
+        return None
+    return {"measured": old.get("measured", "?"), "links": rows}
 
 
 def run_sessions(quick: bool, say: Progress) -> dict[str, Any]:
@@ -274,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "wall_s": time.perf_counter() - started,
             "machine": machine(),
         }
+        if section == "throughput":
+            figures["previous"] = previous_throughput(out / "throughput.json")
         (out / f"{section}.json").write_text(json.dumps({**stamp, **figures}, indent=1), encoding="utf-8")
     stored = {
         s: json.loads((out / f"{s}.json").read_text(encoding="utf-8"))

@@ -381,6 +381,28 @@ def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
                 f" {r['ping_p50_ms_under_load']} / {r['ping_p99_ms_under_load']} |"
             )
         out.append("")
+        floor = (tp["links"].get("tcp", {}).get("result") or {}).get("ping_p99_ms_contention_only")
+        if floor is not None:
+            r = tp["links"]["tcp"]["result"]
+            out += [
+                f"- tcp, the idle chain pinged while two processes keep both processors busy (no traffic):"
+                f" p50 {r['ping_p50_ms_contention_only']} / p99 {floor} ms, what contention alone costs.",
+                "",
+            ]
+        previous = tp.get("previous")
+        if previous and previous.get("links"):
+            out += [
+                f"The run before this one ({previous['measured']}):",
+                "",
+                "| link | pinewood frames/s | vs bare | ping p50 / p99 under load (ms) |",
+                "|---|---:|---:|---:|",
+            ]
+            for link, p in previous["links"].items():
+                out.append(
+                    f"| {link} | {round(p['router_frames_s']):,} | {p['router_vs_baseline']:.1%} |"
+                    f" {p['ping_p50_ms_under_load']} / {p['ping_p99_ms_under_load']} |"
+                )
+            out.append("")
         for link, entry in tp["links"].items():
             r = entry.get("result") or {}
             if "bare_qh3_stream_mb_s" in r:
