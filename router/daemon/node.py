@@ -30,6 +30,7 @@ from relay.stores.base import Store
 from router.daemon.admission import Admission
 from router.daemon.config import NodeConfig, parse_host_port
 from router.daemon.delivery import LocalDelivery
+from router.daemon.duplicates import PeeringFacts, duplicate_to_close
 from router.daemon.errors import StartupError
 from router.daemon.lan import LanPeers
 from router.daemon.saved_peers import SavedPeers
@@ -56,6 +57,7 @@ from router.routing.outputs import (
 from router.routing.tree import LOCAL_PORT
 from router.sessions.records import Limits as SessionLimits
 from router.sessions.runtime import Sessions
+from router.wire.extension import Extension
 from router.wire.fastpath import is_traffic_frame
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
@@ -72,6 +74,7 @@ SWEEP_INTERVAL_S = 60.0
 SENT_TO_CLOSED = "sent to a closed link"
 UNSENT_AT_CLOSE = "frames unsent when their link closed"
 UNHANDLED_FROM_CLOSED = "frames unhandled when their link closed"
+DUPLICATE_CLOSED = "duplicate peerings closed"
 
 log = structlog.get_logger("pinewood")
 
@@ -332,6 +335,11 @@ class Node:
         key = link.handshake.public_key
         refusal = self.admission.refusal(link, key)
         if refusal is None:
+            duplicate = self._duplicate(link)
+            if duplicate is not None and duplicate[0] == 0:
+                # Not a fault of the peer's: no charge to its network, no hold-off.
+                self._close_duplicate(link, self.links[duplicate[1]])
+                return False
             try:
                 port, outputs = self.core.add_peer(
                     key, link.link_type, self.loop.time(), extensions=link.handshake.extensions
@@ -345,10 +353,42 @@ class Node:
                 link.established.set_result(True)
                 log.info("peer connected", port=port, key=key.hex(), remote=link.remote, uri=link.outbound)
                 self._apply(outputs, None)
+                if duplicate is not None:
+                    # The new peering is up first, so the node is never left without one.
+                    self._close_duplicate(self.links[duplicate[0]], link)
                 return True
         category, detail = refusal
         self.admission.refuse(link, category, detail)
         return False
+
+    def _facts(self, link: PeerLink, ident: int) -> PeeringFacts:
+        assert link.handshake is not None
+        return PeeringFacts(
+            ident,
+            bytes(link.handshake.public_key),
+            link.outbound is not None,
+            link.kind,
+            link.local_host,
+            link.remote_host,
+            bool(link.handshake.extensions & self.config.extension_bits & Extension.ONE_PEERING),
+        )
+
+    def _duplicate(self, link: PeerLink) -> tuple[int, int] | None:
+        """If ``link`` and an established peering are one too many (see
+        :mod:`router.daemon.duplicates`): the ports of the one to close and the
+        one to keep, 0 standing for ``link``; else None."""
+        new = self._facts(link, 0)
+        if not new.one_peering:
+            return None
+        established = [self._facts(other, port) for port, other in self.links.items() if not other.closed]
+        pair = duplicate_to_close(new, established, bytes(self.identity.public_key))
+        return None if pair is None else (pair[0].ident, pair[1].ident)
+
+    def _close_duplicate(self, closed: PeerLink, kept: PeerLink) -> None:
+        self.counters[DUPLICATE_CLOSED] += 1
+        log.info("duplicate peering closed", port=closed.port, kept=kept.port, remote=closed.remote)
+        self.static_peers.covered(closed, kept)
+        closed.close("duplicate peering: the one the lower key dialled stays")
 
     def frames_received(self, link: PeerLink, frames: list[bytes]) -> None:
         """Handle a peer's frames in slices of at most :data:`SLICE_S` of work: the

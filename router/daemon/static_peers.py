@@ -40,6 +40,8 @@ class StaticPeer:
     last_error: str = ""
     faulted: bool = False
     """This node closed the current peering for something the peer sent."""
+    covered_by: PeerLink | None = None
+    """The peering the neighbour dialled, kept instead of ours as its duplicate."""
 
 
 class StaticPeers:
@@ -96,6 +98,13 @@ class StaticPeers:
             if peer.link is link:
                 peer.faulted = True
 
+    def covered(self, link: PeerLink, kept: PeerLink) -> None:
+        """``link``, a static peer's, was closed as a duplicate of ``kept``, which
+        the neighbour dialled: that peer is not redialled while ``kept`` lasts."""
+        for peer in self._peers.values():
+            if peer.link is link:
+                peer.covered_by = kept
+
     async def stop(self) -> None:
         self._stopping = True
         await stop_tasks([p.task for p in self._peers.values() if p.task is not None])
@@ -127,6 +136,16 @@ class StaticPeers:
                 log.exception("unexpected error dialling a peer", uri=str(peer.uri))
                 peer.last_error = f"{type(exc).__name__}: {exc}"
             peer.link = None
+            covering = peer.covered_by
+            if covering is not None:
+                # The neighbour's own dial carries the peering: wait for it to end,
+                # then redial promptly, as after any lost peering.
+                peer.last_error = ""
+                schedule.up(loop.time())
+                await covering.lost
+                peer.covered_by = None
+                schedule.down(loop.time())
+                continue
             if peer.last_error == "connected to ourselves":
                 peer.last_error = "gave up: this address is our own node"
                 log.warning("static peer is this node; not retrying", uri=str(peer.uri))

@@ -67,6 +67,7 @@ class PeerLink(asyncio.Protocol):
         self.outbound = outbound  # the peer URI we dialled, or None for inbound
         self.transport: asyncio.Transport | None = None
         self.remote = ""
+        self.local_host = ""  # our end's address, where the carrier says
         self.port = 0
         self.handshake: Handshake | None = None
         self.network = ""  # the source network (/24, /64) of an inbound link
@@ -108,6 +109,8 @@ class PeerLink(asyncio.Protocol):
         tune_peer_socket(transport.get_extra_info("socket"), self.node.link_settings.receive_buffer)
         if self.scheme == "tls":
             self.certificate_key = peer_certificate_key(transport.get_extra_info("ssl_object"))
+        sockname = transport.get_extra_info("sockname")
+        self.local_host = str(sockname[0]) if isinstance(sockname, tuple) and sockname else ""
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if peer else "?"
         self.remote = f"[{host}]:{peer[1]}" if peer and ":" in host else f"{host}:{peer[1]}" if peer else "?"
@@ -299,6 +302,12 @@ class PeerLink(asyncio.Protocol):
     @property
     def queue_depth(self) -> int:
         return len(self._proto) + len(self.traffic)
+
+    @property
+    def remote_host(self) -> str:
+        """The peer's address without its port."""
+        host, _, _ = self.remote.rpartition(":")
+        return host.strip("[]") if host else self.remote
 
     @property
     def kind(self) -> str:

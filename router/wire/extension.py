@@ -59,11 +59,14 @@ class Extension(IntFlag):
     """Path notices: a broken bootstrap path is reported to the nodes along it."""
     LOOKAHEAD = 2
     """Neighbours: tree routing over the coordinates of peers' peers too."""
+    ONE_PEERING = 4
+    """Of two peerings dialled at once from both ends, the one the lower key dialled stays."""
 
 
 EXTENSION_NAMES: dict[str, Extension] = {
     "path-repair": Extension.PATH_REPAIR,
     "lookahead": Extension.LOOKAHEAD,
+    "one-peering": Extension.ONE_PEERING,
 }
 """How settings and the simulator name each extension."""
 MAX_NEIGHBOURS = 64

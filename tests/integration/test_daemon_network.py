@@ -89,7 +89,10 @@ def test_pinewood_peerings_use_path_repair_and_a_broken_path_is_reported(net: Da
         ports[daemon.name] = {p["port"]: name_of[p["key"]] for p in peers}
         for peer in peers:
             plain = "plain" in (daemon.name, name_of[peer["key"]])
-            assert peer["extensions"] == ([] if plain else ["path-repair", "lookahead"]), (daemon.name, peer)
+            assert peer["extensions"] == ([] if plain else ["path-repair", "lookahead", "one-peering"]), (
+                daemon.name,
+                peer,
+            )
     # A node that carries someone's bootstrap path from one ring node on to
     # another (neither the plain one): that next node is killed under the path,
     # and the carrier must tell the node it came from.  Not n0: the plain node

@@ -162,3 +162,74 @@ def run_and_expect_discovery(lan: list[str], tmp_path: Path) -> None:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+LAN_ROUNDS = 2
+
+
+def peers_of(ns: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        in_ns(ns, "peers", "--json", f"--admin={ADMIN}"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return [p for p in json.loads(out.stdout) if "port" in p] if out.returncode == 0 else []
+
+
+def test_nodes_that_hear_each_other_at_once_keep_one_peering_each(lan: list[str], tmp_path: Path) -> None:
+    """Started together, both ends of each veth hear the other's first beacon and
+    dial at once; within a second one peering per neighbour is left, and stays."""
+    for round_ in range(LAN_ROUNDS):
+        procs = []
+        try:
+            for ns, interfaces in zip(NAMESPACES, lan, strict=True):
+                procs.append(
+                    subprocess.Popen(
+                        in_ns(
+                            ns,
+                            "run",
+                            "--listen=tcp://127.0.0.1:65432",
+                            f"--admin={ADMIN}",
+                            f"--data-dir={tmp_path / f'{ns}-{round_}'}",
+                            f"--lan-interfaces={interfaces}",
+                            "--log-format=json",
+                        ),
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        env={**os.environ, "PINEWOOD_SEED": ""},
+                    )
+                )
+            # Neighbours on the line ns0 - ns1 - ns2: 1, 2 and 1 of them.
+            wanted = [1, 2, 1]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                tables = [peers_of(ns) for ns in NAMESPACES]
+                if all(len({p["key"] for p in t}) == n for t, n in zip(tables, wanted, strict=True)):
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError(f"round {round_}: no LAN peerings: {tables}")
+            settled = time.monotonic() + 1.0
+            while time.monotonic() < settled:
+                tables = [peers_of(ns) for ns in NAMESPACES]
+                if all(len(t) == n for t, n in zip(tables, wanted, strict=True)):
+                    break
+                time.sleep(0.1)
+            assert [len(t) for t in tables] == wanted, f"round {round_}: {tables}"
+            time.sleep(1.0)  # and it stays: nobody dials the neighbour again
+            ports = [sorted(p["port"] for p in t) for t in tables]
+            assert [sorted(p["port"] for p in peers_of(ns)) for ns in NAMESPACES] == ports
+            raced = sum(
+                status(ns).get("counters", {}).get("duplicate peerings closed", 0) for ns in NAMESPACES
+            )
+            print(f"round {round_}: {raced} duplicate peerings closed")
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()

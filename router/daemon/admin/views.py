@@ -91,6 +91,8 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
             }
         )
     for uri, peer in sorted(node.static_peers.items()):
+        if peer.covered_by is not None and not peer.covered_by.closed:
+            continue  # connected through the neighbour's own dial, listed above
         if peer.link is None or peer.link.port == 0:
             out.append(
                 {
