@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -82,18 +82,49 @@ def in_ns(ns: str, *args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, sys.executable, "-m", "router", *args]
 
 
-def status(ns: str) -> dict[str, Any]:
+def admin_json(ns: str, command: str) -> Any:
+    """What ``pinewood COMMAND --json`` prints for the node in ``ns``; None if it fails."""
     out = subprocess.run(
-        in_ns(ns, "status", "--json", f"--admin={ADMIN}"),
+        in_ns(ns, command, "--json", f"--admin={ADMIN}"),
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
-    if out.returncode != 0:
-        return {}
-    result: dict[str, Any] = json.loads(out.stdout)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def status(ns: str) -> dict[str, Any]:
+    result: dict[str, Any] = admin_json(ns, "status") or {}
     return result
+
+
+def start_node(ns: str, interfaces: str, data_dir: Path, log: IO[bytes] | int) -> subprocess.Popen[bytes]:
+    """A node in namespace ``ns``, LAN discovery on ``interfaces``, a fresh key."""
+    return subprocess.Popen(
+        in_ns(
+            ns,
+            "run",
+            "--listen=tcp://127.0.0.1:65432",
+            f"--admin={ADMIN}",
+            f"--data-dir={data_dir}",
+            f"--lan-interfaces={interfaces}",
+            "--log-format=json",
+        ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PINEWOOD_SEED": ""},
+    )
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def test_nodes_find_each_other_on_the_lan(lan: list[str], tmp_path: Path) -> None:
@@ -110,24 +141,8 @@ def run_and_expect_discovery(lan: list[str], tmp_path: Path) -> None:
     procs = []
     try:
         for ns, interfaces in zip(NAMESPACES, lan, strict=True):
-            log = (tmp_path / f"{ns}.log").open("wb")
-            procs.append(
-                subprocess.Popen(
-                    in_ns(
-                        ns,
-                        "run",
-                        "--listen=tcp://127.0.0.1:65432",
-                        f"--admin={ADMIN}",
-                        f"--data-dir={tmp_path / ns}",
-                        f"--lan-interfaces={interfaces}",
-                        "--log-format=json",
-                    ),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PINEWOOD_SEED": ""},
-                )
-            )
-            log.close()
+            with (tmp_path / f"{ns}.log").open("wb") as log:
+                procs.append(start_node(ns, interfaces, tmp_path / ns, log))
         deadline = time.monotonic() + 60
         statuses: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
@@ -155,27 +170,14 @@ def run_and_expect_discovery(lan: list[str], tmp_path: Path) -> None:
         assert kinds == {"multicast"}
         assert statuses[1]["peers"] >= 2
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
 
 
 LAN_ROUNDS = 2
 
 
 def peers_of(ns: str) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        in_ns(ns, "peers", "--json", f"--admin={ADMIN}"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return [p for p in json.loads(out.stdout) if "port" in p] if out.returncode == 0 else []
+    return [p for p in admin_json(ns, "peers") or [] if "port" in p]
 
 
 def test_nodes_that_hear_each_other_at_once_keep_one_peering_each(lan: list[str], tmp_path: Path) -> None:
@@ -185,22 +187,7 @@ def test_nodes_that_hear_each_other_at_once_keep_one_peering_each(lan: list[str]
         procs = []
         try:
             for ns, interfaces in zip(NAMESPACES, lan, strict=True):
-                procs.append(
-                    subprocess.Popen(
-                        in_ns(
-                            ns,
-                            "run",
-                            "--listen=tcp://127.0.0.1:65432",
-                            f"--admin={ADMIN}",
-                            f"--data-dir={tmp_path / f'{ns}-{round_}'}",
-                            f"--lan-interfaces={interfaces}",
-                            "--log-format=json",
-                        ),
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        env={**os.environ, "PINEWOOD_SEED": ""},
-                    )
-                )
+                procs.append(start_node(ns, interfaces, tmp_path / f"{ns}-{round_}", subprocess.DEVNULL))
             # Neighbours on the line ns0 - ns1 - ns2: 1, 2 and 1 of them.
             wanted = [1, 2, 1]
             deadline = time.monotonic() + 60
@@ -226,10 +213,4 @@ def test_nodes_that_hear_each_other_at_once_keep_one_peering_each(lan: list[str]
             )
             print(f"round {round_}: {raced} duplicate peerings closed")
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(procs)
