@@ -316,6 +316,12 @@ class Node:
         """Stop keeping a peer connected and forget it if it was saved."""
         peer = self.static_peers.remove(text)
         if peer is not None:
+            # A dial cancelled as it completed leaves a link no task owns: close
+            # every peering made to this URI, established or still handshaking.
+            uri = str(peer.uri)
+            for link in [*self.links.values(), *self.admission.pending]:
+                if link.outbound == uri and not link.closed:
+                    link.close("peer removed by the operator")
             # Whatever it was last added as: a saved peer also in the configuration
             # is configured first at start, but must not come back from the file.
             self.saved_peers.remove(str(peer.uri))
@@ -353,9 +359,10 @@ class Node:
                 link.established.set_result(True)
                 log.info("peer connected", port=port, key=key.hex(), remote=link.remote, uri=link.outbound)
                 self._apply(outputs, None)
-                if duplicate is not None:
+                old = self.links.get(duplicate[0]) if duplicate is not None else None
+                if old is not None and not old.closed:
                     # The new peering is up first, so the node is never left without one.
-                    self._close_duplicate(self.links[duplicate[0]], link)
+                    self._close_duplicate(old, link)
                 return True
         category, detail = refusal
         self.admission.refuse(link, category, detail)

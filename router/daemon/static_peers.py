@@ -145,8 +145,7 @@ class StaticPeers:
                 await covering.lost
                 peer.covered_by = None
                 schedule.down(loop.time())
-                continue
-            if peer.last_error == "connected to ourselves":
+            elif peer.last_error == "connected to ourselves":
                 peer.last_error = "gave up: this address is our own node"
                 log.warning("static peer is this node; not retrying", uri=str(peer.uri))
                 return
