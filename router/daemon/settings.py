@@ -283,7 +283,9 @@ SETTINGS: tuple[Setting, ...] = (
             help="routing beyond the reference, used only on peerings whose other end announced it too "
                  "(Go nodes announce none and see nothing new): path-repair reports a broken bootstrap "
                  "path to the nodes along it, so that its origin repairs it at once; lookahead routes "
-                 "over the coordinates of peers' peers too, for shorter paths; [] turns them off"),
+                 "over the coordinates of peers' peers too, for shorter paths; one-peering keeps one "
+                 "of two peerings two nodes dialled to each other at once, the one the lower key "
+                 "dialled; [] turns them off"),
     Setting("handshake_timeout", number(0.1, 600.0), 10.0, metavar="SECONDS",
             help="seconds a new peering has to complete its handshake"),
     Setting("handshakes_per_minute", whole(1, 1_000_000), 120, metavar="N",
