@@ -142,15 +142,20 @@ class FairQueue:
             while queue.data and self.size > floor:
                 self._drop_head(share, queue)
             if not queue.data:
-                del share.flows[flow]
-                share.order.remove(flow)
-                if not share.flows:
-                    del self._ports[port]
-                    self._order.remove(port)
+                self._retire(port, share, flow)
 
-    def _late(self, queue: _Flow, sojourn: float, now: float) -> bool:
-        """Whether CoDel drops the frame just taken from ``queue``'s head."""
-        if sojourn < self.target_s or queue.size < DROP_FLOOR_BYTES:
+    def _retire(self, port: int, share: _Port, flow: int) -> None:
+        """Forget an empty flow, and its port if it was the port's last."""
+        del share.flows[flow]
+        share.order.remove(flow)
+        if not share.flows:
+            del self._ports[port]
+            self._order.remove(port)
+
+    def _late(self, queue: _Flow, now: float) -> bool:
+        """Whether CoDel drops the frame just taken from ``queue``'s head, which
+        waited at least the target."""
+        if queue.size < DROP_FLOOR_BYTES:
             queue.first_above = 0.0
             queue.dropping = False
             return False
@@ -198,12 +203,15 @@ class FairQueue:
                 share.size -= size
                 self.size -= size
                 self.frames -= 1
-                if sojourn >= target and self._late(queue, sojourn, now):
+                if sojourn < target:
+                    queue.first_above = 0.0
+                    queue.dropping = False
+                    late = False
+                else:
+                    late = self._late(queue, now)
+                if late:
                     self.late += 1
                 else:
-                    if sojourn < target:
-                        queue.first_above = 0.0
-                        queue.dropping = False
                     out.append(data)
                     taken += size
                     samples[self._sample_count & mask] = sojourn
@@ -213,13 +221,9 @@ class FairQueue:
             if data_queue:
                 share.order.rotate(-1)
             else:
-                del share.flows[flow]
-                share.order.popleft()
+                self._retire(port, share, flow)  # at the heads of both orders: cheap
             if share.flows:
                 order.rotate(-1)
-            else:
-                del ports[port]
-                order.popleft()
         return taken
 
     def port_size(self, port: int) -> int:
