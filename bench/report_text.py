@@ -381,12 +381,12 @@ def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
                 f" {r['ping_p50_ms_under_load']} / {r['ping_p99_ms_under_load']} |"
             )
         out.append("")
-        floor = (tp["links"].get("tcp", {}).get("result") or {}).get("ping_p99_ms_contention_only")
-        if floor is not None:
-            r = tp["links"]["tcp"]["result"]
+        tcp = tp["links"].get("tcp", {}).get("result") or {}
+        if "ping_p99_ms_contention_only" in tcp:
             out += [
                 f"- tcp, the idle chain pinged while two processes keep both processors busy (no traffic):"
-                f" p50 {r['ping_p50_ms_contention_only']} / p99 {floor} ms, what contention alone costs.",
+                f" p50 {tcp['ping_p50_ms_contention_only']} / p99 {tcp['ping_p99_ms_contention_only']} ms,"
+                " what contention alone costs.",
                 "",
             ]
         previous = tp.get("previous")

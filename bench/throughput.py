@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import select
@@ -293,31 +294,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     routers, baselines, quic_baselines, qh3_baselines, floors = [], [], [], [], []
+    chain = functools.partial(
+        router_run,
+        args.seconds,
+        link=args.link,
+        nodes=args.nodes,
+        quic_engine=args.quic_engine,
+        node_args=tuple(args.node_arg),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             baselines.append(baseline_run(args.seconds))
-            routers.append(
-                router_run(
-                    args.seconds,
-                    Path(tmp) / f"run{run}",
-                    args.link,
-                    args.nodes,
-                    args.quic_engine,
-                    tuple(args.node_arg),
-                )
-            )
+            routers.append(chain(Path(tmp) / f"run{run}"))
             if args.floor:
-                floors.append(
-                    router_run(
-                        args.seconds,
-                        Path(tmp) / f"floor{run}",
-                        args.link,
-                        args.nodes,
-                        args.quic_engine,
-                        tuple(args.node_arg),
-                        burners=2,
-                    )
-                )
+                floors.append(chain(Path(tmp) / f"floor{run}", burners=2))
             if args.link == "quic":
                 quic_baselines.append(quic_stream_run(args.seconds, "aioquic"))
                 qh3_baselines.append(quic_stream_run(args.seconds, "qh3"))

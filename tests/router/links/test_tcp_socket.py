@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,19 +18,26 @@ from router.links.tcp_socket import (
 )
 
 
-@pytest.mark.skipif(TCP_INFO is None, reason="TCP_INFO is Linux's")
-def test_a_connected_tcp_socket_has_a_round_trip() -> None:
+@contextlib.contextmanager
+def connected_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Both ends of a TCP connection on loopback: (the dialler's, the listener's)."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         client = socket.create_connection(server.getsockname())
         accepted, _ = server.accept()
         with client, accepted:
-            for _ in range(3):  # a few round trips for the kernel to measure
-                client.sendall(b"x")
-                accepted.recv(1)
-                accepted.sendall(b"y")
-                client.recv(1)
-            rtt = tcp_rtt_s(client)
-            assert rtt is not None and 0 < rtt < 1.0
+            yield client, accepted
+
+
+@pytest.mark.skipif(TCP_INFO is None, reason="TCP_INFO is Linux's")
+def test_a_connected_tcp_socket_has_a_round_trip() -> None:
+    with connected_pair() as (client, accepted):
+        for _ in range(3):  # a few round trips for the kernel to measure
+            client.sendall(b"x")
+            accepted.recv(1)
+            accepted.sendall(b"y")
+            client.recv(1)
+        rtt = tcp_rtt_s(client)
+        assert rtt is not None and 0 < rtt < 1.0
 
 
 def test_no_round_trip_where_there_is_none_to_know() -> None:
@@ -41,33 +49,30 @@ def test_no_round_trip_where_there_is_none_to_know() -> None:
 
 @pytest.mark.skipif(TCP_NOTSENT_LOWAT is None, reason="TCP_NOTSENT_LOWAT is Linux's")
 def test_a_peer_socket_keeps_little_unsent_and_a_bounded_receive_buffer() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        client = socket.create_connection(server.getsockname())
-        accepted, _ = server.accept()
-        with client, accepted:
-            assert tune_peer_socket(client, 65536)
-            assert TCP_NOTSENT_LOWAT is not None
-            assert client.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT) == NOTSENT_LOWAT_BYTES
-            # Linux doubles the value for its bookkeeping; autotuning would grow it to megabytes.
-            assert client.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 65536
-            before = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            assert tune_peer_socket(accepted, 0)  # 0: the receive side is the kernel's
-            assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == before
-            # The kernel's queues as the operator's view reads them.
-            client.sendall(b"x" * 1000)
-            for _ in range(100):
-                queues = kernel_queues(accepted)
-                assert queues is not None
-                if queues[0] == 1000:
-                    break
-            assert kernel_queues(accepted) == (1000, 0)
-            client.setblocking(False)
-            # A full window: what the peer does not read stays unacknowledged with us.
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    client.send(b"y" * 65536)
-            unread, unsent = kernel_queues(client) or (0, 0)
-            assert unread == 0 and unsent > 0
+    with connected_pair() as (client, accepted):
+        assert tune_peer_socket(client, 65536)
+        assert TCP_NOTSENT_LOWAT is not None
+        assert client.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT) == NOTSENT_LOWAT_BYTES
+        # Linux doubles the value for its bookkeeping; autotuning would grow it to megabytes.
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 65536
+        before = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert tune_peer_socket(accepted, 0)  # 0: the receive side is the kernel's
+        assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == before
+        # The kernel's queues as the operator's view reads them.
+        client.sendall(b"x" * 1000)
+        for _ in range(100):
+            queues = kernel_queues(accepted)
+            assert queues is not None
+            if queues[0] == 1000:
+                break
+        assert kernel_queues(accepted) == (1000, 0)
+        client.setblocking(False)
+        # A full window: what the peer does not read stays unacknowledged with us.
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                client.send(b"y" * 65536)
+        unread, unsent = kernel_queues(client) or (0, 0)
+        assert unread == 0 and unsent > 0
 
 
 def test_tuning_and_queues_are_skipped_where_there_is_no_tcp_socket() -> None:
