@@ -55,10 +55,12 @@ from router.quic.aioquic_engine import (
     read_header,
     smoothed_rtt_s,
     stateless_reset_token,
+    stream_buffered_bytes,
 )
 from router.routing.budget import TokenBucket
 from router.sessions.connection import OVERLAY_DATAGRAM_BYTES, configuration
 from router.sessions.records import (
+    UNREACHABLE,
     CloseCode,
     Limits,
     Session,
@@ -74,7 +76,6 @@ from router.sessions.records import (
 from router.wire.keys import Identity
 
 CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs
-UNREACHABLE = "no answer from the node in time (offline or unreachable)"
 KEEPALIVE_S = 5.0
 """While a session has open streams, it is pinged this often so it never idles out."""
 PROBE_IDLE_S = 0.25
@@ -266,6 +267,10 @@ class Endpoint:
             return False
         self._dirty.add(session)
         return True
+
+    def unsent(self, session: Session, stream_id: int) -> int:
+        """Bytes written to the stream that QUIC still holds (unsent or unacknowledged)."""
+        return stream_buffered_bytes(session.connection, stream_id)
 
     def open_stream(self, session: Session, now: float) -> int:
         """A new bidirectional stream on an established session."""

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-from router.quic.aioquic_engine import AdjustedConnection
+if TYPE_CHECKING:  # QUIC is loaded with the first session, not with this module
+    from router.quic.aioquic_engine import AdjustedConnection
 
+UNREACHABLE = "no answer from the node in time (offline or unreachable)"
+"""Why a session that never heard back from the other node closed."""
 CRYPTO_ERROR = 0x100
 """QUIC's transport error code for a TLS alert is this plus the alert (RFC 9001, section 4.8)."""
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
+from typing import TYPE_CHECKING
 
 import structlog
 
-from router.quic.aioquic_engine import stream_buffered_bytes
-from router.sessions.endpoint import UNREACHABLE, Endpoint
+from router.quic.errors import QuicEngineError
 from router.sessions.errors import SessionError, SessionTimeout
 from router.sessions.records import (
+    UNREACHABLE,
     Limits,
     Session,
     SessionAlive,
@@ -34,6 +35,9 @@ from router.sessions.records import (
 from router.sessions.stream import SessionStream
 from router.tasks import stop_tasks
 from router.wire.keys import Identity
+
+if TYPE_CHECKING:
+    from router.sessions.endpoint import Endpoint
 
 log = structlog.get_logger("pinewood.sessions")
 
@@ -57,7 +61,10 @@ class Sessions:
         limits: Limits | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
-        self.endpoint = Endpoint(identity, alpns, limits)
+        self.alpns = list(alpns)
+        self.identity = identity
+        self._limits = limits
+        self._endpoint: Endpoint | None = None
         self._send_datagram = send_datagram
         self._streams: dict[tuple[Session, int], SessionStream] = {}
         self._handlers: dict[str, StreamHandler] = {}
@@ -70,11 +77,42 @@ class Sessions:
         self.closing = False
         self._refusals_logged: dict[str, float] = {}
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """The sans-I/O endpoint, made on first use: the QUIC library is loaded
+        (and checked) only by a node that opens or answers a session.
+        :class:`~router.quic.errors.QuicEngineError` if it cannot serve them."""
+        if self._endpoint is None:
+            from router.sessions.endpoint import Endpoint  # noqa: PLC0415  (loads QUIC)
+
+            self._endpoint = Endpoint(self.identity, self.alpns, self._limits)
+        return self._endpoint
+
+    @property
+    def loaded(self) -> Endpoint | None:
+        """The endpoint if a session was ever opened or answered, else None."""
+        return self._endpoint
+
+    @property
+    def open_sessions(self) -> Collection[Session]:
+        """Every session open or opening."""
+        return self._endpoint.sessions if self._endpoint is not None else ()
+
+    @property
+    def drops(self) -> Counter[str]:
+        """Datagrams the endpoint dropped, by reason."""
+        return self._endpoint.drops if self._endpoint is not None else Counter()
+
+    def load(self) -> None:
+        """Make the endpoint now: a node whose configuration uses sessions finds
+        a QUIC library it cannot use at start rather than at its first session."""
+        _ = self.endpoint
+
     # ---------------------------------------------------------- the API
 
     def listen(self, alpn: str, handler: StreamHandler) -> None:
         """Call ``handler`` (as a task) for every stream a peer opens for ``alpn``."""
-        if alpn not in self.endpoint.alpns:
+        if alpn not in self.alpns:
             raise ValueError(f"protocol {alpn!r} was not configured for sessions")
         self._handlers[alpn] = handler
 
@@ -98,7 +136,11 @@ class Sessions:
         """
         if self.closing:
             raise SessionError("sessions are shutting down")
-        limit = timeout if timeout is not None else self.endpoint.limits.connect_timeout_s
+        try:
+            endpoint = self.endpoint
+        except QuicEngineError as exc:
+            raise SessionError(f"sessions are unavailable: {exc}") from None
+        limit = timeout if timeout is not None else endpoint.limits.connect_timeout_s
         deadline = self.loop.time() + limit
         for _attempt in range(3):
             now = self.loop.time()
@@ -135,13 +177,22 @@ class Sessions:
 
     def datagram(self, source: bytes, payload: bytes) -> None:
         """An overlay datagram for the sessions layer arrived from ``source``."""
-        self.endpoint.datagram_received(source, payload, self.loop.time())
+        try:
+            endpoint = self.endpoint
+        except QuicEngineError as exc:
+            self.counters["datagrams dropped: sessions unavailable"] += 1
+            if self.counters["datagrams dropped: sessions unavailable"] == 1:
+                log.error("sessions are unavailable: datagrams for them are dropped", reason=str(exc))
+            return
+        endpoint.datagram_received(source, payload, self.loop.time())
         self._kick()
 
     async def close(self) -> None:
         """Close every session (the peers are told) and stop."""
         self.closing = True
-        self.endpoint.close_all(self.loop.time())
+        if self._endpoint is None:
+            return  # never used: nothing to close
+        self._endpoint.close_all(self.loop.time())
         self._flush()
         await stop_tasks(list(self._tasks))
         if self._timer is not None:
@@ -175,7 +226,7 @@ class Sessions:
             self.endpoint.stream_done(stream.session, stream.stream_id)
 
     def _unsent(self, stream: SessionStream) -> int:
-        return stream_buffered_bytes(stream.session.connection, stream.stream_id)
+        return self.endpoint.unsent(stream.session, stream.stream_id)
 
     # ---------------------------------------------------------- the loop side
 

@@ -125,9 +125,9 @@ class NodeCollector(Collector):
 
     def _sessions_and_gateway(self) -> Iterable[Metric]:
         sessions, gateway = self.node.sessions, self.node.gateway
-        yield _gauge("sessions", "End-to-end sessions open.", len(sessions.endpoint.sessions))
+        yield _gauge("sessions", "End-to-end sessions open.", len(sessions.open_sessions))
         events: dict[str, int | float] = dict(sessions.counters)
-        events.update({f"dropped: {reason}": v for reason, v in sessions.endpoint.drops.items()})
+        events.update({f"dropped: {reason}": v for reason, v in sessions.drops.items()})
         yield _counter_by(
             "session_events",
             "Session events and datagrams dropped by the sessions layer, by kind.",

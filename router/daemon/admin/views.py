@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from router import __version__
 from router.daemon.admin.errors import HTTPError
-from router.daemon.admin.metrics import render_metrics
 from router.daemon.admin.page import get_page
 from router.daemon.build import is_compiled
 from router.daemon.node import Node
 from router.daemon.settings import SETTINGS
 from router.links.uri import URIError
-from router.sessions.endpoint import Endpoint
+from router.sessions.records import Session
 from router.wire.errors import EncodeError
 from router.wire.extension import extension_names
 from router.wire.keys import PublicKey, key_from_hex
@@ -253,7 +252,7 @@ async def post_relay_lookup(node: Node, query: dict[str, list[str]], body: Any) 
     }
 
 
-def _session_rows(endpoint: Endpoint, now: float) -> list[dict[str, Any]]:
+def _session_rows(sessions: Collection[Session], now: float) -> list[dict[str, Any]]:
     return [
         {
             "key": session.key.hex(),
@@ -267,15 +266,15 @@ def _session_rows(endpoint: Endpoint, now: float) -> list[dict[str, Any]]:
             "rtt_ms": round(session.rtt_s * 1000, 2) if session.rtt_s is not None else None,
             "quiet_s": round(now - session.last_heard_at, 3),
         }
-        for session in endpoint.sessions
+        for session in sessions
     ]
 
 
 async def get_sessions(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
     return 200, {
-        "sessions": _session_rows(node.sessions.endpoint, node.loop.time()),
+        "sessions": _session_rows(node.sessions.open_sessions, node.loop.time()),
         "counters": dict(node.sessions.counters),
-        "drops": dict(node.sessions.endpoint.drops),
+        "drops": dict(node.sessions.drops),
     }
 
 
@@ -302,6 +301,9 @@ async def get_relay(node: Node, query: dict[str, list[str]], body: Any) -> tuple
 
 
 async def get_metrics(node: Node, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    # prometheus_client is loaded by the first scrape, not by every node at start.
+    from router.daemon.admin.metrics import render_metrics  # noqa: PLC0415
+
     stats = await node.relay_service.store_stats() if node.relay_service is not None else None
     return 200, render_metrics(node, stats)
 

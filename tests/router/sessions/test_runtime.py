@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from router.sessions.errors import SessionTimeout, StreamReset
+from router.quic.errors import QuicEngineError
+from router.sessions import endpoint as endpoint_module
+from router.sessions.errors import SessionError, SessionTimeout, StreamReset
 from router.sessions.records import Limits, StreamResetCode
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
@@ -57,7 +59,7 @@ async def read_all(stream: SessionStream) -> bytes:
 
 
 def key_of(sessions: Sessions) -> bytes:
-    return bytes(sessions.endpoint.identity.public_key)
+    return bytes(sessions.identity.public_key)
 
 
 @run
@@ -82,6 +84,45 @@ async def test_stream_echo_both_ways() -> None:
     assert stream.key == key_of(b) and stream.alpn == "matrix"
     await a.close()
     await b.close()
+
+
+@run
+async def test_the_endpoint_is_made_by_the_first_session() -> None:
+    # A node that never opens or answers a session never loads QUIC.
+    a, b, _ = pair()
+    b.listen("matrix", read_all)  # type: ignore[arg-type]
+    assert a.loaded is None and b.loaded is None
+    assert a.open_sessions == () and not a.drops
+    stream = await a.open_stream(key_of(b), "matrix", timeout=5)
+    assert a.loaded is not None and b.loaded is not None  # b's by a's first datagram
+    assert len(a.open_sessions) == 1 and len(b.open_sessions) == 1
+    stream.write_eof()
+    await a.close()
+    await b.close()
+    unused, _, _ = pair()
+    await unused.close()
+    assert unused.loaded is None
+
+
+def test_a_quic_library_that_cannot_serve_fails_sessions_not_the_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken() -> None:
+        raise QuicEngineError("aioquic 0.0 lacks something")
+
+    monkeypatch.setattr(endpoint_module, "check_aioquic", broken)
+
+    @run
+    async def check() -> None:
+        a, b, _ = pair()
+        a.datagram(key_of(b), b"\x40" * 40)
+        a.datagram(key_of(b), b"\x40" * 40)
+        assert a.counters["datagrams dropped: sessions unavailable"] == 2 and a.loaded is None
+        with pytest.raises(SessionError, match=r"sessions are unavailable: aioquic 0\.0 lacks something"):
+            await a.open_stream(key_of(b), "matrix", timeout=1)
+        await a.close()
+
+    check()
 
 
 @run
