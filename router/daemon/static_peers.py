@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
-from websockets.exceptions import WebSocketException
 
 from router.daemon.redial import RECONNECT_MIN_S, RedialSchedule, Uniform
 from router.links.tcp import PeerLink
@@ -124,7 +123,7 @@ class StaticPeers:
                     await link.lost
                     schedule.down(loop.time(), fault=peer.faulted)
                 peer.last_error = link.close_reason
-            except (OSError, TimeoutError, WebSocketException) as exc:
+            except (OSError, TimeoutError) as exc:
                 # "connection refused", not "[Errno 111] Connect call failed ('127.0.0.1', 1)"
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 if isinstance(exc, TimeoutError) and not reason:

@@ -15,32 +15,27 @@ from collections import Counter
 from functools import partial
 from http import HTTPStatus
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
-from websockets.asyncio.client import connect as ws_connect
-from websockets.asyncio.server import Server as WebSocketServer
-from websockets.asyncio.server import ServerConnection
-from websockets.asyncio.server import serve as ws_serve
-from websockets.http11 import Request, Response
 
 from router.links.owner import LinkOwner
-from router.links.quic import dial_peer as quic_dial
-from router.links.quic import serve as quic_serve
 from router.links.tcp import PeerLink
-from router.links.tls import ALPN as TLS_ALPN
-from router.links.tls import (
-    WEBSOCKET_ALPN,
-    certificate_files,
-    client_context,
-    peer_certificate_key,
-    server_context,
-)
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI
-from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport
-from router.quic.engines import PeeringEngine, PeeringListener, peering_engine
 from router.quic.errors import QuicEngineError
 from router.routing.constants import LINK_TYPE_MULTICAST
 from router.wire.keys import Identity
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import Server as WebSocketServer
+    from websockets.asyncio.server import ServerConnection
+    from websockets.http11 import Request, Response
+
+    from router.quic.engines import PeeringEngine, PeeringListener
+
+# TLS (and its certificates), WebSocket and QUIC are loaded the first time a
+# peering of that kind is dialled or listened for: a node on plain TCP does
+# without them.
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -78,14 +73,18 @@ class Transports:
         """The engine of QUIC peerings, looked up (and checked) on first use;
         QuicEngineError if it is not installed or lacks something."""
         if self._quic_engine is None:
+            from router.quic.engines import peering_engine  # noqa: PLC0415
+
             self._quic_engine = peering_engine(self.quic_engine_name)
         return self._quic_engine
 
-    def _tls(self, server: bool, alpn: str = TLS_ALPN) -> ssl.SSLContext:
+    def _tls(self, server: bool, websocket: bool = False) -> ssl.SSLContext:
+        from router.links import tls  # noqa: PLC0415
+
         if self._tls_files is None:
-            self._tls_files = certificate_files(self.identity, self.tls_dir)
-        make = server_context if server else client_context
-        return make(*self._tls_files, alpn=alpn)
+            self._tls_files = tls.certificate_files(self.identity, self.tls_dir)
+        make = tls.server_context if server else tls.client_context
+        return make(*self._tls_files, alpn=tls.WEBSOCKET_ALPN if websocket else tls.ALPN)
 
     def _listening(self, scheme: str, address: tuple[str, int]) -> None:
         self.listen_addresses.append((scheme, address[0], address[1]))
@@ -96,11 +95,17 @@ class Transports:
         loop = asyncio.get_running_loop()
         scheme = uri.scheme
         if scheme == "quic":
+            from router.links.quic import serve as quic_serve  # noqa: PLC0415
+
             quic_server = await quic_serve(self.quic_engine, self.owner, uri.host, uri.port)
             self._quic_servers.append(quic_server)
             self._listening(scheme, quic_server.sockname())
             return
         if scheme in WEBSOCKET_SCHEMES:
+            from websockets.asyncio.server import serve as ws_serve  # noqa: PLC0415
+
+            from router.links.websocket import MAX_MESSAGE_BYTES  # noqa: PLC0415
+
             ws_server = await ws_serve(
                 partial(self._serve_websocket, scheme=scheme),
                 uri.host,
@@ -108,7 +113,7 @@ class Transports:
                 process_request=partial(self._websocket_path, path=uri.path),
                 max_size=MAX_MESSAGE_BYTES,
                 compression=None,
-                ssl=self._tls(server=True, alpn=WEBSOCKET_ALPN) if scheme == "wss" else None,
+                ssl=self._tls(server=True, websocket=True) if scheme == "wss" else None,
             )
             self._ws_servers.append(ws_server)
             for sock in ws_server.sockets:
@@ -143,14 +148,23 @@ class Transports:
         """Open a link to ``uri``; its handshake then runs as on any link."""
         loop = asyncio.get_running_loop()
         if uri.scheme in WEBSOCKET_SCHEMES:
+            from websockets.asyncio.client import connect as ws_connect  # noqa: PLC0415
+            from websockets.exceptions import WebSocketException  # noqa: PLC0415
+
+            from router.links.tls import peer_certificate_key  # noqa: PLC0415
+            from router.links.websocket import MAX_MESSAGE_BYTES, WebSocketTransport  # noqa: PLC0415
+
             secure = uri.scheme == "wss"
-            connection = await ws_connect(
-                uri.websocket_url,
-                max_size=MAX_MESSAGE_BYTES,
-                compression=None,
-                open_timeout=CONNECT_TIMEOUT_S + (self.handshake_timeout if secure else 0.0),
-                ssl=self._tls(server=False, alpn=WEBSOCKET_ALPN) if secure else None,
-            )
+            try:
+                connection = await ws_connect(
+                    uri.websocket_url,
+                    max_size=MAX_MESSAGE_BYTES,
+                    compression=None,
+                    open_timeout=CONNECT_TIMEOUT_S + (self.handshake_timeout if secure else 0.0),
+                    ssl=self._tls(server=False, websocket=True) if secure else None,
+                )
+            except WebSocketException as exc:  # a refused upgrade: a dial's failure like any other
+                raise ConnectionError(str(exc)) from None
             link = PeerLink(self.owner, str(uri), scheme=uri.scheme, expected_key=uri.key)
             if secure:
                 link.certificate_key = peer_certificate_key(connection.transport.get_extra_info("ssl_object"))
@@ -162,6 +176,8 @@ class Transports:
                 engine = self.quic_engine
             except QuicEngineError as exc:  # a dial's failure, with the reason, like any other
                 raise ConnectionError(str(exc)) from None
+            from router.links.quic import dial_peer as quic_dial  # noqa: PLC0415
+
             return await quic_dial(
                 engine, self.owner, uri.host, uri.port, str(uri), CONNECT_TIMEOUT_S, uri.key
             )
@@ -212,6 +228,8 @@ class Transports:
         return connection.respond(HTTPStatus.NOT_FOUND, "no peering on this path\n")
 
     async def _serve_websocket(self, connection: ServerConnection, scheme: str) -> None:
+        from router.links.websocket import WebSocketTransport  # noqa: PLC0415
+
         await WebSocketTransport(connection, PeerLink(self.owner, None, scheme=scheme)).run()
 
     def close(self) -> None:

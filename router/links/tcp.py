@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, cast
 from router.links.adapter import HIGH_WATER_BYTES, CarrierTransport
 from router.links.queues import FairQueue
 from router.links.tcp_socket import kernel_queues, tcp_rtt_s, tune_peer_socket
-from router.links.tls import peer_certificate_key
 from router.routing.constants import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
 from router.wire.fastpath import traffic_flow
@@ -108,6 +107,8 @@ class PeerLink(asyncio.Protocol):
         self.transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
         tune_peer_socket(transport.get_extra_info("socket"), self.node.link_settings.receive_buffer)
         if self.scheme == "tls":
+            from router.links.tls import peer_certificate_key  # noqa: PLC0415  (x509 only for TLS)
+
             self.certificate_key = peer_certificate_key(transport.get_extra_info("ssl_object"))
         sockname = transport.get_extra_info("sockname")
         self.local_host = str(sockname[0]) if isinstance(sockname, tuple) and sockname else ""
