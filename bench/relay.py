@@ -42,9 +42,9 @@ from typing import Any
 from bench.postgres import postgres_url
 from bench.throughput import api, free_port
 from relay.protocol import ProtocolError
-from relay.service import call
 from relay.stores import open_store
 from relay.stores.base import Quota, secret_hash
+from relay.streams import call
 from router.daemon.config import NodeConfig
 from router.daemon.logs import configure_logging
 from router.daemon.node import Node

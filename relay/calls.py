@@ -9,7 +9,7 @@ and finishing a QUIC stream costs both sides about as much as the request.
 
 A kept stream is used again only while it has been idle less than
 :data:`STREAM_IDLE_S`, well inside the relay's own wait for the next request
-(:data:`~relay.service.REQUEST_TIMEOUT_S`), and only while its session would
+(:data:`~relay.streams.REQUEST_TIMEOUT_S`), and only while its session would
 take a new stream unprobed (:meth:`~router.sessions.runtime.Sessions.trusted`:
 a session quiet for a while is probed before it is trusted, and a kept stream
 must not skip that); at most :data:`IDLE_STREAMS_PER_RELAY` wait for each
@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay.protocol import ALPN, ProtocolError, decode_body, encode
-from relay.service import read_message
+from relay.streams import read_message
 from router.sessions.errors import SessionError
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream

@@ -10,7 +10,6 @@ intermediate, and it keeps nothing of it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -22,9 +21,6 @@ import structlog
 
 from relay.envelope import EnvelopeError, is_bucket, open_sealed
 from relay.protocol import (
-    ALPN,
-    LENGTH,
-    MAX_MESSAGE_BYTES,
     ProtocolError,
     check_request,
     decode_body,
@@ -32,6 +28,7 @@ from relay.protocol import (
     error,
 )
 from relay.stores.base import Quota, Store, StoreError, StoreStats, secret_hash
+from relay.streams import call, read_message
 from router.routing.budget import TokenBucket
 from router.sessions.errors import SessionError
 from router.sessions.runtime import Sessions
@@ -42,7 +39,6 @@ log = structlog.get_logger("relay")
 
 DAY = 86400.0
 FETCH_MAX = 100
-REQUEST_TIMEOUT_S = 30.0
 FORWARD_TIMEOUT_S = 15.0
 
 
@@ -54,40 +50,6 @@ class RelayLimits:
     mailboxes_per_node: int = 16
     requests_per_second: float = 2000.0
     burst: float = 4000.0
-
-
-async def read_message(
-    stream: SessionStream, *, answer: bool = False, timeout: float = REQUEST_TIMEOUT_S
-) -> bytes | None:
-    """One length-prefixed message body, or None at a clean end of stream."""
-    head = b""
-    while len(head) < LENGTH.size:
-        chunk = await asyncio.wait_for(stream.read(LENGTH.size - len(head)), timeout)
-        if not chunk:
-            if head:
-                raise ProtocolError("malformed", "stream ended inside a length")
-            return None
-        head += chunk
-    (length,) = LENGTH.unpack(head)
-    limit = 16 * MAX_MESSAGE_BYTES if answer else MAX_MESSAGE_BYTES
-    if length > limit:
-        raise ProtocolError("too-large", f"message of {length} bytes (limit {limit})")
-    return await asyncio.wait_for(stream.readexactly(length), timeout)
-
-
-async def call(sessions: Sessions, relay: bytes, request: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """One request to the relay with key ``relay``; its answer (which may be an error answer)."""
-    stream = await sessions.open_stream(relay, ALPN, timeout)
-    try:
-        stream.write(encode(request))
-        stream.write_eof()
-        body = await read_message(stream, answer=True, timeout=timeout)
-        if body is None:
-            raise ProtocolError("no-answer", "the relay closed the stream without answering")
-        return decode_body(body, answer=True)
-    finally:
-        if not stream.done:
-            stream.abort()
 
 
 STATS_MAX_AGE_S = 10.0

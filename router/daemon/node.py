@@ -17,6 +17,7 @@ import errno
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,9 +25,6 @@ from relay.client import RelayClient, RelayClientSettings
 from relay.errors import RelayError
 from relay.homeserver import ReplayPolicy
 from relay.protocol import ALPN as RELAY_ALPN
-from relay.service import RelayLimits, RelayService
-from relay.stores import open_store
-from relay.stores.base import Store
 from router.daemon.admission import Admission
 from router.daemon.config import NodeConfig, parse_host_port
 from router.daemon.delivery import LocalDelivery
@@ -61,6 +59,10 @@ from router.wire.extension import Extension
 from router.wire.fastpath import is_traffic_frame
 from router.wire.handshake import build_handshake
 from router.wire.keys import Identity, PublicKey
+
+if TYPE_CHECKING:
+    from relay.service import RelayService
+    from relay.stores.base import Store
 
 SESSION_PROTOCOLS = ["matrix", RELAY_ALPN]
 """Application protocols (ALPN) that sessions with this node may speak."""
@@ -244,6 +246,10 @@ class Node:
             self.static_peers.add(str(uri), PeerSource.CONFIG)
         for text in self.saved_peers.load():
             self.static_peers.add(text, PeerSource.SAVED)
+        if self.config.relay_enable or self.config.relays or self.gateway.serves_homeserver:
+            # This configuration will use sessions: a QUIC library that cannot
+            # serve them fails the start, not the first session.
+            self.sessions.load()
         if self.config.relay_enable:
             with startup_step("relay_store", "cannot open the relay store"):
                 await self._start_relay()
@@ -258,6 +264,10 @@ class Node:
             await self.lan.start(list(self.config.lan_interfaces))
 
     async def _start_relay(self) -> None:
+        # Loaded only by a node that serves as a relay.
+        from relay.service import RelayLimits, RelayService  # noqa: PLC0415
+        from relay.stores import open_store  # noqa: PLC0415
+
         store = open_store(self.config.relay_store_url)
         await store.open()
         self._relay_store = store

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from relay.client import RelayClient
-from router.gateway.ca import LocalCA, export_certificate
-from router.gateway.inbound import InboundGateway, InboundSettings
-from router.gateway.outbound import MATRIX_ALPN, OutboundProxy, OutboundSettings
 from router.gateway.shares import ShareLimits
+from router.matrix.federation import ALPN as MATRIX_ALPN
 from router.matrix.federation import DEFAULT_PATHS
 from router.matrix.names import server_name
-from router.sessions.runtime import Sessions
+
+if TYPE_CHECKING:
+    from relay.client import RelayClient
+    from router.gateway.ca import LocalCA
+    from router.gateway.inbound import InboundGateway
+    from router.gateway.outbound import OutboundProxy
+    from router.sessions.runtime import Sessions
+
+# The proxy out (with its certificate authority) and the reverse proxy in are
+# loaded only by a node configured to run them.
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,9 @@ class Gateway:
         self.outbound: OutboundProxy | None = None
         self.inbound: InboundGateway | None = None
         if settings.listen is not None:
+            from router.gateway.ca import LocalCA  # noqa: PLC0415
+            from router.gateway.outbound import OutboundProxy, OutboundSettings  # noqa: PLC0415
+
             self.ca = LocalCA(settings.ca_dir, label=self.server_name[:12])
             self.outbound = OutboundProxy(
                 sessions,
@@ -62,6 +71,8 @@ class Gateway:
                 relay_client,
             )
         if settings.homeserver is not None:
+            from router.gateway.inbound import InboundGateway, InboundSettings  # noqa: PLC0415
+
             host, port = settings.homeserver
             self.inbound = InboundGateway(
                 InboundSettings(
@@ -75,10 +86,17 @@ class Gateway:
             )
             sessions.listen(MATRIX_ALPN, self.inbound.handle)
 
+    @property
+    def serves_homeserver(self) -> bool:
+        """Whether the proxy out or the reverse proxy in is configured."""
+        return self.outbound is not None or self.inbound is not None
+
     def export_ca(self) -> None:
         """Write the copy of the CA certificate that ``ca_export`` names, if it names
         one and the proxy is on (:class:`~router.gateway.ca.CAError` if it cannot)."""
         if self.ca is not None and self.settings.ca_export is not None:
+            from router.gateway.ca import export_certificate  # noqa: PLC0415
+
             export_certificate(self.ca.certificate, self.settings.ca_export)
 
     async def start(self) -> None:

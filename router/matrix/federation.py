@@ -34,6 +34,8 @@ from urllib.parse import unquote
 
 from router.matrix.names import key_for_name
 
+ALPN = "matrix"
+"""The session protocol (ALPN) federation requests travel over between nodes."""
 FEDERATION_PREFIX = "/_matrix/federation/"
 DEFAULT_PATHS: tuple[str, ...] = (
     FEDERATION_PREFIX,

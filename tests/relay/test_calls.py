@@ -12,7 +12,7 @@ from pathlib import Path
 from relay import calls as calls_module
 from relay.calls import IDLE_STREAMS_PER_RELAY, STREAM_IDLE_S, RelayCalls
 from relay.protocol import ALPN as RELAY_ALPN
-from relay.service import REQUEST_TIMEOUT_S
+from relay.streams import REQUEST_TIMEOUT_S
 from router.sessions.stream import SessionStream
 from tests.overlay import MemoryOverlay
 
