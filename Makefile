@@ -9,6 +9,10 @@ HOT_PATH := setup.py $(wildcard router/wire/*.py router/routing/*.py) router/lin
 # The core tests also run on the sources alone, from a copy without the compiled modules.
 PURE   := build/pure
 
+# Bytecode caches on: every daemon a test starts would otherwise compile its
+# modules from source again (a tenth of a second each, hundreds of times).
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run check test test-conduit lint typecheck unit unit-pure compiled clean-compiled bench microbench clean
 
 $(STAMP): pyproject.toml

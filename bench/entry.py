@@ -1,4 +1,4 @@
-"""Dispatch of ``python -m bench`` and ``pinewood bench``: ``report`` or ``sim``."""
+"""Dispatch of ``python -m bench`` and ``pinewood bench``: ``report``, ``sim`` or ``startup``."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ from collections.abc import Sequence
 
 from bench.report import main as report_main
 from bench.sim.cli import main as sim_main
+from bench.startup import main as startup_main
 
-COMMANDS = ("report", "sim")
+COMMANDS = ("report", "sim", "startup")
 
 
 def main(argv: Sequence[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
-        print("usage: python -m bench {report,sim} [options]  (--help after the command for its options)")
+        print("usage: python -m bench {report,sim,startup} [options]  (--help after a command: its options)")
         return 2
     if argv[0] == "report":
         return report_main(argv[1:])
+    if argv[0] == "startup":
+        return startup_main(argv[1:])
     return sim_main(argv[1:])

@@ -47,6 +47,7 @@ PROCESS_PATHS = (
     "tests/relay/stores/test_postgres.py",
     "tests/router/daemon/test_keyfile.py",
     "tests/router/daemon/test_metrics.py",
+    "tests/router/daemon/test_startup.py",
     "bench/bench_throughput.py",
     "bench/bench_sessions.py",
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bench.entry import main as bench_main
@@ -18,3 +20,12 @@ def test_pinewood_bench_sim(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "cold on line:4: 4 nodes, 3 edges" in out
     assert "signed and verified" in out
+
+
+def test_startup_measures_a_real_start(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main(["startup", "--runs", "1", "--settle", "0.2"]) == 0
+    out = capsys.readouterr().out
+    match = re.search(r"median of 1: cpu ([0-9.]+) s to the first admin answer, .* rss ([0-9.]+) MiB", out)
+    assert match is not None, out
+    cpu, rss = float(match[1]), float(match[2])
+    assert cpu > 0 and rss > 5  # read from the process, not made up
