@@ -1,0 +1,1 @@
+"""The documents: their links, and what they say of the code."""
