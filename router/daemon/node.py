@@ -142,6 +142,7 @@ class Node:
         )
         self.links: dict[int, PeerLink] = {}
         self.counters: Counter[str] = Counter()
+        self.control_bytes_out: Counter[int] = Counter()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._logged_root: bytes = b""

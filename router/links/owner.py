@@ -8,6 +8,7 @@ it, so the links do not depend on the daemon above them.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -43,6 +44,11 @@ class LinkOwner(Protocol):
 
     @property
     def link_settings(self) -> LinkSettings: ...
+
+    @property
+    def control_bytes_out(self) -> Counter[int]:
+        """Bytes of protocol frames written to every peering, by frame type
+        (the header's type byte): what the node costs its links at rest."""
 
     def admit_handshake(self, link: PeerLink) -> bool:
         """Whether a new connection may go on to its handshake (before any cryptography)."""

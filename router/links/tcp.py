@@ -28,7 +28,7 @@ from router.links.tcp_socket import kernel_queues, tcp_rtt_s, tune_peer_socket
 from router.routing.constants import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
 from router.wire.fastpath import traffic_flow
-from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC
+from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_TYPE_INDEX
 from router.wire.handshake import HANDSHAKE_SIZE, Handshake, handshake_key, parse_handshake
 
 if TYPE_CHECKING:
@@ -238,6 +238,7 @@ class PeerLink(asyncio.Protocol):
             return
         proto = self._proto
         traffic = self.traffic
+        control = self.node.control_bytes_out
         now = monotonic()
         while (proto or traffic) and not self.writing_paused:
             batch: list[bytes] = []
@@ -246,6 +247,7 @@ class PeerLink(asyncio.Protocol):
                 data = proto.popleft()
                 batch.append(data)
                 taken += len(data)
+                control[data[FRAME_TYPE_INDEX]] += len(data)
             self._proto_bytes -= taken
             if taken < WRITE_BATCH_BYTES:
                 taken += traffic.pop_batch(WRITE_BATCH_BYTES - taken, batch, now)

@@ -41,12 +41,23 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 from router.wire.errors import DecodeError, EncodeError
-from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_VERSION, MAX_FRAME_SIZE
+from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_VERSION, MAX_FRAME_SIZE, FrameType
 from router.wire.keys import PUBLIC_KEY_SIZE, PublicKey
 from router.wire.varu64 import decode_varu64, encode_varu64
 
 EXTENSION_FRAME_TYPE = 0x20
 """The frame type of every extension frame (the reference's types end at 4)."""
+
+
+def frame_type_name(kind: int) -> str:
+    """The name of a frame type byte, as counters and the operator's view show it."""
+    if kind == EXTENSION_FRAME_TYPE:
+        return "extension"
+    if kind in FrameType._value2member_map_:
+        return FrameType(kind).name.lower()
+    return f"type {kind}"
+
+
 EXTENSION_BITS = 24
 """Handshake bytes 1-3."""
 

@@ -39,6 +39,8 @@ from router.wire.varu64 import decode_varu64, encode_varu64
 FRAME_MAGIC = b"pine"
 FRAME_VERSION = 0
 FRAME_HEADER_SIZE = 10
+FRAME_TYPE_INDEX = 5
+"""Where in the header the frame type is: magic (4), version (1), type (1), ..."""
 MAX_FRAME_SIZE = 0xFFFF
 """The u16 length field bounds every frame, header included."""
 MAX_HOP_LIMIT = 10
@@ -181,9 +183,9 @@ def check_header(data: bytes | bytearray | memoryview) -> FrameType:
     total = (data[8] << 8) | data[9]
     if total != len(data):
         raise DecodeError(f"frame length field says {total} bytes, got {len(data)}")
-    kind = _FRAME_TYPES[data[5]]
+    kind = _FRAME_TYPES[data[FRAME_TYPE_INDEX]]
     if kind is None:
-        raise DecodeError(f"unknown frame type {data[5]}")
+        raise DecodeError(f"unknown frame type {data[FRAME_TYPE_INDEX]}")
     return kind
 
 

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from relay.stores.base import StoreStats
 from router.daemon.admin.body import Body
 from router.daemon.node import Node
+from router.wire.extension import frame_type_name
 
 PREFIX = "pinewood_"
 
@@ -111,6 +112,13 @@ class NodeCollector(Collector):
             core.stats,
         )
         yield _counter_by("node_events", "Runtime events, by kind.", "event", node.counters)
+        yield _counter_by(
+            "control_bytes_out",
+            "Bytes of protocol frames written to all peerings (keepalives, announcements, "
+            "bootstraps, broadcasts, extension frames), by frame type.",
+            "type",
+            {frame_type_name(kind): count for kind, count in node.control_bytes_out.items()},
+        )
 
     def _peers(self) -> Iterable[Metric]:
         node = self.node

@@ -110,4 +110,8 @@ def test_a_live_node_serves_metrics_the_parser_reads(net: DaemonNet) -> None:
     assert value_of(families["pinewood_peers"]) == 1
     assert value_of(families["pinewood_peer_frames_in"], key=b.key, link_type="tcp") > 0
     assert value_of(families["pinewood_relay_envelopes_stored"]) == 0  # serving, and empty
+    # a's handshake-time announcement went out to b, by its frame type; traffic frames are not control.
+    control = families["pinewood_control_bytes_out"]
+    assert value_of(control, type="tree_announcement") > 0
+    assert all(sample.labels["type"] != "traffic" for sample in control.samples)
     assert families["pinewood_relay_client_events"].type == "counter"

@@ -20,8 +20,10 @@ from router.wire.extension import (
     encode_neighbours_gone,
     encode_path_notice,
     extension_names,
+    frame_type_name,
     is_extension_frame,
 )
+from router.wire.frames import FrameType
 from tests.router.wire.strategies import keys, u64
 
 notices = st.builds(PathNotice, st.sampled_from(list(Direction)), keys, u64)
@@ -128,3 +130,15 @@ def test_a_truncated_neighbours_frame_is_refused(cut: int) -> None:
     short[10:12] = (len(short) - 12).to_bytes(2, "big")
     with pytest.raises(DecodeError, match="truncated"):
         decode_extension(bytes(short))
+
+
+def test_frame_type_names_cover_every_type_and_the_unknown() -> None:
+    assert [frame_type_name(int(t)) for t in FrameType] == [
+        "keepalive",
+        "tree_announcement",
+        "bootstrap",
+        "traffic",
+        "wakeup_broadcast",
+    ]
+    assert frame_type_name(EXTENSION_FRAME_TYPE) == "extension"
+    assert frame_type_name(0x7F) == "type 127"
