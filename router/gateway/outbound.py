@@ -13,19 +13,21 @@ name reach the same node.  Inside a tunnel, TLS from the homeserver is answered
 here with a certificate minted for the name by the local CA, and the HTTP bytes
 inside go onto a session stream with ALPN ``matrix``, as P2P Dendrite sends
 them.  A tunnel whose first byte is not a TLS record is carried as it is.
+
+The requests are parsed by :mod:`router.gateway.proxy_requests`; this module
+reads their bytes, answers and carries the tunnels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
-import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from http import HTTPStatus
+from typing import TypeVar
 
 import structlog
 
@@ -34,8 +36,24 @@ from router.gateway.ca import LocalCA
 from router.gateway.errors import GatewayError
 from router.gateway.inbound import InboundResetCode
 from router.gateway.offline import serve_away
+from router.gateway.proxy_requests import (
+    CONNECT_ESTABLISHED,
+    MAX_REQUEST_HEAD,
+    SOCKS_VERSION,
+    HttpForward,
+    HttpRequestError,
+    Message,
+    SocksAuthMethod,
+    SocksGreetingError,
+    SocksReply,
+    SocksRequestError,
+    parse_http_request,
+    parse_socks_greeting,
+    parse_socks_request,
+    socks_method_selection,
+    socks_reply,
+)
 from router.gateway.tunnel import (
-    CHUNK,
     TLS_HANDSHAKE_RECORD,
     ByteSide,
     IdleTimeout,
@@ -49,6 +67,7 @@ from router.gateway.tunnel import (
 )
 from router.http.connection_table import ConnectionTable
 from router.http.requests import RequestError, RequestReader, error_response
+from router.matrix.federation import ALPN as MATRIX_ALPN
 from router.matrix.names import key_for_name
 from router.sessions.errors import SessionError, SessionTimeout, StreamReset
 from router.sessions.runtime import Sessions
@@ -56,9 +75,9 @@ from router.sessions.stream import SessionStream
 
 log = structlog.get_logger("router.gateway")
 
-MATRIX_ALPN = "matrix"
-MAX_REQUEST_HEAD = 16 * 1024
 HEAD_TIMEOUT_S = 30.0
+"""How long a client has for each message of its request, for its first bytes in a
+tunnel, and for a TLS handshake."""
 FIRST_BYTE_TIMEOUT_S = 10.0
 """A client that has sent nothing this long after connecting is closed."""
 MAX_CLIENTS = 1024
@@ -66,46 +85,6 @@ WELL_KNOWN_PORT = 443
 AWAY_MEMORY_S = 30.0
 """After a node was found away, tunnels to it go straight to its relays for this long."""
 FEDERATION_PORT = 8448
-
-SOCKS_VERSION = 5  # RFC 1928
-
-
-class SocksAuthMethod(IntEnum):
-    """SOCKS5 authentication methods (RFC 1928, section 3)."""
-
-    NO_AUTHENTICATION = 0x00
-    NO_ACCEPTABLE_METHODS = 0xFF
-
-
-class SocksCommand(IntEnum):
-    """SOCKS5 request commands (RFC 1928, section 4); only CONNECT is served."""
-
-    CONNECT = 0x01
-
-
-class SocksAddressType(IntEnum):
-    """How a SOCKS5 request or reply gives an address (RFC 1928, section 5)."""
-
-    IPV4 = 0x01
-    DOMAIN_NAME = 0x03
-    IPV6 = 0x04
-
-
-class SocksReply(IntEnum):
-    """SOCKS5 reply codes (RFC 1928, section 6), those the proxy sends."""
-
-    SUCCEEDED = 0x00
-    GENERAL_FAILURE = 0x01
-    """The node could not carry the request (HTTP's 502)."""
-    NOT_ALLOWED = 0x02
-    """Connection not allowed by ruleset: the name stands for no node key."""
-    HOST_UNREACHABLE = 0x04
-    """No session with the node in time (HTTP's 504)."""
-    CONNECTION_REFUSED = 0x05
-    """The node is busy (HTTP's 503)."""
-    COMMAND_NOT_SUPPORTED = 0x07
-    ADDRESS_TYPE_NOT_SUPPORTED = 0x08
-
 
 SOCKS_REPLY_FOR_STATUS: dict[int, SocksReply] = {
     HTTPStatus.FORBIDDEN: SocksReply.NOT_ALLOWED,
@@ -116,10 +95,25 @@ SOCKS_REPLY_FOR_STATUS: dict[int, SocksReply] = {
 """The SOCKS5 answer to a refusal that HTTP clients get as this status; any
 other status is answered with :attr:`SocksReply.GENERAL_FAILURE`."""
 
+M = TypeVar("M", bound=Message)
 
-def socks_reply(code: SocksReply) -> bytes:
-    """A SOCKS5 reply: version, code, a reserved byte, and 0.0.0.0:0 as the bound address."""
-    return bytes([SOCKS_VERSION, code, 0, SocksAddressType.IPV4]) + bytes(6)
+
+async def read_message(
+    reader: asyncio.StreamReader, data: bytes, parse: Callable[[bytes, bool], M | None]
+) -> tuple[M, bytes]:
+    """Read until ``parse`` finds a whole message in ``data`` and what follows it;
+    the message, and the bytes read past it.  The parser's error (or a timeout)
+    ends it early; reads are of at most :data:`MAX_REQUEST_HEAD` bytes, and the
+    parser refuses more than that without a message, so what is held stays bounded."""
+    ended = False
+    async with asyncio.timeout(HEAD_TIMEOUT_S):
+        while (message := parse(data, ended)) is None:
+            if ended:  # a parser refuses an incomplete message at the end; this is a guard
+                raise asyncio.IncompleteReadError(data, None)
+            more = await reader.read(MAX_REQUEST_HEAD)
+            ended = not more
+            data += more
+    return message, data[message.size :]
 
 
 class ProxyError(GatewayError):
@@ -191,7 +185,7 @@ class OutboundProxy:
             if not first:
                 return
             if first[0] == SOCKS_VERSION:
-                await self._socks5(reader, writer)
+                await self._socks5(first, reader, writer)
             else:
                 await self._http(first, reader, writer)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -337,57 +331,36 @@ class OutboundProxy:
     # ---------------------------------------------------------------- HTTP
 
     async def _http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async def read() -> bytes:
-            return await reader.read(CHUNK)
-
-        requests = RequestReader(read, max_head=MAX_REQUEST_HEAD, max_body=0, prefix=first)
         try:
-            head = await asyncio.wait_for(requests.head(HEAD_TIMEOUT_S), HEAD_TIMEOUT_S)
-        except RequestError as exc:
+            request, rest = await read_message(reader, first, parse_http_request)
+        except HttpRequestError as exc:
             self.counters["refused: bad request"] += 1
             await self._answer(writer, exc.status, str(exc))
             return
-        if head is None:
-            return
-        method = head.method.decode("ascii", "replace")
-        target = head.target.decode("ascii", "replace")
         try:
-            if method == "CONNECT":
-                host, _, port = target.rpartition(":")
-                if not port.isdigit():
-                    raise ProxyError(HTTPStatus.BAD_REQUEST, "CONNECT needs host:port")
-                client = PlainSide(reader, writer, requests.unread())
-                client.answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
-                await self._tunnel(client, host, int(port))
+            if not isinstance(request, HttpForward):  # CONNECT
+                client = PlainSide(reader, writer, rest)
+                client.answer = CONNECT_ESTABLISHED
+                await self._tunnel(client, request.host, request.port)
                 return
-            if not target.startswith("http://"):
-                raise ProxyError(
-                    HTTPStatus.BAD_REQUEST, "only CONNECT and absolute http:// requests are proxied"
-                )
-            authority, _, path = target.removeprefix("http://").partition("/")
-            host = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
             self.clients.busy(writer.transport)
-            stream = await self._open(self._key(host), host)
+            stream = await self._open(self._key(request.host), request.host)
         except ProxyError as exc:
             await self._answer(writer, exc.status, str(exc))
             return
-        # Absolute form: forward it in origin form, one request per connection;
-        # what the client sent past the head (its body) follows as it came.
-        kept = [
-            f"{name.decode('latin-1')}: {value.decode('latin-1')}"
-            for name, value in head.headers.raw_items()
-            if not name.lower().startswith(b"proxy-") and name.lower() not in (b"connection", b"keep-alive")
-        ]
-        version = head.http_version.decode("ascii", "replace")
-        request = "\r\n".join([f"{method} /{path} HTTP/{version}", *kept, "Connection: close", "", ""])
-        stream.write(request.encode("latin-1"))
-        client = PlainSide(reader, writer, requests.unread())
+        await self._forward(request, stream, PlainSide(reader, writer, rest))
+
+    async def _forward(self, request: HttpForward, stream: SessionStream, client: PlainSide) -> None:
+        """Carry a request in absolute form to the node in origin form, one
+        request per connection; what the client sent past the head (its body)
+        follows as it came."""
+        stream.write(request.head)
         try:
             up, down = await pipe(client, StreamSide(stream), self.settings.idle_timeout, spare_a=True)
         except NoAnswer as exc:
-            await self._no_answer(client, host, exc)
+            await self._no_answer(client, request.host, exc)
             return
-        self.counters["bytes to the overlay"] += up + len(request)
+        self.counters["bytes to the overlay"] += up + len(request.head)
         self.counters["bytes from the overlay"] += down
 
     async def _client_side(self, client: PlainSide, host: str) -> ByteSide | None:
@@ -417,35 +390,33 @@ class OutboundProxy:
 
     # ---------------------------------------------------------------- SOCKS5
 
-    async def _socks5(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        count = (await asyncio.wait_for(reader.readexactly(1), HEAD_TIMEOUT_S))[0]
-        methods = await asyncio.wait_for(reader.readexactly(count), HEAD_TIMEOUT_S)
-        if SocksAuthMethod.NO_AUTHENTICATION not in methods:
-            # We offer no authentication: the proxy listens on loopback only.
-            writer.write(bytes([SOCKS_VERSION, SocksAuthMethod.NO_ACCEPTABLE_METHODS]))
+    async def _socks5(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            greeting, rest = await read_message(reader, first, parse_socks_greeting)
+        except SocksGreetingError as exc:
+            self.counters["refused: bad request"] += 1
+            log.info("federation proxy refused a SOCKS5 greeting", reason=str(exc))
+            writer.write(socks_method_selection(SocksAuthMethod.NO_ACCEPTABLE_METHODS))
+            return
+        writer.write(socks_method_selection(greeting.method))
+        if greeting.method is SocksAuthMethod.NO_ACCEPTABLE_METHODS:
             self.counters["refused: socks authentication"] += 1
             return
-        writer.write(bytes([SOCKS_VERSION, SocksAuthMethod.NO_AUTHENTICATION]))
-        version, command, _, kind = await asyncio.wait_for(reader.readexactly(4), HEAD_TIMEOUT_S)
-        if kind == SocksAddressType.DOMAIN_NAME:
-            length = (await reader.readexactly(1))[0]
-            host = (await reader.readexactly(length)).decode("ascii", "replace")
-        elif kind in (SocksAddressType.IPV4, SocksAddressType.IPV6):
-            raw = await reader.readexactly(4 if kind == SocksAddressType.IPV4 else 16)
-            host = str(ipaddress.ip_address(raw))
-        else:
-            await self._socks_reply(writer, SocksReply.ADDRESS_TYPE_NOT_SUPPORTED)
+        try:
+            request, rest = await read_message(reader, rest, parse_socks_request)
+        except SocksRequestError as exc:
+            self.counters["refused: bad request"] += 1
+            log.info("federation proxy refused a SOCKS5 request", reply=exc.reply.name, reason=str(exc))
+            await self._socks_reply(writer, exc.reply)
             return
-        port = struct.unpack("!H", await reader.readexactly(2))[0]
-        if version != SOCKS_VERSION or command != SocksCommand.CONNECT:
-            await self._socks_reply(writer, SocksReply.COMMAND_NOT_SUPPORTED)
-            return
-        client = PlainSide(reader, writer)
+        client = PlainSide(reader, writer, rest)
         client.answer = socks_reply(SocksReply.SUCCEEDED)
         try:
-            await self._tunnel(client, host, port)
+            await self._tunnel(client, request.host, request.port)
         except ProxyError as exc:
-            log.info("federation proxy refused a request", host=host, port=port, reason=str(exc))
+            log.info(
+                "federation proxy refused a request", host=request.host, port=request.port, reason=str(exc)
+            )
             await self._socks_reply(
                 writer, SOCKS_REPLY_FOR_STATUS.get(exc.status, SocksReply.GENERAL_FAILURE)
             )

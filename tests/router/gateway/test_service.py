@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from router.gateway.outbound import SocksReply
+from router.gateway.proxy_requests import SocksReply
 from router.gateway.service import Gateway, GatewaySettings
 from router.matrix.names import server_name
 from tests.overlay import MemoryNode, MemoryOverlay
