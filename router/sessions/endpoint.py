@@ -68,6 +68,7 @@ from router.sessions.records import (
     SessionDown,
     SessionEvent,
     SessionSetAside,
+    SessionState,
     SessionUp,
     StreamAborted,
     StreamData,
@@ -119,9 +120,9 @@ class Endpoint:
     # ------------------------------------------------------------ queries
 
     def find(self, key: bytes, alpn: str) -> Session | None:
-        """The live session with ``key`` for ``alpn``, established or connecting."""
+        """The live session with ``key`` for ``alpn``: connecting, established or being probed."""
         session = self._by_peer.get((key, alpn))
-        return session if session is not None and not session.closed and not session.set_aside else None
+        return session if session is not None and session.is_live else None
 
     def events(self) -> list[SessionEvent]:
         events, self._events = self._events, []
@@ -220,7 +221,7 @@ class Endpoint:
         if len(self.sessions) >= self.limits.max_sessions:
             self.drops["session limit reached"] += 1
             return None
-        handshaking = sum(1 for s in self.sessions if s.key == source and not s.established)
+        handshaking = sum(1 for s in self.sessions if s.key == source and not s.was_established)
         if handshaking >= self.limits.max_handshaking_per_key:
             self.drops["too many handshakes from one key"] += 1
             return None
@@ -239,15 +240,17 @@ class Endpoint:
     def needs_probe(self, session: Session, now: float) -> bool:
         """Whether ``session`` has been quiet long enough that it should answer a
         probe before it is trusted with a new stream."""
-        if not session.established or session.closed or session.probing or session.set_aside:
+        if session.state is not SessionState.ESTABLISHED:
             return False
         return now - session.last_heard_at > max(PROBE_IDLE_S, 4 * (session.rtt_s or 0.0))
 
     def probe(self, session: Session, now: float) -> None:
         """Ask the other side for an answer (a PING of the probe's own): :class:`SessionAlive`
-        when that PING is acknowledged, or the session closes at the deadline."""
-        if session.closed or session.probing:
+        when that PING is acknowledged, or the session closes at the deadline.  Only an
+        established session is probed: one being probed already, or not up, is left as it is."""
+        if session.state is not SessionState.ESTABLISHED:
             return
+        session.move_to(SessionState.PROBING)
         self._probe_pings += 1
         session.probe_ping = self._probe_pings
         session.connection.send_ping(session.probe_ping)
@@ -258,7 +261,7 @@ class Endpoint:
     def send(self, session: Session, stream_id: int, data: bytes, end: bool = False) -> bool:
         """Queue ``data`` on the stream; False if the stream can no longer send
         (its session closed, or the other side stopped it or it was finished)."""
-        if session.closed:
+        if session.is_closed:
             return False
         try:
             session.connection.send_stream_data(stream_id, data, end_stream=end)
@@ -288,7 +291,7 @@ class Endpoint:
         self, session: Session, stream_id: int, error_code: int = StreamResetCode.ABORTED
     ) -> None:
         """Reset our sending side and ask the peer to stop sending; forget the stream."""
-        if not session.closed and stream_id in session.streams:
+        if not session.is_closed and stream_id in session.streams:
             connection = session.connection
             # Either side may already have finished, which aioquic reports as ValueError.
             with contextlib.suppress(ValueError):
@@ -310,7 +313,7 @@ class Endpoint:
             session.next_ping_at = float("inf")
 
     def close(self, session: Session, reason: str, now: float, error: CloseCode = CloseCode.NO_ERROR) -> None:
-        if session.closed:
+        if session.is_closed:
             return
         session.connection.close(error_code=error, reason_phrase=reason[:100])
         self._closed(session, reason)
@@ -341,22 +344,22 @@ class Endpoint:
             timer = session.connection.get_timer()
             if timer is not None and timer < deadline:
                 deadline = timer
-            if not session.established and not session.closed:
+            if session.state is SessionState.CONNECTING:
                 deadline = min(deadline, session.connect_deadline)
             deadline = min(deadline, session.next_ping_at, session.probe_deadline)
         return deadline
 
     def handle_timer(self, now: float) -> None:
         for session in list(self.sessions):
-            if not session.established and not session.closed and now >= session.connect_deadline:
+            if session.state is SessionState.CONNECTING and now >= session.connect_deadline:
                 self.close(session, UNREACHABLE, now)
-            if session.probing and not session.closed and now >= session.probe_deadline:
+            if session.state is SessionState.PROBING and now >= session.probe_deadline:
                 self._probe_unanswered(session, now)
             timer = session.connection.get_timer()
             if timer is not None and now >= timer:
                 session.connection.handle_timer(now)
                 self._dirty.add(session)
-            if session.established and not session.closed and now >= session.next_ping_at:
+            if session.is_up and now >= session.next_ping_at:
                 session.connection.send_ping(0)
                 session.next_ping_at = now + KEEPALIVE_S
                 self._dirty.add(session)
@@ -390,8 +393,8 @@ class Endpoint:
             del self._by_peer[(session.key, session.alpn)]
 
     def _closed(self, session: Session, reason: str) -> None:
-        if not session.closed:
-            session.closed = True
+        if not session.is_closed:
+            session.move_to(SessionState.CLOSED if session.was_established else SessionState.FAILED)
             session.close_reason = reason
             session.next_ping_at = float("inf")
             session.probe_deadline = float("inf")
@@ -407,7 +410,7 @@ class Endpoint:
             self.close(session, NO_ANSWER_TO_PROBE, now)
             return
         self.counters["sessions set aside: no answer to a probe"] += 1
-        session.set_aside = True
+        session.move_to(SessionState.SET_ASIDE)
         if self._by_peer.get((session.key, session.alpn)) is session:
             del self._by_peer[(session.key, session.alpn)]
         self._events.append(SessionSetAside(session))
@@ -420,7 +423,7 @@ class Endpoint:
         connection = session.connection
         while (event := connection.next_event()) is not None:
             if isinstance(event, StreamDataReceived):
-                if session.closed:
+                if session.is_closed:
                     continue
                 if event.stream_id not in session.streams:
                     # A new stream only if the peer opened it, bidirectional, and
@@ -432,7 +435,7 @@ class Endpoint:
                         not peer_opened
                         or event.stream_id & 2
                         or event.stream_id in session.done_streams
-                        or not session.established
+                        or not session.is_up
                     ):
                         continue
                     session.streams.add(event.stream_id)
@@ -454,7 +457,8 @@ class Endpoint:
                 # The probe is answered when its own PING is acknowledged: not by
                 # any datagram (one of another run's connection would do), nor by
                 # a late packet sent before the probe.
-                if session.probing and event.uid == session.probe_ping:
+                if session.state is SessionState.PROBING and event.uid == session.probe_ping:
+                    session.move_to(SessionState.ESTABLISHED)
                     session.probe_deadline = float("inf")
                     self._events.append(SessionAlive(session))
             elif isinstance(event, ConnectionTerminated):
@@ -485,7 +489,7 @@ class Endpoint:
             session.alpn = alpn
             # Newest wins for future streams; an older session keeps its streams.
             self._by_peer[(session.key, alpn)] = session
-        session.established = True
+        session.move_to(SessionState.ESTABLISHED)
         if session.connection.enlarge_datagrams(OVERLAY_DATAGRAM_BYTES):
             self.counters["sessions sending overlay-sized datagrams"] += 1
         self._events.append(SessionUp(session))

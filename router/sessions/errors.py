@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from router.sessions.records import SessionState
+
 
 class SessionError(Exception):
     """A session could not be opened, or a stream broke."""
@@ -19,4 +24,18 @@ class StreamReset(SessionError):
         self.code = code
 
 
-__all__ = ["SessionError", "SessionTimeout", "StreamReset"]
+class SessionStateError(SessionError):
+    """A session was asked to make a move its state does not allow: a fault of
+    this node's own code, never of what the other side sent."""
+
+    def __init__(self, current: SessionState, target: SessionState) -> None:
+        super().__init__(f"a session that is {_name(current)} cannot become {_name(target)}")
+        self.current = current
+        self.target = target
+
+
+def _name(state: SessionState) -> str:
+    return state.name.lower().replace("_", " ")
+
+
+__all__ = ["SessionError", "SessionStateError", "SessionTimeout", "StreamReset"]

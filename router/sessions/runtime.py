@@ -27,6 +27,7 @@ from router.sessions.records import (
     SessionAlive,
     SessionDown,
     SessionSetAside,
+    SessionState,
     SessionUp,
     StreamAborted,
     StreamData,
@@ -118,14 +119,10 @@ class Sessions:
 
     def trusted(self, session: Session) -> bool:
         """Whether a new request may go on ``session`` without a probe, as
-        :meth:`open_stream` would send it: up, not set aside, not being
-        probed, and heard from lately."""
-        return (
-            session.established
-            and not session.closed
-            and not session.set_aside
-            and not session.probing
-            and not self.endpoint.needs_probe(session, self.loop.time())
+        :meth:`open_stream` would send it: established (neither probed nor set
+        aside) and heard from lately."""
+        return session.state is SessionState.ESTABLISHED and not self.endpoint.needs_probe(
+            session, self.loop.time()
         )
 
     async def open_stream(self, key: bytes, alpn: str, timeout: float | None = None) -> SessionStream:
@@ -151,7 +148,8 @@ class Sessions:
             if self.endpoint.needs_probe(session, now):
                 self.endpoint.probe(session, now)  # quiet for a while: is it still there?
             self._kick()
-            if not session.established or session.probing:
+            if session.state in (SessionState.CONNECTING, SessionState.PROBING):
+                # The handshake, or the probe, has yet to be answered.
                 waiter: asyncio.Future[None] = self.loop.create_future()
                 self._waiters.setdefault(session, []).append(waiter)
                 try:
@@ -161,10 +159,9 @@ class Sessions:
                     raise SessionTimeout(
                         f"no session with {key.hex()} within {limit:g} s (unreachable or offline)"
                     ) from None
-            if session.closed or session.set_aside:
-                if session.established:
-                    # It went away under us, or did not answer its probe: a fresh one.
-                    continue
+            if session.state in (SessionState.CLOSED, SessionState.SET_ASIDE):
+                continue  # it went away under us, or did not answer its probe: a fresh one
+            if session.state is SessionState.FAILED:
                 if session.close_reason == UNREACHABLE:
                     raise SessionTimeout(f"no session with {key.hex()}: {UNREACHABLE}")
                 raise SessionError(f"session with {key.hex()} failed: {session.close_reason}")

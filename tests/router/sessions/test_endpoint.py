@@ -26,6 +26,7 @@ from router.sessions.records import (
     SessionAlive,
     SessionDown,
     SessionSetAside,
+    SessionState,
     SessionUp,
     StreamAborted,
     StreamData,
@@ -97,7 +98,7 @@ def test_forged_destination_certificate_is_refused() -> None:
     assert not any(isinstance(e, SessionUp) for e in net.events[0])
     down = [e for e in net.events[0] if isinstance(e, SessionDown)]
     assert len(down) == 1 and "does not name the key" in down[0].reason
-    assert session.closed and not session.established
+    assert session.state is SessionState.FAILED
     assert net.endpoints[0].drops["certificate names another key"] == 1
 
 
@@ -110,7 +111,7 @@ def test_dialler_whose_certificate_is_not_its_source_key_is_refused() -> None:
     net.run(1.0)
     assert not any(isinstance(e, SessionUp) for e in net.events[1])
     assert net.endpoints[1].drops["certificate names another key"] == 1
-    assert not net.endpoints[1].sessions or all(s.closed for s in net.endpoints[1].sessions)
+    assert not net.endpoints[1].sessions or all(s.is_closed for s in net.endpoints[1].sessions)
 
 
 def test_unreachable_key_fails_within_the_connect_timeout() -> None:
@@ -121,7 +122,7 @@ def test_unreachable_key_fails_within_the_connect_timeout() -> None:
     net.run(5.0)
     down = [e for e in net.events[0] if isinstance(e, SessionDown)]
     assert len(down) == 1 and "unreachable" in down[0].reason
-    assert session.closed
+    assert session.state is SessionState.FAILED
     assert net.endpoints[0].find(net.key(1), "matrix") is None
     # It gave up at the deadline, not before.
     assert session.connect_deadline == started + 3.0
@@ -132,7 +133,7 @@ def test_protocol_the_other_side_does_not_speak_fails() -> None:
     net.endpoints[0].alpns.append("other")
     session = net.endpoints[0].connect(net.key(1), "other", net.now)
     net.run(1.0)
-    assert session.closed and not session.established
+    assert session.state is SessionState.FAILED
     assert not any(isinstance(e, SessionUp) for e in net.events[1])
 
 
@@ -148,8 +149,8 @@ def test_idle_session_closes_and_open_stream_keeps_it_alive() -> None:
     busy_net.endpoints[0].send(busy, 0, b"x")
     net.run(IDLE_TIMEOUT_S + 5)
     busy_net.run(IDLE_TIMEOUT_S * 4)
-    assert idle.closed and idle not in a.sessions
-    assert not busy.closed and busy.established
+    assert idle.state is SessionState.CLOSED and idle not in a.sessions
+    assert busy.state is SessionState.ESTABLISHED
 
 
 def test_reader_that_stops_reading_bounds_what_waits() -> None:
@@ -239,19 +240,19 @@ def test_a_node_that_restarted_resets_the_sessions_of_its_last_run() -> None:
     a = net.endpoints[0]
     session = a.connect(net.key(1), "matrix", net.now)
     net.run(0.2)
-    assert session.established
+    assert session.state is SessionState.ESTABLISHED
     restart(net, 1)
     net.run(2.0)
     assert a.needs_probe(session, net.now)  # quiet for longer than PROBE_IDLE_S
     a.probe(session, net.now)
     net.run(0.05)  # one round trip: the probe out, the stateless reset back
-    assert session.closed and session.close_reason == RESET_BY_PEER
+    assert session.is_closed and session.close_reason == RESET_BY_PEER
     assert net.endpoints[1].drops["for no known session (answered with a stateless reset)"] >= 1
     assert a.find(net.key(1), "matrix") is None
     # A fresh session comes up at once.
     fresh = a.connect(net.key(1), "matrix", net.now)
     net.run(0.2)
-    assert fresh is not session and fresh.established
+    assert fresh is not session and fresh.state is SessionState.ESTABLISHED
 
 
 def test_a_probe_without_an_answer_closes_the_session() -> None:
@@ -263,9 +264,9 @@ def test_a_probe_without_an_answer_closes_the_session() -> None:
     net.run(2.0)
     a.probe(session, net.now)
     net.run(PROBE_TIMEOUT_S / 2)
-    assert not session.closed
+    assert session.state is SessionState.PROBING
     net.run(PROBE_TIMEOUT_S)
-    assert session.closed and session.close_reason == NO_ANSWER_TO_PROBE
+    assert session.is_closed and session.close_reason == NO_ANSWER_TO_PROBE
     assert a.counters["sessions closed: no answer to a probe"] == 1
 
 
@@ -286,7 +287,7 @@ def test_a_probe_is_answered_only_by_the_acknowledgement_of_its_ping() -> None:
         net.run(PROBE_TIMEOUT_S / 4)
     assert session.last_heard_at == heard  # nothing that decrypted
     net.run(PROBE_TIMEOUT_S)
-    assert session.closed and session.close_reason == NO_ANSWER_TO_PROBE
+    assert session.state is SessionState.CLOSED and session.close_reason == NO_ANSWER_TO_PROBE
     assert not any(isinstance(e, SessionAlive) and e.session is session for e in net.events[0])
 
 
@@ -298,11 +299,11 @@ def test_a_live_session_answers_its_probe_and_stays() -> None:
     assert a.needs_probe(session, net.now)
     a.probe(session, net.now)
     net.run(0.05)
-    assert not session.closed and not session.probing
+    assert session.state is SessionState.ESTABLISHED
     assert any(isinstance(e, SessionAlive) and e.session is session for e in net.events[0])
     assert not a.needs_probe(session, net.now)  # just heard from
     net.run(PROBE_TIMEOUT_S * 2)
-    assert not session.closed
+    assert session.state is SessionState.ESTABLISHED
 
 
 def test_a_new_session_from_a_key_has_the_older_ones_probed() -> None:
@@ -316,14 +317,14 @@ def test_a_new_session_from_a_key_has_the_older_ones_probed() -> None:
     net.endpoints[0].connect(net.key(1), "matrix", net.now)
     net.run(0.2)
     new = b.find(net.key(0), "matrix")
-    assert new is not None and new is not old and new.established
-    assert old.probing  # b probed its quiet session with the old node 0
+    assert new is not None and new is not old and new.state is SessionState.ESTABLISHED
+    assert old.state is SessionState.PROBING  # b probed its quiet session with the old node 0
     # The old session was one node 0 dialled: QUIC gives a client's first
     # connection ID no reset token, so the new node 0 cannot reset it; the
     # probe's deadline ends it.
     net.run(PROBE_TIMEOUT_S + 0.1)
-    assert old.closed and old.close_reason == NO_ANSWER_TO_PROBE
-    assert not new.closed
+    assert old.is_closed and old.close_reason == NO_ANSWER_TO_PROBE
+    assert new.state is SessionState.ESTABLISHED
 
 
 def test_stateless_resets_are_smaller_than_what_caused_them_and_budgeted() -> None:
@@ -351,14 +352,15 @@ def test_a_session_with_streams_open_that_misses_a_probe_is_set_aside_not_closed
     net.run(2.0)
     a.probe(session, net.now)
     net.run(PROBE_TIMEOUT_S + 0.1)
-    assert not session.closed and session.set_aside and stream in session.streams
+    assert session.state is SessionState.SET_ASIDE and stream in session.streams
     assert a.counters["sessions set aside: no answer to a probe"] == 1
     assert a.find(net.key(1), "matrix") is None  # new streams go on a fresh session
     assert any(isinstance(e, SessionSetAside) and e.session is session for e in net.events[0])
     net.offline.clear()
     fresh = a.connect(net.key(1), "matrix", net.now)
     net.run(0.2)
-    assert fresh is not session and fresh.established and not session.closed
+    assert fresh is not session and fresh.state is SessionState.ESTABLISHED
+    assert session.state is SessionState.SET_ASIDE
 
 
 def sizes_sent(net: Net) -> list[int]:
