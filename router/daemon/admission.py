@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from router.daemon.holdoff import HoldOffs
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.wire.keys import PublicKey
 
 MAX_RATE_BUCKETS = 65536

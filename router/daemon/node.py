@@ -38,7 +38,7 @@ from router.gateway.errors import GatewayError
 from router.gateway.service import Gateway, GatewaySettings
 from router.gateway.shares import ShareLimits
 from router.links.owner import LinkSettings
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from router.daemon.redial import RECONNECT_MIN_S, RedialSchedule, Uniform
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
 from router.tasks import stop_tasks
 

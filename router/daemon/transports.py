@@ -1,7 +1,7 @@
 """The node's listeners for every kind of peering, and dialling out by URI.
 
 TCP, TLS, QUIC, WebSocket and WebSocket over TLS all end in a
-:class:`~router.links.tcp.PeerLink` handed to the link owner (the node), which
+:class:`~router.links.peer.PeerLink` handed to the link owner (the node), which
 runs the same handshake and frames on each.  TLS contexts are made from the
 node's key on first use.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from router.links.owner import LinkOwner
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI
 from router.quic.errors import QuicEngineError
 from router.routing.constants import LINK_TYPE_MULTICAST

@@ -1,4 +1,4 @@
-"""The part of an asyncio transport that :class:`~router.links.tcp.PeerLink`
+"""The part of an asyncio transport that :class:`~router.links.peer.PeerLink`
 uses, for carriers that are not sockets (a QUIC stream, a WebSocket)."""
 
 from __future__ import annotations

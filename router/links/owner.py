@@ -16,7 +16,7 @@ from router.links.queues import CODEL_TARGET_S
 from router.wire.keys import Identity, PublicKey
 
 if TYPE_CHECKING:
-    from router.links.tcp import PeerLink
+    from router.links.peer import PeerLink
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,7 @@
-"""A peering over a byte stream (TCP): handshake, frame reassembly, batched writes.
+"""A peering, whatever carries it: handshake, frame reassembly, batched writes.
+
+TCP and TLS connections are one directly; WebSocket and QUIC peerings reach it
+through :mod:`router.links.adapter`.
 
 Both sides send their 104-byte handshake at once; the other side's must arrive
 within the handshake deadline and verify, else the connection is closed.  Then

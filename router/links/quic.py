@@ -4,7 +4,7 @@ One QUIC connection per peering, TLS 1.3 inside with the same certificate form
 as the TLS peerings (made from the node's ed25519 key) and an ALPN of our own;
 one bidirectional stream, opened by the dialler, carries exactly what a TCP
 peering carries (the Pinecone handshake, then frames), handed to the same
-:class:`~router.links.tcp.PeerLink` through a transport adapter.  The dialler
+:class:`~router.links.peer.PeerLink` through a transport adapter.  The dialler
 checks that the server's certificate names the key the inner handshake proves.
 
 The connection is the QUIC engine's business (:mod:`router.quic`: aioquic or
@@ -21,7 +21,7 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 from router.links.adapter import CarrierTransport
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.links.tls import certificate_pem
 from router.quic.engines import PeeringCredentials, PeeringEngine, PeeringListener, dial, listen
 from router.quic.peering import PeeringConnection, PeeringHandler

@@ -2,7 +2,7 @@
 
 Binary messages carry the same byte stream as TCP (handshake, then frames);
 message boundaries mean nothing and the reader concatenates.  The stream is
-handed to the same :class:`~router.links.tcp.PeerLink` protocol through a small
+handed to the same :class:`~router.links.peer.PeerLink` protocol through a small
 adapter that looks like an asyncio transport: writes become binary messages
 (one per flush, so batching is kept), with pause/resume of writing driven by
 how much is still unsent, and reading pauses between messages.
@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from router.links.adapter import CarrierTransport
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.links.tcp_socket import tcp_rtt_s, tune_peer_socket
 
 MAX_MESSAGE_BYTES = 1 << 20

@@ -16,7 +16,7 @@ from bench.daemons import DaemonNet, wait_until
 from router.daemon.admin.metrics import metrics_text
 from router.daemon.node import Node
 from router.http.connection_table import ConnectionTable
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.wire.keys import PublicKey
 from tests.router.daemon.test_admin import exchange, get, with_node
 

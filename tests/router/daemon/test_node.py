@@ -12,7 +12,7 @@ from typing import Any, cast
 from router.daemon.config import load_config
 from router.daemon.delivery import PING_PREFIX, PONG_PREFIX
 from router.daemon.node import SENT_TO_CLOSED, UNHANDLED_FROM_CLOSED, UNSENT_AT_CLOSE, Node
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.routing.outputs import Deliver, Output, SendFrame
 from router.wire.keys import Identity
 

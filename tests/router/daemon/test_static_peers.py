@@ -8,7 +8,7 @@ from typing import cast
 
 from router.daemon.redial import FIRST_REDIAL_MIN_S
 from router.daemon.static_peers import StaticPeers
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.links.uri import PeerURI
 
 URI = "tcp://127.0.0.1:9"

@@ -6,7 +6,7 @@ import asyncio
 import os
 from typing import cast
 
-from router.links.tcp import PeerLink
+from router.links.peer import PeerLink
 from router.links.websocket import SEND_MESSAGE_BYTES, Connection, WebSocketTransport
 
 
