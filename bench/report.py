@@ -5,12 +5,14 @@ Sections, each runnable alone with ``--only`` (a comma-separated list):
 ``sim``         simulator scenarios (:mod:`bench.sim`), with PNG plots
 ``throughput``  the process chain for every link type (:mod:`bench.throughput`)
 ``sessions``    QUIC sessions through the gateway (:mod:`bench.sessions`)
-``relay``       relay load, if a ``bench.relay`` module exists (skipped with a note if not)
+``relay``       relay load (:mod:`bench.relay`)
 ``hostile``     attacks on a node while its good peers ping through it (:mod:`bench.hostile`)
 ``fuzz``        coverage-guided fuzzing of the wire decoders (:mod:`bench.fuzz`)
 ``testbed``     real processes on emulated links, Pinewood beside the Go reference (:mod:`bench.testbed`)
 ``federation``  two Synapses across the testbed, through Pinewood and directly
                 (:mod:`bench.testbed.federation`)
+``node``        one node's start-up and memory, and a network's cost at rest
+                (:mod:`bench.startup`, :mod:`bench.idle`)
 
 Every section keeps its figures in ``<out>/<section>.json``; the report is
 written from all of them, so a section that is not re-run keeps its last
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report_hostile import render_hostile
+from bench.report_node import previous_node, render_node, run_node
 from bench.report_text import render
 from bench.sim import plots
 from bench.sim.runner import simulate
@@ -45,7 +47,7 @@ from router.wire.extension import Extension
 
 EXTENDED = Extension.PATH_REPAIR | Extension.LOOKAHEAD
 """Pinewood's routing extensions, as a daemon announces them by default."""
-SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed", "federation")
+SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed", "federation", "node")
 LINKS = ("tcp", "tls", "quic", "ws")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 Progress = Callable[[str], None]
@@ -189,14 +191,21 @@ def previous_throughput(path: Path) -> dict[str, Any] | None:
     return {"measured": old.get("measured", "?"), "links": rows}
 
 
+def _stored(path: Path) -> dict[str, Any] | None:
+    """A section's stored figures, or None if there are none (or unreadable)."""
+    try:
+        stored: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return stored
+
+
 def run_sessions(quick: bool, say: Progress) -> dict[str, Any]:
     args = ["--runs", "1", "--seconds", "1", "--clients", "2"] if quick else []
     return _module_json("bench.sessions", args, say)
 
 
 def run_relay(quick: bool, say: Progress) -> dict[str, Any]:
-    if importlib.util.find_spec("bench.relay") is None:
-        return {"skipped": "no bench.relay module in this tree"}
     return _module_json("bench.relay", ["--quick"] if quick else [], say)
 
 
@@ -289,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fuzz": lambda: run_fuzz(args.quick, say),
         "testbed": lambda: run_testbed(args.quick, out, say),
         "federation": lambda: run_federation(out, say),
+        "node": lambda: run_node(args.quick),
     }
     for section in [] if args.render else only:
         started = time.perf_counter()
@@ -302,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if section == "throughput":
             figures["previous"] = previous_throughput(out / "throughput.json")
+        if section == "node":
+            figures["previous"] = previous_node(_stored(out / "node.json"))
         (out / f"{section}.json").write_text(json.dumps({**stamp, **figures}, indent=1), encoding="utf-8")
     stored = {
         s: json.loads((out / f"{s}.json").read_text(encoding="utf-8"))
@@ -312,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hostile = render_hostile(stored)
     if hostile:
         text += "\n" + "\n".join(hostile).rstrip() + "\n"
+    node = render_node(stored)
+    if node:
+        text += "\n" + "\n".join(node).rstrip() + "\n"
     testbed = render_testbed(stored) + render_federation(stored)
     if testbed:
         text += "\n" + "\n".join(testbed).rstrip() + "\n"
