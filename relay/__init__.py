@@ -1,1 +1,1 @@
-"""Pinewood's store-and-forward relay for offline nodes (not built yet)."""
+"""The store-and-forward relay: sealed envelopes kept for nodes that are away, and its client."""

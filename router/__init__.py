@@ -1,3 +1,3 @@
-"""Pinewood's router: the Pinecone-compatible overlay routing layer."""
+"""Pinewood's node: wire codec, routing core, links, sessions, gateway, daemon."""
 
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The daemon: ``pinewood run``, the node around the routing core, its peers and admin API."""

@@ -1,0 +1,1 @@
+"""What the HTTP servers share: bounded request reading, error answers, a connection table."""
