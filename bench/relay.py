@@ -41,6 +41,8 @@ from typing import Any
 
 from bench.postgres import postgres_url
 from bench.throughput import api, free_port
+from relay.errors import CallError
+from relay.messages import Ack, Deposit, Fetch, Refused, Register
 from relay.protocol import ProtocolError
 from relay.stores import open_store
 from relay.stores.base import Quota, secret_hash
@@ -48,7 +50,6 @@ from relay.streams import call
 from router.daemon.config import NodeConfig
 from router.daemon.logs import configure_logging
 from router.daemon.node import Node
-from router.sessions.errors import SessionError
 from router.wire.keys import Identity
 
 BODY_BYTES = 1024
@@ -110,13 +111,8 @@ async def client_node(peer: str, workdir: Path) -> Node:
 async def wait_for_relay(node: Node, relay: bytes, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(SessionError, TimeoutError, ProtocolError):
-            await call(
-                node.sessions,
-                relay,
-                {"op": "fetch", "mailbox": bytes(16), "secret": bytes(32), "limit": 1},
-                2.0,
-            )
+        with contextlib.suppress(CallError, ProtocolError):
+            await call(node.sessions, relay, Fetch(bytes(16), bytes(32), 1), 2.0)
             return
         if time.monotonic() > deadline:
             raise RuntimeError("the relay did not answer")
@@ -128,13 +124,8 @@ async def mailbox(node: Node, relay: bytes, state: Path) -> tuple[bytes, bytes]:
         saved = json.loads(state.read_text())
         return bytes.fromhex(saved["mailbox"]), bytes.fromhex(saved["secret"])
     box, secret = os.urandom(16), os.urandom(32)
-    answer = await call(
-        node.sessions,
-        relay,
-        {"op": "register", "mailbox": box, "secret": secret, "expires": int(time.time()) + 86400},
-        CALL_TIMEOUT_S,
-    )
-    if not answer.get("ok"):
+    answer = await call(node.sessions, relay, Register(box, secret, int(time.time()) + 86400), CALL_TIMEOUT_S)
+    if isinstance(answer, Refused):
         raise RuntimeError(f"register refused: {answer}")
     state.write_text(json.dumps({"mailbox": box.hex(), "secret": secret.hex()}))
     return box, secret
@@ -169,26 +160,20 @@ async def load(
                     if stop.is_set():
                         return
                     envelope_id = os.urandom(16)
-                    request = {
-                        "op": "deposit",
-                        "mailbox": box,
-                        "id": envelope_id,
-                        "expires": int(time.time()) + 86400,
-                        "body": body,
-                    }
+                    request = Deposit(box, envelope_id, int(time.time()) + 86400, body)
                     try:
                         answer = await node.relay_client.calls.call(relay, request, CALL_TIMEOUT_S)
-                    except (SessionError, TimeoutError, ProtocolError):
+                    except (CallError, ProtocolError):
                         outcomes["failed"] += 1
                         stop.set()  # the relay went away: stop, as a sender would
                         return
-                    if answer.get("ok"):
+                    if isinstance(answer, Refused):
+                        outcomes[str(answer.code)] += 1
+                    else:
                         acked += 1
                         outcomes["ok"] += 1
                         if report:
                             print(f"ACK {envelope_id.hex()}", flush=True)
-                    else:
-                        outcomes[str(answer.get("code"))] += 1
 
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -208,21 +193,13 @@ async def fetch(peer: str, relay: bytes, state: Path) -> None:
             await wait_for_relay(node, relay)
             box, secret = await mailbox(node, relay, state)
             while True:
-                answer = await call(
-                    node.sessions,
-                    relay,
-                    {"op": "fetch", "mailbox": box, "secret": secret, "limit": 100},
-                    30.0,
-                )
-                envelopes = answer.get("envelopes") or []
-                if not envelopes:
+                answer = await call(node.sessions, relay, Fetch(box, secret, 100), 30.0)
+                if isinstance(answer, Refused) or not answer.envelopes:
                     break
-                for envelope_id, _, _ in envelopes:
+                ids = tuple(e.envelope_id for e in answer.envelopes)
+                for envelope_id in ids:
                     print(f"ID {envelope_id.hex()}", flush=True)
-                ids = [e[0] for e in envelopes]
-                await call(
-                    node.sessions, relay, {"op": "ack", "mailbox": box, "secret": secret, "ids": ids}, 30.0
-                )
+                await call(node.sessions, relay, Ack(box, secret, ids), 30.0)
             print("DONE", flush=True)
         finally:
             await node.stop()

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-from relay.protocol import ALPN, ProtocolError, decode_body, encode
-from relay.streams import read_message
-from router.sessions.errors import SessionError
+from relay.errors import SessionLost
+from relay.messages import A, Refused, Request
+from relay.protocol import ALPN, ProtocolError
+from relay.streams import asking, exchange
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
 
@@ -46,33 +46,29 @@ class RelayCalls:
         self.streams_opened = 0
         self.streams_reused = 0
 
-    async def call(self, relay: bytes, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def call(self, relay: bytes, request: Request[A], timeout: float) -> A | Refused:
         """The relay's answer to ``request`` (which may be an error answer);
-        :class:`SessionError`, :class:`ProtocolError` or :class:`TimeoutError`
-        if there is none."""
+        :class:`~relay.errors.CallError` or :class:`ProtocolError` if there is none."""
         started = self.clock()
         stream = self._take(relay)
         if stream is not None:
             self.streams_reused += 1
             try:
                 return await self._exchange(relay, stream, request, timeout)
-            except (SessionError, ProtocolError):
+            except (SessionLost, ProtocolError):
                 pass  # the kept stream was dead: once more, on a fresh one (not after a timeout)
             timeout = max(0.0, timeout - (self.clock() - started))
-        stream = await self.sessions.open_stream(relay, ALPN, timeout)
+        with asking(timeout):
+            stream = await self.sessions.open_stream(relay, ALPN, timeout)
         self.streams_opened += 1
         return await self._exchange(relay, stream, request, timeout)
 
     async def _exchange(
-        self, relay: bytes, stream: SessionStream, request: dict[str, Any], timeout: float
-    ) -> dict[str, Any]:
+        self, relay: bytes, stream: SessionStream, request: Request[A], timeout: float
+    ) -> A | Refused:
         answered = False
         try:
-            stream.write(encode(request))
-            body = await read_message(stream, answer=True, timeout=timeout)
-            if body is None:
-                raise ProtocolError("no-answer", "the relay closed the stream without answering")
-            answer = decode_body(body, answer=True)
+            answer = await exchange(stream, request, timeout)
             answered = True
             return answer
         finally:

@@ -22,22 +22,20 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import msgpack
 import structlog
 
 from relay.calls import RelayCalls
 from relay.envelope import EnvelopeError, new_id, open_envelope, seal, seal_to
-from relay.errors import RelayError
+from relay.errors import CallError, RelayError
 from relay.homeserver import Outcome, ReplayPolicy, deliver
 from relay.inbox import Inbox, InboxError
 from relay.lookups import RecordLookups
 from relay.mailboxes import load_mailboxes
+from relay.messages import Ack, Deposit, Fetch, Forward, Refused, Register, Sealed, encode_sealed_deposit
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.protocol import ProtocolError
 from relay.records import PREFIX, RelayEntry, RelayRecord, make_record
-from router.sessions.errors import SessionError
 from router.sessions.runtime import Sessions
 from router.tasks import stop_tasks
 from router.wire.keys import Identity
@@ -52,6 +50,8 @@ SETTLING_PUBLISH_INTERVAL_S = 2.0
 PUBLISH_INTERVAL_S = 10.0
 """How often a node republishes its record (and soon after its place in the network changes)."""
 REGISTER_INTERVAL_S = 3600.0
+FETCH_LIMIT = 100
+"""Envelopes asked for in one fetch; a full answer means more may be waiting."""
 
 
 ROUND_RETRY_S = 5.0
@@ -166,8 +166,8 @@ class RelayClient:
         while not self._stopping:
             try:
                 await self._round(loop, due)
-            except (SessionError, RelayError, TimeoutError, OSError, ValueError, TypeError) as exc:
-                # Whatever a relay or an envelope did, the client goes on.
+            except RelayError as exc:
+                # Whatever a relay, an envelope or the inbox did, the client goes on.
                 self.counters["rounds failed"] += 1
                 log.warning("relay client round failed", error=f"{type(exc).__name__}: {exc}")
                 due.fetch = loop.time() + ROUND_RETRY_S
@@ -203,20 +203,16 @@ class RelayClient:
         expires = int(time.time() + self.settings.lifetime_s)
         for relay, (mailbox, secret) in self._mailboxes.items():
             try:
-                answer = await self.calls.call(
-                    relay,
-                    {"op": "register", "mailbox": mailbox, "secret": secret, "expires": expires},
-                    CALL_TIMEOUT_S,
-                )
-            except (SessionError, ProtocolError, TimeoutError) as exc:
+                answer = await self.calls.call(relay, Register(mailbox, secret, expires), CALL_TIMEOUT_S)
+            except (CallError, ProtocolError) as exc:
                 self.counters["mailbox registrations failed"] += 1
                 log.info("cannot register a mailbox", relay=relay.hex(), error=str(exc))
                 continue
-            if answer.get("ok"):
+            if isinstance(answer, Refused):
+                log.warning("relay refused our mailbox", relay=relay.hex(), answer=answer.message)
+            else:
                 self.registered.add(relay)
                 self.counters["mailboxes registered"] += 1
-            else:
-                log.warning("relay refused our mailbox", relay=relay.hex(), answer=answer.get("message"))
 
     def _publish(self) -> None:
         entries = [RelayEntry(r, self._mailboxes[r][0]) for r in self.settings.relays if r in self.registered]
@@ -241,26 +237,25 @@ class RelayClient:
         expires = int(now + self.settings.lifetime_s)
         failures = []
         for entry in record.relays:
-            inner = msgpack.packb(
-                {"mailbox": entry.mailbox, "id": envelope_id, "expires": expires, "body": body}
-            )
+            inner = encode_sealed_deposit(Deposit(entry.mailbox, envelope_id, expires, body))
             sealed = seal_to(entry.relay, inner)
             hops = [r for r in self.settings.relays if r not in (entry.relay, recipient)]
-            attempts: list[tuple[bytes, dict[str, Any]]] = [
-                (via, {"op": "forward", "relay": entry.relay, "sealed": sealed}) for via in hops
+            attempts: list[tuple[bytes, Forward | Sealed]] = [
+                (via, Forward(entry.relay, sealed)) for via in hops
             ]
             if not attempts and self.settings.allow_direct:
-                attempts = [(entry.relay, {"op": "sealed", "sealed": sealed})]
+                attempts = [(entry.relay, Sealed(sealed))]
             for via, request in attempts:
                 try:
                     answer = await self.calls.call(via, request, CALL_TIMEOUT_S)
-                except (SessionError, ProtocolError, TimeoutError) as exc:
+                except (CallError, ProtocolError) as exc:
                     failures.append(f"{via.hex()[:12]}: {exc}")
                     continue
-                if answer.get("ok"):
-                    self.counters["envelopes deposited"] += 1
-                    return entry.relay
-                failures.append(f"{via.hex()[:12]}: {answer.get('code')}: {answer.get('message')}")
+                if isinstance(answer, Refused):
+                    failures.append(f"{via.hex()[:12]}: {answer.code}: {answer.message}")
+                    continue
+                self.counters["envelopes deposited"] += 1
+                return entry.relay
             if not attempts:
                 failures.append("no intermediate relay of our own to forward through")
         self.counters["deposits failed"] += 1
@@ -274,7 +269,7 @@ class RelayClient:
         for relay, (mailbox, secret) in self._mailboxes.items():
             try:
                 delivered += await self._fetch(relay, mailbox, secret)
-            except (SessionError, ProtocolError, InboxError, TimeoutError, OSError) as exc:
+            except (CallError, ProtocolError, InboxError) as exc:
                 self.counters["fetches failed"] += 1
                 log.debug("cannot fetch a mailbox", relay=relay.hex(), error=str(exc))
         if self._inbox is not None:
@@ -287,36 +282,24 @@ class RelayClient:
         assert self._inbox is not None
         delivered = 0
         while True:
-            answer = await self.calls.call(
-                relay,
-                {"op": "fetch", "mailbox": mailbox, "secret": secret, "limit": 100},
-                CALL_TIMEOUT_S,
-            )
-            if not answer.get("ok"):
-                log.info("relay refused a fetch", relay=relay.hex(), answer=answer.get("message"))
+            answer = await self.calls.call(relay, Fetch(mailbox, secret, FETCH_LIMIT), CALL_TIMEOUT_S)
+            if isinstance(answer, Refused):
+                log.info("relay refused a fetch", relay=relay.hex(), answer=answer.message)
                 return delivered
-            envelopes = answer.get("envelopes")
-            if not isinstance(envelopes, list) or not envelopes:
+            if not answer.envelopes and not answer.skipped:
                 return delivered
+            if answer.skipped:
+                self.counters["malformed envelopes from a relay"] += answer.skipped
             done: list[bytes] = []
             stop = False
-            for item in envelopes:
-                if not (
-                    isinstance(item, list)
-                    and len(item) == 3
-                    and isinstance(item[0], bytes)
-                    and isinstance(item[1], (int, float))
-                    and isinstance(item[2], bytes)
-                ):
-                    self.counters["malformed envelopes from a relay"] += 1
-                    continue
-                envelope_id, expires, ciphertext = item
+            for envelope in answer.envelopes:
+                envelope_id = envelope.envelope_id
                 if await self._inbox.seen(envelope_id):
                     self.counters["duplicates dropped"] += 1
                     done.append(envelope_id)
                     continue
                 try:
-                    opened = open_envelope(self.identity, envelope_id, bytes(ciphertext))
+                    opened = open_envelope(self.identity, envelope_id, envelope.body)
                 except EnvelopeError as exc:
                     self.counters["undeliverable envelopes"] += 1
                     log.warning("dropping an envelope that does not open", reason=str(exc))
@@ -333,16 +316,12 @@ class RelayClient:
                 if outcome is Outcome.LATER:
                     stop = True  # keep order: try again later from here
                     break
-                await self._inbox.add(envelope_id, float(expires) + 86400.0)
+                await self._inbox.add(envelope_id, float(envelope.expires) + 86400.0)
                 if outcome is Outcome.TAKEN:
                     self.counters["envelopes delivered"] += 1
                     delivered += 1
                 done.append(envelope_id)
             if done:
-                await self.calls.call(
-                    relay,
-                    {"op": "ack", "mailbox": mailbox, "secret": secret, "ids": done},
-                    CALL_TIMEOUT_S,
-                )
-            if stop or len(envelopes) < 100:
+                await self.calls.call(relay, Ack(mailbox, secret, tuple(done)), CALL_TIMEOUT_S)
+            if stop or len(answer.envelopes) + answer.skipped < FETCH_LIMIT:
                 return delivered

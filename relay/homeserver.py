@@ -40,6 +40,11 @@ class ReplayError(RelayError):
     """A relayed request that is not one whole HTTP/1.1 request: it can never be delivered."""
 
 
+class HomeserverUnreachable(RelayError):
+    """The homeserver could not be reached, broke off, or did not answer HTTP in
+    time: the request may be offered again later."""
+
+
 class ReplayRefused(ReplayError):
     """A relayed request the homeserver is not to be offered (``refusal`` says why)."""
 
@@ -95,7 +100,8 @@ async def replay(
 ) -> int:
     """Send the request in ``raw`` (as its sender wrote it: method, target,
     headers and body) to the homeserver, if ``policy`` lets ``sender`` send
-    it; the status it answers."""
+    it; the status it answers.  :class:`ReplayError` if it is not to be
+    delivered, :class:`HomeserverUnreachable` if it could not be, now."""
     request, body = parse_request(raw)
     policy.check(request, sender)
     conn = h11.Connection(h11.CLIENT)
@@ -114,6 +120,16 @@ async def replay(
     except h11.ProtocolError as exc:
         raise ReplayError(f"cannot be sent on as HTTP/1.1: {exc}") from None
     out = b"".join(part for part in parts if part)
+    try:
+        return await _exchange(address, conn, out, timeout)
+    except TimeoutError as exc:  # before OSError, of which it is a kind
+        raise HomeserverUnreachable(f"no answer within {timeout:g} s") from exc
+    except OSError as exc:
+        raise HomeserverUnreachable(str(exc)) from exc
+
+
+async def _exchange(address: tuple[str, int], conn: h11.Connection, out: bytes, timeout: float) -> int:
+    """Send ``out`` to the homeserver and read the status of its answer."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), timeout)
     try:
         writer.write(out)
@@ -124,7 +140,7 @@ async def replay(
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise OSError(f"the homeserver's answer is not HTTP: {exc}") from None
+                raise HomeserverUnreachable(f"the homeserver's answer is not HTTP: {exc}") from None
             if event is h11.NEED_DATA:
                 data = await asyncio.wait_for(reader.read(READ_CHUNK), timeout)
                 conn.receive_data(data)
@@ -138,7 +154,7 @@ async def replay(
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 break
         if status is None:
-            raise OSError("the homeserver closed the connection without answering")
+            raise HomeserverUnreachable("the homeserver closed the connection without answering")
         return status
     finally:
         writer.close()
@@ -168,7 +184,7 @@ async def deliver(
         counters["undeliverable envelopes"] += 1
         log.warning("dropping a relayed request that is not HTTP", reason=str(exc))
         return Outcome.REFUSED
-    except (OSError, TimeoutError) as exc:
+    except HomeserverUnreachable as exc:
         counters["homeserver unreachable"] += 1
         log.info("cannot replay to the homeserver", error=str(exc))
         return Outcome.LATER

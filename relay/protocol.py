@@ -1,9 +1,13 @@
-"""The relay's session protocol (ALPN ``pinewood-relay/1``): requests and answers.
+"""The relay's session protocol (ALPN ``pinewood-relay/1``): framing, codes and strict reading.
 
 Each message is a 4-byte big-endian length, then a msgpack map.  Decoding is
 strict: sizes of every kind are capped before anything is allocated, nesting
-is shallow by construction (every field has a fixed type), unknown operations
-and fields of the wrong type are refused with an error code, never a crash.
+is shallow by construction (every field has a fixed type), and unknown
+operations, missing and mistyped fields are refused with a
+:class:`ProtocolError` and its code, never a crash.  Fields a message does not
+have are ignored, as they always were: a later build may add one, and relays
+and clients of different builds keep talking.  The messages themselves,
+and how each is written and read, are in :mod:`relay.messages`.
 
 Requests (``op`` and its fields; binary fields are msgpack bin):
 
@@ -21,7 +25,7 @@ Answers: ``{"ok": true, ...}`` or ``{"ok": false, "code": CODE, "message": TEXT}
 from __future__ import annotations
 
 import struct
-from typing import Any
+from enum import StrEnum
 
 import msgpack
 
@@ -30,77 +34,185 @@ from relay.errors import RelayError
 
 ALPN = "pinewood-relay/1"
 MAX_MESSAGE_BYTES = MAX_ENVELOPE_BYTES + 64 * 1024
+"""The largest request body."""
+MAX_ANSWER_MESSAGE_BYTES = 16 * MAX_MESSAGE_BYTES
+"""The largest answer body (a fetch answers with many envelopes)."""
 MAX_ANSWER_BYTES = 16 * MAX_ENVELOPE_BYTES
+"""The largest binary field of an answer."""
 MAX_IDS = 1000
+MAX_FIELDS = 16
+MAX_TEXT_BYTES = 4096
+MAX_UINT = 1 << 62
+"""Every integer field is at least 0 and below this."""
+KEY_BYTES = 32
+SECRET_BYTES = 32
 LENGTH = struct.Struct("!I")
 
-FIELDS: dict[str, dict[str, tuple[type, int | None]]] = {
-    "register": {"mailbox": (bytes, ID_BYTES), "secret": (bytes, 32), "expires": (int, None)},
-    "deposit": {
-        "mailbox": (bytes, ID_BYTES),
-        "id": (bytes, ID_BYTES),
-        "expires": (int, None),
-        "body": (bytes, None),
-    },
-    "forward": {"relay": (bytes, 32), "sealed": (bytes, None)},
-    "sealed": {"sealed": (bytes, None)},
-    "fetch": {"mailbox": (bytes, ID_BYTES), "secret": (bytes, 32), "limit": (int, None)},
-    "ack": {"mailbox": (bytes, ID_BYTES), "secret": (bytes, 32), "ids": (list, None)},
-    "stats": {"mailbox": (bytes, ID_BYTES), "secret": (bytes, 32)},
-}
+
+class Op(StrEnum):
+    """A request's operation, as its ``op`` field names it."""
+
+    REGISTER = "register"
+    DEPOSIT = "deposit"
+    FORWARD = "forward"
+    SEALED = "sealed"
+    FETCH = "fetch"
+    ACK = "ack"
+    STATS = "stats"
+
+
+class ErrorCode(StrEnum):
+    """The codes of error answers (and of the relay's counted rejections)."""
+
+    MALFORMED = "malformed"
+    UNKNOWN_OP = "unknown-op"
+    TOO_LARGE = "too-large"
+    NO_ANSWER = "no-answer"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate-limited"
+    BAD_SEAL = "bad-seal"
+    BAD_SIZE = "bad-size"
+    EXPIRED = "expired"
+    TOO_MANY_MAILBOXES = "too-many-mailboxes"
+    BAD_FORWARD = "bad-forward"
+    RELAY_UNREACHABLE = "relay-unreachable"
+    # What the store refuses (relay.stores): passed on to the asker as they are.
+    MAILBOX_TAKEN = "mailbox-taken"
+    UNKNOWN_MAILBOX = "unknown-mailbox"
+    OVER_QUOTA = "over-quota"
+    FORBIDDEN = "forbidden"
+    STORE_CLOSED = "store-closed"
+    STORE_ERROR = "store-error"
+    STORE_UNAVAILABLE = "store-unavailable"
+
+
+def error_code(code: str) -> ErrorCode | str:
+    """``code`` as an :class:`ErrorCode` if this build knows it; as it came otherwise
+    (a newer relay's code is passed on, not refused)."""
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return code
 
 
 class ProtocolError(RelayError):
     """A message that breaks the protocol; ``code`` goes back to the sender."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    body: bytes = msgpack.packb(message, use_bin_type=True)
+def frame(body: bytes) -> bytes:
+    """A message body with its length in front, as it goes on a stream."""
     return LENGTH.pack(len(body)) + body
 
 
-def decode_body(body: bytes, *, answer: bool = False) -> dict[str, Any]:
-    """A message's map, with every size capped while decoding."""
-    limit = MAX_ANSWER_BYTES if answer else MAX_MESSAGE_BYTES
+def pack(fields: dict[str, object]) -> bytes:
+    """A message's map as msgpack (binary fields as bin, text as str)."""
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return packed
+
+
+def max_body(*, answer: bool) -> int:
+    """The largest body of a request, or of an answer."""
+    return MAX_ANSWER_MESSAGE_BYTES if answer else MAX_MESSAGE_BYTES
+
+
+def unpack(body: bytes, *, answer: bool = False) -> object:
+    """The msgpack value in ``body``, with every size capped while decoding."""
+    limit = max_body(answer=answer)
+    if len(body) > limit:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {len(body)} bytes (limit {limit})")
     try:
-        value = msgpack.unpackb(
+        return msgpack.unpackb(
             body,
-            max_bin_len=limit,
-            max_str_len=4096,
+            max_bin_len=MAX_ANSWER_BYTES if answer else MAX_MESSAGE_BYTES,
+            max_str_len=MAX_TEXT_BYTES,
             max_array_len=MAX_IDS,
-            max_map_len=16,
+            max_map_len=MAX_FIELDS,
             max_ext_len=0,
             strict_map_key=True,
             raw=False,
         )
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
-        raise ProtocolError("malformed", f"not a msgpack message: {exc}") from None
-    if not isinstance(value, dict):
-        raise ProtocolError("malformed", "a message is a map")
-    return value
+        # ValueError covers msgpack's size caps and text that is not UTF-8.
+        raise ProtocolError(ErrorCode.MALFORMED, f"not a msgpack message: {exc}") from None
 
 
-def check_request(message: dict[str, Any]) -> str:
-    """The request's operation, once every field it needs has the right type and size."""
-    op = message.get("op")
-    if not isinstance(op, str) or op not in FIELDS:
-        raise ProtocolError("unknown-op", f"unknown operation {op!r}")
-    for name, (kind, size) in FIELDS[op].items():
-        value = message.get(name)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ProtocolError("malformed", f"{op}: field {name!r} must be {kind.__name__}")
-        if size is not None and isinstance(value, bytes) and len(value) != size:
-            raise ProtocolError("malformed", f"{op}: field {name!r} must be {size} bytes")
-        if isinstance(value, int) and not 0 <= value < 1 << 62:
-            raise ProtocolError("malformed", f"{op}: field {name!r} out of range")
-    if op == "ack" and not all(isinstance(i, bytes) and len(i) == ID_BYTES for i in message["ids"]):
-        raise ProtocolError("malformed", "ack: ids must be 16-byte ids")
-    return op
+_MISSING = object()
 
 
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "code": code, "message": message}
+class Fields:
+    """The fields of one decoded map, each taken once with its type and size
+    checked (fields not taken are ignored)."""
+
+    __slots__ = ("_fields", "what")
+
+    def __init__(self, value: object, what: str) -> None:
+        if not isinstance(value, dict):
+            raise ProtocolError(ErrorCode.MALFORMED, "a message is a map")
+        self._fields: dict[object, object] = dict(value)
+        self.what = what
+        """What the map is (an operation, or its answer), for messages."""
+
+    def _take(self, name: str) -> object:
+        value = self._fields.pop(name, _MISSING)
+        if value is _MISSING:
+            raise self.malformed(f"field {name!r} is missing")
+        return value
+
+    def malformed(self, reason: str) -> ProtocolError:
+        return ProtocolError(ErrorCode.MALFORMED, f"{self.what}: {reason}")
+
+    def binary(self, name: str, size: int | None = None) -> bytes:
+        value = self._take(name)
+        if not isinstance(value, bytes):
+            raise self.malformed(f"field {name!r} must be bytes")
+        if size is not None and len(value) != size:
+            raise self.malformed(f"field {name!r} must be {size} bytes")
+        return value
+
+    def uint(self, name: str) -> int:
+        value = self._take(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.malformed(f"field {name!r} must be int")
+        if not 0 <= value < MAX_UINT:
+            raise self.malformed(f"field {name!r} out of range")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self._take(name)
+        if not isinstance(value, bool):
+            raise self.malformed(f"field {name!r} must be a boolean")
+        return value
+
+    def text(self, name: str) -> str:
+        value = self._take(name)
+        if not isinstance(value, str):
+            raise self.malformed(f"field {name!r} must be text")
+        return value
+
+    def array(self, name: str) -> list[object]:
+        value = self._take(name)
+        if not isinstance(value, list):
+            raise self.malformed(f"field {name!r} must be a list")
+        return value
+
+    def ids(self, name: str) -> tuple[bytes, ...]:
+        """A list of envelope ids."""
+        items = self.array(name)
+        ids = tuple(i for i in items if isinstance(i, bytes) and len(i) == ID_BYTES)
+        if len(ids) != len(items):
+            raise self.malformed(f"{name} must be {ID_BYTES}-byte ids")
+        return ids
+
+    def op(self) -> Op:
+        """The request's operation."""
+        value = self._fields.pop("op", None)
+        try:
+            if isinstance(value, str):
+                return Op(value)
+        except ValueError:
+            pass
+        raise ProtocolError(ErrorCode.UNKNOWN_OP, f"unknown operation {value!r}")

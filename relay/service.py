@@ -14,23 +14,37 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import assert_never
 
-import msgpack
 import structlog
 
 from relay.envelope import EnvelopeError, is_bucket, open_sealed
-from relay.protocol import (
-    ProtocolError,
-    check_request,
-    decode_body,
+from relay.errors import CallError
+from relay.messages import (
+    Ack,
+    Acked,
+    Answer,
+    AnyRequest,
+    Deposit,
+    Fetch,
+    Fetched,
+    FetchedEnvelope,
+    Forward,
+    Refused,
+    Register,
+    Registered,
+    Sealed,
+    Stats,
+    Stored,
+    Usage,
+    decode_request,
+    decode_sealed_deposit,
     encode,
-    error,
 )
+from relay.protocol import ErrorCode, ProtocolError, error_code
 from relay.stores.base import Quota, Store, StoreError, StoreStats, secret_hash
 from relay.streams import call, read_message
 from router.routing.budget import TokenBucket
-from router.sessions.errors import SessionError
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
 from router.wire.keys import Identity
@@ -40,6 +54,8 @@ log = structlog.get_logger("relay")
 DAY = 86400.0
 FETCH_MAX = 100
 FORWARD_TIMEOUT_S = 15.0
+FETCH_ANSWER_BYTES = 15 * (1 << 20)
+"""How many envelope bytes one fetch answers with (at least one envelope)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +101,21 @@ class RelayService:
         return self._stats[1]
 
     async def handle(self, stream: SessionStream) -> None:
-        """Serve one stream: requests until the peer finishes."""
+        """Serve one stream: requests until the peer finishes.
+
+        A request that is slow to arrive ends the stream, counted; a broken
+        stream's :class:`~router.sessions.errors.SessionError` goes back to the
+        sessions layer that called this, which counts it."""
         while True:
             try:
                 body = await read_message(stream)
             except ProtocolError as exc:
                 self._reject(exc.code)
-                stream.write(encode(error(exc.code, str(exc))))
+                stream.write(encode(Refused(exc.code, str(exc))))
                 stream.write_eof()
                 return
             except TimeoutError:
-                self._reject("timeout")
+                self._reject(ErrorCode.TIMEOUT)
                 stream.abort()
                 return
             if body is None:
@@ -105,104 +125,112 @@ class RelayService:
             stream.write(encode(answer))
             await stream.drain()
 
-    async def answer(self, peer: bytes, body: bytes) -> dict[str, Any]:
+    async def answer(self, peer: bytes, body: bytes) -> Answer:
         """The answer to one request from the node with key ``peer``."""
         now = self.clock()
         if not self._bucket(peer, now).take(time.monotonic()):
-            self._reject("rate-limited")
-            return error("rate-limited", "too many requests; slow down")
+            self._reject(ErrorCode.RATE_LIMITED)
+            return Refused(ErrorCode.RATE_LIMITED, "too many requests; slow down")
         try:
-            request = decode_body(body)
-            op = check_request(request)
-            result = await self._dispatch(op, peer, request, now)
+            request = decode_request(body)
+            answer = await self._dispatch(request, peer, now)
         except ProtocolError as exc:
-            self._reject(exc.code)
-            return error(exc.code, str(exc))
+            answer = Refused(exc.code, str(exc))
         except StoreError as exc:
-            self._reject(exc.code)
-            return error(exc.code, str(exc))
-        self.counters[f"{op} ok"] += 1
-        return {"ok": True, **result}
+            answer = Refused(error_code(exc.code), str(exc))
+        if isinstance(answer, Refused):
+            self._reject(answer.code)
+        else:
+            self.counters[f"{request.op} ok"] += 1
+        return answer
 
     # ------------------------------------------------------------ operations
 
-    async def _dispatch(self, op: str, peer: bytes, request: dict[str, Any], now: float) -> dict[str, Any]:
-        if op == "register":
-            return await self._register(peer, request, now)
-        if op == "deposit":
-            return await self._deposit(request, now)
-        if op == "sealed":
-            try:
-                inner = decode_body(open_sealed(self.identity, request["sealed"]))
-            except EnvelopeError as exc:
-                raise ProtocolError("bad-seal", str(exc)) from None
-            inner["op"] = "deposit"
-            check_request(inner)
-            return await self._deposit(inner, now)
-        if op == "forward":
-            return await self._forward(request)
-        hashed = secret_hash(request["secret"])
-        if op == "fetch":
-            limit = max(1, min(FETCH_MAX, request["limit"]))
-            stored = await self.store.fetch(request["mailbox"], hashed, limit, now)
-            budget, out = 15 * (1 << 20), list[list[Any]]()
-            for item in stored:
-                budget -= len(item.body)
-                if budget < 0 and out:
-                    break
-                out.append([item.envelope_id, int(item.expires), item.body])
-            return {"envelopes": out}
-        if op == "ack":
-            return {"removed": await self.store.ack(request["mailbox"], hashed, list(request["ids"]))}
-        # stats: this mailbox only, and only for its owner
-        stored = await self.store.fetch(request["mailbox"], hashed, FETCH_MAX, now)
-        return {"envelopes": len(stored), "bytes": sum(len(s.body) for s in stored)}
+    async def _dispatch(self, request: AnyRequest, peer: bytes, now: float) -> Answer:
+        match request:
+            case Register():
+                return await self._register(peer, request, now)
+            case Deposit():
+                return await self._deposit(request, now)
+            case Sealed():
+                try:
+                    opened = open_sealed(self.identity, request.sealed)
+                except EnvelopeError as exc:
+                    raise ProtocolError(ErrorCode.BAD_SEAL, str(exc)) from None
+                return await self._deposit(decode_sealed_deposit(opened), now)
+            case Forward():
+                return await self._forward(request)
+            case Fetch():
+                return await self._fetch(request, now)
+            case Ack():
+                removed = await self.store.ack(
+                    request.mailbox, secret_hash(request.secret), list(request.ids)
+                )
+                return Acked(removed)
+            case Stats():
+                # This mailbox only, and only for its owner.
+                hashed = secret_hash(request.secret)
+                stored = await self.store.fetch(request.mailbox, hashed, FETCH_MAX, now)
+                return Usage(len(stored), sum(len(s.body) for s in stored))
+            case _:
+                assert_never(request)
 
-    async def _register(self, peer: bytes, request: dict[str, Any], now: float) -> dict[str, Any]:
-        mailbox = request["mailbox"]
+    async def _register(self, peer: bytes, request: Register, now: float) -> Registered:
+        mailbox = request.mailbox
         held = self._mailboxes_by_node.setdefault(peer, set())
         self._mailboxes_by_node.move_to_end(peer)
         if mailbox not in held and len(held) >= self.limits.mailboxes_per_node:
-            raise ProtocolError("too-many-mailboxes", "this node holds as many mailboxes here as it may")
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_MAILBOXES, "this node holds as many mailboxes here as it may"
+            )
         while len(self._mailboxes_by_node) > 100_000:
             self._mailboxes_by_node.popitem(last=False)
-        expires = min(float(request["expires"]), now + self.limits.max_expiry_s)
+        expires = min(float(request.expires), now + self.limits.max_expiry_s)
         if expires <= now:
-            raise ProtocolError("expired", "a mailbox must expire in the future")
+            raise ProtocolError(ErrorCode.EXPIRED, "a mailbox must expire in the future")
         quota = Quota(self.limits.mailbox_max_count, self.limits.mailbox_max_bytes)
-        await self.store.register(mailbox, secret_hash(request["secret"]), quota, expires)
+        await self.store.register(mailbox, secret_hash(request.secret), quota, expires)
         held.add(mailbox)
-        return {"expires": int(expires), "max_count": quota.max_count, "max_bytes": quota.max_bytes}
+        return Registered(int(expires), quota.max_count, quota.max_bytes)
 
-    async def _deposit(self, request: dict[str, Any], now: float) -> dict[str, Any]:
-        body = request["body"]
+    async def _deposit(self, request: Deposit, now: float) -> Stored:
+        body = request.body
         if not is_bucket(len(body)):
-            raise ProtocolError("bad-size", f"{len(body)} bytes is not an envelope size")
-        expires = float(request["expires"])
+            raise ProtocolError(ErrorCode.BAD_SIZE, f"{len(body)} bytes is not an envelope size")
+        expires = float(request.expires)
         if expires <= now:
-            raise ProtocolError("expired", "the envelope has expired")
+            raise ProtocolError(ErrorCode.EXPIRED, "the envelope has expired")
         expires = min(expires, now + self.limits.max_expiry_s)
-        stored = await self.store.deposit(request["mailbox"], request["id"], expires, body, now)
+        stored = await self.store.deposit(request.mailbox, request.envelope_id, expires, body, now)
         self.counters["envelopes stored" if stored else "duplicate deposits"] += 1
         self.counters["bytes stored"] += len(body) if stored else 0
-        return {"stored": stored}
+        return Stored(stored)
 
-    async def _forward(self, request: dict[str, Any]) -> dict[str, Any]:
-        relay = request["relay"]
-        if relay == bytes(self.identity.public_key):
-            raise ProtocolError("bad-forward", "forward to another relay, not to this one")
+    async def _fetch(self, request: Fetch, now: float) -> Fetched:
+        limit = max(1, min(FETCH_MAX, request.limit))
+        stored = await self.store.fetch(request.mailbox, secret_hash(request.secret), limit, now)
+        budget, out = FETCH_ANSWER_BYTES, list[FetchedEnvelope]()
+        for item in stored:
+            budget -= len(item.body)
+            if budget < 0 and out:
+                break
+            out.append(FetchedEnvelope(item.envelope_id, int(item.expires), item.body))
+        return Fetched(tuple(out))
+
+    async def _forward(self, request: Forward) -> Stored | Refused:
+        """The next relay's answer to the sealed deposit, passed back as it came."""
+        if request.relay == bytes(self.identity.public_key):
+            raise ProtocolError(ErrorCode.BAD_FORWARD, "forward to another relay, not to this one")
         try:
-            answer = await call(
-                self.sessions, relay, {"op": "sealed", "sealed": request["sealed"]}, FORWARD_TIMEOUT_S
-            )
-        except (SessionError, TimeoutError) as exc:
-            raise ProtocolError("relay-unreachable", f"cannot reach the next relay: {exc}") from None
-        except (ProtocolError, msgpack.ExtraData) as exc:
-            raise ProtocolError("relay-unreachable", f"the next relay answered badly: {exc}") from None
+            answer = await call(self.sessions, request.relay, Sealed(request.sealed), FORWARD_TIMEOUT_S)
+        except CallError as exc:
+            raise ProtocolError(ErrorCode.RELAY_UNREACHABLE, f"cannot reach the next relay: {exc}") from None
+        except ProtocolError as exc:
+            raise ProtocolError(
+                ErrorCode.RELAY_UNREACHABLE, f"the next relay answered badly: {exc}"
+            ) from None
         self.counters["forwards"] += 1
-        if not answer.get("ok"):
-            raise ProtocolError(str(answer.get("code", "relay-error")), str(answer.get("message", "")))
-        return {"stored": bool(answer.get("stored"))}
+        return answer
 
     # ------------------------------------------------------------ accounting
 
@@ -217,7 +245,7 @@ class RelayService:
             self._buckets.move_to_end(peer)
         return bucket
 
-    def _reject(self, code: str) -> None:
+    def _reject(self, code: ErrorCode | str) -> None:
         self.counters[f"rejected: {code}"] += 1
 
     async def sweep(self) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relay import calls as calls_module
 from relay.calls import IDLE_STREAMS_PER_RELAY, STREAM_IDLE_S, RelayCalls
+from relay.messages import Deposit, Register, Stored
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.streams import REQUEST_TIMEOUT_S
 from router.sessions.stream import SessionStream
@@ -25,18 +26,12 @@ class Clock:
         return self.now
 
 
-def register(box: bytes, secret: bytes) -> dict[str, object]:
-    return {"op": "register", "mailbox": box, "secret": secret, "expires": int(time.time()) + 3600}
+def register(box: bytes, secret: bytes) -> Register:
+    return Register(box, secret, int(time.time()) + 3600)
 
 
-def deposit(box: bytes) -> dict[str, object]:
-    return {
-        "op": "deposit",
-        "mailbox": box,
-        "id": os.urandom(16),
-        "expires": int(time.time()) + 3600,
-        "body": os.urandom(1024),  # an envelope size
-    }
+def deposit(box: bytes) -> Deposit:
+    return Deposit(box, os.urandom(16), int(time.time()) + 3600, os.urandom(1024))  # an envelope size
 
 
 def test_requests_go_one_after_another_on_a_kept_stream(tmp_path: Path) -> None:
@@ -48,15 +43,15 @@ def test_requests_go_one_after_another_on_a_kept_stream(tmp_path: Path) -> None:
             clock = Clock()
             calls = RelayCalls(asker.sessions, clock)
             box = os.urandom(16)
-            assert (await calls.call(relay.key, register(box, os.urandom(32)), 5.0))["ok"]
+            await calls.call(relay.key, register(box, os.urandom(32)), 5.0)
             for _ in range(20):
-                assert (await calls.call(relay.key, deposit(box), 5.0))["ok"]
+                assert await calls.call(relay.key, deposit(box), 5.0) == Stored(True)
             assert calls.streams_opened == 1 and calls.streams_reused == 20
             assert calls.idle_streams() == 1
             # Requests at once each need a stream: no more are kept than the bound.
             many = 2 * IDLE_STREAMS_PER_RELAY
             answers = await asyncio.gather(*(calls.call(relay.key, deposit(box), 5.0) for _ in range(many)))
-            assert all(a["ok"] for a in answers)
+            assert answers == [Stored(True)] * many
             assert calls.idle_streams() == IDLE_STREAMS_PER_RELAY
             calls.close()
             assert calls.idle_streams() == 0
@@ -77,7 +72,7 @@ def test_a_stream_idle_too_long_is_not_used_again(tmp_path: Path) -> None:
             box = os.urandom(16)
             await calls.call(relay.key, register(box, os.urandom(32)), 5.0)
             clock.now += STREAM_IDLE_S
-            assert (await calls.call(relay.key, deposit(box), 5.0))["ok"]
+            assert await calls.call(relay.key, deposit(box), 5.0) == Stored(True)
             assert calls.streams_opened == 2 and calls.streams_reused == 0
         finally:
             await overlay.close()
@@ -95,7 +90,7 @@ def test_a_kept_stream_known_dead_is_skipped(tmp_path: Path) -> None:
             box = os.urandom(16)
             await calls.call(relay.key, register(box, os.urandom(32)), 5.0)
             calls._idle[relay.key][0][0].abort()
-            assert (await calls.call(relay.key, deposit(box), 5.0))["ok"]
+            assert await calls.call(relay.key, deposit(box), 5.0) == Stored(True)
             assert calls.streams_opened == 2 and calls.streams_reused == 0
         finally:
             await overlay.close()
@@ -123,7 +118,8 @@ def test_a_kept_stream_found_dead_on_use_is_replaced_and_the_request_answered(tm
             box = os.urandom(16)
             await calls.call(relay.key, register(box, os.urandom(32)), 5.0)
             served[0].write_eof()  # the relay will not answer on this stream again
-            assert (await calls.call(relay.key, deposit(box), 5.0))["ok"]
+            # Perhaps taken on the first stream, unanswered there: taken again, not stored twice.
+            assert isinstance(await calls.call(relay.key, deposit(box), 5.0), Stored)
             assert calls.streams_opened == 2 and calls.streams_reused == 1
             assert len(served) == 2
         finally:
@@ -152,7 +148,7 @@ def test_a_kept_stream_whose_session_went_quiet_is_not_trusted_with_a_request(tm
             assert asker.sessions.trusted(kept.session)
             kept.session.last_heard_at -= 10.0  # as if nothing had come from the relay for 10 s
             assert not asker.sessions.trusted(kept.session)
-            assert (await calls.call(relay.key, deposit(box), 5.0))["ok"]
+            assert await calls.call(relay.key, deposit(box), 5.0) == Stored(True)
             assert calls.streams_reused == 0 and calls.streams_opened == 2
         finally:
             await overlay.close()

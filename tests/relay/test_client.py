@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 
 from relay.client import RelayClientSettings, RelayUnavailable
+from relay.errors import CallTimeout, SessionLost
+from relay.messages import Ack, Acked, Fetch, Fetched, Refused, Register, Registered
+from relay.protocol import ErrorCode, ProtocolError
+from relay.records import RecordError
 from relay.stores.base import secret_hash
 from router.matrix.names import server_name
 from router.wire.keys import Identity
@@ -234,4 +238,109 @@ async def test_a_deposit_the_homeserver_is_not_offered_is_dropped_not_retried(tm
         assert counters["envelopes refused: not a server-server API path"] == 1
     finally:
         homeserver.close()
+        await overlay.close()
+
+
+class Calls:
+    """Stands in for a client's calls to its relay: each kind of request gets
+    the answer (or raises the error) ``outcomes`` gives for it."""
+
+    def __init__(self, outcomes: dict[type, object]) -> None:
+        self.outcomes = outcomes
+        self.asked: list[object] = []
+
+    async def call(self, relay: bytes, request: object, timeout: float) -> object:
+        self.asked.append(request)
+        outcome = self.outcomes[type(request)]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def close(self) -> None:
+        pass
+
+
+FINE: dict[type, object] = {Register: Registered(1, 1, 1), Fetch: Fetched(()), Ack: Acked(0)}
+
+FAILURES = ("mailbox registrations failed", "fetches failed", "malformed envelopes from a relay")
+
+REGISTERED = {"mailboxes registered": 1}
+
+ROUNDS: list[tuple[str, dict[type, object], dict[str, int]]] = [
+    ("all well", {}, REGISTERED),
+    ("no session for a registration", {Register: SessionLost("gone")}, {"mailbox registrations failed": 1}),
+    ("a registration refused", {Register: Refused(ErrorCode.MAILBOX_TAKEN, "taken")}, {}),
+    (
+        "a garbled answer to a registration",
+        {Register: ProtocolError(ErrorCode.MALFORMED, "x")},
+        {"mailbox registrations failed": 1},
+    ),
+    ("a fetch timed out", {Fetch: CallTimeout("no answer within 15 s")}, {**REGISTERED, "fetches failed": 1}),
+    ("no session for a fetch", {Fetch: SessionLost("gone")}, {**REGISTERED, "fetches failed": 1}),
+    (
+        "a garbled answer to a fetch",
+        {Fetch: ProtocolError(ErrorCode.MALFORMED, "x")},
+        {**REGISTERED, "fetches failed": 1},
+    ),
+    ("a fetch refused", {Fetch: Refused(ErrorCode.FORBIDDEN, "no")}, REGISTERED),
+    (
+        "items that are not envelopes",
+        {Fetch: Fetched((), skipped=2)},
+        {**REGISTERED, "malformed envelopes from a relay": 2},
+    ),
+]
+"""What a relay does, and what the client counts for it (per round)."""
+
+
+@pytest.mark.parametrize(("outcomes", "counted"), [c[1:] for c in ROUNDS], ids=[c[0] for c in ROUNDS])
+def test_what_goes_wrong_with_a_relay_is_counted_and_the_client_goes_on(
+    tmp_path: Path, outcomes: dict[type, object], counted: dict[str, int]
+) -> None:
+    async def main() -> None:
+        overlay = MemoryOverlay(tmp_path)
+        node = overlay.add()
+        client = overlay.with_client(node, RelayClientSettings(relays=(bytes(range(32)),), homeserver=None))
+        calls = Calls({**FINE, **outcomes})
+        client.calls = calls  # type: ignore[assignment]
+        try:
+            client.start()
+            await until(lambda: client.counters["fetch rounds"] >= 1, "a first round")
+            client.fetch_soon()
+            await until(lambda: client.counters["fetch rounds"] >= 2, "a second fetch: the client went on")
+        finally:
+            await overlay.close()
+        watched = ("mailboxes registered", *FAILURES)
+        seen = {k for k in watched if client.counters[k]}
+        assert seen == set(counted)
+        # Each fetch round counts a fetch's failure once.
+        for name in ("fetches failed", "malformed envelopes from a relay"):
+            assert client.counters[name] == 2 * counted.get(name, 0)
+        assert client.counters["rounds failed"] == 0
+        assert not any(isinstance(r, Ack) for r in calls.asked)  # nothing was delivered
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+@run
+async def test_a_round_that_fails_in_the_relay_layer_is_counted_and_tried_again(tmp_path: Path) -> None:
+    overlay = MemoryOverlay(tmp_path)
+    node = overlay.add()
+    client = overlay.with_client(node, RelayClientSettings(relays=(bytes(range(32)),), homeserver=None))
+    client.calls = Calls(FINE)  # type: ignore[assignment]
+    publish = client._publish
+    failures = [RecordError("cannot make the record")]
+
+    def failing_once() -> None:
+        if failures:
+            raise failures.pop()
+        publish()
+
+    client._publish = failing_once  # type: ignore[method-assign]
+    try:
+        client.start()
+        await until(lambda: client.own is not None, "the record published on the next round")
+        assert client.counters["rounds failed"] == 1
+        client.fetch_soon()
+        await until(lambda: client.counters["fetch rounds"] >= 1, "a fetch after the failed round")
+    finally:
         await overlay.close()
