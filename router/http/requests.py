@@ -18,11 +18,13 @@ from http import HTTPStatus
 
 import h11
 
+from router.http.errors import HttpError
+
 Read = Callable[[], Awaitable[bytes]]
 """Bytes from the other side; b"" once it has finished."""
 
 
-class RequestError(Exception):
+class RequestError(HttpError):
     """What was read is not an HTTP/1.1 request the reader takes; ``status`` is the answer."""
 
     def __init__(self, status: HTTPStatus, message: str) -> None:

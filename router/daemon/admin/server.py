@@ -22,6 +22,7 @@ import structlog
 from router.daemon.admin.body import Body
 from router.daemon.admin.errors import HTTPError
 from router.daemon.admin.views import ROUTES
+from router.daemon.errors import DaemonError
 from router.daemon.node import Node
 from router.http.connection_table import ConnectionTable
 
@@ -35,7 +36,7 @@ READ_CHUNK = 4096
 log = structlog.get_logger("pinewood.admin")
 
 
-class ClientGone(Exception):
+class ClientGone(DaemonError):
     """The client closed or broke the connection before its request was whole."""
 
 
