@@ -10,7 +10,7 @@ from __future__ import annotations
 # Peerings
 KEEPALIVE_INTERVAL_S = 3.0  # reference: peerKeepaliveInterval
 PEER_TIMEOUT_S = 5.0  # reference: peerKeepaliveTimeout
-PEER_TICK_S = 0.5  # granularity of the keepalive and dead-peer checks
+PEER_TICK_S = 0.5  # the grid keepalive and dead-peer checks fall on
 LINK_TYPE_MULTICAST = 1  # reference peer types: lower is preferred (pipe 0, multicast 1,
 LINK_TYPE_REMOTE = 3  # Bonjour 2, remote 3, Bluetooth 4)
 DEFAULT_MAX_PEERS = 253  # reference: portCount - 1 (port 0 is the node itself)

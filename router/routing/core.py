@@ -15,6 +15,8 @@ matrix-org/pinecone); the decisions themselves are the pure functions of
 
 from __future__ import annotations
 
+import math
+
 from router.routing.broadcast_state import BroadcastState
 from router.routing.budget import TokenBucket
 from router.routing.constants import (
@@ -89,6 +91,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         the bits the peer's handshake announced (the peering uses those this node
         announces too).  Raises ``ValueError`` if the node is full or ``port`` is taken.
         """
+        self._clock = now
         if port is None:
             port = next((p for p in range(1, self.config.max_peers + 1) if p not in self.peers), 0)
             if port == 0:
@@ -100,6 +103,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         self._signers_stale = True
         self.link_types[port] = link_type
         self._last_received[port] = now
+        self._peer_tick_at = min(self._peer_tick_at, now)  # its keepalives and silence from now on
         self._budgets[port] = TokenBucket(
             self.config.signature_checks_per_s, self.config.signature_checks_burst, now
         )
@@ -111,6 +115,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
 
     def remove_peer(self, port: int, now: float) -> list[Output]:
         """The link on ``port`` is gone.  Unknown ports are ignored."""
+        self._clock = now
         self._disconnect(port, now)
         return self._flush()
 
@@ -181,6 +186,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         if port not in self.peers:
             self.drops["unknown port"] += 1
             return None
+        self._clock = now
         self._last_received[port] = now
         try:
             sent = self.traffic.forward_frame(port, data, now)
@@ -206,6 +212,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         framing or that only the peer itself could have made wrong closes the
         peering; anything else it may merely be relaying is dropped and counted.
         """
+        self._clock = now
         if type(data) is not bytes:
             data = bytes(data)
         if is_traffic_frame(data):
@@ -251,12 +258,15 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
     ) -> list[Output]:
         """Send ``payload`` from the local application to the node with key ``destination``
         (``by_key``: by the snake alone, to whichever node is closest to that key)."""
+        self._clock = now
         self.traffic.send_local(PublicKey(bytes(destination)), payload, now, by_key)
         return self._flush()
 
     def next_deadline(self) -> float:
         """When :meth:`handle_timer` must next be called."""
         deadline = min(self._tree_at, self._snake_at, self._peer_tick_at, self._cache_sweep_at)
+        if self._claims_dirty and self.uses_lookahead:
+            deadline = min(deadline, self._claims_at)
         if self.config.wakeup_broadcasts:
             deadline = min(deadline, self._broadcast_at)
         if self._waiting_until is not None:
@@ -265,6 +275,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
 
     def handle_timer(self, now: float) -> list[Output]:
         """Run every timer that is due at ``now``."""
+        self._clock = now
         self._run_timers(now)
         return self._flush()
 
@@ -288,13 +299,13 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
             if now < self._settling_until and self.config.settle_bootstrap_interval_s > 0:
                 tick = min(tick, self.config.settle_bootstrap_interval_s)
             self._snake_at = now + tick
-        if now >= self._peer_tick_at:
-            self._peer_tick_at = now + PEER_TICK_S
-            self._maintain_peers(now)
+        claims_due = self._claims_dirty and self.uses_lookahead and now >= self._claims_at
+        if now >= self._peer_tick_at or claims_due:
+            self._peer_tick_at = self._maintain_peers(now)
             if self.uses_lookahead and self._claims_dirty:
-                # On the peer tick: a timer of its own, armed when claims change,
-                # could fall due before the time of the call that changed them.
+                # Changes of the last half second go out together.
                 self._maintain_claims(now)
+                self._claims_at = now + PEER_TICK_S if self._claims_dirty else math.inf
         if now >= self._cache_sweep_at:
             self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
             self.traffic.sweep_coords_cache(now)
@@ -304,12 +315,29 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
             self._broadcast_at = now + WAKEUP_INTERVAL_S
             self._maintain_broadcasts(now)
 
-    def _maintain_peers(self, now: float) -> None:
+    def _maintain_peers(self, now: float) -> float:
+        """Keepalives to peers sent nothing for a while, and peers heard nothing
+        from closed; returns when the next of either can fall due.
+
+        Frames sent and received only ever push those times later, so the node
+        wakes for them, not on a fixed tick: at rest, once per keepalive rather
+        than twice a second.  Wake-ups fall on a grid of ``PEER_TICK_S``, so that
+        peers due at about the same time are served in one.
+        """
+        due = now + KEEPALIVE_INTERVAL_S
         for port in list(self.peers):
-            if self.config.peer_timeouts and now - self._last_received.get(port, now) >= PEER_TIMEOUT_S:
+            received = self._last_received.get(port, now)
+            if self.config.peer_timeouts and now - received >= PEER_TIMEOUT_S:
                 self.close_peer(port, "no frames for 5 s", now, cause=CloseCause.SILENT)
-            elif now - self._last_sent.get(port, -1e18) >= KEEPALIVE_INTERVAL_S:
+                continue
+            sent = self._last_sent.get(port, -1e18)
+            if now - sent >= KEEPALIVE_INTERVAL_S:
                 self.send(port, KEEPALIVE_FRAME, now)
+                sent = now
+            due = min(due, sent + KEEPALIVE_INTERVAL_S)
+            if self.config.peer_timeouts:
+                due = min(due, received + PEER_TIMEOUT_S)
+        return math.ceil(due / PEER_TICK_S) * PEER_TICK_S
 
     def _flush(self) -> list[Output]:
         if not self._report_pending:
@@ -345,7 +373,9 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         """Routing state changed: cached forwarding decisions are void."""
         self.traffic.invalidate()
         self._report_pending = True
-        self._claims_dirty = True
+        if not self._claims_dirty:
+            self._claims_dirty = True
+            self._claims_at = self._clock + PEER_TICK_S
 
     def _handle_extension_frame(self, port: int, data: bytes, now: float) -> None:
         """An extension frame from the peer on ``port``.  Raises :class:`DecodeError`

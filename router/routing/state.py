@@ -14,6 +14,7 @@ and ``state_broadcast.go``.  Sans-I/O.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -160,6 +161,10 @@ class RoutingState:
         self._tree_at = now
         self._snake_at = now
         self._peer_tick_at = now + PEER_TICK_S
+        self._clock = now
+        """The time the latest input (a frame, a timer, a peer) came with."""
+        self._claims_at = math.inf
+        """When changes to tell the lookahead peers go out (while there are some)."""
         self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
         self._broadcast_at = now + WAKEUP_INTERVAL_S
 
@@ -174,7 +179,9 @@ class RoutingState:
         """Routing state changed: there are events to report, and decisions cached
         on the old state (the traffic path's) are void."""
         self._report_pending = True
-        self._claims_dirty = True
+        if not self._claims_dirty:
+            self._claims_dirty = True
+            self._claims_at = self._clock + PEER_TICK_S
 
     def neighbour_coordinates(self, root: Root) -> dict[int, list[Coordinates]]:
         """The coordinates under ``root`` of each lookahead peer's own peers."""
