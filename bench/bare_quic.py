@@ -34,7 +34,7 @@ import qh3.quic.events
 import qh3.tls
 
 from router.links.tls import certificate_pem, node_credentials
-from router.quic.aioquic_engine import stream_buffered_bytes
+from router.quic.aioquic_hooks import stream_buffered_bytes
 from router.wire.keys import Identity
 
 ALPN = "bench"

@@ -67,7 +67,7 @@ def peering_engine(name: QuicEngineName | str) -> PeeringEngine:
             serve=qh3.serve,
             server_transport=qh3.server_transport,
         )
-    from router.quic import aioquic_engine as aio  # noqa: PLC0415 (only when chosen)
+    from router.quic import aioquic_peering as aio  # noqa: PLC0415 (only when chosen)
 
     aio.check_aioquic()
     return PeeringEngine(

@@ -8,7 +8,7 @@ certificate and a receive window that follows what the application consumed,
 and qh3's native core offers neither (see docs/design.md, "QUIC engines").
 
 What the peering needs beyond qh3's public API is here, as with
-:mod:`router.quic.aioquic_engine`:
+:mod:`router.quic.aioquic_hooks`:
 
 * the smoothed round-trip time (kept by the native core):
   :func:`smoothed_rtt_s`;
@@ -26,9 +26,7 @@ that uses it starts.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import ssl
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -43,6 +41,7 @@ from qh3.tls import SignatureAlgorithm
 
 from router.quic.errors import QuicEngineError
 from router.quic.peering import Acceptor, PeeringConnection
+from router.quic.requirements import Probe, has_callable, keeps_transport, missing, set_in_init
 
 __all__ = [
     "ConnectionTerminated",
@@ -210,51 +209,33 @@ class Qh3Peering(PeeringConnection, QuicConnectionProtocol):
 # ------------------------------------------------------------------ the start-up check
 
 
-def _server_keeps_transport() -> bool:
-    probe = object.__new__(QuicServer)
-    marker = object()
-    QuicServer.connection_made(probe, marker)  # type: ignore[arg-type]
-    return probe.__dict__.get("_transport") is marker
-
-
 def _has_core() -> bool:
     return "_core" in client_connection(QuicConfiguration(is_client=True)).__dict__
 
 
-def _callable(owner: object, name: str) -> Callable[[], bool]:
-    return lambda: callable(getattr(owner, name, None))
-
-
-REQUIREMENTS: tuple[tuple[str, Callable[[], bool]], ...] = (
+REQUIREMENTS: tuple[tuple[str, Probe], ...] = (
     ("QuicConnection._core", _has_core),
     ("QuicConnectionCore.smoothed_rtt", lambda: hasattr(QuicConnectionCore, "smoothed_rtt")),
-    ("QuicConnection.get_peercert", _callable(QuicConnection, "get_peercert")),
-    ("QuicConnection.get_send_buffer_size", _callable(QuicConnection, "get_send_buffer_size")),
-    ("QuicConfiguration.load_cert_chain", _callable(QuicConfiguration, "load_cert_chain")),
-    ("QuicConnectionProtocol._process_events", _callable(QuicConnectionProtocol, "_process_events")),
-    ("QuicServer._transport", _server_keeps_transport),
+    ("QuicConnection.get_peercert", has_callable(QuicConnection, "get_peercert")),
+    ("QuicConnection.get_send_buffer_size", has_callable(QuicConnection, "get_send_buffer_size")),
+    ("QuicConfiguration.load_cert_chain", has_callable(QuicConfiguration, "load_cert_chain")),
+    ("QuicConnectionProtocol._process_events", has_callable(QuicConnectionProtocol, "_process_events")),
+    ("QuicServer._transport", keeps_transport(QuicServer)),
     (
         "QuicConnectionProtocol._connection_terminated_handler",
-        lambda: "_connection_terminated_handler" in inspect.getsource(QuicConnectionProtocol.__init__),
+        set_in_init(QuicConnectionProtocol.__init__, "_connection_terminated_handler"),
     ),
 )
 """What this module relies on beyond qh3's public API, and how to see it is there."""
 
 
-def _present(probe: Callable[[], bool]) -> bool:
-    try:
-        return probe()
-    except Exception:  # a probe that cannot even run means the thing is gone
-        return False
-
-
 def check_qh3() -> None:
     """Raise :class:`QuicEngineError` unless the installed qh3 has everything
     this module relies on."""
-    missing = [name for name, probe in REQUIREMENTS if not _present(probe)]
-    if missing:
+    absent = missing(REQUIREMENTS)
+    if absent:
         raise QuicEngineError(
             f"qh3 {qh3_version()} does not have what Pinewood's peering engine "
-            f"(router/quic/qh3_engine.py) relies on: {', '.join(missing)}; "
+            f"(router/quic/qh3_engine.py) relies on: {', '.join(absent)}; "
             'install a qh3 release that has them, or set quic_engine = "aioquic"'
         )

@@ -1,7 +1,7 @@
 """One end-to-end session's QUIC connection: its configuration and limits.
 
-A session is aioquic's sans-I/O connection as :mod:`router.quic.aioquic_engine` adjusts
-it (:class:`~router.quic.aioquic_engine.AdjustedConnection`):
+A session is aioquic's sans-I/O connection as :mod:`router.quic.aioquic_connection` adjusts
+it (:class:`~router.quic.aioquic_connection.AdjustedConnection`):
 
 * its server asks the client for a certificate, so a session's listener learns
   (and checks) the key of whoever dials it, as Pinecone's sessions do (they
@@ -16,7 +16,7 @@ from __future__ import annotations
 import ssl
 
 from router.links.tls import node_credentials
-from router.quic.aioquic_engine import CipherSuite, QuicConfiguration
+from router.quic.aioquic_connection import CipherSuite, QuicConfiguration
 from router.wire.keys import Identity
 
 STREAM_WINDOW = 1 << 20
@@ -47,7 +47,7 @@ its nodes could not open sessions to ours."""
 
 def configuration(identity: Identity, alpns: list[str], *, client: bool) -> QuicConfiguration:
     """A session's configuration; its ``max_stream_data`` is the window that
-    :class:`~router.quic.aioquic_engine.AdjustedConnection` keeps ahead of what was read."""
+    :class:`~router.quic.aioquic_connection.AdjustedConnection` keeps ahead of what was read."""
     config = QuicConfiguration(
         is_client=client,
         alpn_protocols=alpns,

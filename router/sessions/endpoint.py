@@ -35,7 +35,7 @@ import hmac
 import os
 from collections import Counter
 
-from router.quic.aioquic_engine import (
+from router.quic.aioquic_connection import (
     MIN_STATELESS_RESET_BYTES,
     AdjustedConnection,
     ConnectionIdIssued,

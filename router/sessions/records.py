@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from router.sessions.errors import SessionStateError
 
 if TYPE_CHECKING:  # QUIC is loaded with the first session, not with this module
-    from router.quic.aioquic_engine import AdjustedConnection
+    from router.quic.aioquic_connection import AdjustedConnection
 
 UNREACHABLE = "no answer from the node in time (offline or unreachable)"
 """Why a session that never heard back from the other node closed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import cast
 
-from router.quic.aioquic_engine import AdjustedConnection
+from router.quic.aioquic_connection import AdjustedConnection
 from router.sessions.records import TRANSITIONS, Session, SessionState
 
 

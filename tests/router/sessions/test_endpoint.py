@@ -11,8 +11,8 @@ from aioquic.tls import AlertDescription
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.quic import aioquic_engine
-from router.quic.aioquic_engine import peer_certificate_key
+from router.quic import aioquic_hooks
+from router.quic.aioquic_connection import peer_certificate_key
 from router.sessions.connection import (
     IDLE_TIMEOUT_S,
     MAX_DATAGRAM_BYTES,
@@ -402,14 +402,14 @@ def test_sessions_between_pinewood_nodes_send_overlay_sized_datagrams_once_up() 
 def test_a_side_that_takes_only_small_datagrams_is_sent_small_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     """quic-go (the reference's sessions) says it takes 1452 bytes: such a side
     keeps getting datagrams of MAX_DATAGRAM_BYTES."""
-    real = aioquic_engine.pull_quic_transport_parameters
+    real = aioquic_hooks.pull_quic_transport_parameters
 
     def as_quic_go(buf: Any) -> Any:
         params = real(buf)
         params.max_udp_payload_size = 1452
         return params
 
-    monkeypatch.setattr(aioquic_engine, "pull_quic_transport_parameters", as_quic_go)
+    monkeypatch.setattr(aioquic_hooks, "pull_quic_transport_parameters", as_quic_go)
     net = Net(2)
     a, b = net.endpoints
     sizes = sizes_sent(net)
