@@ -53,8 +53,8 @@ from router.routing.outputs import (
     SendFrame,
 )
 from router.routing.tree import LOCAL_PORT
-from router.sessions.records import Limits as SessionLimits
 from router.sessions.runtime import Sessions
+from router.sessions.session import Limits as SessionLimits
 from router.wire.extension import Extension
 from router.wire.fastpath import is_traffic_frame
 from router.wire.handshake import build_handshake

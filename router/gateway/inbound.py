@@ -34,8 +34,8 @@ from router.gateway.tunnel import StreamSide
 from router.http.requests import error_response
 from router.matrix.federation import DEFAULT_PATHS, Refusal, check_origin, check_path
 from router.routing.budget import TokenBucket
+from router.sessions.codes import StreamResetCode
 from router.sessions.errors import SessionError
-from router.sessions.records import StreamResetCode
 from router.sessions.stream import SessionStream
 
 log = structlog.get_logger("router.gateway")

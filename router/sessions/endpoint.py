@@ -5,9 +5,10 @@ datagram, addressed by the public key of the node that sent it, as in the
 reference's sessions layer.  The endpoint finds the connection a datagram
 belongs to by (source key, destination connection ID), accepts new connections
 from Initial packets, checks that every session's certificate names the key it
-is addressed by, and reports what happened as records.  It takes ``now`` and
-returns what to send; the asyncio runtime (:mod:`router.sessions.runtime`)
-moves the bytes and arms the timer.
+is addressed by, and reports what happened as events
+(:mod:`router.sessions.events`).  It takes ``now`` and returns what to send;
+the asyncio runtime (:mod:`router.sessions.runtime`) moves the bytes and arms
+the timer.
 
 Nothing that arrives is trusted: a datagram that parses as no QUIC packet, for
 no known connection, or past the limits on sessions is dropped and counted.
@@ -58,22 +59,18 @@ from router.quic.aioquic_connection import (
     stream_buffered_bytes,
 )
 from router.routing.budget import TokenBucket
+from router.sessions.codes import UNREACHABLE, CloseCode, StreamResetCode
 from router.sessions.connection import OVERLAY_DATAGRAM_BYTES, configuration
-from router.sessions.records import (
-    UNREACHABLE,
-    CloseCode,
-    Limits,
-    Session,
+from router.sessions.events import (
     SessionAlive,
     SessionDown,
     SessionEvent,
     SessionSetAside,
-    SessionState,
     SessionUp,
     StreamAborted,
     StreamData,
-    StreamResetCode,
 )
+from router.sessions.session import Limits, Session, SessionState
 from router.wire.keys import Identity
 
 CONNECTION_ID_BYTES = 8  # aioquic's host connection IDs

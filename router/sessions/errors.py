@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from router.sessions.records import SessionState
+    from router.sessions.session import SessionState
 
 
 class SessionError(Exception):

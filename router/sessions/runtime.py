@@ -19,20 +19,17 @@ from typing import TYPE_CHECKING
 import structlog
 
 from router.quic.errors import QuicEngineError
+from router.sessions.codes import UNREACHABLE, StreamResetCode
 from router.sessions.errors import SessionError, SessionTimeout
-from router.sessions.records import (
-    UNREACHABLE,
-    Limits,
-    Session,
+from router.sessions.events import (
     SessionAlive,
     SessionDown,
     SessionSetAside,
-    SessionState,
     SessionUp,
     StreamAborted,
     StreamData,
-    StreamResetCode,
 )
+from router.sessions.session import Limits, Session, SessionState
 from router.sessions.stream import SessionStream
 from router.tasks import stop_tasks
 from router.wire.keys import Identity

@@ -12,8 +12,9 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
+from router.sessions.codes import StreamResetCode
 from router.sessions.errors import SessionError, StreamReset
-from router.sessions.records import Session, StreamResetCode
+from router.sessions.session import Session
 
 
 class StreamCarrier(Protocol):

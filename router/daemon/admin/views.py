@@ -13,7 +13,7 @@ from router.daemon.build import is_compiled
 from router.daemon.node import Node
 from router.daemon.settings import SETTINGS
 from router.links.uri import URIError
-from router.sessions.records import Session
+from router.sessions.session import Session
 from router.wire.errors import EncodeError
 from router.wire.extension import extension_names
 from router.wire.keys import PublicKey, key_from_hex

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from router.sessions.endpoint import Endpoint
-from router.sessions.records import Limits, SessionEvent
+from router.sessions.events import SessionEvent
+from router.sessions.session import Limits
 from router.wire.keys import Identity
 
 

@@ -6,7 +6,7 @@ from collections import deque
 from typing import cast
 
 from router.quic.aioquic_connection import AdjustedConnection
-from router.sessions.records import TRANSITIONS, Session, SessionState
+from router.sessions.session import TRANSITIONS, Session, SessionState
 
 
 def bare_session() -> Session:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from router.daemon.admin.views import _session_rows
-from router.sessions.records import SessionState
+from router.sessions.session import SessionState
 from tests.router.sessions.states import session_in
 
 S = SessionState

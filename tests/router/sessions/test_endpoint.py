@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from router.quic import aioquic_hooks
 from router.quic.aioquic_connection import peer_certificate_key
+from router.sessions.codes import CloseCode, StreamResetCode, TlsAlert
 from router.sessions.connection import (
     IDLE_TIMEOUT_S,
     MAX_DATAGRAM_BYTES,
@@ -20,19 +21,15 @@ from router.sessions.connection import (
     STREAM_WINDOW,
 )
 from router.sessions.endpoint import NO_ANSWER_TO_PROBE, PROBE_TIMEOUT_S, RESET_BY_PEER, Endpoint
-from router.sessions.records import (
-    CloseCode,
-    Limits,
+from router.sessions.events import (
     SessionAlive,
     SessionDown,
     SessionSetAside,
-    SessionState,
     SessionUp,
     StreamAborted,
     StreamData,
-    StreamResetCode,
-    TlsAlert,
 )
+from router.sessions.session import Limits, SessionState
 from tests.router.sessions.pair import Net
 
 

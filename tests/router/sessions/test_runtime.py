@@ -12,9 +12,10 @@ import pytest
 
 from router.quic.errors import QuicEngineError
 from router.sessions import endpoint as endpoint_module
+from router.sessions.codes import StreamResetCode
 from router.sessions.errors import SessionError, SessionTimeout, StreamReset
-from router.sessions.records import Limits, StreamResetCode
 from router.sessions.runtime import Sessions
+from router.sessions.session import Limits
 from router.sessions.stream import SessionStream
 from router.wire.keys import Identity
 

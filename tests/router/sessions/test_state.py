@@ -12,19 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.sessions.codes import UNREACHABLE
 from router.sessions.endpoint import NO_ANSWER_TO_PROBE, PROBE_TIMEOUT_S, RESET_BY_PEER, Endpoint
 from router.sessions.errors import SessionError, SessionStateError
-from router.sessions.records import (
-    TRANSITIONS,
-    UNREACHABLE,
-    Limits,
-    Session,
-    SessionAlive,
-    SessionDown,
-    SessionSetAside,
-    SessionState,
-    SessionUp,
-)
+from router.sessions.events import SessionAlive, SessionDown, SessionSetAside, SessionUp
+from router.sessions.session import TRANSITIONS, Limits, Session, SessionState
 from tests.router.sessions.pair import Net
 from tests.router.sessions.states import bare_session, session_in
 
