@@ -8,7 +8,8 @@ measures for ``--window`` seconds.  Bytes are what the nodes' links wrote
 (``pinewood_control_bytes_out_total`` by frame type, and every byte of every
 peering); wake-ups are the voluntary context switches of the process's
 threads, each one a return from waiting on the event loop; processor time and
-resident memory come from ``/proc``.  ``--reference`` runs the nodes with no
+memory come from ``/proc`` (the resident set, and the proportional set, which
+divides the pages the nodes share among them).  ``--reference`` runs the nodes with no
 routing extensions, on the reference's schedule alone.
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.daemons import Daemon, DaemonNet, wait_until
-from bench.startup import process_cpu_s, process_rss_mib
+from bench.startup import process_cpu_s, process_pss_mib, process_rss_mib
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ def measure(nodes: int, settle_s: float, window_s: float, reference: bool) -> di
             time.sleep(window_s)
             after = {d.name: read(d) for d in daemons}
             rss = [process_rss_mib(d.process.pid) for d in daemons if d.process is not None]
+            pss = [process_pss_mib(d.process.pid) for d in daemons if d.process is not None]
         finally:
             net.stop_all()
     per_node: list[dict[str, Any]] = []
@@ -134,6 +136,7 @@ def measure(nodes: int, settle_s: float, window_s: float, reference: bool) -> di
         "wakeups_per_node_s": statistics.mean(n["wakeups_s"] for n in per_node),
         "cpu_ms_per_node_s": statistics.mean(n["cpu_ms_s"] for n in per_node),
         "rss_mib_median": statistics.median(rss),
+        "pss_mib_median": statistics.median(pss),
     }
 
 
@@ -145,7 +148,7 @@ def describe(result: dict[str, Any]) -> str:
         f"at rest for {result['window_s']:.0f} s: "
         f"{result['bytes_per_node_s']:.0f} B/s per node ({by_type}), "
         f"{result['wakeups_per_node_s']:.1f} wake-ups/s, {result['cpu_ms_per_node_s']:.1f} ms CPU/s, "
-        f"RSS {result['rss_mib_median']:.1f} MiB"
+        f"RSS {result['rss_mib_median']:.1f} MiB (PSS {result['pss_mib_median']:.1f})"
     )
 
 

@@ -16,8 +16,9 @@ a few seconds at rest; medians of several starts. **At rest**: nodes on
 loopback in a ring with chords, left alone after peering, then measured for a
 window: what each writes to its peerings (overlay bytes, without TCP/IP
 headers), by frame type; its wake-ups (voluntary context switches); its
-processor time. The reference's schedule is the same nodes without routing
-extensions.
+processor time; its memory, resident (RSS) and proportional (PSS: the pages
+the nodes share, the interpreter's and the libraries', divided among them).
+The reference's schedule is the same nodes without routing extensions.
 """
 
 
@@ -52,7 +53,7 @@ def _idle_row(label: str, r: dict[str, Any]) -> str:
     return (
         f"| {label} | {kind} | {r['nodes']} / {r['edges']} | {_f(r['bytes_per_node_s'], 0)} | {by_type} | "
         f"{_f(r['wakeups_per_node_s'], 1)} | {_f(r['cpu_ms_per_node_s'], 1, ' ms')} | "
-        f"{_f(r['rss_mib_median'], 1, ' MiB')} |"
+        f"{_f(r['rss_mib_median'], 1, ' MiB')} | {_f(r.get('pss_mib_median'), 1, ' MiB')} |"
     )
 
 
@@ -75,8 +76,8 @@ def render_node(stored: dict[str, dict[str, Any]]) -> list[str]:
     out += [
         "",
         "| run | schedule | nodes / peerings | bytes/s per node | protocol bytes/s by frame type |"
-        " wake-ups/s | CPU per s | RSS |",
-        "|---|---|---|---|---|---|---|---|",
+        " wake-ups/s | CPU per s | RSS | PSS |",
+        "|---|---|---|---|---|---|---|---|---|",
         *(_idle_row("this one", r) for r in section["idle"]),
     ]
     if previous:

@@ -54,6 +54,16 @@ def process_rss_mib(pid: int) -> float:
     raise RuntimeError(f"process {pid} has no VmRSS")
 
 
+def process_pss_mib(pid: int) -> float:
+    """The proportional set: resident memory with each shared page divided among
+    the processes that map it (the interpreter's and libraries' pages, when
+    several nodes run on one machine)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"process {pid} has no Pss")
+
+
 def answers(admin_port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=1.0) as response:

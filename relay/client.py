@@ -22,14 +22,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from relay.calls import RelayCalls
 from relay.envelope import EnvelopeError, new_id, open_envelope, seal, seal_to
-from relay.errors import CallError, RelayError
+from relay.errors import CallError, InboxError, RelayError
 from relay.homeserver import Outcome, ReplayPolicy, deliver
-from relay.inbox import Inbox, InboxError
 from relay.lookups import RecordLookups
 from relay.mailboxes import load_mailboxes
 from relay.messages import Ack, Deposit, Fetch, Forward, Refused, Register, Sealed, encode_sealed_deposit
@@ -39,6 +39,9 @@ from relay.records import PREFIX, RelayEntry, RelayRecord, make_record
 from router.sessions.runtime import Sessions
 from router.tasks import stop_tasks
 from router.wire.keys import Identity
+
+if TYPE_CHECKING:
+    from relay.inbox import Inbox
 
 log = structlog.get_logger("relay")
 
@@ -119,6 +122,8 @@ class RelayClient:
 
     def start(self) -> None:
         if self._mailboxes:
+            from relay.inbox import Inbox  # noqa: PLC0415  (sqlite only for a node with mailboxes)
+
             self._inbox = Inbox(self.directory / "inbox.db")
             self._tasks.append(asyncio.get_running_loop().create_task(self._maintain()))
 

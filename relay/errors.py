@@ -20,3 +20,7 @@ class SessionLost(CallError):
 
 class CallTimeout(CallError):
     """The relay's answer did not come in time."""
+
+
+class InboxError(RelayError):
+    """The inbox's database cannot be opened, read or written."""

@@ -14,13 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from relay.errors import RelayError
+from relay.errors import InboxError
 
 T = TypeVar("T")
-
-
-class InboxError(RelayError):
-    """The inbox's database cannot be opened, read or written."""
 
 
 class Inbox:

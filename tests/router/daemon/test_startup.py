@@ -26,12 +26,14 @@ LAZY = (
     "rich",
     "relay.service",
     "relay.stores.sqlite",
+    "relay.inbox",
+    "sqlite3",
     "router.gateway.outbound",
     "router.gateway.inbound",
     "router.sessions.endpoint",
     "router.links.tls",
 )
-"""Modules that a plain TCP router does without."""
+"""Modules that a plain TCP router (no relay, no mailboxes) does without."""
 
 # The child runs the command line's own entry point, and a thread that waits
 # for the admin API, writes down sys.modules and stops the node as a signal would.
