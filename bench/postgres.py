@@ -82,11 +82,6 @@ def postgres_dump(url: str) -> bytes:
     return result.stdout
 
 
-def server_info() -> Server:
-    """The running server (starting it if need be): where, and what it cost."""
-    return _ensure_server()
-
-
 # ---------------------------------------------------------------- the server
 
 

@@ -158,11 +158,6 @@ class Mesh:
         node = self.nodes[source]
         self._process(node, node.core.send_traffic(destination, payload, self.now))
 
-    def inject(self, name: str, port: int, data: bytes) -> None:
-        """Hand ``data`` to ``name`` as if it arrived on ``port`` (forged input in tests)."""
-        node = self.nodes[name]
-        self._process(node, node.core.handle_frame(port, data, self.now))
-
     def run_until(self, until: float, stop: Callable[[], bool] | None = None) -> None:
         """Process events up to virtual time ``until`` (or until ``stop()`` is true)."""
         events = self._events
