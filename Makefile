@@ -53,7 +53,7 @@ test-conduit: $(BUILD)
 # Lint, types and every test that starts no other process (the "process"
 # marker, applied by path in tests/conftest.py).
 check: lint typecheck $(BUILD)
-	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q -m "not process"
+	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q -n 2 --dist loadfile -m "not process"
 
 lint: $(STAMP)
 	$(PY) -m ruff check router relay bench tests
@@ -67,9 +67,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy router relay bench tests
 
-# Benchmarks run once each as tests (no timing) so they cannot rot.
+# Benchmarks run once each as tests (no timing) so they cannot rot.  Most
+# tests wait on processes more than they compute: they run two at a time, a
+# test file to a worker; those marked serial (time bounds beside the Go
+# reference, floods) run alone afterwards.
 unit: $(BUILD)
-	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q --durations=30
+	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q -n 2 --dist loadfile -m "not serial" --durations=20
+	PINEWOOD_EXPECT_BUILD=$$(cat $(BUILD)) $(PY) -m pytest --benchmark-disable -q -m serial --durations=10
 
 # The sans-I/O core's tests on the pure-Python sources (a copy of the tree
 # without the compiled modules, beside a link to ../shared).  The two largest
@@ -81,7 +85,7 @@ unit-pure: $(STAMP)
 	tar --exclude='*.so' --exclude=__pycache__ -cf - pyproject.toml setup.py router relay bench tests \
 		| tar -xf - -C $(PURE)/pinewood
 	cd $(PURE)/pinewood && PYTHONPATH=. PINEWOOD_EXPECT_BUILD=pure $(abspath $(PY)) -m pytest \
-		--benchmark-disable -q -p no:cacheprovider \
+		--benchmark-disable -q -p no:cacheprovider -n 2 --dist loadfile \
 		tests/router/daemon/test_build.py tests/router/wire tests/router/routing tests/router/sim tests/router/links/test_queues.py \
 		-k "not graph-250 and not large_random_graphs"
 

@@ -57,6 +57,18 @@ against PostgreSQL, a parameter of tests that also run on SQLite).  Any other te
 process fails, naming this list (:func:`no_processes_here`)."""
 
 
+SERIAL_PATHS = (
+    "tests/interop/",
+    "tests/hostile/",
+    "tests/integration/test_fair_queues.py",
+    "bench/bench_throughput.py",
+    "bench/bench_sessions.py",
+)
+"""Tests that hold real processes to time bounds beside the Go reference, or
+that flood the processors: they get the ``serial`` marker, and ``make test``
+runs them alone after running the rest two at a time (pytest-xdist)."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         path = item.path.relative_to(REPO_ROOT).as_posix()
@@ -64,6 +76,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         on_postgres = callspec is not None and "postgresql" in callspec.params.values()
         if path.startswith(PROCESS_PATHS) or on_postgres:
             item.add_marker(pytest.mark.process)
+        if path.startswith(SERIAL_PATHS):
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(autouse=True)
