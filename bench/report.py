@@ -156,6 +156,7 @@ def run_throughput(quick: bool, say: Progress) -> dict[str, Any]:
     chains: dict[str, list[str]] = {link: ["--link", link] for link in (("tcp",) if quick else LINKS)}
     chains["tcp"].append("--floor")  # what processor contention alone costs the ping
     if not quick:
+        chains["tcp, two floods"] = ["--link", "tcp", "--floods", "2"]
         chains["quic"] = ["--link", "quic", "--quic-engine", "qh3"]
         chains["quic (aioquic)"] = ["--link", "quic", "--quic-engine", "aioquic"]
     return {

@@ -389,6 +389,13 @@ def _processes(stored: dict[str, dict[str, Any]]) -> list[str]:
                 " what contention alone costs.",
                 "",
             ]
+        two = tp["links"].get("tcp, two floods", {}).get("result") or {}
+        if two.get("smaller_flood_share") is not None:
+            out += [
+                f"- tcp, two floods from two nodes of their own at once: the smaller took"
+                f" {two['smaller_flood_share']:.1%} of what the first router read (50% is even).",
+                "",
+            ]
         previous = tp.get("previous")
         if previous and previous.get("links"):
             out += [

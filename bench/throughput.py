@@ -119,11 +119,15 @@ def router_run(
     quic_engine: str = "qh3",
     node_args: tuple[str, ...] = (),
     burners: int = 0,
-) -> dict[str, float]:
+    floods: int = 1,
+) -> dict[str, Any]:
     """The router chain, its nodes peered over ``link`` (QUIC peerings on
-    ``quic_engine``) and run with ``node_args`` besides; the generator enters by TCP.
-    With ``burners``, no generator: that many processes keep the processors busy
-    instead, and the pings measure what contention alone costs them."""
+    ``quic_engine``) and run with ``node_args`` besides; ``floods`` generators,
+    each a node of its own, enter the first router by TCP.  With ``burners``, no
+    generator: that many processes keep the processors busy instead, and the
+    pings measure what contention alone costs them.  With more than one flood,
+    ``flood_shares`` is the part of what the first router took in that came
+    from each."""
     ports = [free_port() for _ in range(nodes)]
     admins = [free_port() for _ in range(nodes)]
     entry = free_port()
@@ -152,10 +156,13 @@ def router_run(
             if api(admins[0], "POST", "/ping", {"key": keys[-1], "timeout": 1})["rtt_ms"] is not None:
                 break
             time.sleep(0.1)
-        generator: subprocess.Popen[bytes] | Burners = (
-            Burners(burners, seconds + 2)
+        generators: list[subprocess.Popen[bytes] | Burners] = (
+            [Burners(burners, seconds + 2)]
             if burners
-            else spawn_generator(ports[0] if link == "tcp" else entry, keys[-1], seconds + 2)
+            else [
+                spawn_generator(ports[0] if link == "tcp" else entry, keys[-1], seconds + 2)
+                for _ in range(floods)
+            ]
         )
         samples: list[tuple[float, int]] = []
         rtts: list[float] = []
@@ -169,21 +176,34 @@ def router_run(
                     rtts.append(answer)
                 time.sleep(0.05)
 
+        def taken_in() -> dict[str, int]:
+            """Frames the first router has read from each generator so far."""
+            peers = api(admins[0], "GET", "/peers")
+            return {p["key"]: int(p["frames_in"]) for p in peers if "port" in p and p["key"] not in keys}
+
         pings = threading.Thread(target=pinger)
         pings.start()
+        window: list[dict[str, int]] = []
         while time.monotonic() - started < seconds + 1.5:
             samples.append((time.monotonic(), api(admins[-1], "GET", "/status")["traffic"]["delivered"]))
+            if floods > 1 and len(window) < 2 and time.monotonic() - started >= 1.0 + seconds * len(window):
+                window.append(taken_in())
             time.sleep(0.05)
         pings.join()
-        generator.wait(timeout=30)
+        for generator in generators:
+            generator.wait(timeout=30)
         frames = rate(samples, started + 1.0, started + 1.0 + seconds)
         quantiles = statistics.quantiles(rtts, n=100) if len(rtts) >= 2 else [float("nan")] * 99
-        return {
+        result: dict[str, Any] = {
             "frames_s": frames,
             "ping_p50_ms": quantiles[49],
             "ping_p99_ms": quantiles[98],
             "pings": len(rtts),
         }
+        if len(window) == 2:
+            taken = [window[1][key] - window[0].get(key, 0) for key in window[1]]
+            result["flood_shares"] = sorted(t / sum(taken) for t in taken) if sum(taken) else []
+        return result
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -287,6 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         help="an argument for every router process (repeatable), e.g. --node-arg=--peer-receive-buffer=0",
     )
     parser.add_argument(
+        "--floods",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="generators, each a node of its own, flooding the chain at once (2: how evenly the "
+        "first router shares itself between them)",
+    )
+    parser.add_argument(
         "--floor",
         action="store_true",
         help="also ping through the idle chain while two processes keep both processors busy: "
@@ -301,13 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         nodes=args.nodes,
         quic_engine=args.quic_engine,
         node_args=tuple(args.node_arg),
+        floods=args.floods,
     )
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
             baselines.append(baseline_run(args.seconds))
             routers.append(chain(Path(tmp) / f"run{run}"))
             if args.floor:
-                floors.append(chain(Path(tmp) / f"floor{run}", burners=2))
+                floors.append(chain(Path(tmp) / f"floor{run}", burners=2, floods=1))
             if args.link == "quic":
                 quic_baselines.append(quic_stream_run(args.seconds, "aioquic"))
                 qh3_baselines.append(quic_stream_run(args.seconds, "qh3"))
@@ -331,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         "ping_p99_ms_under_load": round(statistics.median(r["ping_p99_ms"] for r in routers), 2),
         "per_run": {"baseline": baselines, "router": routers},
     }
+    if args.floods > 1:
+        shares = [min(r["flood_shares"]) for r in routers if r.get("flood_shares")]
+        result["floods"] = args.floods
+        result["smaller_flood_share"] = round(statistics.median(shares), 3) if shares else None
     if floors:
         result["ping_p50_ms_contention_only"] = round(statistics.median(f["ping_p50_ms"] for f in floors), 2)
         result["ping_p99_ms_contention_only"] = round(statistics.median(f["ping_p99_ms"] for f in floors), 2)
@@ -357,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  ping under load: p50 {r['ping_p50_ms_under_load']} ms, p99 {r['ping_p99_ms_under_load']} ms"
         )
+        if r.get("smaller_flood_share") is not None:
+            share = r["smaller_flood_share"]
+            print(f"  two floods: the smaller took {share:.1%} of what the first router read")
         if "ping_p99_ms_contention_only" in r:
             print(
                 f"  ping, idle chain, both processors busy: p50 {r['ping_p50_ms_contention_only']} ms, "
