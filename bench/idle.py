@@ -10,12 +10,14 @@ peering); wake-ups are the voluntary context switches of the process's
 threads, each one a return from waiting on the event loop; processor time and
 memory come from ``/proc`` (the resident set, and the proportional set, which
 divides the pages the nodes share among them).  ``--reference`` runs the nodes with no
-routing extensions, on the reference's schedule alone.
+routing extensions, on the reference's schedule alone; ``--seed`` picks the
+nodes' keys, so that both are measured on the same tree and snake.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import tempfile
 import time
@@ -85,13 +87,19 @@ def edges(count: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def measure(nodes: int, settle_s: float, window_s: float, reference: bool) -> dict[str, Any]:
+def seeds(count: int, seed: int) -> dict[str, str]:
+    """Each node's key seed, the same for the same ``seed``: the two schedules
+    are measured on the same keys, so the same tree and snake."""
+    return {f"n{i}": hashlib.sha256(f"pinewood idle {seed} n{i}".encode()).hexdigest() for i in range(count)}
+
+
+def measure(nodes: int, settle_s: float, window_s: float, reference: bool, seed: int = 1) -> dict[str, Any]:
     extra = ["--routing-extensions="] if reference else []
     with tempfile.TemporaryDirectory(prefix="pinewood-idle-") as root:
         net = DaemonNet(Path(root))
         try:
             links = edges(nodes)
-            net.start([f"n{i}" for i in range(nodes)], links, extra=extra)
+            net.start([f"n{i}" for i in range(nodes)], links, extra=extra, seeds=seeds(nodes, seed))
             degree = Counter(name for edge in links for name in edge)
             daemons = list(net.daemons.values())
             wait_until(
@@ -129,6 +137,7 @@ def measure(nodes: int, settle_s: float, window_s: float, reference: bool) -> di
         "settle_s": settle_s,
         "window_s": window_s,
         "reference": reference,
+        "seed": seed,
         "bytes_per_node_s": statistics.mean(n["bytes_s"] for n in per_node),
         "control_bytes_per_node_s": {
             t: statistics.mean(n["control_bytes_s"].get(t, 0.0) for n in per_node) for t in types
@@ -160,8 +169,9 @@ def main(argv: Sequence[str]) -> int:
         "--window", type=float, default=60.0, help="seconds measured (a broadcast a minute from each node)"
     )
     parser.add_argument("--reference", action="store_true", help="no routing extensions")
+    parser.add_argument("--seed", type=int, default=1, help="the nodes' keys (the same seed, the same keys)")
     args = parser.parse_args(argv)
     if args.nodes < 2:
         parser.error("--nodes: at least 2")
-    print(describe(measure(args.nodes, args.settle, args.window, args.reference)))
+    print(describe(measure(args.nodes, args.settle, args.window, args.reference, args.seed)))
     return 0

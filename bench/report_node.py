@@ -18,7 +18,7 @@ window: what each writes to its peerings (overlay bytes, without TCP/IP
 headers), by frame type; its wake-ups (voluntary context switches); its
 processor time; its memory, resident (RSS) and proportional (PSS: the pages
 the nodes share, the interpreter's and the libraries', divided among them).
-The reference's schedule is the same nodes without routing extensions.
+The reference's schedule is the same nodes, with the same keys, without routing extensions.
 """
 
 
