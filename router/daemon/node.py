@@ -40,6 +40,7 @@ from router.gateway.shares import ShareLimits
 from router.links.owner import LinkSettings
 from router.links.peer import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
+from router.matrix.federation import ALPN as MATRIX_ALPN
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import (
     BroadcastReceived,
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
     from relay.service import RelayService
     from relay.stores.base import Store
 
-SESSION_PROTOCOLS = ["matrix", RELAY_ALPN]
+SESSION_PROTOCOLS = [MATRIX_ALPN, RELAY_ALPN]
 """Application protocols (ALPN) that sessions with this node may speak."""
 SLICE_S = 0.005
 """The most time one peer's frames get before the other peers' input is read."""

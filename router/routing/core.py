@@ -186,11 +186,11 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         if port not in self.peers:
             self.drops["unknown port"] += 1
             return None
-        self._clock = now
         self._last_received[port] = now
         try:
             sent = self.traffic.forward_frame(port, data, now)
         except DecodeError as exc:
+            self._clock = now  # (only here: forwarding itself changes no state)
             self.close_peer(port, "malformed traffic frame", now, str(exc))
             return None
         if sent is not None:
@@ -372,10 +372,7 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
     def _changed(self) -> None:
         """Routing state changed: cached forwarding decisions are void."""
         self.traffic.invalidate()
-        self._report_pending = True
-        if not self._claims_dirty:
-            self._claims_dirty = True
-            self._claims_at = self._clock + PEER_TICK_S
+        super()._changed()
 
     def _handle_extension_frame(self, port: int, data: bytes, now: float) -> None:
         """An extension frame from the peer on ``port``.  Raises :class:`DecodeError`

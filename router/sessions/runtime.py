@@ -139,11 +139,11 @@ class Sessions:
         for _attempt in range(3):
             now = self.loop.time()
             try:
-                session = self.endpoint.connect(key, alpn, now)
+                session = endpoint.connect(key, alpn, now)
             except ValueError as exc:
                 raise SessionError(str(exc)) from None
-            if self.endpoint.needs_probe(session, now):
-                self.endpoint.probe(session, now)  # quiet for a while: is it still there?
+            if endpoint.needs_probe(session, now):
+                endpoint.probe(session, now)  # quiet for a while: is it still there?
             self._kick()
             if session.state in (SessionState.CONNECTING, SessionState.PROBING):
                 # The handshake, or the probe, has yet to be answered.
@@ -162,7 +162,7 @@ class Sessions:
                 if session.close_reason == UNREACHABLE:
                     raise SessionTimeout(f"no session with {key.hex()}: {UNREACHABLE}")
                 raise SessionError(f"session with {key.hex()} failed: {session.close_reason}")
-            stream_id = self.endpoint.open_stream(session, self.loop.time())
+            stream_id = endpoint.open_stream(session, self.loop.time())
             stream = SessionStream(self, session, stream_id)
             self._streams[(session, stream_id)] = stream
             self._kick()
