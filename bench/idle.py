@@ -4,7 +4,9 @@ each node sends a second, by frame type, its wake-ups and processor time.
 ``python -m bench idle [--nodes 10] [--settle 30] [--window 60]`` starts
 ``--nodes`` ``pinewood run`` processes on loopback, peered in a ring with a
 chord every third node, waits ``--settle`` seconds after the last peering, then
-measures for ``--window`` seconds.  Bytes are what the nodes' links wrote
+measures for ``--window`` seconds.  ``--rss-every S`` also reads each node's
+resident memory every ``S`` seconds of the window, for a soak: ``--window 3600
+--rss-every 60`` shows whether a node at rest grows over an hour.  Bytes are what the nodes' links wrote
 (``pinewood_control_bytes_out_total`` by frame type, and every byte of every
 peering); wake-ups are the voluntary context switches of the process's
 threads, each one a return from waiting on the event loop; processor time and
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import statistics
 import tempfile
 import time
@@ -93,7 +96,9 @@ def seeds(count: int, seed: int) -> dict[str, str]:
     return {f"n{i}": hashlib.sha256(f"pinewood idle {seed} n{i}".encode()).hexdigest() for i in range(count)}
 
 
-def measure(nodes: int, settle_s: float, window_s: float, reference: bool, seed: int = 1) -> dict[str, Any]:
+def measure(
+    nodes: int, settle_s: float, window_s: float, reference: bool, seed: int = 1, rss_every_s: float = 0.0
+) -> dict[str, Any]:
     extra = ["--routing-extensions="] if reference else []
     with tempfile.TemporaryDirectory(prefix="pinewood-idle-") as root:
         net = DaemonNet(Path(root))
@@ -109,7 +114,7 @@ def measure(nodes: int, settle_s: float, window_s: float, reference: bool, seed:
             )
             time.sleep(settle_s)  # the measurement is of a network left alone
             before = {d.name: read(d) for d in daemons}
-            time.sleep(window_s)
+            rss_series = watch_rss(daemons, window_s, rss_every_s)
             after = {d.name: read(d) for d in daemons}
             rss = [process_rss_mib(d.process.pid) for d in daemons if d.process is not None]
             pss = [process_pss_mib(d.process.pid) for d in daemons if d.process is not None]
@@ -146,7 +151,32 @@ def measure(nodes: int, settle_s: float, window_s: float, reference: bool, seed:
         "cpu_ms_per_node_s": statistics.mean(n["cpu_ms_s"] for n in per_node),
         "rss_mib_median": statistics.median(rss),
         "pss_mib_median": statistics.median(pss),
+        "rss_series": rss_series,
+        "rss_growth_mib": growth(rss_series),
     }
+
+
+def watch_rss(daemons: Sequence[Daemon], window_s: float, every_s: float) -> list[tuple[float, list[float]]]:
+    """Sleep through the window; with ``every_s``, read every node's RSS (MiB)
+    at its start and every ``every_s`` seconds: (seconds into it, RSS per node)."""
+    start = time.monotonic()
+    series: list[tuple[float, list[float]]] = []
+    while True:
+        at = time.monotonic() - start
+        if every_s > 0:
+            series.append((at, [process_rss_mib(d.process.pid) for d in daemons if d.process is not None]))
+        if at >= window_s:
+            return series
+        time.sleep(min(every_s if every_s > 0 else window_s, window_s - at))
+
+
+def growth(series: list[tuple[float, list[float]]]) -> dict[str, float] | None:
+    """How much each node grew from the first reading to the last: the median
+    and the largest, in MiB; None without two readings."""
+    if len(series) < 2:
+        return None
+    deltas = [last - first for first, last in zip(series[0][1], series[-1][1], strict=True)]
+    return {"median": statistics.median(deltas), "max": max(deltas), "hours": series[-1][0] / 3600}
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -157,7 +187,18 @@ def describe(result: dict[str, Any]) -> str:
         f"at rest for {result['window_s']:.0f} s: "
         f"{result['bytes_per_node_s']:.0f} B/s per node ({by_type}), "
         f"{result['wakeups_per_node_s']:.1f} wake-ups/s, {result['cpu_ms_per_node_s']:.1f} ms CPU/s, "
-        f"RSS {result['rss_mib_median']:.1f} MiB (PSS {result['pss_mib_median']:.1f})"
+        f"RSS {result['rss_mib_median']:.1f} MiB (PSS {result['pss_mib_median']:.1f})" + soak_line(result)
+    )
+
+
+def soak_line(result: dict[str, Any]) -> str:
+    grown = result.get("rss_growth_mib")
+    if not grown:
+        return ""
+    medians = ", ".join(f"{at / 60:.0f} min {statistics.median(r):.2f}" for at, r in result["rss_series"])
+    return (
+        f"; RSS over {grown['hours'] * 60:.0f} min grew by {grown['median']:+.2f} MiB per node"
+        f" (median; most {grown['max']:+.2f}); median RSS by time: {medians}"
     )
 
 
@@ -170,8 +211,15 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--reference", action="store_true", help="no routing extensions")
     parser.add_argument("--seed", type=int, default=1, help="the nodes' keys (the same seed, the same keys)")
+    parser.add_argument(
+        "--rss-every", type=float, default=0.0, help="read RSS every this many seconds of the window (a soak)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     if args.nodes < 2:
         parser.error("--nodes: at least 2")
-    print(describe(measure(args.nodes, args.settle, args.window, args.reference, args.seed)))
+    result = measure(args.nodes, args.settle, args.window, args.reference, args.seed, args.rss_every)
+    print(describe(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
