@@ -20,6 +20,8 @@ path notice      direction (1: 0 towards the origin, 1 towards the end) | origin
 neighbours       count (1, at most 64) | count x (u16 length | a root
                  announcement as one of the sender's peers sent it)
 neighbours gone  count (1, at most 64) | count x key (32)
+path confirmed   origin key (32) | sequence of the origin's bootstrap (varu64)
+path moved       origin key (32) | sequence of the origin's bootstrap (varu64)
 ===============  =============================================================
 
 A path notice tells the next node along a bootstrap path that the path is
@@ -72,12 +74,15 @@ class Extension(IntFlag):
     """Neighbours: tree routing over the coordinates of peers' peers too."""
     ONE_PEERING = 4
     """Of two peerings dialled at once from both ends, the one the lower key dialled stays."""
+    QUIET_PATHS = 8
+    """Path confirmations: a bootstrap path that is Pinewood's end to end is refreshed less often."""
 
 
 EXTENSION_NAMES: dict[str, Extension] = {
     "path-repair": Extension.PATH_REPAIR,
     "lookahead": Extension.LOOKAHEAD,
     "one-peering": Extension.ONE_PEERING,
+    "quiet-paths": Extension.QUIET_PATHS,
 }
 """How settings and the simulator name each extension."""
 MAX_NEIGHBOURS = 64
@@ -88,6 +93,8 @@ class ExtensionKind(IntEnum):
     PATH_NOTICE = 1
     NEIGHBOURS = 2
     NEIGHBOURS_GONE = 3
+    PATH_CONFIRMED = 4
+    PATH_MOVED = 5
 
 
 class Direction(IntEnum):
@@ -105,6 +112,18 @@ class PathNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class PathConfirmed:
+    origin: PublicKey
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class PathMoved:
+    origin: PublicKey
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
 class Neighbours:
     announcements: tuple[bytes, ...]
     """Each the raw root announcement one of the sender's peers sent it (unverified)."""
@@ -115,7 +134,7 @@ class NeighboursGone:
     keys: tuple[PublicKey, ...]
 
 
-ExtensionMessage = PathNotice | Neighbours | NeighboursGone
+ExtensionMessage = PathNotice | Neighbours | NeighboursGone | PathConfirmed | PathMoved
 
 
 def extension_names(bits: int) -> list[str]:
@@ -132,6 +151,14 @@ def encode_path_notice(notice: PathNotice) -> bytes:
         + encode_varu64(notice.sequence)
     )
     return _frame(payload)
+
+
+def encode_path_confirmed(message: PathConfirmed | PathMoved) -> bytes:
+    """A path confirmation, or a path moved notice: the same body, another kind."""
+    if len(message.origin) != PUBLIC_KEY_SIZE:
+        raise EncodeError(f"origin key must be {PUBLIC_KEY_SIZE} bytes, got {len(message.origin)}")
+    kind = ExtensionKind.PATH_CONFIRMED if isinstance(message, PathConfirmed) else ExtensionKind.PATH_MOVED
+    return _frame(bytes((kind,)) + bytes(message.origin) + encode_varu64(message.sequence))
 
 
 def encode_neighbours(message: Neighbours) -> bytes:
@@ -159,6 +186,8 @@ def encode_extension(message: ExtensionMessage) -> bytes:
         return encode_path_notice(message)
     if isinstance(message, Neighbours):
         return encode_neighbours(message)
+    if isinstance(message, (PathConfirmed, PathMoved)):
+        return encode_path_confirmed(message)
     return encode_neighbours_gone(message)
 
 
@@ -206,6 +235,8 @@ def decode_extension(data: bytes) -> ExtensionMessage:
         return _decode_neighbours(data)
     if kind == ExtensionKind.NEIGHBOURS_GONE:
         return _decode_gone(data)
+    if kind in (ExtensionKind.PATH_CONFIRMED, ExtensionKind.PATH_MOVED):
+        return _decode_confirmed(data)
     if kind != ExtensionKind.PATH_NOTICE:
         raise DecodeError(f"unknown extension kind {kind}")
     if len(data) < 14 + PUBLIC_KEY_SIZE + 1:
@@ -218,6 +249,18 @@ def decode_extension(data: bytes) -> ExtensionMessage:
     if end != len(data):
         raise DecodeError("path notice has trailing bytes")
     return PathNotice(Direction(direction), origin, sequence)
+
+
+def _decode_confirmed(data: bytes) -> PathConfirmed | PathMoved:
+    if len(data) < 13 + PUBLIC_KEY_SIZE + 1:
+        raise DecodeError("path confirmation truncated")
+    origin = PublicKey(data[13 : 13 + PUBLIC_KEY_SIZE])
+    sequence, end = decode_varu64(data, 13 + PUBLIC_KEY_SIZE)
+    if end != len(data):
+        raise DecodeError("path confirmation has trailing bytes")
+    if data[12] == ExtensionKind.PATH_MOVED:
+        return PathMoved(origin, sequence)
+    return PathConfirmed(origin, sequence)
 
 
 def _decode_neighbours(data: bytes) -> Neighbours:

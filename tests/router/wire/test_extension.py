@@ -14,10 +14,13 @@ from router.wire.extension import (
     Extension,
     Neighbours,
     NeighboursGone,
+    PathConfirmed,
     PathNotice,
     decode_extension,
+    encode_extension,
     encode_neighbours,
     encode_neighbours_gone,
+    encode_path_confirmed,
     encode_path_notice,
     extension_names,
     frame_type_name,
@@ -109,6 +112,29 @@ def test_neighbours_gone_round_trip(gone: tuple[PublicKey, ...]) -> None:
     raw = encode_neighbours_gone(NeighboursGone(gone))
     assert len(raw) == 14 + 32 * len(gone)
     assert decode_extension(raw) == NeighboursGone(gone)
+
+
+@given(st.builds(PathConfirmed, keys, u64))
+def test_a_path_confirmation_round_trips(message: PathConfirmed) -> None:
+    raw = encode_path_confirmed(message)
+    assert raw == encode_extension(message)
+    assert decode_extension(raw) == message
+
+
+def test_a_path_confirmation_is_kind_4_then_origin_and_sequence() -> None:
+    raw = encode_path_confirmed(PathConfirmed(ORIGIN, 300))
+    assert len(raw) == 10 + 2 + 1 + 32 + 2
+    assert raw[12] == 4 and raw[13:45] == ORIGIN and raw[45:] == bytes((0x82, 0x2C))
+    with pytest.raises(EncodeError, match="32 bytes"):
+        encode_path_confirmed(PathConfirmed(PublicKey(b"short"), 1))
+
+
+@pytest.mark.parametrize(("cut", "message"), [(1, "truncated"), (3, "truncated"), (-1, "trailing bytes")])
+def test_a_malformed_path_confirmation_is_refused(cut: int, message: str) -> None:
+    whole = bytearray(encode_path_confirmed(PathConfirmed(ORIGIN, 300)))
+    raw = whole + b"\0" if cut < 0 else whole[:-cut]
+    with pytest.raises(DecodeError, match=message):
+        decode_extension(with_lengths(raw))
 
 
 def test_more_neighbours_than_a_frame_may_hold_are_refused_both_ways() -> None:
