@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--extensions",
         type=extension_bits,
         default=0,
-        help="Pinewood's routing extensions, comma-separated (path-repair, lookahead); default none, "
-        "as the reference",
+        help="Pinewood's routing extensions, comma-separated (path-repair, lookahead, quiet-paths); "
+        "default none, as the reference",
     )
     add(
         "--extended-fraction",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from router.routing.constants import BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S
+from router.routing.constants import BOOTSTRAP_INTERVAL_S, QUIET_BOOTSTRAP_INTERVAL_S, SETTLE_WINDOW_S
 from router.routing.core import CoreConfig
 from router.sim import topology
 from router.sim.mesh import Mesh, MeshConfig
@@ -63,6 +63,8 @@ class SimConfig:
     """An experiment only: the reference (and every daemon) bootstraps every 5 s."""
     settle_window_s: float = SETTLE_WINDOW_S
     """0: the reference's bootstrap schedule, without this router's settling bootstraps."""
+    quiet_bootstrap_interval_s: float = QUIET_BOOTSTRAP_INTERVAL_S
+    """An experiment only: how often a node whose path is confirmed bootstraps (quiet paths)."""
     extensions: int = 0
     """The :class:`router.wire.extension.Extension` bits the extended nodes announce
     (0: every node behaves as the reference does)."""
@@ -136,6 +138,8 @@ def build_mesh(config: SimConfig, rng: random.Random) -> Built:
         verify_signatures=config.signatures,
         bootstrap_interval_s=config.bootstrap_interval_s,
         settle_window_s=config.settle_window_s,
+        quiet_bootstrap_interval_s=config.quiet_bootstrap_interval_s,
+        quiet_entry_expiry_s=2 * config.quiet_bootstrap_interval_s + 5.0,
     )
     mesh = Mesh(config.seed, MeshConfig(traffic_loss=config.loss, core=core))
     if not 0.0 <= config.extended_fraction <= 1.0:

@@ -76,6 +76,16 @@ REPAIR_SETTLE_S = 2.0
 """After a repair the origin bootstraps on the settling schedule for this long: the
 nodes around the break are rebuilding their own paths, and a bootstrap sent while
 they do can end at the wrong node."""
+# Quiet paths (Pinewood's own, between Pinewood nodes only: router.routing.quiet_state)
+QUIET_BOOTSTRAP_INTERVAL_S = 30.0
+"""The longest an origin whose bootstrap paths keep being confirmed end to end
+waits between bootstraps (the wait doubles from ``BOOTSTRAP_INTERVAL_S`` with
+each confirmation): path repair reports a break at once on such a path, so
+the refresh only has to catch what changed without a lost link (a shorter
+way opened up, a confirmation lost)."""
+QUIET_ENTRY_EXPIRY_S = 65.0
+"""How long a confirmed route entry lives: two quiet intervals and a margin, as
+the reference's entries live two bootstrap intervals."""
 # Lookahead (Pinewood's own, between Pinewood nodes only: router.routing.lookahead_state)
 MAX_CLAIMS = 1024
 """Neighbour claims a node keeps from all its peers together (64 from any one): a hub

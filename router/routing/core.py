@@ -37,14 +37,16 @@ from router.routing.outputs import (
     RootChanged,
     SendFrame,
 )
-from router.routing.repair_state import PathRepairState
-from router.routing.state import LOOKAHEAD_BIT, PATH_REPAIR_BIT, CoreConfig, PeerInfo
+from router.routing.quiet_state import QuietPathState
+from router.routing.state import LOOKAHEAD_BIT, PATH_REPAIR_BIT, QUIET_PATHS_BIT, CoreConfig, PeerInfo
 from router.routing.traffic import TrafficPath
 from router.routing.tree_state import TreeState
 from router.wire.errors import DecodeError, SignatureError
 from router.wire.extension import (
     ExtensionKind,
     Neighbours,
+    PathConfirmed,
+    PathMoved,
     PathNotice,
     decode_extension,
     is_extension_frame,
@@ -68,11 +70,13 @@ EXTENSION_OF_KIND: dict[int, int] = {
     ExtensionKind.PATH_NOTICE: PATH_REPAIR_BIT,
     ExtensionKind.NEIGHBOURS: LOOKAHEAD_BIT,
     ExtensionKind.NEIGHBOURS_GONE: LOOKAHEAD_BIT,
+    ExtensionKind.PATH_CONFIRMED: QUIET_PATHS_BIT,
+    ExtensionKind.PATH_MOVED: QUIET_PATHS_BIT,
 }
 """The extension a peering must have negotiated for each kind of extension frame."""
 
 
-class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
+class RouterCore(TreeState, QuietPathState, LookaheadState, BroadcastState):
     """One node's routing state machine."""
 
     def __init__(self, identity: Identity, now: float, config: CoreConfig | None = None) -> None:
@@ -109,6 +113,10 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         )
         if both := extensions & self.config.extensions:
             self.peer_extensions[port] = both
+        # A way that may be shorter: back on the reference's schedule until the
+        # next bootstrap's path is confirmed (quiet paths).
+        self._confirmed_sequence = -1
+        self._confirmed_port = None
         self._changed()
         self._send_announcement_to(port, self._root_announcement(), now)
         return port, self._flush()
@@ -309,6 +317,10 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
         if now >= self._cache_sweep_at:
             self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
             self.traffic.sweep_coords_cache(now)
+            # Decisions are voided by every change of routing state; on a quiet
+            # network changes are rare, and the cache would keep a decision
+            # for every destination ever seen.  A minute bounds it.
+            self.traffic.invalidate()
             self._forget_unused_prefixes()
             self._seen_broadcasts.sweep(now)
         if self.config.wakeup_broadcasts and now >= self._broadcast_at:
@@ -394,6 +406,10 @@ class RouterCore(TreeState, PathRepairState, LookaheadState, BroadcastState):
             self._take_path_notice(port, message, data, now)
         elif isinstance(message, Neighbours):
             self._handle_neighbours(port, message, now)
+        elif isinstance(message, PathConfirmed):
+            self._take_path_confirmed(port, message, data, now)
+        elif isinstance(message, PathMoved):
+            self._take_path_moved(port, message, data, now)
         else:
             self._handle_neighbours_gone(port, message)
 

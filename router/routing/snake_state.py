@@ -43,12 +43,7 @@ class SnakeState(RoutingState):
                 del passed[key]
         if expired:
             self._changed()
-        interval = (
-            self.config.settle_bootstrap_interval_s
-            if now < self._settling_until
-            else self.config.bootstrap_interval_s
-        )
-        if now - self._last_bootstrap >= interval:
+        if now - self._last_bootstrap >= self._bootstrap_interval(now):
             self._bootstrap_now(now)
 
     def _bootstrap_now(self, now: float) -> None:
@@ -63,8 +58,10 @@ class SnakeState(RoutingState):
         port, watermark = self.snek(self.key, FULL_WATERMARK, bootstrap=True, now=now)
         if port is not None and port != LOCAL_PORT:
             self.stats["bootstraps sent"] += 1
+            before = (self._last_bootstrap_port, self._last_bootstrap_sequence)
             self._last_bootstrap_port, self._last_bootstrap_sequence = port, sequence
             self.send(port, encode_frame(BootstrapFrame(self.key, watermark, body)), now)
+            self._bootstrap_replaced(*before, now)
         self._last_bootstrap = now
 
     def _handle_bootstrap_frame(self, port: int, frame: BootstrapFrame, now: float) -> None:
@@ -76,9 +73,12 @@ class SnakeState(RoutingState):
         if body is None:
             return
         next_port, watermark = self.snek(frame.destination_key, frame.watermark, bootstrap=True, now=now)
-        self._install_route(port, next_port, frame.destination_key, body, now)
+        old = self.routes.get(frame.destination_key)
+        entry = self._install_route(port, next_port, frame.destination_key, body, now)
+        onward_port: int | None = None
         if next_port is None or next_port == LOCAL_PORT:
             self.stats["bootstraps ended here"] += 1
+            self._bootstrap_ended_here(port, entry, now)
         elif next_port == port:
             self.drops["bootstrap back to sender"] += 1
         elif watermark.worse_than(frame.watermark):
@@ -88,6 +88,9 @@ class SnakeState(RoutingState):
                 frame.destination_key, watermark, frame.payload, frame.hop_limit, frame.extra
             )
             self.send(next_port, encode_frame(onward), now)
+            onward_port = next_port
+        if old is not None:
+            self._route_replaced(old, onward_port, now)
 
     def _checked_bootstrap(self, port: int, frame: BootstrapFrame, now: float) -> BootstrapBody | None:
         """The bootstrap's body if it is for our root and newer than the route we
@@ -114,7 +117,7 @@ class SnakeState(RoutingState):
 
     def _install_route(
         self, port: int, next_port: int | None, origin: PublicKey, body: BootstrapBody, now: float
-    ) -> None:
+    ) -> SnakeEntry:
         entry = SnakeEntry(origin, port, next_port, body.sequence, now, self.root())
         self.routes[origin] = entry
         self._changed()
@@ -124,3 +127,4 @@ class SnakeState(RoutingState):
                 if desc is not None and desc.key < origin and desc.valid(now):
                     self._descending_displaced(desc, now)
                 self._set_descending(entry, now)
+        return entry

@@ -27,7 +27,9 @@ class SnakeEntry:
 
     ``source`` is the port the bootstrap came in on (the way back to ``key``);
     ``destination`` the port it was sent on (``None`` where it ended here).
-    The entry's watermark is ``(key, sequence)``.
+    The entry's watermark is ``(key, sequence)``.  It lives ``lifetime``
+    seconds from ``last_seen``: the reference's ``ENTRY_EXPIRY_S``, or longer
+    once its path is confirmed (:mod:`router.routing.quiet_state`).
     """
 
     key: PublicKey
@@ -36,9 +38,10 @@ class SnakeEntry:
     sequence: int
     last_seen: float
     root: Root
+    lifetime: float = ENTRY_EXPIRY_S
 
     def valid(self, now: float) -> bool:
-        return now - self.last_seen < ENTRY_EXPIRY_S
+        return now - self.last_seen < self.lifetime
 
 
 def _entry_key(entry: SnakeEntry) -> bytes:
@@ -121,7 +124,7 @@ def entry_usable(entry: SnakeEntry, watermark: Watermark, peer_keys: Mapping[int
     if key == watermark.key and entry.sequence != 0 and entry.sequence < watermark.sequence:
         return False
     # About to expire: only a frame already riding it may go on.
-    return riding or now - entry.last_seen <= ENTRY_EXPIRY_S - ENTRY_BOARDING_MARGIN_S
+    return riding or now - entry.last_seen <= entry.lifetime - ENTRY_BOARDING_MARGIN_S
 
 
 def lowest_usable_entry(

@@ -28,6 +28,8 @@ from router.routing.constants import (
     DEFAULT_MAX_PEERS,
     MAX_SEEN_BROADCASTS,
     PEER_TICK_S,
+    QUIET_BOOTSTRAP_INTERVAL_S,
+    QUIET_ENTRY_EXPIRY_S,
     SETTLE_BOOTSTRAP_INTERVAL_S,
     SETTLE_WINDOW_S,
     WAKEUP_HOP_LIMIT,
@@ -60,6 +62,9 @@ from router.wire.snake import (
 
 PATH_REPAIR_BIT = int(Extension.PATH_REPAIR)
 LOOKAHEAD_BIT = int(Extension.LOOKAHEAD)
+QUIET_PATHS_BIT = int(Extension.QUIET_PATHS)
+MAX_QUIET_LEVEL = 16
+"""Past this many doublings any wait is longer than the quiet interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,10 @@ class CoreConfig:
     signature_checks_per_s: float = SIGNATURE_CHECKS_PER_S
     """Each peer's budget of signature checks (:mod:`router.routing.budget`)."""
     signature_checks_burst: float = SIGNATURE_CHECKS_BURST
+    quiet_bootstrap_interval_s: float = QUIET_BOOTSTRAP_INTERVAL_S
+    """How often a node bootstraps while its last bootstrap path is confirmed
+    (quiet paths); like ``bootstrap_interval_s``, changed only by the simulator."""
+    quiet_entry_expiry_s: float = QUIET_ENTRY_EXPIRY_S
     extensions: int = 0
     """The :class:`router.wire.extension.Extension` bits this node announces; a
     peering uses those both ends announced (0: the reference's behaviour)."""
@@ -131,6 +140,7 @@ class RoutingState:
         # these are tested on every timer and lost link.
         self.uses_path_repair = bool(self.config.extensions & PATH_REPAIR_BIT)
         self.uses_lookahead = bool(self.config.extensions & LOOKAHEAD_BIT)
+        self.uses_quiet_paths = bool(self.config.extensions & QUIET_PATHS_BIT)
         self.peer_extensions: dict[int, int] = {}
         """The extensions each peering uses: what both ends announced."""
         self._notices_passed: dict[PublicKey, int] = {}
@@ -149,6 +159,14 @@ class RoutingState:
         self._claims_dirty = False
         self._last_bootstrap_port: int | None = None
         self._last_bootstrap_sequence = -1
+        self._confirmed_sequence = -1
+        """The sequence of our last bootstrap whose path was confirmed end to end
+        (quiet paths): while it is our last, we bootstrap on the quiet schedule."""
+        self._confirmed_port: int | None = None
+        """Where that bootstrap went, while each since went there and was confirmed."""
+        self._quiet_level = 0
+        """How many bootstraps in a row were confirmed going out on ``_confirmed_port``:
+        the quiet schedule doubles the wait with each, up to its interval."""
         self._last_repair = -1e18
         self._seen_broadcasts = SeenBroadcasts(
             now, filter_s=BROADCAST_FILTER_S, expiry_s=BROADCAST_EXPIRY_S, capacity=MAX_SEEN_BROADCASTS
@@ -263,6 +281,27 @@ class RoutingState:
     def _descending_displaced(self, old: SnakeEntry, now: float) -> None:
         """A closer node took ``old``'s place as our descending node (path repair
         tells ``old``; without extensions nothing happens)."""
+
+    def _bootstrap_ended_here(self, port: int, entry: SnakeEntry, now: float) -> None:
+        """A bootstrap from the peer on ``port`` installed ``entry`` and ended here
+        (quiet paths confirms it; without extensions nothing happens)."""
+
+    def _route_replaced(self, old: SnakeEntry, onward: int | None, now: float) -> None:
+        """A newer bootstrap of ``old``'s origin replaced it, and went on to
+        ``onward`` (None: it ended or was dropped here).  Quiet paths cleans up
+        after it; without extensions nothing happens."""
+
+    def _bootstrap_replaced(self, port: int | None, sequence: int, now: float) -> None:
+        """We just bootstrapped again; our previous bootstrap went out on ``port``
+        with ``sequence`` (quiet paths cleans up after it)."""
+
+    def _bootstrap_interval(self, now: float) -> float:
+        if now < self._settling_until:
+            return self.config.settle_bootstrap_interval_s
+        if self._confirmed_sequence >= 0 and self._confirmed_sequence == self._last_bootstrap_sequence:
+            wait = self.config.bootstrap_interval_s * (1 << min(self._quiet_level, MAX_QUIET_LEVEL))
+            return min(wait, self.config.quiet_bootstrap_interval_s)
+        return self.config.bootstrap_interval_s
 
     def _wakeup_frame(self, now: float) -> bytes:
         root_key, root_sequence = self.root()

@@ -14,7 +14,7 @@ tree) that lets replies be tree-routed (reference: ``_coordsCache``).
 
 from __future__ import annotations
 
-from router.routing.constants import COORDS_CACHE_LIFETIME_S, ENTRY_BOARDING_MARGIN_S, ENTRY_EXPIRY_S
+from router.routing.constants import COORDS_CACHE_LIFETIME_S, ENTRY_BOARDING_MARGIN_S
 from router.routing.lookahead import next_hop_lookahead
 from router.routing.outputs import Deliver
 from router.routing.state import RoutingState
@@ -255,7 +255,7 @@ class TrafficPath:
         entry = core.routes.get(watermark.key)
         valid_until = FOREVER
         if entry is not None:
-            valid_until = entry.last_seen + ENTRY_EXPIRY_S
+            valid_until = entry.last_seen + entry.lifetime
             if watermark != frame_watermark:
                 valid_until -= ENTRY_BOARDING_MARGIN_S
         # Only a watermark that changes is written; a converted frame gets one anyway.

@@ -89,7 +89,9 @@ def test_pinewood_peerings_use_path_repair_and_a_broken_path_is_reported(net: Da
         ports[daemon.name] = {p["port"]: name_of[p["key"]] for p in peers}
         for peer in peers:
             plain = "plain" in (daemon.name, name_of[peer["key"]])
-            assert peer["extensions"] == ([] if plain else ["path-repair", "lookahead", "one-peering"]), (
+            assert peer["extensions"] == (
+                [] if plain else ["path-repair", "lookahead", "one-peering", "quiet-paths"]
+            ), (
                 daemon.name,
                 peer,
             )

@@ -117,6 +117,7 @@ def snake_view(node: Node) -> dict[str, Any]:
                 "destination_port": e.destination,
                 "sequence": e.sequence,
                 "age_s": round(now - e.last_seen, 3),
+                "lifetime_s": e.lifetime,
             }
             for e in core.routes.values()
         ],

@@ -120,7 +120,9 @@ def test_a_node_gets_a_quarter_of_the_gateway_streams_unless_set() -> None:
 
 
 def test_routing_extensions_become_the_bits_the_handshake_announces(tmp_path: Path) -> None:
-    assert NodeConfig().extension_bits == Extension.PATH_REPAIR | Extension.LOOKAHEAD | Extension.ONE_PEERING
+    assert NodeConfig().extension_bits == (
+        Extension.PATH_REPAIR | Extension.LOOKAHEAD | Extension.ONE_PEERING | Extension.QUIET_PATHS
+    )
     path = tmp_path / "c.toml"
     path.write_text("routing_extensions = []\n")
     assert load_config(path, environ={}).extension_bits == 0
