@@ -62,8 +62,11 @@ from router.wire.extension import (
     Direction,
     Extension,
     Neighbours,
+    PathConfirmed,
+    PathMoved,
     PathNotice,
     encode_neighbours,
+    encode_path_confirmed,
     encode_path_notice,
 )
 
@@ -132,6 +135,29 @@ def path_notices(target: Target, seconds: float) -> Outcome:
         encode_path_notice(
             PathNotice(
                 Direction(n & 1),
+                PublicKey(known[n % 2] if n % 3 else os.urandom(32)),
+                int.from_bytes(os.urandom(6), "big"),
+            )
+        )
+        for n in range(4096)
+    ]
+    with sock:
+        sent, closed_after = flood(sock, lambda n: frames[n % len(frames)], until)
+    return Outcome(sent, "frames", seconds, closed_after)
+
+
+def path_confirmations(target: Target, seconds: float) -> Outcome:
+    """A peer that announces quiet paths and floods confirmations and path-moved
+    words that lie, for the keys it knows (the root's and the victim's) and for
+    random ones, with random bootstrap sequences.  None names
+    a path that crosses the attacker, so each must be dropped and counted, and
+    no entry may live longer for it."""
+    until = time.monotonic() + seconds
+    sock, _ = peer(target, extensions=Extension.PATH_REPAIR | Extension.QUIET_PATHS)
+    known = [target.victim, target.root_key]
+    frames = [
+        encode_path_confirmed(
+            (PathConfirmed if n & 1 else PathMoved)(
                 PublicKey(known[n % 2] if n % 3 else os.urandom(32)),
                 int.from_bytes(os.urandom(6), "big"),
             )
@@ -418,6 +444,7 @@ SIMPLE: dict[str, Attack] = {
     "slowloris": slowloris,
     "never-reads": never_reads,
     "path-notices": path_notices,
+    "path-confirmations": path_confirmations,
     "lookahead-claims": lookahead_claims,
 }
 NAMES = (

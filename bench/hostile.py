@@ -54,6 +54,7 @@ EXPECT_CLOSED = {
     "deep-coordinates": False,
     "traffic": False,
     "path-notices": False,
+    "path-confirmations": False,
     "lookahead-claims": False,
 }
 """Whether T must close the attacker (rule: bad signatures, bad handshakes, a peer
