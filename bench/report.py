@@ -37,16 +37,13 @@ from typing import Any
 
 from bench.report_hostile import render_hostile
 from bench.report_node import previous_node, render_node, run_node
-from bench.report_text import render
+from bench.report_text import EXTENDED, render
 from bench.sim import plots
 from bench.sim.runner import simulate
 from bench.sim.setup import SimConfig
 from bench.testbed import plots as testbed_plots
 from bench.testbed.report import render_federation, render_testbed
-from router.wire.extension import Extension
 
-EXTENDED = Extension.PATH_REPAIR | Extension.LOOKAHEAD
-"""Pinewood's routing extensions, as a daemon announces them by default."""
 SECTIONS = ("sim", "throughput", "sessions", "relay", "hostile", "fuzz", "testbed", "federation", "node")
 LINKS = ("tcp", "tls", "quic", "ws")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"

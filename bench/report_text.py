@@ -20,6 +20,11 @@ pairs each once converged, hops counted with the router's packet-filter hook; th
 three kinds of probe frames as in this simulator; pooled over the runs."""
 
 
+EXTENDED = Extension.PATH_REPAIR | Extension.LOOKAHEAD | Extension.QUIET_PATHS
+"""Pinewood's routing extensions in the simulator, as a daemon announces them by
+default (one-peering acts on links, which the simulator makes only once)."""
+
+
 REFERENCE_BOOTSTRAP_S = 5.0
 
 
@@ -276,7 +281,7 @@ def targets(section: dict[str, Any]) -> list[str]:
             f"| graph-250: delivery at or above 99 % under {rate:.0f} % churn per minute |"
             f" first frame {_pct(d['first'])}, established {_pct(d['established'])} | {_verdict(ok)} |"
         )
-    both = Extension.PATH_REPAIR | Extension.LOOKAHEAD
+    both = EXTENDED
     rows += _extension_targets(
         churn,
         find("graph-250.txt", "churn", extensions=both),
