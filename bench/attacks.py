@@ -125,43 +125,43 @@ def traffic(target: Target, seconds: float) -> Outcome:
 
 def path_notices(target: Target, seconds: float) -> Outcome:
     """A peer that announces path repair and floods path notices that lie: both
-    directions, for the keys it knows (the target's, the root's, the victim's)
+    directions, for the keys it knows (the root's and the victim's)
     and for random ones, with random bootstrap sequences.  None names a path
     that crosses the attacker, so each must be dropped and counted."""
-    until = time.monotonic() + seconds
-    sock, _ = peer(target, extensions=Extension.PATH_REPAIR)
-    known = [target.victim, target.root_key]
-    frames = [
-        encode_path_notice(
-            PathNotice(
-                Direction(n & 1),
-                PublicKey(known[n % 2] if n % 3 else os.urandom(32)),
-                int.from_bytes(os.urandom(6), "big"),
-            )
-        )
-        for n in range(4096)
-    ]
-    with sock:
-        sent, closed_after = flood(sock, lambda n: frames[n % len(frames)], until)
-    return Outcome(sent, "frames", seconds, closed_after)
+    return _flood_path_words(
+        target,
+        seconds,
+        Extension.PATH_REPAIR,
+        lambda n, origin, sequence: encode_path_notice(PathNotice(Direction(n & 1), origin, sequence)),
+    )
 
 
 def path_confirmations(target: Target, seconds: float) -> Outcome:
     """A peer that announces quiet paths and floods confirmations and path-moved
-    words that lie, for the keys it knows (the root's and the victim's) and for
-    random ones, with random bootstrap sequences.  None names
-    a path that crosses the attacker, so each must be dropped and counted, and
-    no entry may live longer for it."""
+    words that lie, for the keys it knows and for random ones, with random
+    bootstrap sequences.  None names a path that crosses the attacker, so each
+    must be dropped and counted, and no entry may live longer for it."""
+    return _flood_path_words(
+        target,
+        seconds,
+        Extension.PATH_REPAIR | Extension.QUIET_PATHS,
+        lambda n, origin, sequence: encode_path_confirmed(
+            PathConfirmed(origin, sequence) if n & 1 else PathMoved(origin, sequence)
+        ),
+    )
+
+
+def _flood_path_words(
+    target: Target, seconds: float, extensions: int, encode: Callable[[int, PublicKey, int], bytes]
+) -> Outcome:
+    """A peering announcing ``extensions`` that floods 4,096 words naming paths
+    by origin (the root's or the victim's key, or a random one) and a random
+    bootstrap sequence, round and round."""
     until = time.monotonic() + seconds
-    sock, _ = peer(target, extensions=Extension.PATH_REPAIR | Extension.QUIET_PATHS)
+    sock, _ = peer(target, extensions=extensions)
     known = [target.victim, target.root_key]
     frames = [
-        encode_path_confirmed(
-            (PathConfirmed if n & 1 else PathMoved)(
-                PublicKey(known[n % 2] if n % 3 else os.urandom(32)),
-                int.from_bytes(os.urandom(6), "big"),
-            )
-        )
+        encode(n, PublicKey(known[n % 2] if n % 3 else os.urandom(32)), int.from_bytes(os.urandom(6), "big"))
         for n in range(4096)
     ]
     with sock:

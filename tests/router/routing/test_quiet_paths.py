@@ -16,12 +16,12 @@ from router.routing.constants import (
     QUIET_ENTRY_EXPIRY_S,
 )
 from router.routing.core import CoreConfig, RouterCore
-from router.routing.outputs import Output, SendFrame
+from router.routing.outputs import Output
 from router.routing.quiet_state import MOVED_GRACE_S
 from router.routing.snek import SnakeEntry
 from router.sim.mesh import Mesh
 from router.sim.topology import grid
-from router.wire import FrameType, PublicKey
+from router.wire import PublicKey
 from router.wire.extension import (
     Extension,
     PathConfirmed,
@@ -33,16 +33,11 @@ from router.wire.extension import (
 from router.wire.snake import sign_bootstrap
 from tests.router.routing.routing_helpers import MID, T0, ordered_identities
 from tests.router.routing.test_core import announcement_frame, bootstrap_frame, rooted_at
-from tests.router.routing.test_repair import bootstrap_path
+from tests.router.routing.test_repair import ORIGIN, bootstrap_path, bootstraps, path, sends
 
 QUIET = Extension.PATH_REPAIR | Extension.QUIET_PATHS
 CONFIG = CoreConfig(extensions=QUIET, verify_signatures=False)
 IDS = ordered_identities()
-ORIGIN = IDS[1].public_key
-
-
-def sends(outputs: list[Output]) -> list[SendFrame]:
-    return [o for o in outputs if isinstance(o, SendFrame)]
 
 
 def confirmations(outputs: list[Output]) -> list[tuple[int, PathConfirmed]]:
@@ -55,10 +50,6 @@ def moves(outputs: list[Output]) -> list[tuple[int, PathMoved]]:
     return [(port, m) for port, m in found if isinstance(m, PathMoved)]
 
 
-def bootstraps(outputs: list[Output]) -> list[SendFrame]:
-    return [o for o in sends(outputs) if o.data[5] == FrameType.BOOTSTRAP]
-
-
 def core_with_peers(*announced: int, config: CoreConfig = CONFIG) -> tuple[RouterCore, list[int]]:
     core = RouterCore(MID, T0, config)
     ports = [
@@ -66,13 +57,6 @@ def core_with_peers(*announced: int, config: CoreConfig = CONFIG) -> tuple[Route
     ]
     core.take_outputs()
     return core, ports
-
-
-def path(core: RouterCore, source: int, destination: int | None, sequence: int = 7) -> SnakeEntry:
-    """A route entry for ORIGIN's bootstrap, in on ``source`` and out on ``destination``."""
-    entry = SnakeEntry(PublicKey(ORIGIN), source, destination, sequence, T0, core.root())
-    core.routes[ORIGIN] = entry
-    return entry
 
 
 def confirmed(sequence: int = 7, origin: bytes = ORIGIN) -> bytes:
