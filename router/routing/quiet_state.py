@@ -192,7 +192,7 @@ class QuietPathState(PathRepairState):
         if lifetime < entry.lifetime:
             self._set_lifetime(entry, lifetime)
             self._changed()  # decisions cached on it were valid for longer
-        self.stats["path moved: entries shortened"] += 1
+            self.stats["path moved: entries shortened"] += 1
         onwards = entry.destination
         if onwards is not None and onwards != LOCAL_PORT and self._takes_confirmations(onwards):
             self.send(onwards, data, now)
