@@ -36,7 +36,7 @@ def test_wan_ring_of_five_delivers_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "testbed.json"
     command = [
         sys.executable, "-m", "bench.testbed", "--scenarios=wan", "--variants=pinewood", "--graph=ring:5",
-        "--duration=20", "--rest=3", f"--workdir={tmp_path / 'nodes'}", f"--json={out}",
+        "--duration=20", "--rest=8", f"--workdir={tmp_path / 'nodes'}", f"--json={out}",
     ]  # fmt: skip
     done = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -62,6 +62,8 @@ def test_wan_ring_of_five_delivers_and_cleans_up(tmp_path: Path) -> None:
     # Paths were measured and none is shorter than the shortest.
     rows = run["path"]["pairs"]
     assert rows and all(r["hops"] >= r["shortest"] for r in rows)
+    # At rest (8 s: a node whose paths are quiet may send only keepalives,
+    # one a peering every 3 to 3.5 s, on a grid all nodes share).
     pinewood = run["rest"]["by_kind"]["pinewood"]
     assert pinewood["link_bytes_per_s"]["mean"] > 0 and pinewood["rss_mib"]["mean"] > 10
     assert run["emulator"]["write_errors"] == 0
