@@ -110,10 +110,18 @@ def test_restarted_static_peer_is_peered_with_and_reached_at_once(
     net.kill("b", signal.SIGTERM)
     wait_until(lambda: a.api("GET", "/status")["peers"] == 0, 10, "a's peering with b gone")
     down_at = time.monotonic()
-    # Meanwhile a ping to b's key has nowhere to go: it is counted, with its reason.
-    before = nowhere(a)
-    assert not ping(a, b)
-    assert nowhere(a) == before + 1, a.api("GET", "/status")
+    # Meanwhile a ping to b's key has nowhere to go: it is counted, with its
+    # reason.  The session a held with b may send to b's key meanwhile too (a
+    # QUIC retransmission, counted the same way): of three pings, one must be
+    # counted alone, and none may go uncounted.
+    counted = []
+    for _ in range(3):
+        before = nowhere(a)
+        assert not ping(a, b)
+        counted.append(nowhere(a) - before)
+        if counted[-1] == 1:
+            break
+    assert counted[-1] == 1 and min(counted) >= 1, (counted, a.api("GET", "/status"))
     wait_until(lambda: time.monotonic() - down_at >= DOWN_S and refuses(b.port), 10, "b down for a while")
 
     net.launch(b, b.extra_args)
