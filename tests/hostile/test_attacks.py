@@ -44,16 +44,15 @@ def checks(attack: str, row: Row, t_status: dict[str, Any], gateway: dict[str, A
         lies = sum(v for k, v in drops if k.startswith(("path notice:", "over budget: path")))
         assert lies > 0 and "path repairs" not in t_status["routing"], t_status
     if attack == "path-confirmations":
-        drops, routing = t_status["drops"], t_status["routing"]
+        # (The good peers' own confirmations pass through T as they should:
+        # only the lies are counted as drops.)
+        drops = t_status["drops"]
         lies = sum(
             v
             for k, v in drops.items()
             if k.startswith(("path confirmation:", "path moved:", "over budget: path"))
         )
         assert lies > 0, drops
-        assert (
-            "path confirmations passed on" not in routing and "path moved: entries shortened" not in routing
-        ), routing
     if attack == "lookahead-claims":
         drops = t_status["drops"]
         assert drops.get("lookahead claim for another root", 0) > 0, drops
