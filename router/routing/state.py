@@ -91,9 +91,10 @@ class CoreConfig:
     """Each peer's budget of signature checks (:mod:`router.routing.budget`)."""
     signature_checks_burst: float = SIGNATURE_CHECKS_BURST
     quiet_bootstrap_interval_s: float = QUIET_BOOTSTRAP_INTERVAL_S
-    """How often a node bootstraps while its last bootstrap path is confirmed
-    (quiet paths); like ``bootstrap_interval_s``, changed only by the simulator."""
+    """The longest wait between bootstraps while they keep being confirmed (quiet
+    paths); like ``bootstrap_interval_s``, changed only by the simulator."""
     quiet_entry_expiry_s: float = QUIET_ENTRY_EXPIRY_S
+    """How long a confirmed route entry lives (quiet paths)."""
     extensions: int = 0
     """The :class:`router.wire.extension.Extension` bits this node announces; a
     peering uses those both ends announced (0: the reference's behaviour)."""
@@ -140,7 +141,6 @@ class RoutingState:
         # these are tested on every timer and lost link.
         self.uses_path_repair = bool(self.config.extensions & PATH_REPAIR_BIT)
         self.uses_lookahead = bool(self.config.extensions & LOOKAHEAD_BIT)
-        self.uses_quiet_paths = bool(self.config.extensions & QUIET_PATHS_BIT)
         self.peer_extensions: dict[int, int] = {}
         """The extensions each peering uses: what both ends announced."""
         self._notices_passed: dict[PublicKey, int] = {}
