@@ -66,8 +66,8 @@ from router.wire.extension import (
     PathMoved,
     PathNotice,
     encode_neighbours,
-    encode_path_confirmed,
     encode_path_notice,
+    encode_path_word,
 )
 
 
@@ -145,7 +145,7 @@ def path_confirmations(target: Target, seconds: float) -> Outcome:
         target,
         seconds,
         Extension.PATH_REPAIR | Extension.QUIET_PATHS,
-        lambda n, origin, sequence: encode_path_confirmed(
+        lambda n, origin, sequence: encode_path_word(
             PathConfirmed(origin, sequence) if n & 1 else PathMoved(origin, sequence)
         ),
     )

@@ -281,13 +281,12 @@ def targets(section: dict[str, Any]) -> list[str]:
             f"| graph-250: delivery at or above 99 % under {rate:.0f} % churn per minute |"
             f" first frame {_pct(d['first'])}, established {_pct(d['established'])} | {_verdict(ok)} |"
         )
-    both = EXTENDED
     rows += _extension_targets(
         churn,
-        find("graph-250.txt", "churn", extensions=both),
-        find("graph-250.txt", "churn", extensions=both, share=0.5),
+        find("graph-250.txt", "churn", extensions=EXTENDED),
+        find("graph-250.txt", "churn", extensions=EXTENDED, share=0.5),
     )
-    cold_ext = find("graph-250.txt", "cold", extensions=both)
+    cold_ext = find("graph-250.txt", "cold", extensions=EXTENDED)
     if cold is not None and cold_ext is not None:
         e, ref = cold_ext["stretch"]["established"], cold["stretch"]["established"]
         f, ref_f = cold_ext["stretch"]["first"], cold["stretch"]["first"]

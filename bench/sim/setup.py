@@ -139,7 +139,6 @@ def build_mesh(config: SimConfig, rng: random.Random) -> Built:
         bootstrap_interval_s=config.bootstrap_interval_s,
         settle_window_s=config.settle_window_s,
         quiet_bootstrap_interval_s=config.quiet_bootstrap_interval_s,
-        quiet_entry_expiry_s=2 * config.quiet_bootstrap_interval_s + 5.0,
     )
     mesh = Mesh(config.seed, MeshConfig(traffic_loss=config.loss, core=core))
     if not 0.0 <= config.extended_fraction <= 1.0:

@@ -83,7 +83,8 @@ waits between bootstraps (the wait doubles from ``BOOTSTRAP_INTERVAL_S`` with
 each confirmation): path repair reports a break at once on such a path, so
 the refresh only has to catch what changed without a lost link (a shorter
 way opened up, a confirmation lost)."""
-QUIET_ENTRY_EXPIRY_S = 65.0
+QUIET_ENTRY_MARGIN_S = 5.0
+QUIET_ENTRY_EXPIRY_S = 2 * QUIET_BOOTSTRAP_INTERVAL_S + QUIET_ENTRY_MARGIN_S
 """How long a confirmed route entry lives: two quiet intervals and a margin, as
 the reference's entries live two bootstrap intervals."""
 # Lookahead (Pinewood's own, between Pinewood nodes only: router.routing.lookahead_state)

@@ -53,7 +53,7 @@ from router.routing.repair_state import PathRepairState
 from router.routing.snek import SnakeEntry
 from router.routing.state import PATH_REPAIR_BIT, QUIET_PATHS_BIT
 from router.routing.tree import LOCAL_PORT
-from router.wire.extension import PathConfirmed, PathMoved, encode_path_confirmed
+from router.wire.extension import PathConfirmed, PathMoved, encode_path_word
 from router.wire.keys import PublicKey
 
 QUIET = QUIET_PATHS_BIT | PATH_REPAIR_BIT
@@ -84,7 +84,7 @@ class QuietPathState(PathRepairState):
             return
         self._confirm(entry)
         self.stats["path confirmations sent"] += 1
-        self.send(port, encode_path_confirmed(PathConfirmed(entry.key, entry.sequence)), now)
+        self.send(port, encode_path_word(PathConfirmed(entry.key, entry.sequence)), now)
 
     def _confirm(self, entry: SnakeEntry) -> None:
         self._set_lifetime(entry, self.config.quiet_entry_expiry_s)
@@ -166,7 +166,7 @@ class QuietPathState(PathRepairState):
         ):
             return
         self.stats["path moved sent"] += 1
-        self.send(port, encode_path_confirmed(PathMoved(PublicKey(origin), sequence)), now)
+        self.send(port, encode_path_word(PathMoved(PublicKey(origin), sequence)), now)
 
     def _take_path_moved(self, port: int, message: PathMoved, data: bytes, now: float) -> None:
         """A confirmed path through us was left for another, or its confirmation

@@ -29,7 +29,7 @@ from router.routing.constants import (
     MAX_SEEN_BROADCASTS,
     PEER_TICK_S,
     QUIET_BOOTSTRAP_INTERVAL_S,
-    QUIET_ENTRY_EXPIRY_S,
+    QUIET_ENTRY_MARGIN_S,
     SETTLE_BOOTSTRAP_INTERVAL_S,
     SETTLE_WINDOW_S,
     WAKEUP_HOP_LIMIT,
@@ -93,11 +93,15 @@ class CoreConfig:
     quiet_bootstrap_interval_s: float = QUIET_BOOTSTRAP_INTERVAL_S
     """The longest wait between bootstraps while they keep being confirmed (quiet
     paths); like ``bootstrap_interval_s``, changed only by the simulator."""
-    quiet_entry_expiry_s: float = QUIET_ENTRY_EXPIRY_S
-    """How long a confirmed route entry lives (quiet paths)."""
     extensions: int = 0
     """The :class:`router.wire.extension.Extension` bits this node announces; a
     peering uses those both ends announced (0: the reference's behaviour)."""
+
+    @property
+    def quiet_entry_expiry_s(self) -> float:
+        """How long a confirmed route entry lives (quiet paths): two quiet
+        intervals and a margin (``QUIET_ENTRY_EXPIRY_S`` by default)."""
+        return 2 * self.quiet_bootstrap_interval_s + QUIET_ENTRY_MARGIN_S
 
 
 @dataclass(frozen=True, slots=True)

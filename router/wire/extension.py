@@ -153,8 +153,8 @@ def encode_path_notice(notice: PathNotice) -> bytes:
     return _frame(payload)
 
 
-def encode_path_confirmed(message: PathConfirmed | PathMoved) -> bytes:
-    """A path confirmation, or a path moved notice: the same body, another kind."""
+def encode_path_word(message: PathConfirmed | PathMoved) -> bytes:
+    """A path confirmation or a path moved word: the same body, another kind."""
     if len(message.origin) != PUBLIC_KEY_SIZE:
         raise EncodeError(f"origin key must be {PUBLIC_KEY_SIZE} bytes, got {len(message.origin)}")
     kind = ExtensionKind.PATH_CONFIRMED if isinstance(message, PathConfirmed) else ExtensionKind.PATH_MOVED
@@ -187,7 +187,7 @@ def encode_extension(message: ExtensionMessage) -> bytes:
     if isinstance(message, Neighbours):
         return encode_neighbours(message)
     if isinstance(message, (PathConfirmed, PathMoved)):
-        return encode_path_confirmed(message)
+        return encode_path_word(message)
     return encode_neighbours_gone(message)
 
 

@@ -27,7 +27,7 @@ from router.wire.extension import (
     PathConfirmed,
     PathMoved,
     decode_extension,
-    encode_path_confirmed,
+    encode_path_word,
     is_extension_frame,
 )
 from router.wire.snake import sign_bootstrap
@@ -60,11 +60,11 @@ def core_with_peers(*announced: int, config: CoreConfig = CONFIG) -> tuple[Route
 
 
 def confirmed(sequence: int = 7, origin: bytes = ORIGIN) -> bytes:
-    return encode_path_confirmed(PathConfirmed(PublicKey(origin), sequence))
+    return encode_path_word(PathConfirmed(PublicKey(origin), sequence))
 
 
 def moved(sequence: int = 7, origin: bytes = ORIGIN) -> bytes:
-    return encode_path_confirmed(PathMoved(PublicKey(origin), sequence))
+    return encode_path_word(PathMoved(PublicKey(origin), sequence))
 
 
 # ---------------------------------------------------------------- at the end

@@ -20,8 +20,8 @@ from router.wire.extension import (
     encode_extension,
     encode_neighbours,
     encode_neighbours_gone,
-    encode_path_confirmed,
     encode_path_notice,
+    encode_path_word,
     extension_names,
     frame_type_name,
     is_extension_frame,
@@ -116,22 +116,22 @@ def test_neighbours_gone_round_trip(gone: tuple[PublicKey, ...]) -> None:
 
 @given(st.builds(PathConfirmed, keys, u64))
 def test_a_path_confirmation_round_trips(message: PathConfirmed) -> None:
-    raw = encode_path_confirmed(message)
+    raw = encode_path_word(message)
     assert raw == encode_extension(message)
     assert decode_extension(raw) == message
 
 
 def test_a_path_confirmation_is_kind_4_then_origin_and_sequence() -> None:
-    raw = encode_path_confirmed(PathConfirmed(ORIGIN, 300))
+    raw = encode_path_word(PathConfirmed(ORIGIN, 300))
     assert len(raw) == 10 + 2 + 1 + 32 + 2
     assert raw[12] == 4 and raw[13:45] == ORIGIN and raw[45:] == bytes((0x82, 0x2C))
     with pytest.raises(EncodeError, match="32 bytes"):
-        encode_path_confirmed(PathConfirmed(PublicKey(b"short"), 1))
+        encode_path_word(PathConfirmed(PublicKey(b"short"), 1))
 
 
 @pytest.mark.parametrize(("cut", "message"), [(1, "truncated"), (3, "truncated"), (-1, "trailing bytes")])
 def test_a_malformed_path_confirmation_is_refused(cut: int, message: str) -> None:
-    whole = bytearray(encode_path_confirmed(PathConfirmed(ORIGIN, 300)))
+    whole = bytearray(encode_path_word(PathConfirmed(ORIGIN, 300)))
     raw = whole + b"\0" if cut < 0 else whole[:-cut]
     with pytest.raises(DecodeError, match=message):
         decode_extension(with_lengths(raw))
