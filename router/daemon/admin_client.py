@@ -7,11 +7,8 @@ node that cannot be reached gets a hint (is it running, is ``--admin`` right).
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +51,12 @@ class AdminClient:
 
     def call(self, method: str, path: str, body: object = None, timeout: float = 10.0) -> Any:
         """The node's JSON answer; :class:`CLIError` with the node's reason if it refused."""
+        # Imported here: ``pinewood run`` loads this module, and with these the
+        # mail parser, tempfile and more (about 3 MiB resident) it never uses.
+        import http.client  # noqa: PLC0415
+        import urllib.error  # noqa: PLC0415
+        import urllib.request  # noqa: PLC0415
+
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"http://{self.address}{path}", data=data, method=method)
         request.add_header("Content-Type", "application/json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -250,6 +249,8 @@ def cmd_ping(args: argparse.Namespace) -> int:
         print(f"--- {short} ping statistics ---")
         print(f"{sent} sent, {len(rtts)} received, {loss:.0f}% loss")
         if rtts:
+            import statistics  # noqa: PLC0415  (a ping summary only: fractions, decimal)
+
             spread = statistics.pstdev(rtts)
             avg = statistics.fmean(rtts)
             print(f"rtt min/avg/max/mdev = {min(rtts):.3f}/{avg:.3f}/{max(rtts):.3f}/{spread:.3f} ms")

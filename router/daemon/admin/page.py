@@ -8,7 +8,6 @@ the package (``status.html``, beside this module) and is read at each request.
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 from router.daemon.admin.body import Body
@@ -30,6 +29,10 @@ PAGE_HEADERS = (
 
 def page_bytes() -> bytes:
     """The status page as shipped in the package."""
+    # Imported at the first view: importlib.resources brings tempfile, shutil
+    # and the compression modules, which an unwatched node never needs.
+    from importlib import resources  # noqa: PLC0415
+
     return resources.files("router.daemon.admin").joinpath(PAGE_FILE).read_bytes()
 
 
