@@ -58,6 +58,7 @@ class NodeConfig:
     traffic_queue_frames: int = 2048
     queue_target_ms: float = 5.0
     peer_receive_buffer: int = 131072
+    peer_send_buffer: int = 65536
     hop_limiting: bool = False
     wakeup_broadcasts: bool = True
     routing_extensions: tuple[str, ...] = DEFAULT_EXTENSIONS

@@ -140,6 +140,7 @@ class Node:
             config.traffic_queue_frames,
             config.peer_receive_buffer,
             config.queue_target_ms / 1000,
+            config.peer_send_buffer,
         )
         self.links: dict[int, PeerLink] = {}
         self.counters: Counter[str] = Counter()

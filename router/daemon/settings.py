@@ -273,6 +273,12 @@ SETTINGS: tuple[Setting, ...] = (
             help="the kernel's receive buffer of a TCP, TLS or WebSocket peering; small keeps "
                  "traffic waiting in the sender's fair queues, but bounds a peering to about one "
                  "buffer per round trip; 0 leaves it to the kernel's autotuning"),
+    Setting("peer_send_buffer", whole(0, 64 * 1024 * 1024), 65536, metavar="BYTES",
+            help="where the kernel's send buffer of a TCP, TLS or WebSocket peering starts, and the "
+                 "least it keeps as it follows the path (twice the delivery rate times the least "
+                 "round trip, set about once a second while the peering sends): what a slower "
+                 "receiver holds unread waits here, first in, first out; 0 leaves it to the "
+                 "kernel's autotuning"),
     Setting("hop_limiting", BOOL, False,
             help="count down the hop limit of forwarded traffic and drop frames that reach zero"),
     Setting("wakeup_broadcasts", BOOL, True,

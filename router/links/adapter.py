@@ -37,6 +37,11 @@ class CarrierTransport(asyncio.Transport):
         """The carrier's own estimate of the round trip, if it keeps one."""
         return None
 
+    def stream_socket(self) -> Any:
+        """The kernel TCP socket under the carrier, if it has one (a WebSocket
+        does, a QUIC stream does not)."""
+        return None
+
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         if high is not None:
             self.high_water = high

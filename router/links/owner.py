@@ -31,6 +31,9 @@ class LinkSettings:
     """The kernel's receive buffer for a stream peering in bytes; 0 leaves it to the kernel."""
     queue_target_s: float = CODEL_TARGET_S
     """The wait in a peer's queue past which a source standing above it loses frames."""
+    send_buffer: int = 0
+    """Where a stream peering's kernel send buffer starts, and its least size
+    as it follows the path, in bytes; 0 leaves it to the kernel."""
 
 
 class LinkOwner(Protocol):

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, cast
 
 from router.links.adapter import HIGH_WATER_BYTES, CarrierTransport
 from router.links.queues import FairQueue
-from router.links.tcp_socket import kernel_queues, tcp_rtt_s, tune_peer_socket
+from router.links.tcp_socket import (
+    SEND_BUFFER_RETUNE_S,
+    kernel_queues,
+    retune_send_buffer,
+    tcp_rtt_s,
+    tune_peer_socket,
+)
 from router.routing.constants import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
 from router.wire.fastpath import traffic_flow
@@ -86,6 +92,9 @@ class PeerLink(asyncio.Protocol):
         # Sources feeding this link are paused once this many bytes wait.
         self.pause_bytes = PAUSE_SOURCES_BYTES
         self._flush_scheduled = False
+        self._stream_socket: object = None
+        self._retune_at = 0.0
+        self.send_buffer = 0  # as last set to follow the path (0: not yet, or not ours to set)
         self.writing_paused = False
         self.reading_paused = False  # paused for backpressure
         self.backlog: deque[bytes] = deque()  # frames read but not yet handled
@@ -108,7 +117,15 @@ class PeerLink(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
-        tune_peer_socket(transport.get_extra_info("socket"), self.node.link_settings.receive_buffer)
+        settings = self.node.link_settings
+        sock = (
+            transport.stream_socket()
+            if isinstance(transport, CarrierTransport)
+            else transport.get_extra_info("socket")
+        )
+        if tune_peer_socket(sock, settings.receive_buffer, settings.send_buffer) and settings.send_buffer:
+            self._stream_socket = sock  # its send buffer follows the path while we send
+            self.send_buffer = settings.send_buffer
         if self.scheme == "tls":
             from router.links.tls import peer_certificate_key  # noqa: PLC0415  (x509 only for TLS)
 
@@ -259,6 +276,11 @@ class PeerLink(asyncio.Protocol):
             self.frames_out += len(batch)
             self.bytes_out += taken
             transport.write(b"".join(batch))  # may call pause_writing() at once
+        if self._stream_socket is not None and now >= self._retune_at:
+            self._retune_at = now + SEND_BUFFER_RETUNE_S
+            size = retune_send_buffer(self._stream_socket, self.node.link_settings.send_buffer)
+            if size is not None:
+                self.send_buffer = size
         if self.waiting_sources and not self.writing_paused:
             self.node.link_writable(self)
 

@@ -14,11 +14,22 @@ keeps little in the kernel on either side:
   the sender's fair queues instead of in the receiver's kernel.  It also bounds
   a peering's rate to about one buffer per round trip, so the size is a
   setting: 0 leaves it to the kernel.
+- The send buffer bounds what is in flight, and in flight is where a queue
+  stands when the receiver is the slower end (a busy node on a fast link):
+  its unread bytes are our unacknowledged ones.  ``TCP_NOTSENT_LOWAT`` cannot
+  see them.  So the send buffer starts small (a setting, 64 KiB by default)
+  and follows the path: while a peering sends, it is set about once a second
+  to twice what the path holds (:func:`send_buffer_for`: the delivery rate
+  times the least round trip the kernel has seen), never below the setting.
+  A path across a continent grows it within seconds; a loopback or LAN peering
+  whose receiver falls behind keeps it at the floor.
 
 ``struct tcp_info`` starts with eight one-byte fields and then 32-bit ones;
 ``tcpi_rtt``, the smoothed round trip in microseconds, is the sixteenth of
-those.  Where an option is missing (not Linux) or the socket is not TCP, the
-answer is None, and tuning is skipped: never an error.
+those; ``tcpi_min_rtt`` (microseconds) and ``tcpi_delivery_rate`` (bytes a
+second, 64 bits) come later, from Linux 4.9.  Where an option is missing (not
+Linux, an older kernel) or the socket is not TCP, the answer is None, and
+tuning is skipped: never an error.
 """
 
 from __future__ import annotations
@@ -27,11 +38,19 @@ import fcntl
 import socket
 import struct
 import termios
+from dataclasses import dataclass
 
 TCP_INFO = getattr(socket, "TCP_INFO", None)
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 RTT_OFFSET = 8 + 15 * 4
 INFO_BYTES = RTT_OFFSET + 4
+MIN_RTT_OFFSET = 148
+DELIVERY_RATE_OFFSET = 160
+PATH_INFO_BYTES = DELIVERY_RATE_OFFSET + 8
+SEND_BUFFER_CEILING_BYTES = 4 * 1024 * 1024
+"""The most :func:`send_buffer_for` asks for (the kernel's usual wmem_max)."""
+SEND_BUFFER_RETUNE_S = 1.0
+"""How often a sending peering's send buffer is set again to follow its path."""
 NOTSENT_LOWAT_BYTES = 128 * 1024
 """Unsent bytes the kernel holds for a peering at most: about 1.5 ms at 85 MB/s.
 16 KiB waited less but cost the sender a quarter more processor time per frame
@@ -55,10 +74,57 @@ def tcp_rtt_s(sock: object) -> float | None:
     return rtt_us / 1e6 if rtt_us else None
 
 
-def tune_peer_socket(sock: object, receive_buffer: int) -> bool:
+@dataclass(frozen=True, slots=True)
+class PathEstimate:
+    """What the kernel has measured of a TCP connection's path."""
+
+    min_rtt_s: float
+    """The least round trip seen lately (the path without queues)."""
+    delivery_rate: float
+    """Bytes a second the receiver acknowledged, as last sampled."""
+
+
+def path_estimate(sock: object) -> PathEstimate | None:
+    """The kernel's measure of a connected TCP socket's path, or None."""
+    getsockopt = getattr(sock, "getsockopt", None)
+    if TCP_INFO is None or getsockopt is None:
+        return None
+    try:
+        info = getsockopt(socket.IPPROTO_TCP, TCP_INFO, PATH_INFO_BYTES)
+    except (OSError, ValueError, TypeError):
+        return None
+    if not isinstance(info, bytes) or len(info) < PATH_INFO_BYTES:
+        return None
+    (min_rtt_us,) = struct.unpack_from("=I", info, MIN_RTT_OFFSET)
+    (rate,) = struct.unpack_from("=Q", info, DELIVERY_RATE_OFFSET)
+    return PathEstimate(min_rtt_us / 1e6, float(rate))
+
+
+def send_buffer_for(path: PathEstimate, floor: int) -> int:
+    """The send buffer for a path: twice its bandwidth-delay product (room to
+    find a faster rate, as slow start doubles), at least ``floor``, at most
+    :data:`SEND_BUFFER_CEILING_BYTES` unless ``floor`` is more."""
+    wanted = int(path.delivery_rate * path.min_rtt_s)
+    return max(floor, min(wanted, SEND_BUFFER_CEILING_BYTES))
+
+
+def set_send_buffer(sock: object, size: int) -> bool:
+    """Set a socket's send buffer (the kernel stops autotuning it); whether it took it."""
+    setsockopt = getattr(sock, "setsockopt", None)
+    if setsockopt is None:
+        return False
+    try:
+        setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def tune_peer_socket(sock: object, receive_buffer: int, send_buffer: int = 0) -> bool:
     """Keep a peering's kernel queues short (see the module's docstring);
     whether the socket took the options.  ``receive_buffer`` 0 leaves the
-    receive side to the kernel."""
+    receive side to the kernel; ``send_buffer`` is where the send buffer
+    starts (0: the kernel's autotuning, and no retuning)."""
     setsockopt = getattr(sock, "setsockopt", None)
     if setsockopt is None or TCP_NOTSENT_LOWAT is None:
         return False
@@ -66,9 +132,21 @@ def tune_peer_socket(sock: object, receive_buffer: int) -> bool:
         setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT_BYTES)
         if receive_buffer:
             setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        if send_buffer:
+            setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     except (OSError, ValueError, TypeError):
         return False
     return True
+
+
+def retune_send_buffer(sock: object, floor: int) -> int | None:
+    """Set a sending peering's send buffer to follow its path (see
+    :func:`send_buffer_for`); the size set, or None if the kernel cannot say."""
+    path = path_estimate(sock)
+    if path is None:
+        return None
+    size = send_buffer_for(path, floor)
+    return size if set_send_buffer(sock, size) else None
 
 
 def kernel_queues(sock: object) -> tuple[int, int] | None:

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from router.links.adapter import CarrierTransport
 from router.links.peer import PeerLink
-from router.links.tcp_socket import tcp_rtt_s, tune_peer_socket
+from router.links.tcp_socket import tcp_rtt_s
 
 MAX_MESSAGE_BYTES = 1 << 20
 """The largest message accepted from a peer (a frame is at most 64 KiB)."""
@@ -49,7 +49,10 @@ class WebSocketTransport(CarrierTransport):
         return self.connection.remote_address
 
     def rtt_s(self) -> float | None:
-        return tcp_rtt_s(self.connection.transport.get_extra_info("socket"))
+        return tcp_rtt_s(self.stream_socket())
+
+    def stream_socket(self) -> Any:
+        return self.connection.transport.get_extra_info("socket")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing:
@@ -81,9 +84,7 @@ class WebSocketTransport(CarrierTransport):
 
     async def run(self) -> None:
         """Pump messages both ways until either side closes; then tell the protocol."""
-        sock = self.connection.transport.get_extra_info("socket")
-        tune_peer_socket(sock, self.protocol.node.link_settings.receive_buffer)
-        self.protocol.connection_made(self)
+        self.protocol.connection_made(self)  # which tunes the socket under us
         writer = asyncio.get_running_loop().create_task(self._write_loop())
         error: Exception | None = None
         try:

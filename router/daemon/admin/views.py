@@ -84,6 +84,7 @@ def peers_view(node: Node) -> list[dict[str, Any]]:
                 "queue_wait_p99_ms": None if waits is None else round(waits[1] * 1000, 3),
                 "kernel_unread_bytes": None if kernel is None else kernel[0],
                 "kernel_unsent_bytes": None if kernel is None else kernel[1],
+                "kernel_send_buffer_bytes": link.send_buffer or None,
                 "dropped": link.dropped,
                 "dropped_late": link.traffic.late,
                 "static": static.source.value if static is not None else None,

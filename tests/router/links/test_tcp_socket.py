@@ -10,9 +10,14 @@ import pytest
 
 from router.links.tcp_socket import (
     NOTSENT_LOWAT_BYTES,
+    SEND_BUFFER_CEILING_BYTES,
     TCP_INFO,
     TCP_NOTSENT_LOWAT,
+    PathEstimate,
     kernel_queues,
+    path_estimate,
+    retune_send_buffer,
+    send_buffer_for,
     tcp_rtt_s,
     tune_peer_socket,
 )
@@ -75,10 +80,51 @@ def test_a_peer_socket_keeps_little_unsent_and_a_bounded_receive_buffer() -> Non
         assert unread == 0 and unsent > 0
 
 
+@pytest.mark.parametrize(
+    ("min_rtt_s", "rate", "expected"),
+    [
+        (30e-6, 100e6, 65536),  # loopback at 100 MB/s: 3 KB in flight, the floor
+        (0.5e-3, 90e6, 65536),  # a busy receiver on loopback: 45 KB, still the floor
+        (0.050, 10e6, 500_000),  # across a continent at 10 MB/s: what the path holds
+        (0.200, 100e6, SEND_BUFFER_CEILING_BYTES),  # 20 MB wanted: the ceiling
+        (0.050, 0.0, 65536),  # nothing measured yet
+    ],
+)
+def test_the_send_buffer_follows_what_the_path_holds(min_rtt_s: float, rate: float, expected: int) -> None:
+    assert send_buffer_for(PathEstimate(min_rtt_s, rate), 65536) == expected
+
+
+def test_a_floor_above_the_ceiling_wins() -> None:
+    floor = 2 * SEND_BUFFER_CEILING_BYTES
+    assert send_buffer_for(PathEstimate(0.2, 100e6), floor) == floor
+
+
+@pytest.mark.skipif(TCP_INFO is None, reason="TCP_INFO is Linux's")
+def test_a_sending_socket_has_its_send_buffer_set_from_its_path() -> None:
+    with connected_pair() as (client, accepted):
+        assert tune_peer_socket(client, 0, 65536)
+        # Linux doubles the value for its bookkeeping; autotuning would start at 16 KiB and grow.
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 65536
+        for _ in range(20):  # some data acknowledged, for the kernel to measure the path
+            client.sendall(b"x" * 10000)
+            got = 0
+            while got < 10000:
+                got += len(accepted.recv(65536))
+        path = path_estimate(client)
+        assert path is not None and 0 < path.min_rtt_s < 1.0 and path.delivery_rate > 0
+        size = retune_send_buffer(client, 100_000)
+        assert size == send_buffer_for(path, 100_000) == 100_000  # loopback holds little: the floor
+        assert client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 100_000
+
+
 def test_tuning_and_queues_are_skipped_where_there_is_no_tcp_socket() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         assert not tune_peer_socket(udp, 65536)
+        assert path_estimate(udp) is None
+        assert retune_send_buffer(udp, 65536) is None
     assert not tune_peer_socket(None, 65536)
+    assert path_estimate(None) is None
+    assert retune_send_buffer(None, 65536) is None
     assert kernel_queues(None) is None
     closed = socket.socket()
     closed.close()
