@@ -36,8 +36,8 @@ from router.links.tcp_socket import (
 )
 from router.routing.constants import LINK_TYPE_MULTICAST, LINK_TYPE_REMOTE
 from router.wire.errors import DecodeError
-from router.wire.fastpath import traffic_flow
-from router.wire.frames import FRAME_HEADER_SIZE, FRAME_MAGIC, FRAME_TYPE_INDEX
+from router.wire.fastpath import cut_frames, frame_length, traffic_flow
+from router.wire.frames import FRAME_HEADER_SIZE, FRAME_TYPE_INDEX
 from router.wire.handshake import HANDSHAKE_SIZE, Handshake, handshake_key, parse_handshake
 
 if TYPE_CHECKING:
@@ -143,9 +143,9 @@ class PeerLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
-        buf = self._buffer
-        buf += data
         if self.handshake is None:
+            buf = self._buffer
+            buf += data
             if len(buf) < HANDSHAKE_SIZE:
                 return
             head = bytes(buf[:HANDSHAKE_SIZE])
@@ -156,43 +156,62 @@ class PeerLink(asyncio.Protocol):
             except DecodeError as exc:
                 self.close(f"bad handshake: {exc}")
                 return
-            del buf[:HANDSHAKE_SIZE]
+            data = bytes(buf[HANDSHAKE_SIZE:])  # whatever came after it: frames
+            buf.clear()
             if self._deadline is not None:
                 self._deadline.cancel()
             self.established_at = asyncio.get_running_loop().time()
             if not self.node.link_established(self):
                 return
-        self._parse_frames()
+        self._parse_frames(data)
 
-    def _parse_frames(self) -> None:
+    def _parse_frames(self, data: bytes) -> None:
+        """Cut the frames out of ``data``, after whatever part of one an earlier
+        read left in the buffer.  Frames are sliced from the bytes as they
+        arrived (one copy each); only a frame that spans two reads is put
+        together in the buffer, which so never holds more than one frame."""
         buf = self._buffer
-        offset = 0
-        size = len(buf)
         frames: list[bytes] = []
-        # Frames are cut through a view: one copy each (slicing the bytearray
-        # itself would copy twice).  The view is released before the buffer shrinks.
-        error = None
-        with memoryview(buf) as view:
-            while size - offset >= FRAME_HEADER_SIZE:
-                if view[offset : offset + 4] != FRAME_MAGIC:
-                    error = "frame without the magic bytes"
-                    break
-                length = (buf[offset + 8] << 8) | buf[offset + 9]
-                if length < FRAME_HEADER_SIZE:
-                    error = f"impossible frame length {length}"
-                    break
-                if size - offset < length:
-                    break
-                frames.append(bytes(view[offset : offset + length]))
-                offset += length
-        if error is not None:
-            self.close(error)
+        start = 0
+        if buf:
+            start = self._complete_frame(data, frames)
+            if start < 0:
+                return  # still not whole, or the link was closed
+        try:
+            offset = cut_frames(data, start, frames)
+        except DecodeError as exc:
+            self.close(str(exc))
             return
-        if offset:
-            del buf[:offset]
+        if offset < len(data):
+            buf += memoryview(data)[offset:]
         if frames:
             self.frames_in += len(frames)
             self.node.frames_received(self, frames)
+
+    def _complete_frame(self, data: bytes, frames: list[bytes]) -> int:
+        """Complete the frame begun in the buffer from the start of ``data``:
+        where in ``data`` the next frame starts once it is whole (and in
+        ``frames``), or -1 (all of ``data`` went to it, or the link closed)."""
+        buf = self._buffer
+        taken = 0
+        if len(buf) < FRAME_HEADER_SIZE:
+            taken = min(FRAME_HEADER_SIZE - len(buf), len(data))
+            buf += data[:taken]
+            if len(buf) < FRAME_HEADER_SIZE:
+                return -1
+        try:
+            length = frame_length(bytes(buf[:FRAME_HEADER_SIZE]), 0)
+        except DecodeError as exc:
+            self.close(str(exc))
+            return -1
+        more = min(length - len(buf), len(data) - taken)
+        buf += data[taken : taken + more]
+        taken += more
+        if len(buf) < length:
+            return -1
+        frames.append(bytes(buf))
+        buf.clear()
+        return taken
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:

@@ -19,8 +19,9 @@ keeps little in the kernel on either side:
   its unread bytes are our unacknowledged ones.  ``TCP_NOTSENT_LOWAT`` cannot
   see them.  So the send buffer starts small (a setting, 64 KiB by default)
   and follows the path: while a peering sends, it is set about once a second
-  to twice what the path holds (:func:`send_buffer_for`: the delivery rate
-  times the least round trip the kernel has seen), never below the setting.
+  to what the path holds (:func:`send_buffer_for`: the delivery rate times
+  the least round trip the kernel has seen), never below the setting; the
+  kernel doubles the figure for its bookkeeping, which leaves room to grow.
   A path across a continent grows it within seconds; a loopback or LAN peering
   whose receiver falls behind keeps it at the floor.
 
@@ -101,9 +102,12 @@ def path_estimate(sock: object) -> PathEstimate | None:
 
 
 def send_buffer_for(path: PathEstimate, floor: int) -> int:
-    """The send buffer for a path: twice its bandwidth-delay product (room to
-    find a faster rate, as slow start doubles), at least ``floor``, at most
-    :data:`SEND_BUFFER_CEILING_BYTES` unless ``floor`` is more."""
+    """The send buffer for a path: its bandwidth-delay product, at least
+    ``floor``, at most :data:`SEND_BUFFER_CEILING_BYTES` unless ``floor`` is
+    more.  The kernel doubles what it is given, so a path that can go faster
+    finds room to, and the next measure grows the buffer again.  (Twice the
+    product let a busy receiver's own delays, which count in the least round
+    trip on loopback, grow the loaded hops past the floor.)"""
     wanted = int(path.delivery_rate * path.min_rtt_s)
     return max(floor, min(wanted, SEND_BUFFER_CEILING_BYTES))
 

@@ -27,6 +27,7 @@ from router.wire.varu64 import decode_varu64, encode_varu64
 
 _TRAFFIC = FrameType.TRAFFIC.value
 _PREFIX = FRAME_MAGIC + bytes((FRAME_VERSION, _TRAFFIC))
+_M0, _M1, _M2, _M3 = FRAME_MAGIC
 
 
 @final
@@ -80,6 +81,35 @@ class TrafficRoute:
             f"watermark_offset={self.watermark_offset}, watermark_end={self.watermark_end}, "
             f"hop_limit={self.hop_limit}, source_key_offset={self.source_key_offset})"
         )
+
+
+def frame_length(data: bytes, offset: int) -> int:
+    """The length of the frame whose header starts at ``offset`` (at least
+    :data:`FRAME_HEADER_SIZE` bytes must be there); :class:`DecodeError` where
+    the bytes cannot start a frame (no magic bytes, a length shorter than a
+    header): the stream is broken."""
+    if data[offset] != _M0 or data[offset + 1] != _M1 or data[offset + 2] != _M2 or data[offset + 3] != _M3:
+        raise DecodeError("frame without the magic bytes")
+    length = (data[offset + 8] << 8) | data[offset + 9]
+    if length < FRAME_HEADER_SIZE:
+        raise DecodeError(f"impossible frame length {length}")
+    return length
+
+
+def cut_frames(data: bytes, start: int, frames: list[bytes]) -> int:
+    """Append to ``frames`` each complete frame in ``data`` from ``start`` on;
+    the offset just past the last one (the start of a frame not yet whole).
+    :class:`DecodeError` as :func:`frame_length` finds it: no frame cut before
+    it may be trusted either."""
+    size = len(data)
+    offset = start
+    while size - offset >= FRAME_HEADER_SIZE:
+        length = frame_length(data, offset)
+        if size - offset < length:
+            break
+        frames.append(data[offset : offset + length])
+        offset += length
+    return offset
 
 
 def is_traffic_frame(data: bytes) -> bool:

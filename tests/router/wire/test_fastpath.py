@@ -5,9 +5,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.wire import (
+    FRAME_HEADER_SIZE,
     FULL_WATERMARK,
     DecodeError,
     EncodeError,
+    Frame,
     PublicKey,
     TrafficFrame,
     Watermark,
@@ -16,8 +18,9 @@ from router.wire import (
     rewrite_traffic,
     traffic_route,
 )
-from router.wire.fastpath import traffic_flow
+from router.wire.fastpath import cut_frames, frame_length, traffic_flow
 
+from .strategies import frames as any_frames
 from .strategies import traffic_frames
 
 DEST = PublicKey(b"\x42" * 32)
@@ -90,3 +93,32 @@ def test_the_flow_is_the_source_keys_first_eight_bytes(frame: TrafficFrame) -> N
 @given(st.binary(max_size=200))
 def test_the_flow_of_any_bytes_is_a_number_never_an_error(data: bytes) -> None:
     assert 0 <= traffic_flow(data) < 1 << 64
+
+
+# ------------------------------------------------------------ cutting a stream into frames
+
+
+@given(st.lists(any_frames, max_size=8), st.binary(max_size=FRAME_HEADER_SIZE - 1))
+def test_a_stream_is_cut_into_its_frames_up_to_one_not_yet_whole(frames: list[Frame], tail: bytes) -> None:
+    encoded = [encode_frame(f) for f in frames]
+    stream = b"".join(encoded)
+    cut: list[bytes] = []
+    assert cut_frames(stream + tail, 0, cut) == len(stream)
+    assert cut == encoded
+    if encoded:  # the last frame less one byte: left for the next read
+        cut = []
+        assert cut_frames(stream[:-1], 0, cut) == len(stream) - len(encoded[-1])
+        assert cut == encoded[:-1]
+
+
+def test_cutting_starts_where_it_is_told_and_refuses_what_cannot_be_a_frame() -> None:
+    one = encode_frame(TrafficFrame((), (), DEST, SRC, b"x"))
+    cut: list[bytes] = []
+    assert cut_frames(b"junk" + one, 4, cut) == 4 + len(one) and cut == [one]
+    assert frame_length(one, 0) == len(one)
+    with pytest.raises(DecodeError, match="magic"):
+        cut_frames(one + b"PINE" + one[4:], 0, [])
+    short = bytearray(one)
+    short[8:10] = (FRAME_HEADER_SIZE - 1).to_bytes(2, "big")
+    with pytest.raises(DecodeError, match="impossible frame length 9"):
+        cut_frames(bytes(short), 0, [])
