@@ -41,6 +41,7 @@ from router.links.owner import LinkSettings
 from router.links.peer import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
 from router.matrix.federation import ALPN as MATRIX_ALPN
+from router.routing.constants import BROADCAST_HOLD_S
 from router.routing.core import CoreConfig, RouterCore
 from router.routing.outputs import (
     BroadcastReceived,
@@ -131,6 +132,8 @@ class Node:
                 max_peers=config.max_peers,
                 clock_offset_s=time.time() - now,
                 extensions=config.extension_bits,
+                # Routing as the reference does (no extensions) floods broadcasts at once too.
+                broadcast_hold_s=BROADCAST_HOLD_S if config.extension_bits else 0.0,
             ),
         )
         self.started_at = now

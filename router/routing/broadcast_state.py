@@ -1,12 +1,23 @@
 """Wakeup broadcasts as one node runs them: our own every minute, and others'
 flooded on to each neighbour once (reference: ``router/state_broadcast.go``).
+
+With ``CoreConfig.broadcast_hold_s`` (Pinewood's own; the daemon sets it when
+routing extensions are on) another node's broadcast is held a moment before
+it is flooded on, and a neighbour that sent us the same one meanwhile gets no
+copy: it has the broadcast, and would drop ours as a duplicate.  Who receives
+a broadcast does not change (the first copy to arrive still decides the hop
+limit and the flood's kind); duplicates crossing on a link do, and a Go
+neighbour sees fewer of them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
+from router.routing.broadcasts import HeldBroadcast, hold_fraction
 from router.routing.constants import (
+    MAX_HELD_BROADCASTS,
     WAKEUP_HOP_LIMIT,
 )
 from router.routing.outputs import (
@@ -47,6 +58,10 @@ class BroadcastState(RoutingState):
             return
         if self._seen_broadcasts.is_duplicate(frame.source_key, body.sequence, now):
             self.drops["broadcast duplicate"] += 1
+            held = self._held_broadcasts.get((bytes(frame.source_key), body.sequence))
+            key = self.peer_keys.get(port)
+            if held is not None and key is not None:
+                held.heard.add(bytes(key))
             return
         if self.config.verify_signatures:
             if not self._afford(port, "broadcast", now):
@@ -58,15 +73,36 @@ class BroadcastState(RoutingState):
             return
         hop_limit = frame.hop_limit - 1
         onward = encode_frame(replace(frame, hop_limit=hop_limit))
-        self._flood(port, onward, tree_only=hop_limit < WAKEUP_HOP_LIMIT - 1, now=now)
+        tree_only = hop_limit < WAKEUP_HOP_LIMIT - 1
+        hold = self.config.broadcast_hold_s
+        if hold <= 0 or len(self._held_broadcasts) >= MAX_HELD_BROADCASTS:
+            self._flood(port, onward, tree_only=tree_only, now=now)
+            return
+        source = bytes(frame.source_key)
+        due = now + hold * hold_fraction(self.key, source, body.sequence)
+        sender = self.peer_keys.get(port)
+        heard = {bytes(sender)} if sender is not None else set()
+        self._held_broadcasts[(source, body.sequence)] = HeldBroadcast(due, port, onward, tree_only, heard)
+        self._held_until = min(self._held_until, due)
 
-    def _flood(self, from_port: int, data: bytes, *, tree_only: bool, now: float) -> None:
+    def _release_broadcasts(self, now: float) -> None:
+        """Flood on each held broadcast that is due, to the neighbours not heard from."""
+        held = self._held_broadcasts
+        for ident in [i for i, h in held.items() if h.due <= now]:
+            item = held.pop(ident)
+            self._flood(item.from_port, item.data, tree_only=item.tree_only, now=now, heard=item.heard)
+        self._held_until = min((h.due for h in held.values()), default=math.inf)
+
+    def _flood(
+        self, from_port: int, data: bytes, *, tree_only: bool, now: float, heard: set[bytes] | None = None
+    ) -> None:
         """One copy to each distinct neighbour key (the fastest link to it), never back
-        to ``from_port``; ``tree_only`` keeps to our parent and children."""
+        to ``from_port`` nor to a key in ``heard``; ``tree_only`` keeps to our parent
+        and children."""
         coords = self.coordinates()
         chosen: dict[bytes, int] = {}
         for port, key in sorted(self.peer_keys.items()):
-            if port == from_port:
+            if port == from_port or (heard and bytes(key) in heard):
                 continue
             ann = self.announcements.get(port)
             if tree_only and (ann is None or tree_distance(ann.peer_coordinates, coords) != 1):

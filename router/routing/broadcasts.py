@@ -22,6 +22,7 @@ An entry is 16 bytes in two sorted arrays, not a dictionary of objects (about
 
 from __future__ import annotations
 
+import zlib
 from array import array
 from bisect import bisect_left
 
@@ -118,3 +119,29 @@ class SeenBroadcasts:
         sources, entries = self._sources, self._entries
         self._sources = array("Q", [sources[i] for i in indices])
         self._entries = array("Q", [entries[i] for i in indices])
+
+
+class HeldBroadcast:
+    """Another node's broadcast, accepted here and held a moment before it is
+    flooded on; ``heard`` are the neighbour keys that sent us the same one
+    meanwhile, which need no copy from us.  Mutable (``heard`` grows), so a
+    plain class with slots."""
+
+    __slots__ = ("data", "due", "from_port", "heard", "tree_only")
+
+    def __init__(self, due: float, from_port: int, data: bytes, tree_only: bool, heard: set[bytes]) -> None:
+        self.due = due
+        self.from_port = from_port
+        self.data = data
+        self.tree_only = tree_only
+        self.heard = heard
+
+
+def hold_fraction(key: bytes, source: bytes, sequence: int) -> float:
+    """The part of the hold time, from 1/2 to 1, after which the node ``key``
+    floods on ``source``'s broadcast ``sequence``: fixed by the three (the
+    simulator stays reproducible) and different from node to node, so that
+    two neighbours that heard a broadcast at the same moment do not flood it
+    on at the same moment, each before the other's copy could arrive."""
+    mixed = zlib.crc32(key[:8] + source[:8] + (sequence & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big"))
+    return 0.5 + (mixed & 0xFFFF) / 0x20000

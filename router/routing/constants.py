@@ -98,6 +98,12 @@ BROADCAST_EXPIRY_S = 180.0  # reference: broadcastExpiryPeriod
 BROADCAST_FILTER_S = 30.0  # reference: broadcastFilterTime
 WAKEUP_HOP_LIMIT = 5  # reference: types.NetworkHorizonDistance
 MAX_SEEN_BROADCASTS = 65536
+BROADCAST_HOLD_S = 0.5
+"""Pinewood's own (``CoreConfig.broadcast_hold_s``): how long a node holds
+another's broadcast at most before flooding it on, to learn which neighbours
+already have it (from half of this to all of it, by node and broadcast)."""
+MAX_HELD_BROADCASTS = 1024
+"""Broadcasts held at once; past this they are flooded on at once."""
 
 # Traffic
 COORDS_CACHE_LIFETIME_S = 60.0  # reference: coordsCacheLifetime

@@ -180,6 +180,8 @@ class RouterCore(TreeState, QuietPathState, LookaheadState, BroadcastState):
         self.routes.clear()
         self._forget_coordinates()
         self._seen_broadcasts.clear()
+        self._held_broadcasts.clear()
+        self._held_until = math.inf
         self._tree_at = now
         self._snake_at = now
         self._changed()
@@ -279,7 +281,7 @@ class RouterCore(TreeState, QuietPathState, LookaheadState, BroadcastState):
             deadline = min(deadline, self._broadcast_at)
         if self._waiting_until is not None:
             deadline = min(deadline, self._waiting_until)
-        return deadline
+        return min(deadline, self._held_until)
 
     def handle_timer(self, now: float) -> list[Output]:
         """Run every timer that is due at ``now``."""
@@ -323,6 +325,8 @@ class RouterCore(TreeState, QuietPathState, LookaheadState, BroadcastState):
             self.traffic.invalidate()
             self._forget_unused_prefixes()
             self._seen_broadcasts.sweep(now)
+        if now >= self._held_until:
+            self._release_broadcasts(now)
         if self.config.wakeup_broadcasts and now >= self._broadcast_at:
             self._broadcast_at = now + WAKEUP_INTERVAL_S
             self._maintain_broadcasts(now)

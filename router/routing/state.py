@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from router.routing.broadcasts import SeenBroadcasts
+from router.routing.broadcasts import HeldBroadcast, SeenBroadcasts
 from router.routing.budget import SIGNATURE_CHECKS_BURST, SIGNATURE_CHECKS_PER_S, TokenBucket
 from router.routing.constants import (
     BOOTSTRAP_INTERVAL_S,
@@ -93,6 +93,10 @@ class CoreConfig:
     quiet_bootstrap_interval_s: float = QUIET_BOOTSTRAP_INTERVAL_S
     """The longest wait between bootstraps while they keep being confirmed (quiet
     paths); like ``bootstrap_interval_s``, changed only by the simulator."""
+    broadcast_hold_s: float = 0.0
+    """How long another node's wakeup broadcast is held at most before it is
+    flooded on, so that neighbours who sent us the same one meanwhile are
+    skipped (0: at once, as the reference does)."""
     extensions: int = 0
     """The :class:`router.wire.extension.Extension` bits this node announces; a
     peering uses those both ends announced (0: the reference's behaviour)."""
@@ -189,6 +193,10 @@ class RoutingState:
         """When changes to tell the lookahead peers go out (while there are some)."""
         self._cache_sweep_at = now + COORDS_CACHE_LIFETIME_S
         self._broadcast_at = now + WAKEUP_INTERVAL_S
+        self._held_broadcasts: dict[tuple[bytes, int], HeldBroadcast] = {}
+        """Others' broadcasts accepted and not yet flooded on, by source and sequence."""
+        self._held_until = math.inf
+        """When the first held broadcast is due."""
 
     def send(self, port: int, data: bytes, now: float, traffic: bool = False) -> None:
         self._last_sent[port] = now
