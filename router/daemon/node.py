@@ -484,14 +484,24 @@ class Node:
             del self.links[link.port]
             log.info("peer disconnected", port=link.port, reason=link.close_reason)
             self._apply(self.core.remove_peer(link.port, self.loop.time()), None)
-        self.link_writable(link)
+        self._resume_sources(link, everyone=True)  # what they waited for is gone
 
     def link_writable(self, link: PeerLink) -> None:
-        for port in link.waiting_sources:
+        """``link`` took bytes: read again from each source paused for it whose
+        frames queued there fell below half the pause bound.  (The transport
+        draining is not enough: a flood's frames can stand in the fair queue by
+        the megabyte behind it, and resuming its source then only feeds the
+        byte bound's shedding, and reads the floods unevenly.)"""
+        self._resume_sources(link, everyone=False)
+
+    def _resume_sources(self, link: PeerLink, *, everyone: bool) -> None:
+        for port in list(link.waiting_sources):
+            if not everyone and link.traffic.port_size(port) >= link.pause_bytes // 2:
+                continue
+            link.waiting_sources.discard(port)
             source = self.links.get(port)
             if source is not None:
                 source.resume_reading()
-        link.waiting_sources.clear()
 
     # ------------------------------------------------------------ outputs
 

@@ -87,6 +87,53 @@ async def test_frames_left_in_a_lost_links_queue_or_backlog_are_counted(node: No
     assert node.counters[UNHANDLED_FROM_CLOSED] == 3 and not link.backlog
 
 
+class SourceLink(StandInLink):
+    """A link the node may pause and resume reading from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+class BusyLink(StandInLink):
+    """A link with ``queued`` bytes of traffic waiting from each source port."""
+
+    def __init__(self, pause_bytes: int) -> None:
+        super().__init__()
+        self.pause_bytes = pause_bytes
+        self.queued: dict[int, int] = {}
+        self.traffic = self
+
+    def port_size(self, port: int) -> int:
+        return self.queued.get(port, 0)
+
+
+@with_node
+async def test_a_paused_source_is_read_again_once_its_frames_have_drained(node: Node) -> None:
+    busy, heavy, light = BusyLink(pause_bytes=1000), SourceLink(), SourceLink()
+    for link in (busy, heavy, light):
+        attach(node, link)
+    heavy.reading = light.reading = False
+    busy.waiting_sources = {heavy.port, light.port}
+    busy.queued = {heavy.port: 500, light.port: 499}  # half the bound and just under
+    node.link_writable(cast(PeerLink, busy))  # the transport drained, not the fair queue
+    assert (heavy.reading, light.reading) == (False, True)
+    assert busy.waiting_sources == {heavy.port}
+    busy.queued[heavy.port] = 0
+    node.link_writable(cast(PeerLink, busy))
+    assert heavy.reading and not busy.waiting_sources
+    # A link that is lost frees whoever waited for it, whatever stood queued.
+    heavy.reading = False
+    busy.waiting_sources = {heavy.port}
+    busy.queued[heavy.port] = 10_000
+    busy.closed = True
+    node.link_lost(cast(PeerLink, busy))
+    assert heavy.reading
+
+
 @with_node
 async def test_a_ping_to_a_key_that_is_away_is_counted(node: Node) -> None:
     away = Identity.generate().public_key
