@@ -275,8 +275,8 @@ SETTINGS: tuple[Setting, ...] = (
                  "buffer per round trip; 0 leaves it to the kernel's autotuning"),
     Setting("peer_send_buffer", whole(0, 64 * 1024 * 1024), 65536, metavar="BYTES",
             help="where the kernel's send buffer of a TCP, TLS or WebSocket peering starts, and the "
-                 "least it keeps as it follows the path (twice the delivery rate times the least "
-                 "round trip, set about once a second while the peering sends): what a slower "
+                 "least it keeps as it follows the path (the delivery rate times the least round "
+                 "trip, set about once a second while the peering sends): what a slower "
                  "receiver holds unread waits here, first in, first out; 0 leaves it to the "
                  "kernel's autotuning"),
     Setting("hop_limiting", BOOL, False,
