@@ -60,16 +60,23 @@ SIOCINQ = termios.FIONREAD
 SIOCOUTQ = termios.TIOCOUTQ
 
 
-def tcp_rtt_s(sock: object) -> float | None:
-    """The smoothed round trip of a connected TCP socket in seconds, or None."""
+def _tcp_info(sock: object, size: int) -> bytes | None:
+    """The first ``size`` bytes of a connected TCP socket's ``struct tcp_info``,
+    or None where the kernel or the socket cannot give that many."""
     getsockopt = getattr(sock, "getsockopt", None)
     if TCP_INFO is None or getsockopt is None:
         return None
     try:
-        info = getsockopt(socket.IPPROTO_TCP, TCP_INFO, INFO_BYTES)
+        info = getsockopt(socket.IPPROTO_TCP, TCP_INFO, size)
     except (OSError, ValueError, TypeError):
         return None
-    if not isinstance(info, bytes) or len(info) < INFO_BYTES:
+    return info if isinstance(info, bytes) and len(info) >= size else None
+
+
+def tcp_rtt_s(sock: object) -> float | None:
+    """The smoothed round trip of a connected TCP socket in seconds, or None."""
+    info = _tcp_info(sock, INFO_BYTES)
+    if info is None:
         return None
     (rtt_us,) = struct.unpack_from("=I", info, RTT_OFFSET)
     return rtt_us / 1e6 if rtt_us else None
@@ -87,14 +94,8 @@ class PathEstimate:
 
 def path_estimate(sock: object) -> PathEstimate | None:
     """The kernel's measure of a connected TCP socket's path, or None."""
-    getsockopt = getattr(sock, "getsockopt", None)
-    if TCP_INFO is None or getsockopt is None:
-        return None
-    try:
-        info = getsockopt(socket.IPPROTO_TCP, TCP_INFO, PATH_INFO_BYTES)
-    except (OSError, ValueError, TypeError):
-        return None
-    if not isinstance(info, bytes) or len(info) < PATH_INFO_BYTES:
+    info = _tcp_info(sock, PATH_INFO_BYTES)
+    if info is None:
         return None
     (min_rtt_us,) = struct.unpack_from("=I", info, MIN_RTT_OFFSET)
     (rate,) = struct.unpack_from("=Q", info, DELIVERY_RATE_OFFSET)
