@@ -48,8 +48,8 @@ from relay.stores import open_store
 from relay.stores.base import Quota, secret_hash
 from relay.streams import call
 from router.daemon.config import NodeConfig
-from router.daemon.logs import configure_logging
 from router.daemon.node import Node
+from router.logs import LogFormat, configure_logging
 from router.wire.keys import Identity
 
 BODY_BYTES = 1024
@@ -94,7 +94,7 @@ async def store_run(url: str, count: int, concurrency: int) -> dict[str, float]:
 
 
 async def client_node(peer: str, workdir: Path) -> Node:
-    configure_logging("console", "warning")
+    configure_logging(LogFormat.CONSOLE, "warning")
     config = NodeConfig(
         listen=(),
         peers=(peer,),

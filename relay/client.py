@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
 from relay.calls import RelayCalls
 from relay.envelope import EnvelopeError, new_id, open_envelope, seal, seal_to
 from relay.errors import CallError, InboxError, RelayError
@@ -36,6 +34,7 @@ from relay.messages import Ack, Deposit, Fetch, Forward, Refused, Register, Seal
 from relay.protocol import ALPN as RELAY_ALPN
 from relay.protocol import ProtocolError
 from relay.records import PREFIX, RelayEntry, RelayRecord, make_record
+from router.logs import get_logger
 from router.sessions.runtime import Sessions
 from router.tasks import stop_tasks
 from router.wire.keys import Identity
@@ -43,7 +42,7 @@ from router.wire.keys import Identity
 if TYPE_CHECKING:
     from relay.inbox import Inbox
 
-log = structlog.get_logger("relay")
+log = get_logger("pinewood.relay")
 
 __all__ = ["PREFIX", "RELAY_ALPN", "RelayClient", "RelayClientSettings", "RelayUnavailable"]
 

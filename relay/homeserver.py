@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 import h11
-import structlog
 
 from relay.errors import RelayError
+from router.logs import get_logger
 from router.matrix.federation import DEFAULT_PATHS, Refusal, check_origin, check_path
 
-log = structlog.get_logger("relay")
+log = get_logger("pinewood.relay")
 
 
 class Outcome(Enum):

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
-import structlog
-
 from relay.envelope import EnvelopeError, is_bucket, open_sealed
 from relay.errors import CallError
 from relay.messages import (
@@ -44,12 +42,13 @@ from relay.messages import (
 from relay.protocol import ErrorCode, ProtocolError, error_code
 from relay.stores.base import Quota, Store, StoreError, StoreStats, secret_hash
 from relay.streams import call, read_message
+from router.logs import get_logger
 from router.routing.budget import TokenBucket
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
 from router.wire.keys import Identity
 
-log = structlog.get_logger("relay")
+log = get_logger("pinewood.relay")
 
 DAY = 86400.0
 FETCH_MAX = 100

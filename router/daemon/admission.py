@@ -16,10 +16,9 @@ import ipaddress
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 
-import structlog
-
 from router.daemon.holdoff import HoldOffs
 from router.links.peer import PeerLink
+from router.logs import get_logger
 from router.wire.keys import PublicKey
 
 MAX_RATE_BUCKETS = 65536
@@ -30,7 +29,7 @@ HANDSHAKE_LOG_INTERVAL_S = 60.0
 """At most one log line per source address and reason in this time."""
 MAX_KNOWN_KEYS = 1024
 
-log = structlog.get_logger("pinewood")
+log = get_logger("pinewood")
 
 
 def address_bucket(host: str) -> str:

@@ -63,12 +63,6 @@ def count(text: str) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     # The node's modules load only for ``run``: the client commands (ping,
     # status, ...) start in a fraction of the time without them.
-    #
-    # structlog loads ``rich`` whenever it is installed (a development tool
-    # brings it along), for tracebacks the node never prints: 0.1 s and
-    # several megabytes at every start.  The daemon runs as it would where
-    # rich is absent.
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
     from router.daemon.serve import run  # noqa: PLC0415
 
     return run(args)

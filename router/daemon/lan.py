@@ -7,15 +7,14 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Collection
 
-import structlog
-
 from router.daemon.transports import Transports
 from router.links.multicast import Discovery
+from router.logs import get_logger
 from router.wire.keys import PublicKey
 
 MAX_DISCOVERY_DIALS = 16
 
-log = structlog.get_logger("pinewood")
+log = get_logger("pinewood")
 
 
 class LanPeers:

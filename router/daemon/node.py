@@ -19,8 +19,6 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import structlog
-
 from relay.client import RelayClient, RelayClientSettings
 from relay.errors import RelayError
 from relay.homeserver import ReplayPolicy
@@ -40,6 +38,7 @@ from router.gateway.shares import ShareLimits
 from router.links.owner import LinkSettings
 from router.links.peer import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
+from router.logs import get_logger
 from router.matrix.federation import ALPN as MATRIX_ALPN
 from router.routing.constants import BROADCAST_HOLD_S
 from router.routing.core import CoreConfig, RouterCore
@@ -80,7 +79,7 @@ UNSENT_AT_CLOSE = "frames unsent when their link closed"
 UNHANDLED_FROM_CLOSED = "frames unhandled when their link closed"
 DUPLICATE_CLOSED = "duplicate peerings closed"
 
-log = structlog.get_logger("pinewood")
+log = get_logger("pinewood")
 
 
 @contextlib.contextmanager

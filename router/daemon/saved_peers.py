@@ -16,15 +16,14 @@ import json
 import os
 from pathlib import Path
 
-import structlog
-
 from router.links.uri import URIError, parse_peer_uri
+from router.logs import get_logger
 
 FILE_NAME = "peers.json"
 MAX_FILE_BYTES = 1 << 20
 """A larger file is not read: no operator adds this many peers by hand."""
 
-log = structlog.get_logger("pinewood")
+log = get_logger("pinewood")
 
 
 class SavedPeers:

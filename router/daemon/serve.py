@@ -13,7 +13,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import structlog
 import uvloop
 
 from router import __version__
@@ -22,14 +21,14 @@ from router.daemon.build import is_compiled
 from router.daemon.config import NodeConfig, load_config_sources
 from router.daemon.errors import StartupError
 from router.daemon.keyfile import KeyFileError, load_or_create_identity
-from router.daemon.logs import configure_logging
 from router.daemon.node import Node, startup_step
 from router.daemon.settings import flag_values
 from router.links.multicast import DiscoveryError
+from router.logs import LogFormat, configure_logging, get_logger
 from router.quic.errors import QuicEngineError
 from router.wire.keys import Identity
 
-log = structlog.get_logger("pinewood")
+log = get_logger("pinewood")
 
 
 def _log_unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -71,7 +70,7 @@ async def _serve(config: NodeConfig, identity: Identity, sources: dict[str, str]
 def run(args: argparse.Namespace) -> int:
     """Run the node configured by ``args`` until SIGINT or SIGTERM; the exit status."""
     config, sources = load_config_sources(Path(args.config) if args.config else None, flags=flag_values(args))
-    configure_logging(config.log_format, config.log_level)
+    configure_logging(LogFormat(config.log_format), config.log_level)
     try:
         identity, source = load_or_create_identity(config.key_path)
         log.info(

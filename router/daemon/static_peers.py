@@ -11,14 +11,13 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-import structlog
-
 from router.daemon.redial import RECONNECT_MIN_S, RedialSchedule, Uniform
 from router.links.peer import PeerLink
 from router.links.uri import PeerURI, parse_peer_uri
+from router.logs import get_logger
 from router.tasks import stop_tasks
 
-log = structlog.get_logger("pinewood")
+log = get_logger("pinewood")
 
 
 class PeerSource(enum.Enum):

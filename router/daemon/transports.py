@@ -17,11 +17,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
 from router.links.owner import LinkOwner
 from router.links.peer import PeerLink
 from router.links.uri import WEBSOCKET_SCHEMES, PeerURI
+from router.logs import get_logger
 from router.quic.errors import QuicEngineError
 from router.routing.constants import LINK_TYPE_MULTICAST
 from router.wire.keys import Identity
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_S = 10.0
 
-log = structlog.get_logger("pinewood")
+log = get_logger("pinewood")
 
 
 class Transports:

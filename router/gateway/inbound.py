@@ -27,18 +27,18 @@ from enum import IntEnum
 from http import HTTPStatus
 
 import h11
-import structlog
 
 from router.gateway.shares import ShareLimits, Shares
 from router.gateway.tunnel import StreamSide
 from router.http.requests import error_response
+from router.logs import get_logger
 from router.matrix.federation import DEFAULT_PATHS, Refusal, check_origin, check_path
 from router.routing.budget import TokenBucket
 from router.sessions.codes import StreamResetCode
 from router.sessions.errors import SessionError
 from router.sessions.stream import SessionStream
 
-log = structlog.get_logger("router.gateway")
+log = get_logger("pinewood.gateway")
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_HEAD = 64 * 1024

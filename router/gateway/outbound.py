@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TypeVar
 
-import structlog
-
 from relay.client import RelayClient
 from router.gateway.ca import LocalCA
 from router.gateway.errors import GatewayError
@@ -67,13 +65,14 @@ from router.gateway.tunnel import (
 )
 from router.http.connection_table import ConnectionTable
 from router.http.requests import RequestError, RequestReader, error_response
+from router.logs import get_logger
 from router.matrix.federation import ALPN as MATRIX_ALPN
 from router.matrix.names import key_for_name
 from router.sessions.errors import SessionError, SessionTimeout, StreamReset
 from router.sessions.runtime import Sessions
 from router.sessions.stream import SessionStream
 
-log = structlog.get_logger("router.gateway")
+log = get_logger("pinewood.gateway")
 
 HEAD_TIMEOUT_S = 30.0
 """How long a client has for each message of its request, for its first bytes in a

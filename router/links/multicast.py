@@ -19,9 +19,8 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
 from router.links.errors import LinkError
+from router.logs import get_logger
 
 GROUP = "ff02::114"
 GROUP_V4 = "224.0.0.114"
@@ -30,7 +29,7 @@ SIOCGIFADDR = 0x8915
 BEACON_INTERVAL_S = 2.0
 BEACON_SIZE = 34
 
-log = structlog.get_logger("pinewood.multicast")
+log = get_logger("pinewood.multicast")
 
 
 class DiscoveryError(LinkError):

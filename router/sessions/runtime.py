@@ -16,8 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING
 
-import structlog
-
+from router.logs import get_logger
 from router.quic.errors import QuicEngineError
 from router.sessions.codes import UNREACHABLE, StreamResetCode
 from router.sessions.errors import SessionError, SessionTimeout
@@ -37,7 +36,7 @@ from router.wire.keys import Identity
 if TYPE_CHECKING:
     from router.sessions.endpoint import Endpoint
 
-log = structlog.get_logger("pinewood.sessions")
+log = get_logger("pinewood.sessions")
 
 REFUSAL_LOG_INTERVAL_S = 60.0
 """Streams refused for want of a listener are logged once per protocol this often."""

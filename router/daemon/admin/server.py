@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import h11
-import structlog
 
 from router.daemon.admin.body import Body
 from router.daemon.admin.errors import HTTPError
@@ -25,6 +24,7 @@ from router.daemon.admin.views import ROUTES
 from router.daemon.errors import DaemonError
 from router.daemon.node import Node
 from router.http.connection_table import ConnectionTable
+from router.logs import get_logger
 
 MAX_HEAD_BYTES = 8192
 MAX_CONNECTIONS = 64
@@ -33,7 +33,7 @@ REQUEST_TIMEOUT_S = 10.0
 READ_CHUNK = 4096
 """Bytes read at a time: a request head may run at most this far past MAX_HEAD_BYTES."""
 
-log = structlog.get_logger("pinewood.admin")
+log = get_logger("pinewood.admin")
 
 
 class ClientGone(DaemonError):

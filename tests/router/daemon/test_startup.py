@@ -24,6 +24,7 @@ LAZY = (
     "websockets",
     "cryptography.x509",
     "rich",
+    "structlog",
     "relay.service",
     "relay.stores.sqlite",
     "relay.inbox",

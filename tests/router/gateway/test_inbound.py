@@ -13,7 +13,6 @@ from typing import Any
 
 import h11
 import pytest
-from structlog.testing import capture_logs
 
 from router.gateway import inbound as inbound_module
 from router.gateway.inbound import InboundGateway, InboundResetCode, InboundSettings
@@ -21,6 +20,7 @@ from router.gateway.shares import ShareLimits
 from router.matrix.names import server_name
 from router.sessions.errors import StreamReset
 from router.sessions.stream import SessionStream
+from tests.logs import capture_events
 from tests.overlay import MemoryNode, MemoryOverlay
 
 TIMEOUT_S = 5.0
@@ -338,7 +338,7 @@ async def test_one_node_cannot_hold_every_stream(s: Setup) -> None:
 @run()
 async def test_refusals_are_logged_at_a_bounded_rate(s: Setup) -> None:
     client = await s.client()
-    with capture_logs() as logs:
+    with capture_events() as logs:
         for _ in range(40):
             await client.send(request("GET", "/_matrix/client/versions"))
             assert (await client.answer()).status == 404
