@@ -24,3 +24,7 @@ class CallTimeout(CallError):
 
 class InboxError(RelayError):
     """The inbox's database cannot be opened, read or written."""
+
+
+class RelayUnavailable(RelayError):
+    """No relay would take the deposit (no record, no reachable relay, no intermediate)."""

@@ -117,7 +117,7 @@ async def test_a_deposit_is_delivered_once_and_a_refetched_copy_is_dropped(tmp_p
         # S finds B's record in key space (from B itself, which is up) and deposits on R.
         assert await s.client.deposit(b.key, request(1, s.key)) == r.key
         assert s.client.counters["envelopes deposited"] == 1
-        mailbox, secret = b.client._mailboxes[r.key]
+        mailbox, secret = b.client.mailboxes[r.key]
         [stored] = await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time())
 
         assert await b.client.fetch_all() == 1
@@ -166,7 +166,7 @@ async def test_an_unreachable_homeserver_leaves_the_envelope_on_the_relay(tmp_pa
         await s.client.deposit(b.key, request(1, s.key))
         assert await b.client.fetch_all() == 0
         assert b.client.counters["homeserver unreachable"] == 1
-        mailbox, secret = b.client._mailboxes[r.key]
+        mailbox, secret = b.client.mailboxes[r.key]
         assert len(await r.service.store.fetch(mailbox, secret_hash(secret), 10, time.time())) == 1
     finally:
         await overlay.close()
