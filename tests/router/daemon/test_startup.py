@@ -28,6 +28,9 @@ LAZY = (
     "relay.service",
     "relay.stores.sqlite",
     "relay.inbox",
+    "relay.courier",
+    "relay.calls",
+    "relay.messages",
     "sqlite3",
     "router.gateway.outbound",
     "router.gateway.inbound",
@@ -38,6 +41,8 @@ LAZY = (
     "importlib.resources",
     "tempfile",
     "statistics",
+    "shutil",
+    "hashlib",
 )
 """Modules that a plain TCP router (no relay, no mailboxes) does without."""
 
@@ -117,3 +122,9 @@ def test_a_plain_tcp_router_loads_none_of_the_optional_parts(tmp_path: Path) -> 
 def test_each_part_loads_once_configured(tmp_path: Path, args: list[str], expected: list[str]) -> None:
     modules = loaded_at_start(tmp_path, *args)
     assert [name for name in expected if not loaded(modules, name)] == []
+
+
+def test_a_node_on_asyncios_own_loop_does_not_load_uvloop(tmp_path: Path) -> None:
+    assert "uvloop" in loaded_at_start(tmp_path, "--listen=tcp://127.0.0.1:0")
+    modules = loaded_at_start(tmp_path / "plain", "--listen=tcp://127.0.0.1:0", "--no-uvloop")
+    assert "router.daemon.node" in modules and not loaded(modules, "uvloop")
