@@ -10,8 +10,12 @@ Between two nodes that both announce the ``one-peering`` extension in their
 handshakes, the peering dialled by the node with the lower key is kept and the
 other is closed, by both ends: each end computes the same answer for the same
 connection, so they never close opposite ones.  Peerings of different kinds
-(TCP beside WebSocket) or between different addresses (two interfaces) are not
-duplicates and stay, as the reference allows.  Nodes that do not announce the
+(TCP beside WebSocket) or over different interfaces are not duplicates and
+stay, as the reference allows.  Two peerings found on the LAN are over the same
+interface when our ends of both are addresses of one interface: a node beacons
+from its IPv6 link-local address and its IPv4 one, so two nodes that dial each
+other at once may do so one over each.  Other peerings are over the same link
+when they join the same two addresses.  Nodes that do not announce the
 extension, the reference among them, keep every peering they make.
 
 Sans-I/O: the facts of each peering go in, the one to close comes out.
@@ -40,6 +44,9 @@ class PeeringFacts:
     remote_host: str
     one_peering: bool
     """Whether both ends announced the extension."""
+    interface: str | None = None
+    """For a peering found on the LAN, the interface our end of it is on (None
+    for any other, or where it cannot be told)."""
 
 
 def normal_host(host: str) -> str:
@@ -62,13 +69,13 @@ def dialler(facts: PeeringFacts, own_key: bytes) -> bytes:
 def same_link(a: PeeringFacts, b: PeeringFacts) -> bool:
     """Whether two peerings join the same two nodes over the same link, each
     dialled from a different end."""
-    return (
-        a.key == b.key
-        and a.outbound != b.outbound
-        and a.kind == b.kind
-        and normal_host(a.local_host) == normal_host(b.local_host)
-        and normal_host(a.remote_host) == normal_host(b.remote_host)
-    )
+    if a.key != b.key or a.outbound == b.outbound or a.kind != b.kind:
+        return False
+    if a.interface is not None and b.interface is not None:
+        return a.interface == b.interface
+    return normal_host(a.local_host) == normal_host(b.local_host) and normal_host(
+        a.remote_host
+    ) == normal_host(b.remote_host)
 
 
 def duplicate_to_close(

@@ -4,11 +4,13 @@ dialled once at a time, held to the key it named, unless we already peer with it
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import Callable, Collection
 
+from router.daemon.duplicates import normal_host
 from router.daemon.transports import Transports
-from router.links.multicast import Discovery
+from router.links.multicast import Discovery, ipv4_address, link_local_address
 from router.logs import get_logger
 from router.wire.keys import PublicKey
 
@@ -33,10 +35,12 @@ class LanPeers:
         """Keys we hold a peering with now."""
         self.counters = counters
         self.discovery: Discovery | None = None
+        self.interfaces: list[str] = []
         self._dialling: set[tuple[str, int, int]] = set()
         self._dialling_keys: set[bytes] = set()
 
     async def start(self, interfaces: list[str]) -> None:
+        self.interfaces = list(interfaces)
         port = await self.transports.listen_for_lan()
         self.discovery = Discovery(self.key, port, self._heard)
         await self.discovery.start(interfaces)
@@ -44,6 +48,21 @@ class LanPeers:
     def stop(self) -> None:
         if self.discovery is not None:
             self.discovery.stop()
+
+    def interface_of(self, host: str, scope: int) -> str | None:
+        """The allowed interface that our end of a LAN peering, ``host`` (with
+        its IPv6 ``scope``, 0 if none), is on; None if it is none of them."""
+        if scope:
+            try:
+                name = socket.if_indextoname(scope)
+            except OSError:
+                return None
+            return name if name in self.interfaces else None
+        address = normal_host(host)
+        for name in self.interfaces:
+            if address in (link_local_address(name), ipv4_address(name)):
+                return name
+        return None
 
     def _heard(self, key: bytes, port: int, host: str, scope: int) -> None:
         """A beacon: dial its sender unless it is us or we already peer with it."""

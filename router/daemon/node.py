@@ -393,6 +393,7 @@ class Node:
             link.local_host,
             link.remote_host,
             bool(link.handshake.extensions & self.config.extension_bits & Extension.ONE_PEERING),
+            self.lan.interface_of(link.local_host, link.local_scope) if link.kind == "multicast" else None,
         )
 
     def _duplicate(self, link: PeerLink) -> tuple[int, int] | None:

@@ -76,6 +76,7 @@ class PeerLink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.remote = ""
         self.local_host = ""  # our end's address, where the carrier says
+        self.local_scope = 0  # and its IPv6 scope (the interface's index), if any
         self.port = 0
         self.handshake: Handshake | None = None
         self.network = ""  # the source network (/24, /64) of an inbound link
@@ -132,6 +133,8 @@ class PeerLink(asyncio.Protocol):
             self.certificate_key = peer_certificate_key(transport.get_extra_info("ssl_object"))
         sockname = transport.get_extra_info("sockname")
         self.local_host = str(sockname[0]) if isinstance(sockname, tuple) and sockname else ""
+        if isinstance(sockname, tuple) and len(sockname) >= 4 and isinstance(sockname[3], int):
+            self.local_scope = sockname[3]
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if peer else "?"
         self.remote = f"[{host}]:{peer[1]}" if peer and ":" in host else f"{host}:{peer[1]}" if peer else "?"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+from collections import Counter
 from dataclasses import replace
+from typing import cast
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from router.daemon.duplicates import PeeringFacts, duplicate_to_close, normal_host
+from router.daemon.lan import LanPeers
+from router.daemon.transports import Transports
+from router.wire.keys import PublicKey
 
 LOW, HIGH = b"\x01" * 32, b"\xfe" * 32
 
@@ -83,3 +89,26 @@ def test_any_two_keys_agree_on_the_connection_to_close(
     b_closes_x = not b_closes  # b's inbound is X
     assert a_closes_x == b_closes_x
     assert a_closes_x == (a > b)  # the higher key's dial goes
+
+
+def test_lan_peerings_over_one_interface_are_duplicates_whatever_the_family() -> None:
+    # One end dialled the other's IPv6 link-local address, the other end the
+    # first one's IPv4 address, at the same moment: one interface, one link.
+    old = facts(1, LOW, HIGH, True, kind="multicast", local_host="fe80::1", remote_host="fe80::2")
+    new = facts(2, LOW, HIGH, False, kind="multicast", local_host="::ffff:10.0.0.1", remote_host="10.0.0.2")
+    assert duplicate_to_close(new, [old], LOW) is None  # by addresses alone: two links
+    on_eth0 = duplicate_to_close(replace(new, interface="eth0"), [replace(old, interface="eth0")], LOW)
+    assert on_eth0 is not None and {on_eth0[0].ident, on_eth0[1].ident} == {1, 2}
+    # Two interfaces to the same neighbour are two links, as the reference allows.
+    assert duplicate_to_close(replace(new, interface="wlan0"), [replace(old, interface="eth0")], LOW) is None
+
+
+def test_the_interface_of_our_end_of_a_lan_peering() -> None:
+    lan = LanPeers(PublicKey(LOW), cast(Transports, None), set, Counter())
+    lan.interfaces = ["lo"]
+    assert lan.interface_of("127.0.0.1", 0) == "lo"
+    assert lan.interface_of("::ffff:127.0.0.1", 0) == "lo"
+    assert lan.interface_of("192.0.2.1", 0) is None  # on no allowed interface
+    assert lan.interface_of("fe80::1", socket.if_nametoindex("lo")) == "lo"
+    lan.interfaces = ["eth-none"]
+    assert lan.interface_of("127.0.0.1", 0) is None
