@@ -164,6 +164,8 @@ class Testbed:
             except subprocess.TimeoutExpired:
                 self.emulator.kill()
                 self.emulator.wait()
+        if self.emulator is not None and self.emulator.stdout is not None:
+            self.emulator.stdout.close()
         if self._spaces is not None:
             self._spaces.close()
 

@@ -5,7 +5,6 @@ command an operator runs; then nothing of the run is left behind."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,18 +16,6 @@ from bench.daemons import wait_until
 from bench.report import draw_testbed_plots
 from bench.testbed import netns
 from bench.testbed.report import render_testbed
-
-REQUIRE_ENV = "PINEWOOD_REQUIRE_INTEROP"
-
-
-@pytest.fixture
-def namespaces_or_skip() -> None:
-    try:
-        netns.check_available()
-    except netns.NamespaceError as exc:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"the testbed cannot run: {exc} (and ${REQUIRE_ENV}=1 forbids skipping)")
-        pytest.skip(f"the testbed cannot run: {exc}")
 
 
 @pytest.mark.usefixtures("namespaces_or_skip")
