@@ -30,6 +30,7 @@ from router.links.queues import FairQueue
 from router.links.tcp_socket import (
     SEND_BUFFER_RETUNE_S,
     kernel_queues,
+    path_dead,
     retune_send_buffer,
     tcp_rtt_s,
     tune_peer_socket,
@@ -54,6 +55,9 @@ as the reference does, so a stuck link cannot starve the peers feeding it (nor
 deadlock a cycle of busy links)."""
 WRITE_STALL_TIMEOUT_S = 5.0
 """A peer that takes none of our bytes for this long is closed."""
+PATH_CHECK_S = 0.25
+"""How often a sending peering asks the kernel whether its path still acknowledges."""
+PATH_DEAD_REASON = "the path stopped acknowledging"
 
 
 class PeerLink(asyncio.Protocol):
@@ -95,6 +99,8 @@ class PeerLink(asyncio.Protocol):
         self._flush_scheduled = False
         self._stream_socket: object = None
         self._retune_at = 0.0
+        self._tcp_socket: object = None  # the TCP socket under the carrier, where there is one
+        self._path_check_at = 0.0
         self.send_buffer = 0  # as last set to follow the path (0: not yet, or not ours to set)
         self.writing_paused = False
         self.reading_paused = False  # paused for backpressure
@@ -124,9 +130,11 @@ class PeerLink(asyncio.Protocol):
             if isinstance(transport, CarrierTransport)
             else transport.get_extra_info("socket")
         )
-        if tune_peer_socket(sock, settings.receive_buffer, settings.send_buffer) and settings.send_buffer:
-            self._stream_socket = sock  # its send buffer follows the path while we send
-            self.send_buffer = settings.send_buffer
+        if tune_peer_socket(sock, settings.receive_buffer, settings.send_buffer):
+            self._tcp_socket = sock  # its path is watched while we send
+            if settings.send_buffer:
+                self._stream_socket = sock  # and its send buffer follows the path
+                self.send_buffer = settings.send_buffer
         if self.scheme == "tls":
             from router.links.tls import peer_certificate_key  # noqa: PLC0415  (x509 only for TLS)
 
@@ -298,6 +306,14 @@ class PeerLink(asyncio.Protocol):
             self.frames_out += len(batch)
             self.bytes_out += taken
             transport.write(b"".join(batch))  # may call pause_writing() at once
+        if self._tcp_socket is not None and now >= self._path_check_at:
+            # A link that went silent (out of radio range, a cable pulled) is
+            # found from the kernel's retransmissions within a second or two of
+            # sending into it, not at the keepalive deadline five seconds on.
+            self._path_check_at = now + PATH_CHECK_S
+            if path_dead(self._tcp_socket):
+                self.close(PATH_DEAD_REASON)
+                return
         if self._stream_socket is not None and now >= self._retune_at:
             self._retune_at = now + SEND_BUFFER_RETUNE_S
             size = retune_send_buffer(self._stream_socket, self.node.link_settings.send_buffer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from router.links.tcp_socket import (
     TCP_NOTSENT_LOWAT,
     PathEstimate,
     kernel_queues,
+    path_dead,
     path_estimate,
     retune_send_buffer,
     send_buffer_for,
@@ -129,3 +131,50 @@ def test_tuning_and_queues_are_skipped_where_there_is_no_tcp_socket() -> None:
     closed = socket.socket()
     closed.close()
     assert kernel_queues(closed) is None
+
+
+class Info:
+    """A socket whose ``struct tcp_info`` says what the test puts in it."""
+
+    def __init__(self, retransmits: int, unacked: int, last_ack_ms: int) -> None:
+        self.fields = (retransmits, unacked, last_ack_ms)
+
+    def getsockopt(self, level: int, option: int, size: int) -> bytes:
+        retransmits, unacked, last_ack_ms = self.fields
+        info = bytearray(size)
+        info[2] = retransmits
+        struct.pack_into("=I", info, 24, unacked)
+        struct.pack_into("=I", info, 56, last_ack_ms)
+        return bytes(info)
+
+
+@pytest.mark.skipif(TCP_INFO is None, reason="TCP_INFO is Linux's")
+@pytest.mark.parametrize(
+    ("retransmits", "unacked", "last_ack_ms", "dead"),
+    [
+        (3, 4, 1500, True),  # in flight, three timeouts in a row, nothing back for 1.5 s
+        (9, 1, 60_000, True),
+        (2, 4, 1500, False),  # fewer timeouts: a loss or two on a live path
+        (3, 4, 900, False),  # acknowledged lately
+        (3, 0, 60_000, False),  # nothing in flight: a peer that stopped reading closes its window
+        (0, 0, 0, False),
+    ],
+)
+def test_a_path_is_dead_when_what_is_in_flight_goes_unanswered(
+    retransmits: int, unacked: int, last_ack_ms: int, dead: bool
+) -> None:
+    assert path_dead(Info(retransmits, unacked, last_ack_ms)) is dead
+
+
+@pytest.mark.skipif(TCP_INFO is None, reason="TCP_INFO is Linux's")
+def test_a_live_path_and_a_peer_that_stops_reading_are_not_dead() -> None:
+    with connected_pair() as (client, _):
+        client.setblocking(False)
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            while sent < 64 * 1024 * 1024:  # until the peer's window and our buffer are full
+                sent += client.send(b"x" * 65536)
+        assert sent > 0 and not path_dead(client)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        assert not path_dead(udp)
+    assert not path_dead(None)
