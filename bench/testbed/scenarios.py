@@ -405,9 +405,11 @@ def run_mobility(
             changes.append(
                 {
                     "t": round(time.monotonic() - t0, 2),
+                    "wall": round(time.time(), 3),
                     "links": len(now_links),
                     "made": len(now_links - links),
                     "broken": len(links - now_links),
+                    "broken_pairs": sorted(links - now_links),
                     "connected": len(set(component)) == 1,
                 }
             )
@@ -426,6 +428,7 @@ def run_mobility(
         "mean_links": round(sum(c["links"] for c in changes) / max(1, len(changes)), 1),
         "connected_share": round(sum(c["connected"] for c in changes) / max(1, len(changes)), 3),
         "probes": _probe_summary(probes),
+        "link_changes": changes,
     }
 
 
