@@ -87,9 +87,9 @@ def _exact(bed: Testbed, held: list[Counter[str]]) -> bool:
     )
 
 
-def one_round(workdir: Path, size: int, seed: int, delay_s: float, node_args: Sequence[str] = ()) -> Round:
+def _bed(workdir: Path, size: int, seed: int, delay_s: float, node_args: Sequence[str]) -> Testbed:
     shape = LinkShape(delay_s=delay_s, rate_bps=100e6, queue_s=0.05)
-    bed = Testbed(
+    return Testbed(
         workdir=workdir / f"lan{size}-{seed}",
         kinds=[Kind.PINEWOOD] * size,
         edges=[(a, b) for a in range(size) for b in range(a + 1, size)],
@@ -98,35 +98,38 @@ def one_round(workdir: Path, size: int, seed: int, delay_s: float, node_args: Se
         seed=seed,
         pinewood_args=node_args,
     )
-    with bed:
-        started = bed.start_all()
-        covered_at: float | None = None
-        exact_from: float | None = None
-        duplicate_seen = False
-        while True:
-            held = _peerings(bed, size)
-            now = time.monotonic()
-            duplicate_seen = duplicate_seen or any(max(c.values(), default=0) > 1 for c in held)
-            if covered_at is None and _covered(bed, held):
-                covered_at = now
-            if not _exact(bed, held):
-                exact_from = None
-            elif exact_from is None:
-                exact_from = now
-            if now - started >= (CONVERGE_TIMEOUT_S if covered_at is None else END_S) and (
-                covered_at is None or now - covered_at >= HOLD_S
-            ):
-                break
-            time.sleep(POLL_S)
-        raced = sum(
-            int(bed.api(i, "GET", "/status").get("counters", {}).get(DUPLICATE_CLOSED, 0))
-            for i in range(size)
-        )
-        if exact_from is None:  # for whoever looks into it: what each node held at the end
-            for i in range(size):
-                (bed.workdir / f"n{i}" / "peers.json").write_text(
-                    json.dumps(bed.api(i, "GET", "/peers"), indent=1)
-                )
+
+
+def _observe(bed: Testbed, size: int, seed: int, end_s: float) -> Round:
+    """Launch every node at once and watch their peerings until ``end_s`` after
+    the launch (and at least :data:`HOLD_S` after all have met)."""
+    started = bed.start_all()
+    covered_at: float | None = None
+    exact_from: float | None = None
+    duplicate_seen = False
+    while True:
+        held = _peerings(bed, size)
+        now = time.monotonic()
+        duplicate_seen = duplicate_seen or any(max(c.values(), default=0) > 1 for c in held)
+        if covered_at is None and _covered(bed, held):
+            covered_at = now
+        if not _exact(bed, held):
+            exact_from = None
+        elif exact_from is None:
+            exact_from = now
+        if now - started >= (CONVERGE_TIMEOUT_S if covered_at is None else end_s) and (
+            covered_at is None or now - covered_at >= HOLD_S
+        ):
+            break
+        time.sleep(POLL_S)
+    raced = sum(
+        int(bed.api(i, "GET", "/status").get("counters", {}).get(DUPLICATE_CLOSED, 0)) for i in range(size)
+    )
+    if exact_from is None:  # for whoever looks into it: what each node held at the end
+        for i in range(size):
+            (bed.workdir / f"n{i}" / "peers.json").write_text(
+                json.dumps(bed.api(i, "GET", "/peers"), indent=1)
+            )
     return Round(
         size=size,
         seed=seed,
@@ -135,6 +138,27 @@ def one_round(workdir: Path, size: int, seed: int, delay_s: float, node_args: Se
         duplicate_seen=duplicate_seen,
         raced=raced,
     )
+
+
+def one_round(workdir: Path, size: int, seed: int, delay_s: float, node_args: Sequence[str] = ()) -> Round:
+    """One start of ``size`` nodes on a testbed of its own, with its own keys."""
+    with _bed(workdir, size, seed, delay_s, node_args) as bed:
+        return _observe(bed, size, seed, END_S)
+
+
+def restarted_rounds(
+    workdir: Path, size: int, rounds: int, delay_s: float, end_s: float = HOLD_S + 1.0
+) -> list[Round]:
+    """``rounds`` starts of the same nodes on one testbed: all are killed after
+    each round and launched together again (the same keys, so the same pairs
+    race).  Quicker than a testbed a round, for the test suite."""
+    out = []
+    with _bed(workdir, size, 1, delay_s, ()) as bed:
+        for _ in range(rounds):
+            out.append(_observe(bed, size, 1, end_s))
+            for i in range(size):
+                bed.stop(i)
+    return out
 
 
 def summary(rounds: Sequence[Round]) -> dict[str, Any]:
