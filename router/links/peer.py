@@ -97,7 +97,6 @@ class PeerLink(asyncio.Protocol):
         # Sources feeding this link are paused once this many bytes wait.
         self.pause_bytes = PAUSE_SOURCES_BYTES
         self._flush_scheduled = False
-        self._stream_socket: object = None
         self._retune_at = 0.0
         self._tcp_socket: object = None  # the TCP socket under the carrier, where there is one
         self._path_check_at = 0.0
@@ -131,10 +130,8 @@ class PeerLink(asyncio.Protocol):
             else transport.get_extra_info("socket")
         )
         if tune_peer_socket(sock, settings.receive_buffer, settings.send_buffer):
-            self._tcp_socket = sock  # its path is watched while we send
-            if settings.send_buffer:
-                self._stream_socket = sock  # and its send buffer follows the path
-                self.send_buffer = settings.send_buffer
+            self._tcp_socket = sock  # its path is watched, and its send buffer follows it, while we send
+            self.send_buffer = settings.send_buffer
         if self.scheme == "tls":
             from router.links.tls import peer_certificate_key  # noqa: PLC0415  (x509 only for TLS)
 
@@ -314,9 +311,9 @@ class PeerLink(asyncio.Protocol):
             if path_dead(self._tcp_socket):
                 self.close(PATH_DEAD_REASON)
                 return
-        if self._stream_socket is not None and now >= self._retune_at:
+        if self._tcp_socket is not None and self.send_buffer and now >= self._retune_at:
             self._retune_at = now + SEND_BUFFER_RETUNE_S
-            size = retune_send_buffer(self._stream_socket, self.node.link_settings.send_buffer)
+            size = retune_send_buffer(self._tcp_socket, self.node.link_settings.send_buffer)
             if size is not None:
                 self.send_buffer = size
         if self.waiting_sources and not self.writing_paused:
