@@ -403,7 +403,14 @@ class Node:
         new = self._facts(link, 0)
         if not new.one_peering:
             return None
-        established = [self._facts(other, port) for port, other in self.links.items() if not other.closed]
+        # Only peerings to the same key can be duplicates: the facts of the others
+        # (their interface asked of the kernel, for LAN peerings) are not needed.
+        key = new.key
+        established = [
+            self._facts(other, port)
+            for port, other in self.links.items()
+            if not other.closed and other.handshake is not None and bytes(other.handshake.public_key) == key
+        ]
         pair = duplicate_to_close(new, established, bytes(self.identity.public_key))
         return None if pair is None else (pair[0].ident, pair[1].ident)
 
